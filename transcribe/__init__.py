@@ -1,0 +1,26 @@
+"""amt-transcribe: piano audio in, MIDI out.
+
+    from transcribe import transcribe, load_model
+    model = load_model()                 # the shipped weights, checksum-verified
+    result = transcribe("song.wav", model)
+    result.to_midi().write("song.mid")
+
+Heavy modules (torch, nnAudio) load on first use, so importing this package and
+``amt-transcribe --help`` stay fast.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["transcribe", "load_model", "Transcription", "TranscribeError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("transcribe", "Transcription"):
+        from . import transcriber
+        return getattr(transcriber, name)
+    if name == "load_model":
+        from .weights import load_model
+        return load_model
+    if name == "TranscribeError":
+        from .errors import TranscribeError
+        return TranscribeError
+    raise AttributeError(f"module 'transcribe' has no attribute {name!r}")

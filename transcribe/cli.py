@@ -1,0 +1,212 @@
+"""``amt-transcribe``: a thin click/rich shell over ``transcriber.transcribe``.
+
+Exit codes: 0 every input transcribed; 1 some input failed (or nothing written);
+2 bad usage; 130 interrupted.  Progress and the summary go to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from . import __version__
+from . import constants as C
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+PLOT_NAMES = ("spectrogram", "posteriorgram", "reconstruction", "pianoroll")
+
+
+@dataclass
+class Job:
+    source: Path
+    output: Path
+    status: str = "pending"
+    duration_s: float | None = None
+    notes: int | None = None
+    seconds: float | None = None
+    message: str = ""
+
+
+def _audio_suffixes() -> tuple[str, ...]:
+    from .audio import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS
+    return AUDIO_EXTENSIONS + UNSUPPORTED_EXTENSIONS
+
+
+def plan_jobs(inputs: tuple[Path, ...], output: Path | None, fmt: str) -> list[Job]:
+    """Map each input file (folders searched recursively) to its output path.
+
+    A folder's structure is mirrored under ``output``; a single file's ``output``
+    is the file to write unless it is an existing folder or ends with a separator.
+    """
+    from .errors import TranscribeError
+    suffix = "." + fmt
+    jobs = []
+    many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
+    out_is_dir = output is not None and (many or output.is_dir() or str(output).endswith(("/", "\\")))
+    for source in inputs:
+        if not source.exists():
+            raise TranscribeError(f"{source}: no such file or folder")
+        if source.is_dir():
+            found = sorted(p for p in source.rglob("*") if p.is_file()
+                           and p.suffix.lower() in _audio_suffixes() and not p.name.startswith("."))
+            if not found:
+                raise TranscribeError(f"{source}: no audio files found (looked for "
+                                      "WAV, FLAC, OGG, MP3 in all sub-folders)")
+            base = output if output is not None else source
+            jobs += [Job(p, (base / p.relative_to(source)).with_suffix(suffix)) for p in found]
+        elif out_is_dir:
+            jobs.append(Job(source, (output / source.name).with_suffix(suffix)))
+        elif output is not None:
+            jobs.append(Job(source, output))
+        else:
+            jobs.append(Job(source, source.with_suffix(suffix)))
+    return jobs
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    click.echo(f"amt-transcribe: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output file (one input) or folder (several inputs or a folder). "
+                   "Default: beside each input, with the format's suffix.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default="mid",
+              show_default=True, help="MIDI file, or note events (onset s, offset s, pitch, "
+                                      "velocity) as CSV or JSON.")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+              show_default=True, help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
+@click.option("--onset-threshold", type=click.FloatRange(0, 1), default=C.ONSET_THRESHOLD,
+              show_default=True, help="Onset probability at which a note may start.")
+@click.option("--frame-threshold", type=click.FloatRange(0, 1), default=C.FRAME_THRESHOLD,
+              show_default=True, help="Frame probability above which a note keeps sounding.")
+@click.option("--offset-threshold", type=click.FloatRange(0, 1), default=C.OFFSET_THRESHOLD,
+              show_default=True, help="Offset probability at which a note ends.")
+@click.option("--min-note-ms", type=click.FloatRange(0), default=C.MIN_NOTE_MS,
+              show_default=True, help="Drop notes shorter than this.")
+@click.option("--tempo", "tempo_bpm", type=click.FloatRange(1, 1000, min_open=False), default=120.0,
+              show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
+@click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
+                                           "posteriorgram, reconstructed spectrogram, piano roll.")
+@click.option("--save-posteriorgram", is_flag=True,
+              help="Also write the posteriorgrams as .npz, to re-decode without the network.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--skip-existing", is_flag=True,
+              help="Skip inputs whose output exists (resumes an interrupted batch).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
+@click.version_option(__version__, "--version", prog_name="amt-transcribe")
+def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
+         offset_threshold, min_note_ms, tempo_bpm, plot, save_posteriorgram, overwrite,
+         skip_existing, quiet):
+    """Transcribe piano recordings to MIDI.
+
+    INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
+    or folders, searched recursively.
+
+    \b
+    Examples:
+      amt-transcribe song.wav                 writes song.mid beside it
+      amt-transcribe song.flac -o out/song.mid --plot
+      amt-transcribe recordings/ -o midi/     mirrors the folder, one MIDI per file
+      amt-transcribe recordings/ -o midi/ --skip-existing    resume a batch
+
+    Exit status: 0 when every input was transcribed, 1 when any failed
+    (the others are still written), 2 on bad usage, 130 when interrupted.
+    """
+    from .errors import TranscribeError
+
+    if overwrite and skip_existing:
+        _fail("--overwrite and --skip-existing contradict each other", 2)
+    try:
+        jobs = plan_jobs(tuple(inputs), output, fmt)
+    except TranscribeError as error:
+        _fail(str(error))
+    pending = []
+    for job in jobs:
+        if job.output.exists() and not overwrite:
+            if skip_existing:
+                job.status = "skipped"
+                job.message = "output exists"
+            else:
+                job.status = "failed"
+                job.message = f"{job.output} exists; use --overwrite to replace it or --skip-existing"
+            continue
+        pending.append(job)
+    if len(jobs) == 1 and jobs[0].status == "failed":
+        _fail(jobs[0].message)
+
+    from .progress import Reporter
+    reporter = Reporter(quiet=quiet, total_files=len(pending))
+    try:
+        if pending:
+            from .inference import pick_device
+            from .weights import load_model
+            try:
+                chosen = pick_device(device)
+                loaded = load_model(weights, device=chosen)
+            except TranscribeError as error:
+                _fail(str(error))
+            import torch
+            if chosen.type == "cpu" and torch.cuda.is_available():
+                reporter.note("a CUDA GPU is present but unused (--device cpu)")
+            with reporter:
+                for job in pending:
+                    _run_job(job, loaded, fmt, onset_threshold, frame_threshold,
+                             offset_threshold, min_note_ms, tempo_bpm, plot,
+                             save_posteriorgram, reporter)
+    except KeyboardInterrupt:
+        reporter.stop()
+        click.echo("amt-transcribe: interrupted; finished outputs are complete, "
+                   "no partial file was left (resume with --skip-existing)", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    reporter.summary(jobs)
+    failed = [job for job in jobs if job.status == "failed"]
+    if failed:
+        if len(jobs) == 1:
+            _fail(failed[0].message)
+        for job in failed:
+            click.echo(f"amt-transcribe: failed: {job.source}: {job.message}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_threshold,
+             min_note_ms, tempo_bpm, plot, save_posteriorgram, reporter) -> None:
+    from .errors import TranscribeError
+    from .transcriber import DecodingOptions, transcribe
+
+    options = DecodingOptions(onset_threshold, frame_threshold, offset_threshold, min_note_ms)
+    started = time.perf_counter()
+    reporter.start_file(job.source)
+    try:
+        result = transcribe(job.source, loaded, options=options, keep_spectrograms=plot,
+                            progress=reporter.advance_file)
+        result.save(job.output, fmt, tempo_bpm)
+        if save_posteriorgram:
+            result.save_posteriorgrams(job.output.with_suffix(".npz"))
+        if plot:
+            from .plot import plot_all
+            plot_all(result, job.output.with_suffix(""))
+    except TranscribeError as error:
+        job.status, job.message = "failed", str(error)
+    except (OSError, MemoryError) as error:
+        job.status, job.message = "failed", f"{type(error).__name__}: {error}"
+    else:
+        job.status = "done"
+        job.duration_s, job.notes = result.duration_s, len(result.notes)
+        job.message = "; ".join(result.warnings)
+        for warning in result.warnings:
+            reporter.note(f"{job.source}: {warning}")
+    job.seconds = time.perf_counter() - started
+    reporter.finish_file(job)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Facts of the signal chain shared by every stage (defaults for the model config).
+
+The front end follows Cheuk et al. (ICPR 2020): 16 kHz audio, hop 512 samples
+(31.25 frames/s), 2048-sample Hann windows, 229 Mel bins from 30 Hz to 8 kHz.
+"""
+
+SAMPLE_RATE = 16000
+HOP_LENGTH = 512  # samples
+N_FFT = 2048  # samples
+N_MELS = 229
+MEL_FMIN_HZ = 30.0
+MEL_FMAX_HZ = 8000.0
+# CQT variant of the seed: 176 bins, 2 per semitone, from A0.
+N_CQT_BINS = 176
+CQT_FMIN_HZ = 27.5
+CQT_BINS_PER_OCTAVE = 24
+
+FRAME_RATE_HZ = SAMPLE_RATE / HOP_LENGTH  # 31.25
+
+MIN_MIDI = 21  # A0
+MAX_MIDI = 108  # C8
+N_KEYS = MAX_MIDI - MIN_MIDI + 1  # 88
+
+# Spectrogram floor before the log; log-power is then mapped to about [0, 1]
+# by a fixed affine map so that every chunk of a file is scaled alike.
+LOG_FLOOR = 1e-5
+LOG_SCALE = 20.0
+
+# Decoding defaults, shared by the Python API and the CLI.
+ONSET_THRESHOLD = 0.5
+FRAME_THRESHOLD = 0.5
+OFFSET_THRESHOLD = 0.5
+MIN_NOTE_MS = 30.0
+
+# Streaming: chunk length and context on each side, in frames. Both are
+# multiples of the U-net's total down-sampling (16) so that every chunk sees
+# the same down-sampling grid.
+CHUNK_FRAMES = 640  # 20.48 s
+CONTEXT_FRAMES = 96  # 3.07 s

@@ -1,0 +1,66 @@
+"""Log-frequency spectrogram front end (nnAudio), computed on the model's device.
+
+Frames are taken without centring padding: the caller supplies ``context_samples``
+of real audio (or silence) on each side, so a chunk of a long file yields exactly
+the frames that the whole file would have at those positions.  Frame ``j`` is
+centred on sample ``j * hop_length``, as with ``center=True``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import constants as C
+
+
+class Frontend(nn.Module):
+    """Audio ``(batch, samples)`` at the model rate -> spectrogram ``(batch, frames, bins)``.
+
+    ``kind`` is ``"mel"`` (the seed's 229-bin Slaney Mel) or ``"cqt"`` (nnAudio's
+    ``CQT1992v2``, 176 bins).  Power is mapped as ``(log(power + floor) - log(floor)) / scale``,
+    a fixed affine map (unlike the seed's per-excerpt min-max) so chunked inference
+    scales every chunk alike; silence maps to 0 and a loud piano to about 1.
+    """
+
+    def __init__(self, kind: str = "mel", sample_rate: int = C.SAMPLE_RATE,
+                 hop_length: int = C.HOP_LENGTH, n_bins: int | None = None):
+        super().__init__()
+        from nnAudio import features  # imported lazily: it is slow to import
+
+        self.kind = kind
+        self.sample_rate = sample_rate
+        self.hop_length = hop_length
+        if kind == "mel":
+            self.n_bins = n_bins or C.N_MELS
+            self.spec = features.MelSpectrogram(
+                sr=sample_rate, n_fft=C.N_FFT, win_length=C.N_FFT, n_mels=self.n_bins,
+                hop_length=hop_length, window="hann", center=False, power=2.0,
+                htk=False, fmin=C.MEL_FMIN_HZ, fmax=C.MEL_FMAX_HZ, norm=1,
+                trainable_mel=False, trainable_STFT=False, verbose=False)
+            kernel_width = C.N_FFT
+        elif kind == "cqt":
+            self.n_bins = n_bins or C.N_CQT_BINS
+            self.spec = features.CQT1992v2(
+                sr=sample_rate, hop_length=hop_length, fmin=C.CQT_FMIN_HZ,
+                n_bins=self.n_bins, bins_per_octave=C.CQT_BINS_PER_OCTAVE,
+                center=False, output_format="Magnitude", verbose=False)
+            kernel_width = self.spec.kernel_width
+        else:
+            raise ValueError(f"unknown spectrogram kind {kind!r} (expected 'mel' or 'cqt')")
+        # Half a window of context each side centres frame j on sample j * hop.
+        self.context_samples = kernel_width // 2
+        self._log_floor = math.log(C.LOG_FLOOR)
+
+    def samples_for_frames(self, n_frames: int) -> int:
+        """Number of input samples that yields exactly ``n_frames`` frames."""
+        return (n_frames - 1) * self.hop_length + 2 * self.context_samples + 1
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        power = self.spec(audio)  # (batch, bins, frames)
+        if self.kind == "cqt":
+            power = power ** 2
+        spec = (torch.log(power + C.LOG_FLOOR) - self._log_floor) / C.LOG_SCALE
+        return spec.transpose(1, 2)

@@ -1,0 +1,169 @@
+"""Streaming inference: overlapping chunks of audio through the front end and network.
+
+Chunk ``i`` covers frames ``[i*H - K, (i+1)*H + K)`` (``H`` = chunk frames, ``K`` =
+context frames on each side, silence before the start and after the end); only
+its centre ``H`` frames are kept.  ``H`` and ``K`` are multiples of the U-net's
+down-sampling, so every chunk sees the same down-sampling grid and the output
+does not depend on the chunk size beyond the BiLSTM's fading memory of the
+context.  Several chunks go through the network per forward pass.  Memory is
+bounded by the chunk size, not the length of the file (the posteriorgram itself,
+88 keys x 4 heads in float16, is about 80 MB per hour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from . import constants as C
+from .features import Frontend
+from .model import HEADS, UNetTranscriber
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA, then Apple MPS, then CPU; ``cpu``/``cuda``/``mps`` as asked."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from .errors import TranscribeError
+        raise TranscribeError("--device cuda was asked for but torch sees no CUDA GPU; "
+                              "use --device cpu or auto")
+    return torch.device(device)
+
+
+@dataclass
+class Posteriorgrams:
+    """Network outputs over a whole file, ``(frames, 88)`` float16 per head, in [0, 1]."""
+
+    frame: np.ndarray
+    onset: np.ndarray
+    offset: np.ndarray
+    velocity: np.ndarray
+    spectrogram: np.ndarray | None = None  # (frames, bins) input, if kept
+    reconstruction: np.ndarray | None = None  # (frames, bins), if the model has one and kept
+    frame_rate_hz: float = C.FRAME_RATE_HZ
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frame)
+
+
+@dataclass
+class _Window:
+    start_sample: int  # may be negative: silence before the file
+    length: int
+
+
+class ChunkCutter:
+    """Cuts a stream of audio blocks into the overlapping windows of the chunks."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], frontend: Frontend, chunk_frames: int,
+                 context_frames: int):
+        self.blocks = iter(blocks)
+        self.hop = frontend.hop_length
+        self.chunk_frames = chunk_frames
+        self.context_frames = context_frames
+        self.length = frontend.samples_for_frames(chunk_frames + 2 * context_frames)
+        self.offset = context_frames * self.hop + frontend.context_samples
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0  # file sample index of buffer[0]
+        self.total_samples = 0
+        self.exhausted = False
+
+    def _fill(self, until: int) -> None:
+        while not self.exhausted and self.buffer_start + len(self.buffer) < until:
+            try:
+                block = next(self.blocks)
+            except StopIteration:
+                self.exhausted = True
+                break
+            self.buffer = np.concatenate([self.buffer, block])
+            self.total_samples += len(block)
+
+    def total_frames(self) -> int | None:
+        """Frames of the whole file (centred frames: samples // hop + 1), once known."""
+        return self.total_samples // self.hop + 1 if self.exhausted else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        index = 0
+        while True:
+            start = index * self.chunk_frames * self.hop - self.offset
+            self._fill(start + self.length)
+            if self.exhausted and index * self.chunk_frames >= self.total_frames():
+                return
+            window = np.zeros(self.length, np.float32)
+            lo = max(start, self.buffer_start)
+            hi = min(start + self.length, self.buffer_start + len(self.buffer))
+            if hi > lo:
+                window[lo - start:hi - start] = self.buffer[lo - self.buffer_start:hi - self.buffer_start]
+            yield window
+            index += 1
+            next_start = index * self.chunk_frames * self.hop - self.offset
+            drop = max(0, next_start - self.buffer_start)
+            if drop:
+                self.buffer = self.buffer[drop:]
+                self.buffer_start += drop
+
+
+def _batched(windows: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch = []
+    for window in windows:
+        batch.append(window)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.inference_mode()
+def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray],
+        chunk_frames: int = C.CHUNK_FRAMES, context_frames: int = C.CONTEXT_FRAMES,
+        batch_chunks: int = 4, keep_spectrograms: bool = False,
+        progress: Callable[[int], None] | None = None) -> Posteriorgrams:
+    """Posteriorgrams of a whole stream of mono audio blocks at the model rate.
+
+    ``progress`` is called with the number of frames done after each batch.
+    """
+    multiple = model.config.time_multiple
+    if chunk_frames % multiple or context_frames % multiple:
+        raise ValueError(f"chunk and context frames must be multiples of {multiple}")
+    device = next(model.parameters()).device
+    cutter = ChunkCutter(blocks, frontend, chunk_frames, context_frames)
+    keep = slice(context_frames, context_frames + chunk_frames)
+    names = list(HEADS) + (["spectrogram"] if keep_spectrograms else []) + \
+        (["reconstruction"] if keep_spectrograms and model.config.reconstruction else [])
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    done = 0
+    for batch in _batched(iter(cutter), batch_chunks):
+        audio = torch.from_numpy(np.stack(batch)).to(device)
+        spec = frontend(audio)
+        out = model(spec)
+        for name in HEADS:
+            parts[name].append(torch.sigmoid(out[name][:, keep]).to(torch.float16).cpu()
+                               .reshape(-1, C.N_KEYS).numpy())
+        if keep_spectrograms:
+            parts["spectrogram"].append(spec[:, keep].to(torch.float16).cpu()
+                                        .reshape(-1, spec.shape[-1]).numpy())
+            if "reconstruction" in parts:
+                rec = out["reconstruction"][:, keep]
+                parts["reconstruction"].append(rec.to(torch.float16).cpu()
+                                               .reshape(-1, rec.shape[-1]).numpy())
+        done += len(batch) * chunk_frames
+        if progress is not None:
+            progress(done)
+    total = cutter.total_frames() or 0
+    arrays = {name: (np.concatenate(chunks)[:total] if chunks else
+                     np.zeros((0, C.N_KEYS), np.float16)) for name, chunks in parts.items()}
+    return Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"], arrays["velocity"],
+                          spectrogram=arrays.get("spectrogram"),
+                          reconstruction=arrays.get("reconstruction"),
+                          frame_rate_hz=frontend.sample_rate / frontend.hop_length)

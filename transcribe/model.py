@@ -1,0 +1,189 @@
+"""The U-net transcriber of Cheuk, Luo, Benetos and Herremans (ICPR 2020), with heads.
+
+"The Effect of Spectrogram Reconstruction on Automatic Music Transcription":
+a U-net and a BiLSTM map the spectrogram to an 88-key posteriorgram; a BiLSTM and
+a second U-net reconstruct the spectrogram from that posteriorgram, and the first
+U-net and BiLSTM transcribe again from the reconstruction.  Beside the paper's
+frame head we add onset, offset and velocity heads as in Onsets and Frames
+(Hawthorne et al. 2018), the frame head seeing the (detached) onset and offset
+predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import constants as C
+
+HEADS = ("frame", "onset", "offset", "velocity")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Hyper-parameters of the network; stored as JSON beside the weights."""
+
+    spectrogram: str = "mel"  # "mel" or "cqt"
+    n_bins: int = C.N_MELS
+    unet_channels: tuple[int, ...] = (16, 32, 64, 128)
+    lstm_hidden: int = C.N_MELS  # per direction; the seed uses the number of bins
+    reconstruction: bool = True
+    sample_rate: int = C.SAMPLE_RATE
+    hop_length: int = C.HOP_LENGTH
+
+    @property
+    def time_multiple(self) -> int:
+        """Frames per chunk must be a multiple of this (the U-net's down-sampling)."""
+        return 2 ** len(self.unet_channels)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        values = dict(values)
+        if "unet_channels" in values:
+            values["unet_channels"] = tuple(values["unet_channels"])
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 conv + BatchNorm + LeakyReLU, with a 1x1 residual path."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.01),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels))
+        self.skip = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.body(x) + self.skip(x), 0.01)
+
+
+class UNet(nn.Module):
+    """Spectrogram-shaped map ``(batch, frames, bins)`` -> same shape in (0, 1).
+
+    Encoder blocks each end in a 2x2 stride-2 convolution; the decoder mirrors them
+    with transposed convolutions and skip concatenations.
+    """
+
+    def __init__(self, channels: tuple[int, ...]):
+        super().__init__()
+        self.down_blocks = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        previous = 1
+        for width in channels:
+            self.down_blocks.append(ConvBlock(previous, width))
+            self.downs.append(nn.Conv2d(width, width, 2, stride=2))
+            previous = width
+        self.ups = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for level in reversed(range(len(channels))):
+            width = channels[level]
+            out = channels[level - 1] if level > 0 else channels[0]
+            self.ups.append(nn.ConvTranspose2d(previous, width, 2, stride=2))
+            self.up_blocks.append(ConvBlock(2 * width, out))
+            previous = out
+        self.out = nn.Conv2d(previous, 1, 1)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = spec.unsqueeze(1)
+        skips = []
+        for block, down in zip(self.down_blocks, self.downs):
+            x = block(x)
+            skips.append(x)
+            x = down(x)
+        for up, block in zip(self.ups, self.up_blocks):
+            skip = skips.pop()
+            x = up(x, output_size=skip.shape[-2:])
+            x = block(torch.cat([x, skip], dim=1))
+        return torch.sigmoid(self.out(x)).squeeze(1)
+
+
+class Transcriber(nn.Module):
+    """U-net + BiLSTM -> logits of the four heads, each ``(batch, frames, 88)``."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.unet = UNet(config.unet_channels)
+        self.lstm = nn.LSTM(config.n_bins, config.lstm_hidden, batch_first=True,
+                            bidirectional=True)
+        width = 2 * config.lstm_hidden
+        self.onset = nn.Linear(width, C.N_KEYS)
+        self.offset = nn.Linear(width, C.N_KEYS)
+        self.velocity = nn.Linear(width, C.N_KEYS)
+        self.frame = nn.Linear(width + 2 * C.N_KEYS, C.N_KEYS)
+
+    def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden, _ = self.lstm(self.unet(spec))
+        onset = self.onset(hidden)
+        offset = self.offset(hidden)
+        # As in Onsets and Frames, the frame head is conditioned on the other
+        # heads' beliefs but does not train them.
+        evidence = torch.cat([hidden, torch.sigmoid(onset).detach(),
+                              torch.sigmoid(offset).detach()], dim=-1)
+        return {"frame": self.frame(evidence), "onset": onset, "offset": offset,
+                "velocity": self.velocity(hidden)}
+
+
+class Reconstructor(nn.Module):
+    """Frame posteriorgram ``(batch, frames, 88)`` -> spectrogram ``(batch, frames, bins)``."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.lstm = nn.LSTM(C.N_KEYS, config.n_bins // 2, batch_first=True,
+                            bidirectional=True)
+        self.project = nn.Linear(2 * (config.n_bins // 2), config.n_bins)
+        self.unet = UNet(config.unet_channels)
+
+    def forward(self, posteriorgram: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(posteriorgram)
+        return self.unet(torch.sigmoid(self.project(hidden)))
+
+
+class UNetTranscriber(nn.Module):
+    """The whole network: spectrogram -> head logits (and the reconstruction).
+
+    ``forward`` returns the logits of ``frame``, ``onset``, ``offset`` and
+    ``velocity`` from the final pass (the pass over the reconstruction when the
+    model has one), ``reconstruction`` (the second U-net's spectrogram) and the
+    first pass's logits as ``frame_1`` ... when there is a reconstruction.
+    Any number of frames is accepted; padding to the U-net's multiple is internal.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.transcriber = Transcriber(config)
+        self.reconstructor = Reconstructor(config) if config.reconstruction else None
+
+    def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        n_frames = spec.shape[1]
+        pad = -n_frames % self.config.time_multiple
+        if pad:
+            spec = F.pad(spec, (0, 0, 0, pad))
+        first = self.transcriber(spec)
+        if self.reconstructor is None:
+            out = dict(first)
+        else:
+            reconstruction = self.reconstructor(torch.sigmoid(first["frame"]))
+            out = dict(self.transcriber(reconstruction))
+            out["reconstruction"] = reconstruction
+            out.update({f"{name}_1": value for name, value in first.items()})
+        return {name: value[:, :n_frames] for name, value in out.items()}

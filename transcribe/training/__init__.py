@@ -1,0 +1,4 @@
+"""Training side of amt-transcribe: synthesis, labels, data, the loop, evaluation.
+
+Inference never imports this package.
+"""

@@ -1,0 +1,127 @@
+"""``amt-train``: render the corpus, build the validation set, train, export weights.
+
+    amt-train render ../shared/data/midi/MANIFEST.tsv --hours 12
+    amt-train make-validation ../shared/data/midi/MANIFEST.tsv
+    amt-train fit runs/phase1 --config configs/phase1.json
+    amt-train export runs/phase1/step012000.pt weights/amt-unet.pt
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+DEFAULT_CACHE = Path("cache")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Train amt-transcribe's network on MIDI rendered through SoundFonts."""
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE / "train",
+              show_default=True)
+@click.option("--hours", type=float, default=12.0, show_default=True,
+              help="Render about this much of the training corpora (a larger value extends the cache).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def render(manifest, cache, hours, seed):
+    """Render the training corpora of MANIFEST (never piano-midi.de) into the cache."""
+    import time
+
+    from .corpus import TRAIN_CORPORA, read_manifest, render_corpus, split_by_piece
+    files = [f for f in read_manifest(manifest) if f.corpus in TRAIN_CORPORA]
+    train, _dev = split_by_piece(files, 0.02)
+    started = time.monotonic()
+    out = render_corpus(train, cache, hours, seed, progress=lambda s: click.echo(
+        f"{s / 3600:.2f} h rendered in {time.monotonic() - started:.0f} s", err=True))
+    click.echo(f"{len(out)} files in {cache}")
+
+
+@main.command("make-validation")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_CACHE / "validation",
+              show_default=True)
+@click.option("--count", type=int, default=30, show_default=True)
+@click.option("--seconds", type=float, default=30.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_validation(manifest, out, count, seconds, seed):
+    """Excerpts of piano-midi.de rendered with MuseScore_General plus reverb."""
+    from .corpus import VALIDATION_CORPORA, read_manifest
+    from .validation import make_validation_set
+    files = [f for f in read_manifest(manifest) if f.corpus in VALIDATION_CORPORA]
+    written = make_validation_set(files, out, count, seconds, seed,
+                                  progress=lambda stem: click.echo(stem, err=True))
+    click.echo(f"{len(written)} excerpts in {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON with 'model' (ModelConfig) and 'train' (TrainConfig) sections.")
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=DEFAULT_CACHE / "train", show_default=True)
+@click.option("--validation", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_CACHE / "validation", show_default=True)
+@click.option("--validation-files", type=int, default=10, show_default=True,
+              help="Excerpts scored at each checkpoint.")
+@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from another run's checkpoint (e.g. add reconstruction to a pre-trained transcriber).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
+def fit(run_dir, config_path, cache, validation, validation_files, init_weights, device, threads):
+    """Train into RUN_DIR, resuming from RUN_DIR/last.pt when it exists."""
+    import os
+
+    import torch
+
+    from ..inference import pick_device
+    from ..model import ModelConfig
+    from .train import TrainConfig, train
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    sections = json.loads(config_path.read_text()) if config_path else {}
+    model_config = ModelConfig.from_dict(sections.get("model", {}))
+    train_config = TrainConfig(**sections.get("train", {}))
+    paths = sorted(cache.glob("*.flac"))
+    validate = make_validator(validation, validation_files) if validation.exists() else None
+    train(model_config, train_config, paths, run_dir, str(pick_device(device)),
+          init_weights=init_weights, validate=validate,
+          log=lambda line: click.echo(line, err=True))
+
+
+def make_validator(folder: Path, count: int):
+    """A function scoring a model in training on the first ``count`` validation excerpts."""
+    from ..weights import LoadedModel
+    from .evaluate import evaluate_model, mean_scores, pair_files
+    pairs = pair_files(folder, folder)[:count]
+
+    def validate(model, frontend) -> dict:
+        rows = evaluate_model(LoadedModel(model, frontend, model.config), pairs)
+        means = mean_scores(rows)
+        return {k: round(100 * v, 2) for k, v in means.items() if k.endswith("f1")}
+    return validate
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--card", "card_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON merged into the card (e.g. validation figures).")
+def export(checkpoint, weights, card_path):
+    """Write CHECKPOINT's model as inference weights (state_dict + JSON card with SHA-256)."""
+    import torch
+
+    from ..model import ModelConfig, UNetTranscriber
+    from ..weights import save_weights
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = UNetTranscriber(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    card = {"training_step": state.get("step"), "validation": state.get("scores"),
+            "git_commit": state.get("git_commit")}
+    if card_path:
+        card.update(json.loads(card_path.read_text()))
+    digest = save_weights(model, weights, card)
+    click.echo(f"{weights} sha256 {digest}")

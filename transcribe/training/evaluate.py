@@ -1,0 +1,214 @@
+"""Transcription metrics with mir_eval, as the literature's tables report them, and ``amt-evaluate``.
+
+- frame: precision/recall/F1 of active pitches on the model's frame grid
+  (``mir_eval.multipitch``), from the decoded notes as in Hawthorne et al. 2018;
+- note: onset within 50 ms and same pitch (``offset_ratio=None``);
+- note with offset: also offset within 20 % of the note or 50 ms (mir_eval's default);
+- note with velocity: ``mir_eval.transcription_velocity`` (onset + velocity, no offset).
+Reference notes follow the sustain pedal (CC64), as the training labels do.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as C
+
+METRICS = ("frame", "note", "note_offset", "note_velocity")
+
+
+def _hz(pitches: np.ndarray) -> np.ndarray:
+    return 440.0 * 2.0 ** ((np.asarray(pitches, np.float64) - 69) / 12)
+
+
+def _valid(notes: np.ndarray) -> np.ndarray:
+    notes = np.asarray(notes, np.float64).reshape(-1, 4)
+    return notes[notes[:, 1] > notes[:, 0]]
+
+
+def _frame_lists(notes: np.ndarray, n_frames: int, frame_rate_hz: float):
+    from .labels import notes_to_rolls
+    roll = notes_to_rolls(notes, 0, n_frames, frame_rate_hz)["frame"] > 0
+    times = np.arange(n_frames) / frame_rate_hz
+    freqs = [_hz(np.flatnonzero(row) + C.MIN_MIDI) for row in roll]
+    return times, freqs
+
+
+def f1(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def score(reference: np.ndarray, estimate: np.ndarray,
+          frame_rate_hz: float = C.FRAME_RATE_HZ) -> dict[str, float]:
+    """Precision, recall and F1 of every level for one piece; notes ``(n, 4)``.
+
+    Keys: ``{level}_{precision|recall|f1}`` for level in ``METRICS``.
+    """
+    import mir_eval
+    ref, est = _valid(reference), _valid(estimate)
+    out: dict[str, float] = {}
+    end = max(ref[:, 1].max(initial=0), est[:, 1].max(initial=0))
+    n_frames = int(np.ceil(end * frame_rate_hz)) + 1
+    ref_t, ref_f = _frame_lists(ref, n_frames, frame_rate_hz)
+    est_t, est_f = _frame_lists(est, n_frames, frame_rate_hz)
+    frame = mir_eval.multipitch.evaluate(ref_t, ref_f, est_t, est_f)
+    out["frame_precision"], out["frame_recall"] = frame["Precision"], frame["Recall"]
+    out["frame_f1"] = f1(frame["Precision"], frame["Recall"])
+    args = (ref[:, :2], _hz(ref[:, 2]), est[:, :2], _hz(est[:, 2]))
+    for level, ratio in (("note", None), ("note_offset", 0.2)):
+        if len(ref) and len(est):
+            p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(*args, offset_ratio=ratio)
+        else:
+            p = r = f = 0.0
+        out[f"{level}_precision"], out[f"{level}_recall"], out[f"{level}_f1"] = p, r, f
+    if len(ref) and len(est):
+        p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+            ref[:, :2], _hz(ref[:, 2]), ref[:, 3], est[:, :2], _hz(est[:, 2]), est[:, 3],
+            offset_ratio=None)
+    else:
+        p = r = f = 0.0
+    out["note_velocity_precision"], out["note_velocity_recall"], out["note_velocity_f1"] = p, r, f
+    return {k: float(v) for k, v in out.items()}
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
+    return {k: float(np.mean([row[k] for row in rows])) for k in keys}
+
+
+def reference_notes(midi_path: Path) -> np.ndarray:
+    """Ground-truth notes of a MIDI file, offsets extended by the sustain pedal."""
+    import pretty_midi
+
+    from .synth import piano_notes
+    return piano_notes(pretty_midi.PrettyMIDI(str(midi_path)))
+
+
+def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
+    """(audio, reference MIDI) pairs matched by relative path without suffix."""
+    from ..audio import AUDIO_EXTENSIONS
+    midis = {p.relative_to(midi_dir).with_suffix(""): p for p in midi_dir.rglob("*")
+             if p.suffix.lower() in (".mid", ".midi")}
+    pairs = []
+    for audio in sorted(audio_dir.rglob("*")):
+        if audio.suffix.lower() in AUDIO_EXTENSIONS:
+            key = audio.relative_to(audio_dir).with_suffix("")
+            if key in midis:
+                pairs.append((audio, midis[key]))
+    return pairs
+
+
+def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
+                   progress=None) -> list[dict]:
+    """Transcribe each audio file with ``loaded`` and score it against its MIDI."""
+    from ..transcriber import transcribe
+    rows = []
+    for audio, midi in pairs:
+        started = time.perf_counter()
+        result = transcribe(audio, loaded, options=options)
+        row = {"file": audio.name, "seconds": time.perf_counter() - started,
+               **score(reference_notes(midi), result.notes)}
+        rows.append(row)
+        if progress:
+            progress(row)
+    return rows
+
+
+def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
+                         reference_root: Path) -> list[dict]:
+    """Score MIDI files another transcriber wrote (mirroring the reference tree) against the references."""
+    from ..midi import midi_to_notes
+    import pretty_midi
+    rows = []
+    for audio, midi in pairs:
+        predicted = predictions / midi.relative_to(reference_root)
+        if not predicted.exists():
+            predicted = predicted.with_suffix(".mid")
+        estimate = midi_to_notes(pretty_midi.PrettyMIDI(str(predicted))) if predicted.exists() \
+            else np.zeros((0, 4))
+        rows.append({"file": audio.name, **score(reference_notes(midi), estimate)})
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    from ..midi import write_atomic
+    if not rows:
+        return
+    import io
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_atomic(path, buffer.getvalue().encode())
+
+
+def summary_table(means: dict[str, float], title: str):
+    from rich.table import Table
+    table = Table(title=title, title_justify="left")
+    table.add_column("level")
+    for column in ("precision", "recall", "F1"):
+        table.add_column(column, justify="right")
+    for level in METRICS:
+        table.add_row(level.replace("_", " + "), *(f"{100 * means[f'{level}_{k}']:.1f}"
+                                                   for k in ("precision", "recall", "f1")))
+    return table
+
+
+def main(argv=None):
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--weights", type=click.Path(path_type=Path), help="Weights to evaluate (default: shipped).")
+    @click.option("--predictions", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="Score MIDI files from another transcriber (same relative paths) instead.")
+    @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-file scores CSV.")
+    @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+    @click.option("--onset-threshold", type=float, default=C.ONSET_THRESHOLD, show_default=True)
+    @click.option("--frame-threshold", type=float, default=C.FRAME_THRESHOLD, show_default=True)
+    @click.option("--offset-threshold", type=float, default=C.OFFSET_THRESHOLD, show_default=True)
+    @click.option("--min-note-ms", type=float, default=C.MIN_NOTE_MS, show_default=True)
+    def command(audio_dir, midi_dir, weights, predictions, csv_path, device, onset_threshold,
+                frame_threshold, offset_threshold, min_note_ms):
+        """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
+
+        Files pair by relative path without suffix (a/b.flac with a/b.mid).
+        """
+        from rich.console import Console
+
+        from ..errors import TranscribeError
+        console = Console(stderr=True)
+        pairs = pair_files(audio_dir, midi_dir)
+        if not pairs:
+            console.print(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of "
+                          f"the same name in {midi_dir}")
+            sys.exit(1)
+        if predictions is not None:
+            rows = evaluate_predictions(pairs, predictions, midi_dir)
+            title = f"{predictions} on {len(rows)} files"
+        else:
+            from ..inference import pick_device
+            from ..transcriber import DecodingOptions
+            from ..weights import load_model
+            try:
+                loaded = load_model(weights, pick_device(device))
+            except TranscribeError as error:
+                console.print(f"amt-evaluate: error: {error}")
+                sys.exit(1)
+            options = DecodingOptions(onset_threshold, frame_threshold, offset_threshold,
+                                      min_note_ms)
+            rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
+                f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False))
+            title = f"{loaded.path} on {len(rows)} files"
+        if csv_path:
+            write_csv(rows, csv_path)
+        Console().print(summary_table(mean_scores(rows), title))
+
+    command.main(args=argv, prog_name="amt-evaluate")

@@ -1,0 +1,183 @@
+"""The training loop: losses of the seed plus onset/offset/velocity heads, resumable.
+
+Losses (Cheuk et al. 2020; Hawthorne et al. 2018): binary cross-entropy on the
+frame, onset and offset posteriorgrams, masked squared error of velocity on onset
+frames, and when the model reconstructs, the squared error of the reconstruction
+against the input spectrogram plus the first pass's head losses.  A checkpoint
+(model, optimiser, step, sampler state, config and git commit) is written every
+few minutes; ``train`` resumes from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..features import Frontend
+from ..model import HEADS, ModelConfig, UNetTranscriber
+from .data import SegmentSampler
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 8
+    segment_frames: int = 160  # 5.12 s
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.98  # every lr_decay_steps
+    lr_decay_steps: int = 250
+    grad_clip: float = 3.0
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    log_every: int = 25
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
+                suffix: str = "") -> dict[str, torch.Tensor]:
+    """Per-head losses of one pass; ``suffix`` picks ``frame_1`` ... for the first pass."""
+    losses = {name: F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name])
+              for name in ("frame", "onset", "offset")}
+    onsets = rolls["onset"]
+    velocity = torch.sigmoid(logits["velocity" + suffix])
+    losses["velocity"] = (onsets * (velocity - rolls["velocity"]) ** 2).sum() / onsets.sum().clamp(min=1)
+    return {name + suffix: value for name, value in losses.items()}
+
+
+def compute_losses(model: UNetTranscriber, spec: torch.Tensor,
+                   rolls: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = model(spec)
+    losses = head_losses(out, rolls)
+    if "reconstruction" in out:
+        losses.update(head_losses(out, rolls, suffix="_1"))
+        losses["reconstruction"] = F.mse_loss(out["reconstruction"], spec.clamp(0, 1))
+    return losses
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: list[Path],
+          run_dir: Path, device: str = "cpu", init_weights: Path | None = None,
+          validate: Callable[[UNetTranscriber, Frontend], dict] | None = None,
+          log: Callable[[str], None] = print) -> Path:
+    """Train (or resume) in ``run_dir``; returns the path of the last checkpoint.
+
+    ``init_weights`` starts a new run from another run's model (e.g. the transcriber
+    pre-trained without reconstruction); missing parameters keep their initial values.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "last.pt"
+    torch.manual_seed(train_config.seed)
+    device = torch.device(device)
+    model = UNetTranscriber(model_config).to(device)
+    frontend = Frontend(model_config.spectrogram, model_config.sample_rate,
+                        model_config.hop_length, model_config.n_bins).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+    sampler = SegmentSampler(audio_paths, train_config.segment_frames,
+                             frontend.context_samples, seed=train_config.seed)
+    step, elapsed_s, seen_s = 0, 0.0, 0.0
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed_s, seen_s = state["step"], state["elapsed_s"], state["seen_s"]
+        sampler.rng = np.random.default_rng([train_config.seed, step])
+        log(f"resumed from {checkpoint_path} at step {step}")
+    elif init_weights is not None:
+        state = load_checkpoint(init_weights, device)
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        log(f"initialised from {init_weights}; new parameters: {len(missing)} tensors")
+    (run_dir / "model_config.json").write_text(model_config.to_json())
+    (run_dir / "train_config.json").write_text(
+        json.dumps(dataclasses.asdict(train_config), indent=2) + "\n")
+    log(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"{sampler.hours:.1f} h of rendered audio in {len(audio_paths)} files")
+
+    log_path = run_dir / "log.csv"
+    new_log = not log_path.exists()
+    log_file = open(log_path, "a", newline="")
+    writer = csv.writer(log_file)
+    if new_log:
+        writer.writerow(["step", "elapsed_s", "audio_hours_seen", "lr", "loss", "losses",
+                         "validation"])
+
+    def save() -> None:
+        tmp = checkpoint_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "elapsed_s": elapsed_s, "seen_s": seen_s,
+                    "model_config": dataclasses.asdict(model_config),
+                    "train_config": dataclasses.asdict(train_config),
+                    "git_commit": git_commit()}, tmp)
+        tmp.replace(checkpoint_path)
+
+    segment_s = train_config.segment_frames * model_config.hop_length / model_config.sample_rate
+    last_save = time.monotonic()
+    running: dict[str, float] = {}
+    model.train()
+    while step < train_config.steps:
+        started = time.monotonic()
+        lr = train_config.learning_rate * train_config.lr_decay ** (step / train_config.lr_decay_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        audio, rolls = sampler.sample(train_config.batch_size)
+        audio_t = torch.from_numpy(audio).to(device)
+        rolls_t = {name: torch.from_numpy(roll).to(device) for name, roll in rolls.items()}
+        with torch.no_grad():
+            spec = frontend(audio_t)
+        losses = compute_losses(model, spec, rolls_t)
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        optimizer.step()
+        step += 1
+        seen_s += train_config.batch_size * segment_s
+        elapsed_s += time.monotonic() - started
+        for name, value in losses.items():
+            running[name] = running.get(name, 0.0) + value.item()
+        if step % train_config.log_every == 0:
+            means = {name: total / train_config.log_every for name, total in running.items()}
+            running = {}
+            total = sum(means.values())
+            log(f"step {step} loss {total:.4f} ({', '.join(f'{k} {v:.4f}' for k, v in means.items())}) "
+                f"{elapsed_s / step:.2f} s/step, {seen_s / 3600:.1f} h seen")
+            writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
+                             f"{total:.5f}", json.dumps({k: round(v, 5) for k, v in means.items()}),
+                             ""])
+            log_file.flush()
+        if time.monotonic() - last_save > train_config.checkpoint_minutes * 60 or \
+                step == train_config.steps:
+            save()
+            last_save = time.monotonic()
+            if validate is not None:
+                model.eval()
+                scores = validate(model, frontend)
+                model.train()
+                log(f"validation at step {step}: {scores}")
+                writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
+                                 "", "", json.dumps(scores)])
+                log_file.flush()
+                torch.save({"model": model.state_dict(), "step": step, "scores": scores,
+                            "model_config": dataclasses.asdict(model_config)},
+                           run_dir / f"step{step:06d}.pt")
+            last_save = time.monotonic()
+    log_file.close()
+    return checkpoint_path

@@ -1,0 +1,130 @@
+"""The library call behind the CLI: ``transcribe(audio, model) -> Transcription``.
+
+audio.stream -> inference.run (features + network, chunked) -> decode.frames_to_notes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from . import constants as C
+from . import audio as audio_io
+from .decode import frames_to_notes
+from .errors import TranscribeError
+from .inference import Posteriorgrams, pick_device, run
+from .midi import notes_to_midi, write_atomic, write_notes
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Thresholds of note decoding; one source of defaults for the API and the CLI."""
+
+    onset_threshold: float = C.ONSET_THRESHOLD
+    frame_threshold: float = C.FRAME_THRESHOLD
+    offset_threshold: float | None = C.OFFSET_THRESHOLD
+    min_note_ms: float = C.MIN_NOTE_MS
+
+
+@dataclass
+class Transcription:
+    """Notes and posteriorgrams of one recording.
+
+    ``notes`` is ``(n, 4)``: onset s, offset s, MIDI pitch, velocity.
+    """
+
+    notes: np.ndarray
+    posteriorgrams: Posteriorgrams
+    duration_s: float
+    options: DecodingOptions = field(default_factory=DecodingOptions)
+    source: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def posteriorgram(self) -> np.ndarray:
+        """The frame posteriorgram ``(frames, 88)``."""
+        return self.posteriorgrams.frame
+
+    @property
+    def metadata(self) -> dict:
+        return {"software": f"amt-transcribe {__version__}",
+                **{k: v for k, v in dataclasses.asdict(self.options).items()}}
+
+    def to_midi(self, tempo_bpm: float = 120.0):
+        """A ``pretty_midi.PrettyMIDI`` of the notes (times in seconds at any tempo)."""
+        import json
+        return notes_to_midi(self.notes, tempo_bpm, json.dumps(self.metadata, sort_keys=True))
+
+    def save(self, path: str | Path, fmt: str | None = None, tempo_bpm: float = 120.0) -> None:
+        """Write the notes as MIDI, CSV or JSON (from the suffix unless ``fmt``), atomically."""
+        path = Path(path)
+        fmt = fmt or {".csv": "csv", ".json": "json"}.get(path.suffix.lower(), "mid")
+        write_notes(self.notes, path, fmt, tempo_bpm, self.metadata)
+
+    def save_posteriorgrams(self, path: str | Path) -> None:
+        """Write the posteriorgrams to ``.npz`` so they can be re-decoded later."""
+        import io
+        buffer = io.BytesIO()
+        p = self.posteriorgrams
+        np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
+                            velocity=p.velocity, frame_rate_hz=p.frame_rate_hz,
+                            duration_s=self.duration_s)
+        write_atomic(Path(path), buffer.getvalue())
+
+    def redecode(self, **options) -> "Transcription":
+        """The same posteriorgrams decoded with other thresholds (no network run)."""
+        new = dataclasses.replace(self.options, **options)
+        return dataclasses.replace(self, notes=decode(self.posteriorgrams, new), options=new)
+
+
+def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
+    p = posteriorgrams
+    return frames_to_notes(p.frame, p.onset, p.offset, p.velocity,
+                           onset_threshold=options.onset_threshold,
+                           frame_threshold=options.frame_threshold,
+                           offset_threshold=options.offset_threshold,
+                           min_note_ms=options.min_note_ms, frame_rate_hz=p.frame_rate_hz)
+
+
+def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,
+               options: DecodingOptions | None = None, device: str = "auto",
+               chunk_frames: int = C.CHUNK_FRAMES, context_frames: int = C.CONTEXT_FRAMES,
+               batch_chunks: int = 4, keep_spectrograms: bool = False,
+               progress: Callable[[float, float], None] | None = None) -> Transcription:
+    """Transcribe a file path, or an array ``(samples,)``/``(samples, channels)`` with its ``sample_rate``.
+
+    ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls);
+    by default the shipped weights are loaded on ``device``.  ``progress`` is
+    called with (seconds done, seconds in all).  ``keep_spectrograms`` keeps the
+    input and reconstructed spectrograms for plotting.
+    """
+    if model is None:
+        from .weights import load_model
+        model = load_model(device=pick_device(device))
+    options = options or DecodingOptions()
+    stats = audio_io.StreamStats()
+    target = model.config.sample_rate
+    if isinstance(audio, (str, Path)):
+        info = audio_io.probe(audio)
+        total_s, source = info.duration_s, str(audio)
+        blocks = audio_io.stream(audio, target, stats=stats)
+    else:
+        if sample_rate is None:
+            raise TranscribeError("an audio array needs its sample_rate")
+        array = np.asarray(audio)
+        total_s, source = len(array) / sample_rate, None
+        blocks = audio_io.stream_array(array, sample_rate, target, stats=stats)
+    frame_s = model.config.hop_length / target
+    report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
+    posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
+                         batch_chunks, keep_spectrograms, report)
+    warnings = []
+    if stats.nonfinite:
+        warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
+    return Transcription(decode(posteriorgrams, options), posteriorgrams,
+                         stats.samples / target, options, source, warnings)
