@@ -140,8 +140,15 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
                 job.message = f"{job.output} exists; use --overwrite to replace it or --skip-existing"
             continue
         pending.append(job)
-    if len(jobs) == 1 and jobs[0].status == "failed":
-        _fail(jobs[0].message)
+    if len(jobs) == 1:
+        if jobs[0].status == "failed":
+            _fail(jobs[0].message)
+        if pending:  # fail fast on an unreadable file, before loading the model
+            from .audio import probe
+            try:
+                probe(jobs[0].source)
+            except TranscribeError as error:
+                _fail(str(error))
 
     from .progress import Reporter
     reporter = Reporter(quiet=quiet, total_files=len(pending))
@@ -167,11 +174,11 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
         click.echo("amt-transcribe: interrupted; finished outputs are complete, "
                    "no partial file was left (resume with --skip-existing)", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    reporter.summary(jobs)
     failed = [job for job in jobs if job.status == "failed"]
+    if len(jobs) == 1 and failed:
+        _fail(failed[0].message)
+    reporter.summary(jobs)
     if failed:
-        if len(jobs) == 1:
-            _fail(failed[0].message)
         for job in failed:
             click.echo(f"amt-transcribe: failed: {job.source}: {job.message}", err=True)
         sys.exit(EXIT_FAILED)

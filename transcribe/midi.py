@@ -20,6 +20,24 @@ from .decode import NOTE_FIELDS
 
 FORMATS = ("mid", "csv", "json")
 ACOUSTIC_GRAND_PIANO = 0
+TICKS_PER_BEAT = 960  # a tick is 0.5 ms at 120 bpm
+SHORTEST_NOTE_S = 1e-3
+
+
+def trim_overlaps(notes: np.ndarray) -> np.ndarray:
+    """End each note no later than the next onset of its key; drop notes left under 1 ms.
+
+    A MIDI file cannot hold one key sounding twice (the first note-off would end
+    both), so overlapping notes of one pitch are trimmed, not emitted.
+    """
+    notes = np.asarray(notes, np.float64).reshape(-1, 4)
+    notes = notes[np.lexsort((notes[:, 1], notes[:, 0], notes[:, 2]))]  # same onset: longest last, kept
+    same_key_next = np.r_[notes[1:, 2] == notes[:-1, 2], False]
+    next_onset = np.r_[notes[1:, 0], np.inf]
+    ends = np.where(same_key_next, np.minimum(notes[:, 1], next_onset), notes[:, 1])
+    notes = np.column_stack([notes[:, 0], ends, notes[:, 2:]])
+    notes = notes[notes[:, 1] - notes[:, 0] >= SHORTEST_NOTE_S]
+    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
 
 
 def notes_to_midi(notes: np.ndarray, tempo_bpm: float = 120.0,
@@ -28,9 +46,9 @@ def notes_to_midi(notes: np.ndarray, tempo_bpm: float = 120.0,
 
     ``metadata`` goes into a text meta event (e.g. the version and thresholds used).
     """
-    midi = pretty_midi.PrettyMIDI(initial_tempo=float(tempo_bpm))
+    midi = pretty_midi.PrettyMIDI(resolution=TICKS_PER_BEAT, initial_tempo=float(tempo_bpm))
     piano = pretty_midi.Instrument(program=ACOUSTIC_GRAND_PIANO, name="Piano")
-    for onset_s, offset_s, pitch, velocity in np.asarray(notes, np.float64).reshape(-1, 4):
+    for onset_s, offset_s, pitch, velocity in trim_overlaps(notes):
         piano.notes.append(pretty_midi.Note(int(velocity), int(pitch), float(onset_s),
                                             float(offset_s)))
     midi.instruments.append(piano)

@@ -120,6 +120,10 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         total_s, source = len(array) / sample_rate, None
         blocks = audio_io.stream_array(array, sample_rate, target, stats=stats)
     frame_s = model.config.hop_length / target
+    # A short recording needs only one chunk of its own length (the output is the same).
+    multiple = model.config.time_multiple
+    needed = int(total_s / frame_s) + 2
+    chunk_frames = min(chunk_frames, -(-needed // multiple) * multiple)
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
     posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
                          batch_chunks, keep_spectrograms, report)

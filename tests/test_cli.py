@@ -1,0 +1,181 @@
+"""The command line, through click's runner and through real subprocesses."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from transcribe import constants as C
+from transcribe.cli import main
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def write_wav(path, seconds=1.0, rate=C.SAMPLE_RATE, channels=1, subtype="PCM_16"):
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((int(seconds * rate), channels)) * 0.05).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype)
+    return path
+
+
+def test_single_file_writes_mid_beside_input_and_refuses_to_overwrite(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "song.wav")
+    result = invoke(wav, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / "song.mid"))
+    assert midi.instruments[0].program == 0
+    before = (tmp_path / "song.mid").read_bytes()
+    again = invoke(wav, "--weights", tiny_weights, "-q")
+    assert again.exit_code == 1
+    assert "exists" in again.output and "--overwrite" in again.output
+    assert (tmp_path / "song.mid").read_bytes() == before
+    assert invoke(wav, "--weights", tiny_weights, "-q", "--overwrite").exit_code == 0
+
+
+def test_output_folders_are_created_and_formats_written(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "a.wav")
+    for fmt in ("csv", "json"):
+        out = tmp_path / "new" / "deeper" / f"a.{fmt}"
+        result = invoke(wav, "-o", out, "--format", fmt, "--weights", tiny_weights, "-q")
+        assert result.exit_code == 0, result.output
+        assert out.read_text().strip()
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path, tiny_weights):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")  # a file where a folder should be: unwritable even for root
+        out = blocker / "a.mid"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = locked / "a.mid"
+    result = invoke(write_wav(tmp_path / "a.wav"), "-o", out, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "error" in result.output
+
+
+def test_batch_mirrors_folders_reports_bad_files_and_resumes(tmp_path, tiny_weights):
+    src = tmp_path / "recordings"
+    write_wav(src / "a.wav")
+    write_wav(src / "sub" / "b.flac", rate=44100, channels=2)
+    (src / "sub" / "broken.wav").write_text("not audio")
+    (src / "empty.mp3").write_bytes(b"")
+    (src / "cover.jpg").write_bytes(b"\xff\xd8")  # not audio: ignored
+    out = tmp_path / "midi"
+    result = invoke(src, "-o", out, "--weights", tiny_weights)
+    assert result.exit_code == 1
+    assert (out / "a.mid").exists() and (out / "sub" / "b.mid").exists()
+    assert not (out / "sub" / "broken.mid").exists()
+    assert "broken.wav" in result.output and "empty.mp3" in result.output
+    assert "Traceback" not in result.output
+    resumed = invoke(src, "-o", out, "--weights", tiny_weights, "--skip-existing")
+    assert "skipped" in resumed.output
+    assert resumed.exit_code == 1  # the bad files still fail
+
+
+@pytest.mark.parametrize("make", ["silence", "tiny", "eight_channel_96k", "nan"])
+def test_awkward_but_valid_audio_gives_a_valid_midi(tmp_path, tiny_weights, make):
+    path = tmp_path / "x.wav"
+    if make == "silence":
+        sf.write(path, np.zeros(C.SAMPLE_RATE * 2, np.float32), C.SAMPLE_RATE)
+    elif make == "tiny":
+        write_wav(path, seconds=0.1)
+    elif make == "eight_channel_96k":
+        write_wav(path, seconds=1.0, rate=96000, channels=8)
+    else:
+        data = np.zeros(C.SAMPLE_RATE, np.float32)
+        data[10], data[20] = np.nan, np.inf
+        sf.write(path, data, C.SAMPLE_RATE, subtype="FLOAT")
+    result = invoke(path, "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    pretty_midi.PrettyMIDI(str(tmp_path / "x.mid"))
+    if make == "nan":
+        assert "NaN/Inf" in result.output
+
+
+@pytest.mark.parametrize("setup,message", [
+    ("missing", "no such file"),
+    ("empty_dir", "no audio files"),
+    ("zero_bytes", "empty"),
+    ("text", "not a readable audio file"),
+])
+def test_bad_input_is_one_line_and_non_zero(tmp_path, tiny_weights, setup, message):
+    path = tmp_path / "in.wav"
+    if setup == "empty_dir":
+        path = tmp_path / "folder"
+        path.mkdir()
+        (path / "notes.txt").write_text("hello")
+    elif setup == "zero_bytes":
+        path.write_bytes(b"")
+    elif setup == "text":
+        path.write_text("hello\n" * 100)
+    result = invoke(path, "--weights", tiny_weights)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert result.output.strip().count("\n") == 0, result.output
+
+
+def test_missing_default_weights_say_so(tmp_path, monkeypatch):
+    import transcribe.weights as weights
+    monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "none.pt")
+    result = invoke(write_wav(tmp_path / "a.wav"))
+    assert result.exit_code == 1
+    assert "no trained weights are installed" in result.output
+
+
+def test_plot_writes_the_four_figures(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "a.wav", seconds=3)
+    result = invoke(wav, "--plot", "--save-posteriorgram", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    for name in ("spectrogram", "posteriorgram", "reconstruction", "pianoroll"):
+        png = tmp_path / f"a.{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = np.load(tmp_path / "a.npz")
+    assert saved["frame"].shape == (3 * C.SAMPLE_RATE // C.HOP_LENGTH + 1, C.N_KEYS)
+
+
+def run_module(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "transcribe", *map(str, args)],
+                          capture_output=True, text=True, **kwargs)
+
+
+def test_subprocess_help_version_and_error_without_traceback(tmp_path):
+    assert "Transcribe piano recordings" in run_module("--help").stdout
+    assert run_module("--version").stdout.startswith("amt-transcribe, version")
+    missing = run_module(tmp_path / "nope.wav")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"amt-transcribe: error: {tmp_path / 'nope.wav'}: no such file or folder"
+
+
+def test_ctrl_c_in_a_batch_leaves_no_partial_file(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    for i in range(6):
+        write_wav(src / f"{i}.wav", seconds=40)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", str(src), "-o", str(out),
+                                "--weights", str(tiny_weights), "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "0.mid").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    written = sorted(out.iterdir())
+    assert written and len(written) < 6
+    for path in written:
+        assert path.suffix == ".mid"
+        pretty_midi.PrettyMIDI(str(path))

@@ -1,0 +1,87 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from transcribe import constants as C
+from transcribe.decode import frames_to_notes
+
+FPS = C.FRAME_RATE_HZ
+
+
+def empty(frames=100):
+    return [np.zeros((frames, C.N_KEYS), np.float32) for _ in range(4)]
+
+
+def test_a_note_spans_onset_to_the_end_of_its_frames():
+    frame, onset, offset, velocity = empty()
+    key = 60 - C.MIN_MIDI
+    onset[10, key] = 0.9
+    frame[10:30, key] = 0.8
+    velocity[10, key] = 0.5
+    notes = frames_to_notes(frame, onset, offset, velocity)
+    assert notes.shape == (1, 4)
+    np.testing.assert_allclose(notes[0], [10 / FPS, 30 / FPS, 60, round(0.5 * 127)])
+
+
+def test_repeated_onsets_split_a_held_key_and_never_overlap():
+    frame, onset, offset, velocity = empty()
+    key = 40
+    frame[5:60, key] = 0.9
+    onset[5, key] = onset[25, key] = onset[40, key] = 0.9
+    notes = frames_to_notes(frame, onset, offset, velocity)
+    np.testing.assert_allclose(notes[:, 0] * FPS, [5, 25, 40])
+    np.testing.assert_allclose(notes[:, 1] * FPS, [25, 40, 60])
+
+
+def test_offset_head_ends_a_note_and_can_be_ignored():
+    frame, onset, offset, velocity = empty()
+    frame[5:60, 0] = 0.9
+    onset[5, 0] = 0.9
+    offset[20, 0] = 0.9
+    assert frames_to_notes(frame, onset, offset, velocity)[0, 1] * FPS == 20
+    assert frames_to_notes(frame, onset, offset, velocity, offset_threshold=None)[0, 1] * FPS == 60
+
+
+def test_frames_without_onset_make_no_note_and_short_notes_drop():
+    frame, onset, offset, velocity = empty()
+    frame[5:60, 3] = 0.9  # no onset: not a note
+    onset[70, 4] = 0.9  # one frame (32 ms) long
+    assert len(frames_to_notes(frame, onset, offset, velocity, min_note_ms=0)) == 1
+    assert len(frames_to_notes(frame, onset, offset, velocity, min_note_ms=50)) == 0
+
+
+def test_thresholds_are_respected():
+    frame, onset, offset, velocity = empty()
+    onset[10, 0] = 0.6
+    frame[10:20, 0] = 0.6
+    assert len(frames_to_notes(frame, onset, offset, velocity, onset_threshold=0.5)) == 1
+    assert len(frames_to_notes(frame, onset, offset, velocity, onset_threshold=0.7)) == 0
+    short = frames_to_notes(frame, onset, offset, velocity, frame_threshold=0.7, min_note_ms=0)
+    assert short[0, 1] * FPS == 11  # the note lasts only while its onset is on
+
+
+probabilities = arrays(np.float32, st.tuples(st.integers(1, 60), st.just(C.N_KEYS)),
+                       elements=st.floats(0, 1, width=32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(frame=probabilities, data=st.data(),
+       thresholds=st.tuples(st.floats(0.05, 0.95), st.floats(0.05, 0.95)),
+       min_note_ms=st.floats(0, 200))
+def test_decoded_notes_are_always_valid(frame, data, thresholds, min_note_ms):
+    shape = frame.shape
+    onset = data.draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
+    offset = data.draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
+    velocity = data.draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
+    notes = frames_to_notes(frame, onset, offset, velocity, onset_threshold=thresholds[0],
+                            frame_threshold=thresholds[1], min_note_ms=min_note_ms)
+    assert notes.shape[1] == 4
+    assert (notes[:, 0] < notes[:, 1]).all()
+    assert ((notes[:, 1] - notes[:, 0]) * 1000 >= min_note_ms - 1e-6).all()
+    assert ((notes[:, 2] >= C.MIN_MIDI) & (notes[:, 2] <= C.MAX_MIDI)).all()
+    assert ((notes[:, 3] >= 1) & (notes[:, 3] <= 127)).all()
+    assert (notes[:, 1] <= shape[0] / FPS + 1e-9).all()
+    for pitch in np.unique(notes[:, 2]):
+        same = notes[notes[:, 2] == pitch]
+        assert (same[1:, 0] >= same[:-1, 1] - 1e-9).all(), "a key overlaps itself"

@@ -1,0 +1,42 @@
+import numpy as np
+import torch
+
+from transcribe import constants as C
+from transcribe.features import Frontend
+from conftest import tone
+
+
+def test_frames_centre_on_hop_multiples_so_windows_agree():
+    frontend = Frontend()
+    rng = np.random.default_rng(0)
+    audio = torch.from_numpy(rng.standard_normal(40000).astype(np.float32))
+    whole = frontend(audio[None])[0]
+    assert whole.shape == ((40000 - 2 * frontend.context_samples - 1) // C.HOP_LENGTH + 1, C.N_MELS)
+    # frames 10..30 computed from just the samples they need
+    start = 10 * C.HOP_LENGTH
+    part = frontend(audio[None, start:start + frontend.samples_for_frames(20)])[0]
+    assert part.shape[0] == 20
+    torch.testing.assert_close(part, whole[10:30], atol=1e-5, rtol=1e-5)
+
+
+def test_scaling_is_fixed_silence_zero_loud_about_one():
+    frontend = Frontend()
+    silence = frontend(torch.zeros(1, frontend.samples_for_frames(8)))
+    assert torch.allclose(silence, torch.zeros_like(silence), atol=1e-6)
+    loud = frontend(torch.from_numpy(tone(440, 1.0, C.SAMPLE_RATE, 0.9))[None])
+    assert 0.6 < loud.max() < 1.2
+
+
+def test_top_key_c8_is_resolved_below_the_mel_ceiling():
+    frontend = Frontend()
+    c8_hz = 440 * 2 ** ((C.MAX_MIDI - 69) / 12)
+    c7_hz = c8_hz / 2
+    top = frontend(torch.from_numpy(tone(c8_hz, 0.5, C.SAMPLE_RATE))[None])[0].mean(0).argmax()
+    lower = frontend(torch.from_numpy(tone(c7_hz, 0.5, C.SAMPLE_RATE))[None])[0].mean(0).argmax()
+    assert lower < top < C.N_MELS - 5
+
+
+def test_cqt_variant_has_176_bins():
+    frontend = Frontend("cqt")
+    spec = frontend(torch.zeros(1, frontend.samples_for_frames(4)))
+    assert spec.shape == (1, 4, C.N_CQT_BINS)

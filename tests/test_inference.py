@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from transcribe import constants as C
+from transcribe.errors import TranscribeError
+from transcribe.inference import pick_device, run
+
+
+def blocks(audio, size):
+    for start in range(0, len(audio), size):
+        yield audio[start:start + size]
+
+
+def test_output_does_not_depend_on_chunk_or_block_size(tiny_model):
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(C.SAMPLE_RATE * 30) * 0.1).astype(np.float32)
+    m = tiny_model
+    whole = run(m.model, m.frontend, blocks(audio, len(audio)), chunk_frames=1024,
+                context_frames=96, batch_chunks=1, keep_spectrograms=True)
+    assert whole.frame.shape == (len(audio) // C.HOP_LENGTH + 1, C.N_KEYS)
+    for chunk_frames, block in ((64, 7001), (160, 16000), (640, 50000)):
+        out = run(m.model, m.frontend, blocks(audio, block), chunk_frames=chunk_frames,
+                  context_frames=96, batch_chunks=3, keep_spectrograms=True)
+        for name in ("frame", "onset", "offset", "velocity", "spectrogram", "reconstruction"):
+            np.testing.assert_allclose(getattr(out, name).astype(np.float32),
+                                       getattr(whole, name).astype(np.float32), atol=2e-3)
+
+
+def test_short_and_empty_streams(tiny_model):
+    m = tiny_model
+    short = run(m.model, m.frontend, [np.zeros(1600, np.float32)])
+    assert short.frame.shape == (1600 // C.HOP_LENGTH + 1, C.N_KEYS)
+    empty = run(m.model, m.frontend, [])
+    assert empty.frame.shape == (1, C.N_KEYS)
+
+
+def test_chunk_sizes_must_fit_the_unet_grid(tiny_model):
+    with pytest.raises(ValueError, match="multiples"):
+        run(tiny_model.model, tiny_model.frontend, [np.zeros(100, np.float32)], chunk_frames=100)
+
+
+def test_device_choice():
+    import torch
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(TranscribeError, match="no CUDA"):
+            pick_device("cuda")

@@ -1,0 +1,74 @@
+import io
+import json
+
+import numpy as np
+import pretty_midi
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transcribe.midi import (TICKS_PER_BEAT, midi_to_notes, notes_to_midi, trim_overlaps,
+                             write_atomic, write_notes)
+
+
+def note_lists():
+    # onsets on a 1 ms grid, durations of 10 ms to 20 s
+    note = st.tuples(st.integers(0, 600_000), st.integers(10, 20_000), st.integers(21, 108),
+                     st.integers(1, 127))
+    return st.lists(note, max_size=40).map(lambda rows: np.array(
+        [(a / 1000, (a + d) / 1000, p, v) for a, d, p, v in rows], np.float64).reshape(-1, 4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(notes=note_lists(), tempo=st.floats(30, 240))
+def test_notes_read_back_identical_at_any_tempo(notes, tempo):
+    buffer = io.BytesIO()
+    notes_to_midi(notes, tempo_bpm=tempo).write(buffer)
+    buffer.seek(0)
+    back = midi_to_notes(pretty_midi.PrettyMIDI(buffer))
+    ordered = trim_overlaps(notes)
+    assert back.shape == ordered.shape
+    # Half a tick of rounding (1 ms at 30 bpm) plus the header's tempo rounded to
+    # whole microseconds per beat (a relative error under 1e-5).
+    half_tick = 60 / tempo / TICKS_PER_BEAT / 2
+    np.testing.assert_allclose(back[:, :2], ordered[:, :2], atol=half_tick + 1e-9, rtol=1e-5)
+    np.testing.assert_array_equal(back[:, 2:], ordered[:, 2:])
+
+
+def test_overlapping_notes_of_one_key_are_trimmed():
+    notes = np.array([[0.0, 2.0, 60, 80], [1.0, 3.0, 60, 90], [1.0, 1.5, 60, 70],
+                      [0.5, 4.0, 64, 50]])
+    trimmed = trim_overlaps(notes)
+    np.testing.assert_allclose(trimmed, [[0.0, 1.0, 60, 80], [0.5, 4.0, 64, 50],
+                                         [1.0, 3.0, 60, 90]])
+
+
+def test_tempo_and_metadata_are_in_the_file(tmp_path):
+    notes = np.array([[0.5, 1.0, 60, 80]])
+    path = tmp_path / "a.mid"
+    write_notes(notes, path, "mid", tempo_bpm=90, metadata={"onset_threshold": 0.4})
+    midi = pretty_midi.PrettyMIDI(str(path))
+    assert midi.get_tempo_changes()[1][0] == pytest.approx(90, rel=1e-5)
+    assert midi.instruments[0].program == 0
+    assert "onset_threshold" in midi.text_events[0].text
+
+
+def test_csv_and_json_note_events(tmp_path):
+    notes = np.array([[0.5, 1.25, 60, 80], [0.75, 2.0, 64, 100]])
+    write_notes(notes, tmp_path / "a.csv", "csv")
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == "onset_s,offset_s,pitch,velocity"
+    assert lines[1] == "0.5000,1.2500,60,80"
+    write_notes(notes, tmp_path / "a.json", "json", metadata={"software": "x"})
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["notes"][1] == {"onset_s": 0.75, "offset_s": 2.0, "pitch": 64, "velocity": 100}
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
+    target = tmp_path / "out.mid"
+    target.write_bytes(b"old")
+
+    with pytest.raises(TypeError):
+        write_atomic(target, object())  # fails while writing
+    assert target.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [target]

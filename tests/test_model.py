@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from transcribe import constants as C
+from transcribe.model import HEADS, ModelConfig, UNetTranscriber
+
+
+@pytest.mark.parametrize("reconstruction", [False, True])
+@pytest.mark.parametrize("frames", [1, 37, 64])
+def test_outputs_have_the_input_length_for_any_frame_count(reconstruction, frames):
+    config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=reconstruction)
+    model = UNetTranscriber(config).eval()
+    out = model(torch.rand(2, frames, C.N_MELS))
+    for head in HEADS:
+        assert out[head].shape == (2, frames, C.N_KEYS)
+    assert ("reconstruction" in out) == reconstruction
+    if reconstruction:
+        assert out["reconstruction"].shape == (2, frames, C.N_MELS)
+        assert out["frame_1"].shape == (2, frames, C.N_KEYS)
+        assert 0 <= out["reconstruction"].min() and out["reconstruction"].max() <= 1
+
+
+def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
+    config = ModelConfig(unet_channels=(8, 16, 32, 64), lstm_hidden=64, reconstruction=False)
+    path = tmp_path / "c.json"
+    path.write_text(config.to_json())
+    assert ModelConfig.load(path) == config
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"channels": 3})
+
+
+def test_seed_size_matches_the_paper_parameter_count():
+    # SEED.md: Mel with reconstruction 3.2 M parameters, the transcriber alone 1.7 M
+    # (ours adds three small heads).
+    full = sum(p.numel() for p in UNetTranscriber(ModelConfig()).parameters())
+    alone = sum(p.numel() for p in UNetTranscriber(ModelConfig(reconstruction=False)).parameters())
+    assert 2.5e6 < full < 3.6e6
+    assert 1.5e6 < alone < 2.0e6
