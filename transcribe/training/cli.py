@@ -96,9 +96,11 @@ def make_validator(folder: Path, count: int):
     """A function scoring a model in training on the first ``count`` validation excerpts."""
     from ..weights import LoadedModel
     from .evaluate import evaluate_model, mean_scores, pair_files
-    pairs = pair_files(folder, folder)[:count]
 
     def validate(model, frontend) -> dict:
+        pairs = pair_files(folder, folder)[:count]  # re-read: the set may still be rendering
+        if not pairs:
+            return {}
         rows = evaluate_model(LoadedModel(model, frontend, model.config), pairs)
         means = mean_scores(rows)
         return {k: round(100 * v, 2) for k, v in means.items() if k.endswith("f1")}

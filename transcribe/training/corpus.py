@@ -67,6 +67,7 @@ def split_by_piece(files: list[MidiFile], fraction: float, salt: str = "dev") ->
 
 def cache_key(relative: str, soundfont: Path, program: int) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(Path(relative).with_suffix("")))
+    # Dots stay (existing caches use them); the key always gets a suffix appended.
     return f"{stem}__{soundfont.stem}_p{program}"
 
 

@@ -9,6 +9,7 @@ is written as ``NAME.flac`` beside its ground truth ``NAME.mid``.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,8 @@ def make_validation_set(files: list[MidiFile], out_dir: Path, count: int = 40,
                            dry_level=1.0, width=0.0)
         audio = reverb(audio[None], C.SAMPLE_RATE)[0]
         audio = audio * (0.8 / max(float(np.abs(audio).max()), 1e-6))
-        name = str(Path(item.relative).with_suffix("")).replace("/", "_").replace(" ", "_")
-        stem = out_dir / f"{name}_{int(start):04d}s"
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(item.relative).with_suffix("")))
+        stem = out_dir / f"{name}_{int(start):04d}s"  # no dot: with_suffix must not cut it
         buffer = io.BytesIO()
         clip.write(buffer)
         write_atomic(stem.with_suffix(".mid"), buffer.getvalue())

@@ -1,0 +1,113 @@
+"""Training side: labels follow the pedal, splits keep pieces whole, a step trains and resumes."""
+
+import csv
+import json
+
+import numpy as np
+import pretty_midi
+import soundfile as sf
+import torch
+
+from transcribe import constants as C
+from transcribe.model import ModelConfig
+from transcribe.training import corpus, synth
+from transcribe.training.evaluate import score
+from transcribe.training.labels import notes_to_rolls
+from transcribe.training.train import TrainConfig, train
+
+
+def test_sustain_pedal_extends_notes_and_restrike_ends_them():
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(80, 60, 0.0, 0.5), pretty_midi.Note(80, 60, 1.0, 1.2),
+                    pretty_midi.Note(80, 64, 0.2, 0.4), pretty_midi.Note(80, 67, 3.0, 3.5)]
+    piano.control_changes += [pretty_midi.ControlChange(64, 127, 0.1),
+                              pretty_midi.ControlChange(64, 0, 2.0)]
+    midi.instruments.append(piano)
+    notes = synth.piano_notes(midi)
+    by_pitch = {(n[2], n[0]): n[1] for n in notes}
+    assert by_pitch[(60, 0.0)] == 1.0  # held by the pedal until the key is struck again
+    assert by_pitch[(60, 1.0)] == 2.0  # held until the pedal lifts
+    assert by_pitch[(64, 0.2)] == 2.0
+    assert by_pitch[(67, 3.0)] == 3.5  # after the pedal: as played
+
+
+def test_rolls_mark_onset_frame_offset_and_velocity():
+    notes = np.array([[1.0, 2.0, 60, 127]])
+    rolls = notes_to_rolls(notes, first_frame=20, n_frames=50)
+    key = 60 - C.MIN_MIDI
+    onset = round(1.0 * C.FRAME_RATE_HZ) - 20
+    offset = round(2.0 * C.FRAME_RATE_HZ) - 20
+    assert np.flatnonzero(rolls["onset"][:, key]).tolist() == [onset]
+    assert np.flatnonzero(rolls["offset"][:, key]).tolist() == [offset]
+    assert rolls["frame"][:, key].sum() == offset - onset
+    assert rolls["velocity"][onset, key] == 1.0
+
+
+def test_split_keeps_every_piece_on_one_side(tmp_path):
+    files = [corpus.MidiFile(tmp_path / f"{p}_p{i:02d}.mid", f"vienna4x22/{p}_p{i:02d}.mid",
+                             "vienna4x22", corpus.piece_of(f"vienna4x22/{p}_p{i:02d}.mid"), "CC", 1.0)
+             for p in ("Chopin_a", "Mozart_b", "Schubert_c", "Chopin_d") for i in range(1, 23)]
+    rest, held = corpus.split_by_piece(files, 0.5)
+    assert {f.piece for f in rest}.isdisjoint({f.piece for f in held})
+    assert len(rest) + len(held) == len(files)
+
+
+def test_mir_eval_scores_perfect_and_shifted_transcriptions():
+    ref = np.array([[0.5, 1.0, 60, 80], [1.0, 1.5, 64, 90], [2.0, 3.0, 67, 70]])
+    assert score(ref, ref)["note_f1"] == 1.0
+    late = ref.copy()
+    late[:, :2] += 0.06  # beyond the 50 ms onset tolerance
+    assert score(ref, late)["note_f1"] == 0.0
+    assert score(ref, np.zeros((0, 4)))["note_f1"] == 0.0
+
+
+def test_training_steps_run_checkpoint_and_resume(tmp_path):
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(90, 48 + i, i * 0.3, i * 0.3 + 0.25) for i in range(20)]
+    midi.instruments.append(piano)
+    audio = synth.render(midi, synth.find_soundfont("TimGM6mb.sf2"))
+    sf.write(tmp_path / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
+    np.save(tmp_path / "a.npy", synth.piano_notes(midi).astype(np.float32))
+    model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True)
+    train_config = TrainConfig(steps=3, batch_size=2, segment_frames=32, log_every=1,
+                               checkpoint_minutes=0.0)
+    run = tmp_path / "run"
+    seen = []
+    checkpoint = train(model_config, train_config, [tmp_path / "a.flac"], run, log=seen.append,
+                       validate=lambda model, frontend: {"note_f1": 0.0})
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["step"] == 3 and "git_commit" in state and state["model_config"]["reconstruction"]
+    with open(run / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 + 3  # three loss rows, three validation rows
+    losses = json.loads(rows[0]["losses"])
+    assert json.loads(rows[1]["validation"]) == {"note_f1": 0.0}
+    assert {"frame", "onset", "offset", "velocity", "reconstruction", "frame_1"} <= set(losses)
+    resumed = train(model_config, TrainConfig(**{**train_config.__dict__, "steps": 4}),
+                    [tmp_path / "a.flac"], run, log=seen.append)
+    assert torch.load(resumed, weights_only=False)["step"] == 4
+    assert any("resumed" in line for line in seen)
+
+
+def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):
+    from transcribe.training.evaluate import pair_files
+    from transcribe.training.validation import make_validation_set
+    folder = tmp_path / "piano-midi.de" / "Composer"  # dots in names must survive
+    folder.mkdir(parents=True)
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(80, 50 + i % 30, i * 0.25, i * 0.25 + 0.2) for i in range(100)]
+    midi.instruments.append(piano)
+    midi.write(str(folder / "op.1.mid"))
+    item = corpus.MidiFile(folder / "op.1.mid", "piano-midi.de/Composer/op.1.mid", "piano-midi.de",
+                           "piano-midi.de/Composer/op.1", "research", 25.0)
+    written = make_validation_set([item], tmp_path / "val", count=1, seconds=10)
+    pairs = pair_files(tmp_path / "val", tmp_path / "val")
+    assert len(written) == len(pairs) == 1
+    clip = pretty_midi.PrettyMIDI(str(pairs[0][1]))
+    notes = clip.instruments[0].notes
+    assert 30 <= len(notes) <= 40 and min(n.start for n in notes) >= 0
+    assert max(n.end for n in notes) <= 10.0
+    assert abs(sf.info(str(pairs[0][0])).duration - 10.0) < 3.0
