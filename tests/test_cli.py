@@ -52,6 +52,12 @@ def test_output_folders_are_created_and_formats_written(tmp_path, tiny_weights):
         assert out.read_text().strip()
 
 
+def test_format_follows_the_output_suffix(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "a.wav")
+    assert invoke(wav, "-o", tmp_path / "notes.csv", "--weights", tiny_weights, "-q").exit_code == 0
+    assert (tmp_path / "notes.csv").read_text().startswith("onset_s,offset_s,pitch,velocity")
+
+
 def test_unwritable_output_is_a_one_line_error(tmp_path, tiny_weights):
     if os.geteuid() == 0:
         blocker = tmp_path / "file"

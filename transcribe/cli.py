@@ -77,9 +77,9 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output file (one input) or folder (several inputs or a folder). "
                    "Default: beside each input, with the format's suffix.")
-@click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default="mid",
-              show_default=True, help="MIDI file, or note events (onset s, offset s, pitch, "
-                                      "velocity) as CSV or JSON.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default=None,
+              help="MIDI file, or note events (onset s, offset s, pitch, velocity) as CSV or "
+                   "JSON.  [default: from the -o suffix, else mid]")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
@@ -125,6 +125,9 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
 
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other", 2)
+    if fmt is None:
+        suffix = output.suffix.lower() if output is not None else ""
+        fmt = {".csv": "csv", ".json": "json"}.get(suffix, "mid")
     try:
         jobs = plan_jobs(tuple(inputs), output, fmt)
     except TranscribeError as error:
@@ -203,8 +206,11 @@ def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_thr
             plot_all(result, job.output.with_suffix(""))
     except TranscribeError as error:
         job.status, job.message = "failed", str(error)
-    except (OSError, MemoryError) as error:
+    except OSError as error:
         job.status, job.message = "failed", f"{type(error).__name__}: {error}"
+    except Exception as error:  # a bug: keep the batch going, but say so plainly
+        job.status = "failed"
+        job.message = f"unexpected {type(error).__name__}: {error} (please report this bug)"
     else:
         job.status = "done"
         job.duration_s, job.notes = result.duration_s, len(result.notes)

@@ -1,0 +1,101 @@
+"""Whole-command speed and peak memory of amt-transcribe, and of basic-pitch in the same run.
+
+    python benchmarks/speed.py [--minutes 1 10 60] [--venv /work/bp-venv] [--no-peer]
+
+Piano audio of each length is rendered once (piano-midi.de pieces through fluidsynth,
+cached in cache/bench/), then each command runs under /usr/bin/time -v: wall seconds,
+x real time (audio seconds / wall seconds, start-up included) and peak resident MB.
+Also the wall time of `amt-transcribe --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "cache" / "bench"
+
+
+def bench_audio(minutes: float, manifest: Path) -> Path:
+    """``minutes`` of rendered piano (pieces concatenated), cached as 16-bit FLAC at 44.1 kHz."""
+    path = CACHE / f"piano_{minutes:g}min.flac"
+    if path.exists():
+        return path
+    import pretty_midi
+
+    from transcribe.training import corpus, synth
+    files = [f for f in corpus.read_manifest(manifest) if f.corpus == "piano-midi.de"]
+    soundfont = synth.find_soundfont("FluidR3_GM.sf2")
+    parts, total = [], 0
+    for item in sorted(files, key=lambda f: f.relative):
+        audio = synth.render(pretty_midi.PrettyMIDI(str(item.path)), soundfont, sample_rate=44100)
+        parts.append(audio)
+        total += len(audio)
+        if total >= minutes * 60 * 44100:
+            break
+    audio = np.concatenate(parts)[: int(minutes * 60 * 44100)]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.8 * audio / np.abs(audio).max(), 44100, subtype="PCM_16")
+    return path
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak resident MB) of a command, via GNU time."""
+    started = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"{command[0]} failed:\n{result.stderr[-2000:]}")
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return wall, peak_kb / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
+    parser.add_argument("--venv", type=Path, default=Path("/work/bp-venv"))
+    parser.add_argument("--no-peer", action="store_true", help="skip basic-pitch")
+    parser.add_argument("--manifest", type=Path,
+                        default=ROOT.parent / "shared" / "data" / "midi" / "MANIFEST.tsv")
+    args = parser.parse_args()
+    ours_cmd = [sys.executable, "-m", "transcribe"]
+    help_s = min(timed([*ours_cmd, "--help"])[0] for _ in range(3))
+    print(f"amt-transcribe --help: {help_s:.3f} s (best of 3)")
+    print(f"{'length':>8} {'tool':>16} {'wall s':>8} {'x real time':>12} {'peak MB':>8}")
+    rows = {}
+    for minutes in args.minutes:
+        audio = bench_audio(minutes, args.manifest)
+        seconds = sf.info(str(audio)).duration
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, peak = timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q"])
+            rows[(minutes, "amt-transcribe")] = (wall, peak)
+            print(f"{minutes:>6g} m {'amt-transcribe':>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
+                  flush=True)
+            if not args.no_peer:
+                bp = str(args.venv / "bin" / "basic-pitch")
+                wall_bp, peak_bp = timed([bp, tmp, str(audio)])
+                rows[(minutes, "basic-pitch")] = (wall_bp, peak_bp)
+                print(f"{minutes:>6g} m {'basic-pitch 0.4.0':>16} {wall_bp:8.1f} "
+                      f"{seconds / wall_bp:12.1f} {peak_bp:8.0f}   ours/theirs speed "
+                      f"{wall_bp / wall:.2f}x", flush=True)
+    lengths = sorted(args.minutes)
+    if len(lengths) > 1:
+        short, long = lengths[0], lengths[-1]
+        ours = "amt-transcribe"
+        print(f"peak memory {long:g} min / {short:g} min: "
+              f"{rows[(long, ours)][1] / rows[(short, ours)][1]:.2f}")
+    if 10 in lengths and 60 in lengths:
+        print(f"time 60 min / 10 min: {rows[(60, 'amt-transcribe')][0] / rows[(10, 'amt-transcribe')][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""End to end with the shipped weights: known MIDI -> fluidsynth audio -> transcription -> F1."""
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile as sf
+
+from transcribe import load_model, transcribe
+from transcribe.training import synth
+from transcribe.training.evaluate import score
+
+# Floors well above chance (a random or silent transcriber scores ~0) and below what
+# the shipped weights measured on these same renders (weights/README.md).
+NOTE_F1_FLOOR = 0.5
+EXAMPLE_NOTE_F1_FLOOR = 0.5
+
+
+def written_piece() -> pretty_midi.PrettyMIDI:
+    """Twelve seconds written for this test: a melody, broken chords, a repeated note."""
+    rng = np.random.default_rng(7)
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    t = 0.3
+    for i in range(24):
+        pitch = int(rng.choice([60, 62, 64, 65, 67, 69, 71, 72, 74, 76]))
+        piano.notes.append(pretty_midi.Note(int(rng.integers(60, 110)), pitch, t, t + 0.35))
+        if i % 4 == 0:
+            for k, low in enumerate((36, 43, 48)):
+                piano.notes.append(pretty_midi.Note(60, low + (i // 4) % 5, t + 0.12 * k, t + 1.5))
+        t += 0.45
+    for k in range(4):  # the same key struck four times
+        piano.notes.append(pretty_midi.Note(90, 79, t + 0.3 * k, t + 0.3 * k + 0.25))
+    midi.instruments.append(piano)
+    return midi
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model(device="cpu")
+
+
+@pytest.mark.parametrize("soundfont", ["FluidR3_GM.sf2", "TimGM6mb.sf2"])
+def test_shipped_weights_transcribe_a_rendered_piece(shipped, tmp_path, soundfont):
+    midi = written_piece()
+    audio = synth.render(midi, synth.find_soundfont(soundfont), sample_rate=44100)
+    path = tmp_path / "piece.wav"
+    sf.write(path, audio / np.abs(audio).max() * 0.8, 44100)
+    result = transcribe(path, shipped)
+    scores = score(synth.piano_notes(midi), result.notes)
+    assert scores["note_f1"] >= NOTE_F1_FLOOR, scores
+
+
+def test_shipped_example_transcribes(shipped):
+    from pathlib import Path
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    result = transcribe(examples / "example.flac", shipped)
+    reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(examples / "example.mid")))
+    assert score(reference, result.notes)["note_f1"] >= EXAMPLE_NOTE_F1_FLOOR
