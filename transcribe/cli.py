@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from . import __version__
-from . import constants as C
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 PLOT_NAMES = ("spectrogram", "posteriorgram", "reconstruction", "pianoroll")
@@ -84,14 +83,14 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
               help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
               show_default=True, help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
-@click.option("--onset-threshold", type=click.FloatRange(0, 1), default=C.ONSET_THRESHOLD,
-              show_default=True, help="Onset probability at which a note may start.")
-@click.option("--frame-threshold", type=click.FloatRange(0, 1), default=C.FRAME_THRESHOLD,
-              show_default=True, help="Frame probability above which a note keeps sounding.")
-@click.option("--offset-threshold", type=click.FloatRange(0, 1), default=C.OFFSET_THRESHOLD,
-              show_default=True, help="Offset probability at which a note ends.")
-@click.option("--min-note-ms", type=click.FloatRange(0), default=C.MIN_NOTE_MS,
-              show_default=True, help="Drop notes shorter than this.")
+@click.option("--onset-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Onset probability at which a note may start.  [default: tuned for the weights]")
+@click.option("--frame-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Frame probability above which a note keeps sounding.  [default: tuned for the weights]")
+@click.option("--offset-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Offset probability at which a note ends.  [default: tuned for the weights]")
+@click.option("--min-note-ms", type=click.FloatRange(0), default=None,
+              help="Drop notes shorter than this.  [default: tuned for the weights]")
 @click.option("--tempo", "tempo_bpm", type=click.FloatRange(1, 1000, min_open=False), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
@@ -203,7 +202,7 @@ def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_thr
             result.save_posteriorgrams(job.output.with_suffix(".npz"))
         if plot:
             from .plot import plot_all
-            plot_all(result, job.output.with_suffix(""))
+            plot_all(result, job.output.with_suffix(""), loaded.config.spectrogram)
     except TranscribeError as error:
         job.status, job.message = "failed", str(error)
     except OSError as error:

@@ -12,7 +12,7 @@ bounded by the chunk size, not the length of the file (the posteriorgram itself,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np

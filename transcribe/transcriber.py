@@ -23,12 +23,24 @@ from .midi import notes_to_midi, write_atomic, write_notes
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """Thresholds of note decoding; one source of defaults for the API and the CLI."""
+    """Thresholds of note decoding; one source of defaults for the API and the CLI.
 
-    onset_threshold: float = C.ONSET_THRESHOLD
-    frame_threshold: float = C.FRAME_THRESHOLD
-    offset_threshold: float | None = C.OFFSET_THRESHOLD
-    min_note_ms: float = C.MIN_NOTE_MS
+    A field left ``None`` takes the value tuned for the weights (the ``decoding``
+    section of their card), else the fallback in ``constants``; see ``resolve``.
+    """
+
+    onset_threshold: float | None = None
+    frame_threshold: float | None = None
+    offset_threshold: float | None = None
+    min_note_ms: float | None = None
+
+    def resolve(self, card: dict | None = None) -> "DecodingOptions":
+        """Fill unset fields from ``card['decoding']``, then from the constants."""
+        tuned = (card or {}).get("decoding", {})
+        fallback = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
+                    "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS}
+        return DecodingOptions(**{name: value if (value := getattr(self, name)) is not None
+                                  else tuned.get(name, fallback[name]) for name in fallback})
 
 
 @dataclass
@@ -41,7 +53,7 @@ class Transcription:
     notes: np.ndarray
     posteriorgrams: Posteriorgrams
     duration_s: float
-    options: DecodingOptions = field(default_factory=DecodingOptions)
+    options: DecodingOptions = field(default_factory=lambda: DecodingOptions().resolve())
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -78,7 +90,7 @@ class Transcription:
 
     def redecode(self, **options) -> "Transcription":
         """The same posteriorgrams decoded with other thresholds (no network run)."""
-        new = dataclasses.replace(self.options, **options)
+        new = dataclasses.replace(self.options, **options).resolve()
         return dataclasses.replace(self, notes=decode(self.posteriorgrams, new), options=new)
 
 
@@ -106,7 +118,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     if model is None:
         from .weights import load_model
         model = load_model(device=pick_device(device))
-    options = options or DecodingOptions()
+    options = (options or DecodingOptions()).resolve(model.card)
     stats = audio_io.StreamStats()
     target = model.config.sample_rate
     if isinstance(audio, (str, Path)):

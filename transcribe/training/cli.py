@@ -107,6 +107,29 @@ def make_validator(folder: Path, count: int):
     return validate
 
 
+@main.command("tune-thresholds")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("validation", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--files", type=int, default=10, show_default=True,
+              help="Tune on the first FILES excerpts (the checkpoint-selection subset).")
+def tune_thresholds_command(weights, validation, files):
+    """Grid-search decoding thresholds on validation excerpts; store them in the weights' card."""
+    import dataclasses
+
+    from ..weights import load_model
+    from .evaluate import pair_files, tune_thresholds
+    loaded = load_model(weights)
+    pairs = pair_files(validation, validation)[:files]
+    best, means, _ = tune_thresholds(loaded, pairs)
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["decoding"] = dataclasses.asdict(best)
+    card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
+               f"note+offset F1 {100 * means['note_offset_f1']:.1f} on {len(pairs)} files")
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))

@@ -119,6 +119,27 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
     return rows
 
 
+def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),
+                    frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0)):
+    """Grid-search decoding thresholds for the best mean note F1 (ties: note-with-offset F1).
+
+    The network runs once per file; each combination only re-decodes.  Returns
+    (best ``DecodingOptions``, its mean scores, all ``(options, means)`` tried).
+    """
+    import itertools
+
+    from ..transcriber import DecodingOptions, transcribe
+    runs = [(transcribe(audio, loaded), reference_notes(midi)) for audio, midi in pairs]
+    tried = []
+    for values in itertools.product(onset, frame, offset, min_note_ms):
+        options = DecodingOptions(*values)
+        rows = [score(reference, result.redecode(**options.__dict__).notes)
+                for result, reference in runs]
+        tried.append((options, mean_scores(rows)))
+    best = max(tried, key=lambda item: (item[1]["note_f1"], item[1]["note_offset_f1"]))
+    return best[0], best[1], tried
+
+
 def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
                          reference_root: Path) -> list[dict]:
     """Score MIDI files another transcriber wrote (mirroring the reference tree) against the references."""
@@ -171,10 +192,10 @@ def main(argv=None):
                   help="Score MIDI files from another transcriber (same relative paths) instead.")
     @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-file scores CSV.")
     @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-    @click.option("--onset-threshold", type=float, default=C.ONSET_THRESHOLD, show_default=True)
-    @click.option("--frame-threshold", type=float, default=C.FRAME_THRESHOLD, show_default=True)
-    @click.option("--offset-threshold", type=float, default=C.OFFSET_THRESHOLD, show_default=True)
-    @click.option("--min-note-ms", type=float, default=C.MIN_NOTE_MS, show_default=True)
+    @click.option("--onset-threshold", type=float, default=None, help="default: tuned for the weights")
+    @click.option("--frame-threshold", type=float, default=None, help="default: tuned for the weights")
+    @click.option("--offset-threshold", type=float, default=None, help="default: tuned for the weights")
+    @click.option("--min-note-ms", type=float, default=None, help="default: tuned for the weights")
     def command(audio_dir, midi_dir, weights, predictions, csv_path, device, onset_threshold,
                 frame_threshold, offset_threshold, min_note_ms):
         """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..features import Frontend
-from ..model import HEADS, ModelConfig, UNetTranscriber
+from ..model import ModelConfig, UNetTranscriber
 from .data import SegmentSampler
 
 
