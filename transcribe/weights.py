@@ -29,7 +29,7 @@ def default_weights_path() -> Path:
         return checkout
     try:
         from importlib import resources
-        installed = Path(str(resources.files("transcribe.weights"))) / f"{DEFAULT_NAME}.pt"
+        installed = Path(str(resources.files("transcribe.pretrained"))) / f"{DEFAULT_NAME}.pt"
     except (ModuleNotFoundError, TypeError):
         return checkout
     return installed if installed.exists() else checkout
