@@ -10,7 +10,8 @@ from transcribe.training import synth
 from transcribe.training.evaluate import score
 
 # Floors well above chance (a random or silent transcriber scores ~0) and below what
-# the shipped weights measured on these same renders (weights/README.md).
+# the shipped weights measured on these same renders: 0.71 (FluidR3_GM), 0.63 (TimGM6mb),
+# 0.73 (the example); see weights/README.md.
 NOTE_F1_FLOOR = 0.5
 EXAMPLE_NOTE_F1_FLOOR = 0.5
 
