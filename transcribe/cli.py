@@ -16,7 +16,6 @@ import click
 from . import __version__
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
-PLOT_NAMES = ("spectrogram", "posteriorgram", "reconstruction", "pianoroll")
 
 
 @dataclass
@@ -125,8 +124,8 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other", 2)
     if fmt is None:
-        suffix = output.suffix.lower() if output is not None else ""
-        fmt = {".csv": "csv", ".json": "json"}.get(suffix, "mid")
+        from .midi import format_for
+        fmt = format_for(output)
     try:
         jobs = plan_jobs(tuple(inputs), output, fmt)
     except TranscribeError as error:

@@ -24,6 +24,12 @@ TICKS_PER_BEAT = 960  # a tick is 0.5 ms at 120 bpm
 SHORTEST_NOTE_S = 1e-3
 
 
+def format_for(path: Path | None) -> str:
+    """The note format a path's suffix asks for: ``csv``, ``json``, else ``mid``."""
+    suffix = path.suffix.lower() if path is not None else ""
+    return {".csv": "csv", ".json": "json"}.get(suffix, "mid")
+
+
 def trim_overlaps(notes: np.ndarray) -> np.ndarray:
     """End each note no later than the next onset of its key; drop notes left under 1 ms.
 

@@ -18,7 +18,7 @@ from . import audio as audio_io
 from .decode import frames_to_notes
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
-from .midi import notes_to_midi, write_atomic, write_notes
+from .midi import format_for, notes_to_midi, write_atomic, write_notes
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Transcription:
     def save(self, path: str | Path, fmt: str | None = None, tempo_bpm: float = 120.0) -> None:
         """Write the notes as MIDI, CSV or JSON (from the suffix unless ``fmt``), atomically."""
         path = Path(path)
-        fmt = fmt or {".csv": "csv", ".json": "json"}.get(path.suffix.lower(), "mid")
+        fmt = fmt or format_for(path)
         write_notes(self.notes, path, fmt, tempo_bpm, self.metadata)
 
     def save_posteriorgrams(self, path: str | Path) -> None:
