@@ -5,7 +5,9 @@ frame, onset and offset posteriorgrams, masked squared error of velocity on onse
 frames, and when the model reconstructs, the squared error of the reconstruction
 against the input spectrogram plus the first pass's head losses.  A checkpoint
 (model, optimiser, step, sampler state, config and git commit) is written every
-few minutes; ``train`` resumes from it.
+few minutes; ``train`` resumes from it.  Validation scores, and step checkpoints
+hold, an exponential moving average of the weights (Polyak averaging): it smooths
+the step-to-step noise of small batches at a high learning rate.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..features import Frontend
 from ..model import ModelConfig, UNetTranscriber
@@ -36,6 +39,7 @@ class TrainConfig:
     lr_decay: float = 0.98  # every lr_decay_steps
     lr_decay_steps: int = 250
     grad_clip: float = 3.0
+    ema_decay: float = 0.999  # 0 turns weight averaging off
     seed: int = 0
     checkpoint_minutes: float = 5.0
     log_every: int = 25
@@ -105,6 +109,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         state = load_checkpoint(init_weights, device)
         missing, unexpected = model.load_state_dict(state["model"], strict=False)
         log(f"initialised from {init_weights}; new parameters: {len(missing)} tensors")
+    # The average starts from the weights as loaded (n_averaged 0 copies them).
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay),
+                             use_buffers=True) if train_config.ema_decay > 0 else None
+    if averaged is not None and checkpoint_path.exists() and state.get("averaged"):
+        averaged.load_state_dict(state["averaged"])
+    evaluated = averaged.module if averaged is not None else model
     (run_dir / "model_config.json").write_text(model_config.to_json())
     (run_dir / "train_config.json").write_text(
         json.dumps(dataclasses.asdict(train_config), indent=2) + "\n")
@@ -122,6 +132,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     def save() -> None:
         tmp = checkpoint_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "averaged": averaged.state_dict() if averaged is not None else None,
                     "step": step, "elapsed_s": elapsed_s, "seen_s": seen_s,
                     "model_config": dataclasses.asdict(model_config),
                     "train_config": dataclasses.asdict(train_config),
@@ -148,6 +159,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         seen_s += train_config.batch_size * segment_s
         elapsed_s += time.monotonic() - started
@@ -168,15 +181,17 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
             save()
             last_save = time.monotonic()
             if validate is not None:
-                model.eval()
-                scores = validate(model, frontend)
+                evaluated.eval()
+                scores = validate(evaluated, frontend)
                 model.train()
                 log(f"validation at step {step}: {scores}")
                 writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
                                  "", "", json.dumps(scores)])
                 log_file.flush()
-                torch.save({"model": model.state_dict(), "step": step, "scores": scores,
-                            "model_config": dataclasses.asdict(model_config)},
+                torch.save({"model": evaluated.state_dict(), "step": step, "scores": scores,
+                            "averaged": averaged is not None,
+                            "model_config": dataclasses.asdict(model_config),
+                            "git_commit": git_commit()},
                            run_dir / f"step{step:06d}.pt")
             last_save = time.monotonic()
     log_file.close()
