@@ -40,3 +40,21 @@ def test_cqt_variant_has_176_bins():
     frontend = Frontend("cqt")
     spec = frontend(torch.zeros(1, frontend.samples_for_frames(4)))
     assert spec.shape == (1, 4, C.N_CQT_BINS)
+
+
+def test_mel_equals_nnaudios_mel_spectrogram():
+    # The weights were trained on nnAudio's conv-STFT MelSpectrogram; the FFT path
+    # must give the same spectrogram.
+    from nnAudio import features
+
+    frontend = Frontend()
+    reference = features.MelSpectrogram(
+        sr=C.SAMPLE_RATE, n_fft=C.N_FFT, n_mels=C.N_MELS, hop_length=C.HOP_LENGTH,
+        center=False, fmin=C.MEL_FMIN_HZ, fmax=C.MEL_FMAX_HZ, norm=1, htk=False,
+        verbose=False)
+    rng = np.random.default_rng(1)
+    audio = torch.from_numpy(0.3 * rng.standard_normal((2, 30000)).astype(np.float32))
+    audio[1] += torch.from_numpy(tone(1000, 30000 / C.SAMPLE_RATE, C.SAMPLE_RATE))
+    power = reference(audio)
+    expected = ((torch.log(power + C.LOG_FLOOR) - np.log(C.LOG_FLOOR)) / C.LOG_SCALE).transpose(1, 2)
+    torch.testing.assert_close(frontend(audio), expected, atol=1e-5, rtol=1e-4)

@@ -1,14 +1,15 @@
 import io
 import json
 
+import mido
 import numpy as np
 import pretty_midi
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transcribe.midi import (TICKS_PER_BEAT, midi_to_notes, notes_to_midi, trim_overlaps,
-                             write_atomic, write_notes)
+from transcribe.midi import (TICKS_PER_BEAT, midi_to_notes, notes_to_midi, notes_to_smf,
+                             trim_overlaps, write_atomic, write_notes)
 
 
 def note_lists():
@@ -41,6 +42,20 @@ def test_overlapping_notes_of_one_key_are_trimmed():
     trimmed = trim_overlaps(notes)
     np.testing.assert_allclose(trimmed, [[0.0, 1.0, 60, 80], [0.5, 4.0, 64, 50],
                                          [1.0, 3.0, 60, 90]])
+
+
+def test_a_key_struck_again_as_it_ends_is_released_first():
+    # At the shared tick the note-off must come before the note-on: a plain
+    # reader pairs each note-off with the key's sounding note and would otherwise
+    # end the new note at once.
+    notes = np.array([[0.0, 1.0, 60, 80], [1.0, 2.0, 60, 90], [1.0, 1.5, 67, 70]])
+    midi = mido.MidiFile(file=io.BytesIO(notes_to_smf(notes)))
+    events = [(msg.type, msg.note) for msg in midi.tracks[1] if msg.type.startswith("note")]
+    assert events == [("note_on", 60), ("note_off", 60), ("note_on", 60), ("note_on", 67),
+                      ("note_off", 67), ("note_off", 60)]
+    back = midi_to_notes(notes_to_midi(notes))
+    np.testing.assert_allclose(back, [[0.0, 1.0, 60, 80], [1.0, 2.0, 60, 90],
+                                      [1.0, 1.5, 67, 70]])
 
 
 def test_tempo_and_metadata_are_in_the_file(tmp_path):

@@ -100,10 +100,13 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 @click.option("--skip-existing", is_flag=True,
               help="Skip inputs whose output exists (resumes an interrupted batch).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
+@click.option("--profile", is_flag=True,
+              help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
+                   "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
 def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
          offset_threshold, min_note_ms, tempo_bpm, plot, save_posteriorgram, overwrite,
-         skip_existing, quiet):
+         skip_existing, quiet, profile):
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
@@ -120,7 +123,10 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
     (the others are still written), 2 on bad usage, 130 when interrupted.
     """
     from .errors import TranscribeError
+    from .timing import StageTimes
 
+    times = StageTimes()
+    started = time.perf_counter()
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other", 2)
     if fmt is None:
@@ -165,11 +171,14 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
             import torch
             if chosen.type == "cpu" and torch.cuda.is_available():
                 reporter.note("a CUDA GPU is present but unused (--device cpu)")
+            if chosen.type == "cuda":
+                times.synchronize = torch.cuda.synchronize
+            times.add("start-up (imports, weights)", time.perf_counter() - started)
             with reporter:
                 for job in pending:
                     _run_job(job, loaded, fmt, onset_threshold, frame_threshold,
                              offset_threshold, min_note_ms, tempo_bpm, plot,
-                             save_posteriorgram, reporter)
+                             save_posteriorgram, reporter, times)
     except KeyboardInterrupt:
         reporter.stop()
         click.echo("amt-transcribe: interrupted; finished outputs are complete, "
@@ -179,6 +188,8 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
     if len(jobs) == 1 and failed:
         _fail(failed[0].message)
     reporter.summary(jobs)
+    if profile:
+        reporter.profile(times, sum(job.duration_s or 0.0 for job in jobs))
     if failed:
         for job in failed:
             click.echo(f"amt-transcribe: failed: {job.source}: {job.message}", err=True)
@@ -186,7 +197,7 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
 
 
 def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_threshold,
-             min_note_ms, tempo_bpm, plot, save_posteriorgram, reporter) -> None:
+             min_note_ms, tempo_bpm, plot, save_posteriorgram, reporter, times) -> None:
     from .errors import TranscribeError
     from .transcriber import DecodingOptions, transcribe
 
@@ -195,13 +206,15 @@ def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_thr
     reporter.start_file(job.source)
     try:
         result = transcribe(job.source, loaded, options=options, keep_spectrograms=plot,
-                            progress=reporter.advance_file)
-        result.save(job.output, fmt, tempo_bpm)
-        if save_posteriorgram:
-            result.save_posteriorgrams(job.output.with_suffix(".npz"))
+                            progress=reporter.advance_file, times=times)
+        with times.measure("output files"):
+            result.save(job.output, fmt, tempo_bpm)
+            if save_posteriorgram:
+                result.save_posteriorgrams(job.output.with_suffix(".npz"))
         if plot:
             from .plot import plot_all
-            plot_all(result, job.output.with_suffix(""), loaded.config.spectrogram)
+            with times.measure("plots"):
+                plot_all(result, job.output.with_suffix(""), loaded.config.spectrogram)
     except TranscribeError as error:
         job.status, job.message = "failed", str(error)
     except OSError as error:

@@ -37,3 +37,6 @@ MIN_NOTE_MS = 30.0
 # the same down-sampling grid.
 CHUNK_FRAMES = 640  # 20.48 s
 CONTEXT_FRAMES = 96  # 3.07 s
+# Chunks per forward pass: on CPU more only costs memory (no speed); a GPU wants many.
+BATCH_CHUNKS_CPU = 1
+BATCH_CHUNKS_GPU = 16

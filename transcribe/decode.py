@@ -44,8 +44,9 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     lasts at least ``min_note_ms`` and no two notes of one key overlap.  With
     ``offset_threshold=None`` (or no offset posteriorgram) the offset head is ignored.
     """
-    frame = np.asarray(frame, np.float32)
-    onset = np.asarray(onset, np.float32)
+    # Columns are converted to float32 one key at a time: a long file's float16
+    # posteriorgrams are not copied whole.
+    frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
     n_frames = len(frame)
@@ -53,14 +54,14 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     use_offset = offset is not None and offset_threshold is not None
     rows = []
     for key in range(frame.shape[1]):
-        onset_on = onset[:, key] > onset_threshold
+        onset_on = onset[:, key].astype(np.float32) > onset_threshold
         starts = _rising_edges(onset_on)
         if len(starts) == 0:
             continue
-        sounding = (frame[:, key] > frame_threshold) | onset_on
+        sounding = (frame[:, key].astype(np.float32) > frame_threshold) | onset_on
         stop = ~sounding
         if use_offset:
-            stop |= (np.asarray(offset[:, key]) > offset_threshold) & ~onset_on
+            stop |= (np.asarray(offset[:, key], np.float32) > offset_threshold) & ~onset_on
         stops = np.flatnonzero(stop)
         ends = _next_index(stops, starts, n_frames)
         # A re-struck key ends the previous note.

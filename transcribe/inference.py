@@ -6,8 +6,8 @@ its centre ``H`` frames are kept.  ``H`` and ``K`` are multiples of the U-net's
 down-sampling, so every chunk sees the same down-sampling grid and the output
 does not depend on the chunk size beyond the BiLSTM's fading memory of the
 context.  Several chunks go through the network per forward pass.  Memory is
-bounded by the chunk size, not the length of the file (the posteriorgram itself,
-88 keys x 4 heads in float16, is about 80 MB per hour).
+bounded by the chunk size, not the length of the file, apart from the
+posteriorgram itself (88 keys x 4 heads in float16: about 80 MB per hour).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from . import constants as C
 from .features import Frontend
 from .model import HEADS, UNetTranscriber
+from .timing import StageTimes
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -124,45 +125,75 @@ def _batched(windows: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarr
         yield batch
 
 
+class _Rows:
+    """A ``(frames, width)`` array filled chunk by chunk, allocated once when the
+    length is known in advance (doubling otherwise), so that a long file's
+    posteriorgram is never held twice as chunks and as their concatenation."""
+
+    def __init__(self, width: int, capacity: int):
+        self.data = np.empty((max(capacity, 1), width), np.float16)
+        self.length = 0
+
+    def append(self, rows: torch.Tensor) -> None:
+        end = self.length + len(rows)
+        if end > len(self.data):
+            grown = np.empty((max(end, 2 * len(self.data)), self.data.shape[1]), np.float16)
+            grown[:self.length] = self.data[:self.length]
+            self.data = grown
+        self.data[self.length:end] = rows.to(torch.float16).cpu().numpy()
+        self.length = end
+
+    def result(self, n_frames: int) -> np.ndarray:
+        return self.data[:min(n_frames, self.length)]
+
+
 @torch.inference_mode()
 def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray],
         chunk_frames: int = C.CHUNK_FRAMES, context_frames: int = C.CONTEXT_FRAMES,
-        batch_chunks: int = 4, keep_spectrograms: bool = False,
-        progress: Callable[[int], None] | None = None) -> Posteriorgrams:
+        batch_chunks: int | None = None, keep_spectrograms: bool = False,
+        progress: Callable[[int], None] | None = None, expected_frames: int | None = None,
+        times: StageTimes | None = None) -> Posteriorgrams:
     """Posteriorgrams of a whole stream of mono audio blocks at the model rate.
 
+    ``batch_chunks`` chunks go through the network at once (default: by device).
     ``progress`` is called with the number of frames done after each batch.
+    ``expected_frames`` (when the length is known) sizes the output once.
+    ``times`` collects seconds spent reading audio, in the spectrogram and in the
+    network.
     """
     multiple = model.config.time_multiple
     if chunk_frames % multiple or context_frames % multiple:
         raise ValueError(f"chunk and context frames must be multiples of {multiple}")
+    times = times or StageTimes()
     device = next(model.parameters()).device
-    cutter = ChunkCutter(blocks, frontend, chunk_frames, context_frames)
+    if batch_chunks is None:
+        batch_chunks = C.BATCH_CHUNKS_CPU if device.type == "cpu" else C.BATCH_CHUNKS_GPU
+    cutter = ChunkCutter(times.iterate(blocks, "audio"), frontend, chunk_frames, context_frames)
     keep = slice(context_frames, context_frames + chunk_frames)
-    names = list(HEADS) + (["spectrogram"] if keep_spectrograms else []) + \
-        (["reconstruction"] if keep_spectrograms and model.config.reconstruction else [])
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    capacity = (expected_frames or 0) + chunk_frames
+    outputs = {name: _Rows(C.N_KEYS, capacity) for name in HEADS}
+    if keep_spectrograms:
+        outputs["spectrogram"] = _Rows(frontend.n_bins, capacity)
+        if model.config.reconstruction:
+            outputs["reconstruction"] = _Rows(frontend.n_bins, capacity)
     done = 0
     for batch in _batched(iter(cutter), batch_chunks):
-        audio = torch.from_numpy(np.stack(batch)).to(device)
-        spec = frontend(audio)
-        out = model(spec)
-        for name in HEADS:
-            parts[name].append(torch.sigmoid(out[name][:, keep]).to(torch.float16).cpu()
-                               .reshape(-1, C.N_KEYS).numpy())
-        if keep_spectrograms:
-            parts["spectrogram"].append(spec[:, keep].to(torch.float16).cpu()
-                                        .reshape(-1, spec.shape[-1]).numpy())
-            if "reconstruction" in parts:
-                rec = out["reconstruction"][:, keep]
-                parts["reconstruction"].append(rec.to(torch.float16).cpu()
-                                               .reshape(-1, rec.shape[-1]).numpy())
+        with times.measure("spectrogram"):
+            spec = frontend(torch.from_numpy(np.stack(batch)).to(device))
+        with times.measure("network"):
+            out = model(spec)
+            for name in HEADS:
+                outputs[name].append(torch.sigmoid(out[name][:, keep]).reshape(-1, C.N_KEYS))
+            if keep_spectrograms:
+                outputs["spectrogram"].append(spec[:, keep].reshape(-1, spec.shape[-1]))
+                if "reconstruction" in outputs:
+                    rec = out["reconstruction"][:, keep]
+                    outputs["reconstruction"].append(rec.reshape(-1, rec.shape[-1]))
         done += len(batch) * chunk_frames
         if progress is not None:
             progress(done)
     total = cutter.total_frames() or 0
-    arrays = {name: (np.concatenate(chunks)[:total] if chunks else
-                     np.zeros((0, C.N_KEYS), np.float16)) for name, chunks in parts.items()}
+    arrays = {name: rows.result(total) for name, rows in outputs.items()}
     return Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"], arrays["velocity"],
                           spectrogram=arrays.get("spectrogram"),
                           reconstruction=arrays.get("reconstruction"),

@@ -103,7 +103,9 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(previous, 1, 1)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        x = spec.unsqueeze(1)
+        # Channels-last: with 8-16 channels over 229 bins, oneDNN's convolutions run
+        # about 1.5x faster on CPU than in NCHW (benchmarks/README.md).
+        x = spec.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         skips = []
         for block, down in zip(self.down_blocks, self.downs):
             x = block(x)

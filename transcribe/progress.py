@@ -75,3 +75,16 @@ class Reporter:
                           "" if job.seconds is None else f"{job.seconds:.1f}",
                           f"[{colours.get(job.status, 'white')}]{job.status}[/]")
         self.console.print(table)
+
+    def profile(self, times, audio_s: float) -> None:
+        """The seconds per stage of ``times`` (a ``StageTimes``), with shares and speed."""
+        from rich.table import Table
+        table = Table(title="time per stage (in-process; the interpreter's own start is not "
+                            "included)", title_justify="left")
+        for column in ("stage", "seconds", "share", "x real time"):
+            table.add_column(column, justify="left" if column == "stage" else "right")
+        total = times.total_s
+        for stage, seconds in list(times.seconds.items()) + [("total", total)]:
+            speed = f"{audio_s / seconds:.0f}" if seconds > 0 and audio_s > 0 else ""
+            table.add_row(stage, f"{seconds:.2f}", f"{100 * seconds / max(total, 1e-9):.0f} %", speed)
+        self.console.print(table)

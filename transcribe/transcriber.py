@@ -19,6 +19,7 @@ from .decode import frames_to_notes
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .midi import format_for, notes_to_midi, write_atomic, write_notes
+from .timing import StageTimes
 
 
 @dataclass(frozen=True)
@@ -106,19 +107,22 @@ def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarr
 def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,
                options: DecodingOptions | None = None, device: str = "auto",
                chunk_frames: int = C.CHUNK_FRAMES, context_frames: int = C.CONTEXT_FRAMES,
-               batch_chunks: int = 4, keep_spectrograms: bool = False,
-               progress: Callable[[float, float], None] | None = None) -> Transcription:
+               batch_chunks: int | None = None, keep_spectrograms: bool = False,
+               progress: Callable[[float, float], None] | None = None,
+               times: StageTimes | None = None) -> Transcription:
     """Transcribe a file path, or an array ``(samples,)``/``(samples, channels)`` with its ``sample_rate``.
 
     ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls);
     by default the shipped weights are loaded on ``device``.  ``progress`` is
     called with (seconds done, seconds in all).  ``keep_spectrograms`` keeps the
-    input and reconstructed spectrograms for plotting.
+    input and reconstructed spectrograms for plotting.  ``times`` collects the
+    seconds spent per stage (audio, spectrogram, network, note decoding).
     """
     if model is None:
         from .weights import load_model
         model = load_model(device=pick_device(device))
     options = (options or DecodingOptions()).resolve(model.card)
+    times = times or StageTimes()
     stats = audio_io.StreamStats()
     target = model.config.sample_rate
     if isinstance(audio, (str, Path)):
@@ -138,9 +142,12 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     chunk_frames = min(chunk_frames, -(-needed // multiple) * multiple)
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
     posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
-                         batch_chunks, keep_spectrograms, report)
+                         batch_chunks, keep_spectrograms, report, expected_frames=needed,
+                         times=times)
+    with times.measure("note decoding"):
+        notes = decode(posteriorgrams, options)
     warnings = []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
-    return Transcription(decode(posteriorgrams, options), posteriorgrams,
+    return Transcription(notes, posteriorgrams,
                          stats.samples / target, options, source, warnings)

@@ -103,7 +103,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
                               f"({str(error).splitlines()[0]})") from None
     frontend = Frontend(config.spectrogram, config.sample_rate, config.hop_length, config.n_bins)
     device = torch.device(device)
-    model.to(device).eval()
+    model.to(device, memory_format=torch.channels_last).eval()
     frontend.to(device).eval()
     return LoadedModel(model, frontend, config, card, path)
 
