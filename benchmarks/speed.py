@@ -1,11 +1,12 @@
 """Whole-command speed and peak memory of amt-transcribe, and of basic-pitch in the same run.
 
-    python benchmarks/speed.py [--minutes 1 10 60] [--venv /work/bp-venv] [--no-peer]
+    python benchmarks/speed.py [--minutes 1 10 60] [--venv /work/bp-venv] [--no-peer] [--repeats 3]
 
 Piano audio of each length is rendered once (piano-midi.de pieces through fluidsynth,
 cached in cache/bench/), then each command runs under /usr/bin/time -v: wall seconds,
 x real time (audio seconds / wall seconds, start-up included) and peak resident MB.
-Also the wall time of `amt-transcribe --help`.
+Also the wall time of `amt-transcribe --help`, and `--profile`'s time per stage on the
+middle length.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     parser.add_argument("--venv", type=Path, default=Path("/work/bp-venv"))
     parser.add_argument("--no-peer", action="store_true", help="skip basic-pitch")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of amt-transcribe per length; the median is printed")
     parser.add_argument("--manifest", type=Path,
                         default=ROOT.parent / "shared" / "data" / "midi" / "MANIFEST.tsv")
     args = parser.parse_args()
@@ -76,7 +79,9 @@ def main() -> None:
         audio = bench_audio(minutes, args.manifest)
         seconds = sf.info(str(audio)).duration
         with tempfile.TemporaryDirectory() as tmp:
-            wall, peak = timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q"])
+            runs = sorted(timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q",
+                                 "--overwrite"]) for _ in range(args.repeats))
+            wall, peak = runs[len(runs) // 2]
             rows[(minutes, "amt-transcribe")] = (wall, peak)
             print(f"{minutes:>6g} m {'amt-transcribe':>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
                   flush=True)
@@ -95,6 +100,10 @@ def main() -> None:
               f"{rows[(long, ours)][1] / rows[(short, ours)][1]:.2f}")
     if 10 in lengths and 60 in lengths:
         print(f"time 60 min / 10 min: {rows[(60, 'amt-transcribe')][0] / rows[(10, 'amt-transcribe')][0]:.2f}")
+    middle = bench_audio(lengths[len(lengths) // 2], args.manifest)
+    print(f"\nwhere the time goes ({middle.name}, amt-transcribe --profile):", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([*ours_cmd, str(middle), "-o", f"{tmp}/ours.mid", "--profile"], check=True)
 
 
 if __name__ == "__main__":

@@ -102,14 +102,14 @@ def sanitize(block: np.ndarray, stats: StreamStats) -> np.ndarray:
 
 
 def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = BLOCK_S,
-           stats: StreamStats | None = None) -> Iterator[np.ndarray]:
+           stats: StreamStats | None = None, info: AudioInfo | None = None) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of ``path`` at ``target_rate``.
 
     Memory stays at one block whatever the file's length.  NaN/Inf samples become
     silence (counted in ``stats``).  A file that breaks off mid-way raises
-    ``TranscribeError``.
+    ``TranscribeError``.  ``info`` is the file's ``probe``, if already made.
     """
-    info = probe(path)
+    info = info or probe(path)
     stats = stats if stats is not None else StreamStats()
     resample = Resampler(info.sample_rate, target_rate)
     block_frames = max(1, int(block_s * info.sample_rate))
@@ -153,3 +153,4 @@ def load(path: str | Path, target_rate: int = C.SAMPLE_RATE) -> np.ndarray:
     """The whole file as mono float32 at ``target_rate`` (for short files and tests)."""
     blocks = list(stream(path, target_rate))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+

@@ -34,9 +34,11 @@ MIN_NOTE_MS = 30.0
 
 # Streaming: chunk length and context on each side, in frames. Both are
 # multiples of the U-net's total down-sampling (16) so that every chunk sees
-# the same down-sampling grid.
+# the same down-sampling grid.  Context costs time (48 frames: 15 % more
+# network work); on the 30 validation excerpts 48 and 96 frames of context give
+# note F1 71.36 and 71.37, note-with-offset 49.37 and 49.41.
 CHUNK_FRAMES = 640  # 20.48 s
-CONTEXT_FRAMES = 96  # 3.07 s
+CONTEXT_FRAMES = 48  # 1.54 s
 # Chunks per forward pass: on CPU more only costs memory (no speed); a GPU wants many.
 BATCH_CHUNKS_CPU = 1
 BATCH_CHUNKS_GPU = 16

@@ -128,7 +128,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     if isinstance(audio, (str, Path)):
         info = audio_io.probe(audio)
         total_s, source = info.duration_s, str(audio)
-        blocks = audio_io.stream(audio, target, stats=stats)
+        blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
         if sample_rate is None:
             raise TranscribeError("an audio array needs its sample_rate")
