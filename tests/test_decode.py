@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from transcribe import constants as C
-from transcribe.decode import frames_to_notes
+from transcribe.decode import NoteStream, frames_to_notes
 
 FPS = C.FRAME_RATE_HZ
 
@@ -85,3 +85,31 @@ def test_decoded_notes_are_always_valid(frame, data, thresholds, min_note_ms):
     for pitch in np.unique(notes[:, 2]):
         same = notes[notes[:, 2] == pitch]
         assert (same[1:, 0] >= same[:-1, 1] - 1e-9).all(), "a key overlaps itself"
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]))
+def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms):
+    # Posteriorgrams of a few keys that cross the thresholds often, cut into chunks
+    # at random places (the edges of chunks are where a streaming decoder errs).
+    levels = st.sampled_from(np.array([0.05, 0.35, 0.55, 0.95], np.float16))
+    heads = [data.draw(arrays(np.float16, (n_frames, 6), elements=levels)) for _ in range(4)]
+    cuts = sorted(data.draw(st.lists(st.integers(0, n_frames), max_size=8)))
+    options = {"onset_threshold": 0.5, "frame_threshold": 0.3, "offset_threshold": 0.9,
+               "min_note_ms": min_note_ms}
+    stream = NoteStream(**options)
+    for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
+        stream.push(*(head[lo:hi] for head in heads))
+    np.testing.assert_array_equal(stream.finish(), frames_to_notes(*heads, **options))
+
+
+def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
+    frame, onset, offset, velocity = empty(2000)
+    for start in range(0, 2000, 50):  # 40 notes of 20 frames, one key at a time
+        onset[start, start % 88] = frame[start:start + 20, start % 88] = 0.9
+    stream = NoteStream()
+    for lo in range(0, 2000, 100):
+        stream.push(frame[lo:lo + 100], onset[lo:lo + 100], offset[lo:lo + 100],
+                    velocity[lo:lo + 100])
+        assert len(stream.buffer[0]) <= 100
+    assert len(stream.finish()) == 40

@@ -206,7 +206,8 @@ def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_thr
     reporter.start_file(job.source)
     try:
         result = transcribe(job.source, loaded, options=options, keep_spectrograms=plot,
-                            progress=reporter.advance_file, times=times)
+                            progress=reporter.advance_file, times=times,
+                            keep_posteriorgrams=plot or save_posteriorgram)
         with times.measure("output files"):
             result.save(job.output, fmt, tempo_bpm)
             if save_posteriorgram:

@@ -30,6 +30,51 @@ def _next_index(indices: np.ndarray, after: np.ndarray, default: int) -> np.ndar
     return padded[position]
 
 
+def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
+                 velocity: np.ndarray | None, onset_threshold: float, frame_threshold: float,
+                 offset_threshold: float | None) -> np.ndarray:
+    """All notes of the posteriorgrams as int64 rows: start frame, end frame, key, velocity.
+
+    A note still sounding at the last frame ends there.  No length filter.
+    """
+    # Columns are converted to float32 one key at a time: a long file's float16
+    # posteriorgrams are not copied whole.
+    n_frames = len(frame)
+    use_offset = offset is not None and offset_threshold is not None
+    parts = []
+    for key in range(frame.shape[1]):
+        onset_on = onset[:, key].astype(np.float32) > onset_threshold
+        starts = _rising_edges(onset_on)
+        if len(starts) == 0:
+            continue
+        sounding = (frame[:, key].astype(np.float32) > frame_threshold) | onset_on
+        stop = ~sounding
+        if use_offset:
+            stop |= (np.asarray(offset[:, key], np.float32) > offset_threshold) & ~onset_on
+        ends = _next_index(np.flatnonzero(stop), starts, n_frames)
+        # A re-struck key ends the previous note.
+        ends = np.minimum(ends, np.r_[starts[1:], n_frames])
+        if velocity is not None:
+            onset_ends = _next_index(np.flatnonzero(~onset_on), starts, n_frames)
+            cumulative = np.r_[0.0, np.cumsum(np.asarray(velocity[:, key], np.float64))]
+            mean = (cumulative[onset_ends] - cumulative[starts]) / (onset_ends - starts)
+            velocities = np.clip(np.round(mean * 127), 1, 127)
+        else:
+            velocities = np.full(len(starts), 80.0)
+        parts.append(np.column_stack([starts, ends, np.full(len(starts), key),
+                                      velocities.astype(np.int64)]))
+    return np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+
+
+def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float) -> np.ndarray:
+    """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted."""
+    min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
+    rows = rows[rows[:, 1] - rows[:, 0] >= min_frames]
+    notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, 1] / frame_rate_hz,
+                             rows[:, 2] + C.MIN_MIDI, rows[:, 3]]).astype(np.float64).reshape(-1, 4)
+    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+
+
 def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None = None,
                     velocity: np.ndarray | None = None,
                     onset_threshold: float = C.ONSET_THRESHOLD,
@@ -44,38 +89,67 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     lasts at least ``min_note_ms`` and no two notes of one key overlap.  With
     ``offset_threshold=None`` (or no offset posteriorgram) the offset head is ignored.
     """
-    # Columns are converted to float32 one key at a time: a long file's float16
-    # posteriorgrams are not copied whole.
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
-    n_frames = len(frame)
-    min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
-    use_offset = offset is not None and offset_threshold is not None
-    rows = []
-    for key in range(frame.shape[1]):
-        onset_on = onset[:, key].astype(np.float32) > onset_threshold
-        starts = _rising_edges(onset_on)
-        if len(starts) == 0:
-            continue
-        sounding = (frame[:, key].astype(np.float32) > frame_threshold) | onset_on
-        stop = ~sounding
-        if use_offset:
-            stop |= (np.asarray(offset[:, key], np.float32) > offset_threshold) & ~onset_on
-        stops = np.flatnonzero(stop)
-        ends = _next_index(stops, starts, n_frames)
-        # A re-struck key ends the previous note.
-        ends = np.minimum(ends, np.r_[starts[1:], n_frames])
-        onset_ends = _next_index(np.flatnonzero(~onset_on), starts, n_frames)
-        if velocity is not None:
-            cumulative = np.r_[0.0, np.cumsum(np.asarray(velocity[:, key], np.float64))]
-            mean = (cumulative[onset_ends] - cumulative[starts]) / (onset_ends - starts)
-            velocities = np.clip(np.round(mean * 127), 1, 127)
-        else:
-            velocities = np.full(len(starts), 80.0)
-        long_enough = ends - starts >= min_frames
-        for start, end, vel in zip(starts[long_enough], ends[long_enough],
-                                   velocities[long_enough]):
-            rows.append((start / frame_rate_hz, end / frame_rate_hz, key + C.MIN_MIDI, vel))
-    notes = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    rows = _note_frames(frame, onset, offset, velocity, onset_threshold, frame_threshold,
+                        offset_threshold)
+    return _to_seconds(rows, min_note_ms, frame_rate_hz)
+
+
+class NoteStream:
+    """``frames_to_notes`` over posteriorgrams that arrive a chunk at a time.
+
+    ``push`` appends frames; ``finish`` returns the notes, identical to
+    ``frames_to_notes`` on the whole posteriorgrams.  Only the frames from the
+    earliest note still sounding onwards are kept (plus one frame, so that an
+    onset already on is not taken for a new one), so memory does not grow with
+    the length of the recording, only with the longest note.
+
+    Decoding a buffer that starts at frame ``a`` and ends at ``b`` gives exactly
+    the whole-file notes that start after ``a`` and end before ``b``: a note's
+    start needs only the frame before it, its end the first stop or re-strike
+    after it.  Notes reaching ``b`` are decided by later frames.
+    """
+
+    def __init__(self, onset_threshold: float = C.ONSET_THRESHOLD,
+                 frame_threshold: float = C.FRAME_THRESHOLD,
+                 offset_threshold: float | None = C.OFFSET_THRESHOLD,
+                 min_note_ms: float = C.MIN_NOTE_MS, frame_rate_hz: float = C.FRAME_RATE_HZ):
+        self.thresholds = (onset_threshold, frame_threshold, offset_threshold)
+        self.min_note_ms = min_note_ms
+        self.frame_rate_hz = frame_rate_hz
+        self.buffer: list[np.ndarray] | None = None  # frame, onset, offset, velocity
+        self.start = 0  # file frame of buffer[0]
+        self.decided_before = 0  # notes ending before this frame were emitted
+        self.notes: list[np.ndarray] = []
+
+    def _decode(self, final: bool) -> None:
+        frame, onset, offset, velocity = self.buffer
+        rows = _note_frames(frame, onset, offset, velocity, *self.thresholds)
+        rows[:, :2] += self.start
+        end = self.start + len(frame)
+        valid = rows[:, 0] > self.start if self.start > 0 else np.ones(len(rows), bool)
+        open_ = valid & (rows[:, 1] >= end)
+        decided = valid & (rows[:, 1] >= self.decided_before) & (final | ~open_)
+        self.notes.append(rows[decided])
+        self.decided_before = end
+        keep_from = (rows[open_, 0].min() if open_.any() else end) - 1
+        drop = max(0, keep_from - self.start)
+        self.buffer = [array[drop:] for array in self.buffer]
+        self.start += drop
+
+    def push(self, frame: np.ndarray, onset: np.ndarray, offset: np.ndarray,
+             velocity: np.ndarray) -> None:
+        """Append ``(frames, 88)`` posteriorgrams that follow the frames pushed before."""
+        new = [np.asarray(array) for array in (frame, onset, offset, velocity)]
+        self.buffer = new if self.buffer is None else [
+            np.concatenate([old, part]) for old, part in zip(self.buffer, new)]
+        self._decode(final=False)
+
+    def finish(self) -> np.ndarray:
+        """All notes, as ``frames_to_notes`` returns them."""
+        if self.buffer is not None:
+            self._decode(final=True)
+        rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
+        return _to_seconds(rows, self.min_note_ms, self.frame_rate_hz)

@@ -6,8 +6,8 @@ its centre ``H`` frames are kept.  ``H`` and ``K`` are multiples of the U-net's
 down-sampling, so every chunk sees the same down-sampling grid and the output
 does not depend on the chunk size beyond the BiLSTM's fading memory of the
 context.  Several chunks go through the network per forward pass.  Memory is
-bounded by the chunk size, not the length of the file, apart from the
-posteriorgram itself (88 keys x 4 heads in float16: about 80 MB per hour).
+bounded by the chunk size, not the length of the file, unless the caller keeps
+the posteriorgrams (88 keys x 4 heads in float16: about 80 MB per hour).
 """
 
 from __future__ import annotations
@@ -134,13 +134,13 @@ class _Rows:
         self.data = np.empty((max(capacity, 1), width), np.float16)
         self.length = 0
 
-    def append(self, rows: torch.Tensor) -> None:
+    def append(self, rows: np.ndarray) -> None:
         end = self.length + len(rows)
         if end > len(self.data):
             grown = np.empty((max(end, 2 * len(self.data)), self.data.shape[1]), np.float16)
             grown[:self.length] = self.data[:self.length]
             self.data = grown
-        self.data[self.length:end] = rows.to(torch.float16).cpu().numpy()
+        self.data[self.length:end] = rows
         self.length = end
 
     def result(self, n_frames: int) -> np.ndarray:
@@ -152,14 +152,19 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
         chunk_frames: int = C.CHUNK_FRAMES, context_frames: int = C.CONTEXT_FRAMES,
         batch_chunks: int | None = None, keep_spectrograms: bool = False,
         progress: Callable[[int], None] | None = None, expected_frames: int | None = None,
-        times: StageTimes | None = None) -> Posteriorgrams:
+        times: StageTimes | None = None,
+        on_frames: Callable[[dict[str, np.ndarray]], None] | None = None,
+        keep_posteriorgrams: bool = True) -> Posteriorgrams | None:
     """Posteriorgrams of a whole stream of mono audio blocks at the model rate.
 
     ``batch_chunks`` chunks go through the network at once (default: by device).
     ``progress`` is called with the number of frames done after each batch.
-    ``expected_frames`` (when the length is known) sizes the output once.
-    ``times`` collects seconds spent reading audio, in the spectrogram and in the
-    network.
+    ``on_frames`` receives each batch's new frames, ``(frames, 88)`` float16 per
+    head, in order (e.g. a ``decode.NoteStream``).  With ``keep_posteriorgrams``
+    false nothing is kept and ``None`` is returned: memory then does not grow
+    with the length of the file.  ``expected_frames`` (when the length is known)
+    sizes the kept arrays once.  ``times`` collects seconds spent reading audio,
+    in the spectrogram and in the network.
     """
     multiple = model.config.time_multiple
     if chunk_frames % multiple or context_frames % multiple:
@@ -171,29 +176,38 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     cutter = ChunkCutter(times.iterate(blocks, "audio"), frontend, chunk_frames, context_frames)
     keep = slice(context_frames, context_frames + chunk_frames)
     capacity = (expected_frames or 0) + chunk_frames
-    outputs = {name: _Rows(C.N_KEYS, capacity) for name in HEADS}
-    if keep_spectrograms:
-        outputs["spectrogram"] = _Rows(frontend.n_bins, capacity)
-        if model.config.reconstruction:
-            outputs["reconstruction"] = _Rows(frontend.n_bins, capacity)
+    names = list(HEADS) + (["spectrogram"] if keep_spectrograms else []) + \
+        (["reconstruction"] if keep_spectrograms and model.config.reconstruction else [])
+    kept = {name: _Rows(C.N_KEYS if name in HEADS else frontend.n_bins, capacity)
+            for name in names} if keep_posteriorgrams else {}
     done = 0
     for batch in _batched(iter(cutter), batch_chunks):
         with times.measure("spectrogram"):
             spec = frontend(torch.from_numpy(np.stack(batch)).to(device))
         with times.measure("network"):
             out = model(spec)
-            for name in HEADS:
-                outputs[name].append(torch.sigmoid(out[name][:, keep]).reshape(-1, C.N_KEYS))
+            tensors = {name: torch.sigmoid(out[name][:, keep]) for name in HEADS}
             if keep_spectrograms:
-                outputs["spectrogram"].append(spec[:, keep].reshape(-1, spec.shape[-1]))
-                if "reconstruction" in outputs:
-                    rec = out["reconstruction"][:, keep]
-                    outputs["reconstruction"].append(rec.reshape(-1, rec.shape[-1]))
+                tensors["spectrogram"] = spec[:, keep]
+                if model.config.reconstruction:
+                    tensors["reconstruction"] = out["reconstruction"][:, keep]
+            # Frames past the end of the file (known once the audio is exhausted,
+            # which it is by the last batch) are padding.
+            total = cutter.total_frames()
+            valid = len(batch) * chunk_frames if total is None else max(0, total - done)
+            frames = {name: tensor.reshape(-1, tensor.shape[-1])[:valid].to(torch.float16)
+                      .cpu().numpy() for name, tensor in tensors.items()}
+        for name, rows in kept.items():
+            rows.append(frames[name])
+        if on_frames is not None:
+            on_frames(frames)
         done += len(batch) * chunk_frames
         if progress is not None:
             progress(done)
+    if not keep_posteriorgrams:
+        return None
     total = cutter.total_frames() or 0
-    arrays = {name: rows.result(total) for name, rows in outputs.items()}
+    arrays = {name: rows.result(total) for name, rows in kept.items()}
     return Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"], arrays["velocity"],
                           spectrogram=arrays.get("spectrogram"),
                           reconstruction=arrays.get("reconstruction"),

@@ -120,7 +120,7 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float) -> None:
 def plot_all(result, stem: Path, kind: str = "mel") -> list[Path]:
     """Write ``STEM.spectrogram.png``, ``.posteriorgram.png``, ``.reconstruction.png``
     (when the model reconstructs) and ``.pianoroll.png``; returns the paths."""
-    p = result.posteriorgrams
+    p = result.kept_posteriorgrams()
     written = []
     if p.spectrogram is not None:
         path = stem.with_name(stem.name + ".spectrogram.png")

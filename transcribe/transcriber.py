@@ -15,7 +15,7 @@ import numpy as np
 from . import __version__
 from . import constants as C
 from . import audio as audio_io
-from .decode import frames_to_notes
+from .decode import NoteStream, frames_to_notes
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .midi import format_for, notes_to_midi, write_atomic, write_notes
@@ -49,10 +49,11 @@ class Transcription:
     """Notes and posteriorgrams of one recording.
 
     ``notes`` is ``(n, 4)``: onset s, offset s, MIDI pitch, velocity.
+    ``posteriorgrams`` is None when ``transcribe`` was asked not to keep them.
     """
 
     notes: np.ndarray
-    posteriorgrams: Posteriorgrams
+    posteriorgrams: Posteriorgrams | None
     duration_s: float
     options: DecodingOptions = field(default_factory=lambda: DecodingOptions().resolve())
     source: str | None = None
@@ -61,7 +62,14 @@ class Transcription:
     @property
     def posteriorgram(self) -> np.ndarray:
         """The frame posteriorgram ``(frames, 88)``."""
-        return self.posteriorgrams.frame
+        return self.kept_posteriorgrams().frame
+
+    def kept_posteriorgrams(self) -> Posteriorgrams:
+        """``posteriorgrams``, or a clear error when they were not kept."""
+        if self.posteriorgrams is None:
+            raise TranscribeError("the posteriorgrams were not kept; transcribe with "
+                                  "keep_posteriorgrams=True")
+        return self.posteriorgrams
 
     @property
     def metadata(self) -> dict:
@@ -83,7 +91,7 @@ class Transcription:
         """Write the posteriorgrams to ``.npz`` so they can be re-decoded later."""
         import io
         buffer = io.BytesIO()
-        p = self.posteriorgrams
+        p = self.kept_posteriorgrams()
         np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
                             velocity=p.velocity, frame_rate_hz=p.frame_rate_hz,
                             duration_s=self.duration_s)
@@ -92,7 +100,7 @@ class Transcription:
     def redecode(self, **options) -> "Transcription":
         """The same posteriorgrams decoded with other thresholds (no network run)."""
         new = dataclasses.replace(self.options, **options).resolve()
-        return dataclasses.replace(self, notes=decode(self.posteriorgrams, new), options=new)
+        return dataclasses.replace(self, notes=decode(self.kept_posteriorgrams(), new), options=new)
 
 
 def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
@@ -109,7 +117,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                chunk_frames: int = C.CHUNK_FRAMES, context_frames: int = C.CONTEXT_FRAMES,
                batch_chunks: int | None = None, keep_spectrograms: bool = False,
                progress: Callable[[float, float], None] | None = None,
-               times: StageTimes | None = None) -> Transcription:
+               times: StageTimes | None = None,
+               keep_posteriorgrams: bool = True) -> Transcription:
     """Transcribe a file path, or an array ``(samples,)``/``(samples, channels)`` with its ``sample_rate``.
 
     ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls);
@@ -117,6 +126,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     called with (seconds done, seconds in all).  ``keep_spectrograms`` keeps the
     input and reconstructed spectrograms for plotting.  ``times`` collects the
     seconds spent per stage (audio, spectrogram, network, note decoding).
+    Notes are decoded as the network goes; with ``keep_posteriorgrams=False`` the
+    posteriorgrams are not kept (``Transcription.posteriorgrams`` is None, no
+    ``redecode``), so memory stays flat however long the recording.
     """
     if model is None:
         from .weights import load_model
@@ -141,11 +153,18 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     needed = int(total_s / frame_s) + 2
     chunk_frames = min(chunk_frames, -(-needed // multiple) * multiple)
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
+    decoder = NoteStream(**dataclasses.asdict(options), frame_rate_hz=1 / frame_s)
+
+    def decode_frames(frames: dict[str, np.ndarray]) -> None:
+        with times.measure("note decoding"):
+            decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"])
+
     posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
-                         batch_chunks, keep_spectrograms, report, expected_frames=needed,
-                         times=times)
+                         batch_chunks, keep_spectrograms and keep_posteriorgrams, report,
+                         expected_frames=needed, times=times, on_frames=decode_frames,
+                         keep_posteriorgrams=keep_posteriorgrams)
     with times.measure("note decoding"):
-        notes = decode(posteriorgrams, options)
+        notes = decoder.finish()
     warnings = []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
