@@ -58,3 +58,17 @@ def test_shipped_example_transcribes(shipped):
     result = transcribe(examples / "example.flac", shipped)
     reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(examples / "example.mid")))
     assert score(reference, result.notes)["note_f1"] >= EXAMPLE_NOTE_F1_FLOOR
+
+
+def test_notes_decoded_while_streaming_equal_decoding_the_kept_posteriorgrams(shipped, piano_wav):
+    from transcribe.errors import TranscribeError
+
+    # 64-frame chunks: many pushes into the streaming decoder even for a short file.
+    kept = transcribe(piano_wav, shipped, chunk_frames=64)
+    assert len(kept.notes) > 0
+    np.testing.assert_array_equal(kept.notes, kept.redecode().notes)
+    lean = transcribe(piano_wav, shipped, chunk_frames=64, keep_posteriorgrams=False)
+    np.testing.assert_array_equal(lean.notes, kept.notes)
+    assert lean.posteriorgrams is None
+    with pytest.raises(TranscribeError, match="keep_posteriorgrams"):
+        lean.redecode(onset_threshold=0.5)

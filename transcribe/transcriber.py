@@ -153,7 +153,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     needed = int(total_s / frame_s) + 2
     chunk_frames = min(chunk_frames, -(-needed // multiple) * multiple)
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
-    decoder = NoteStream(**dataclasses.asdict(options), frame_rate_hz=1 / frame_s)
+    decoder = NoteStream(**dataclasses.asdict(options),
+                         frame_rate_hz=target / model.config.hop_length)
 
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
