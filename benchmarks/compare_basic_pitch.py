@@ -1,13 +1,10 @@
 """amt-transcribe against Spotify's basic-pitch on the same files, in the same run.
 
-    python benchmarks/compare_basic_pitch.py cache/validation [--venv /work/bp-venv]
+    python benchmarks/compare_basic_pitch.py [FOLDER] [--venv cache/bp-venv]
 
-basic-pitch 0.4.0 runs from its own virtualenv (ONNX backend, no TensorFlow):
-
-    python -m venv /work/bp-venv
-    /work/bp-venv/bin/pip install --no-deps basic-pitch==0.4.0
-    /work/bp-venv/bin/pip install onnxruntime librosa "resampy<0.4.3" mir_eval scikit-learn \
-        pretty_midi "numpy<2.3" scipy typing_extensions soundfile psutil
+FOLDER defaults to cache/validation, built first (as `amt-train make-validation` does)
+when it does not exist.  basic-pitch 0.4.0 runs from its own virtualenv (ONNX backend,
+no TensorFlow), built on first use by `peers.basic_pitch`.
 
 Both transcribers are scored by the same code (transcribe.training.evaluate: mir_eval
 frame, note, note-with-offset and note-with-velocity F1, averaged over files), and
@@ -27,8 +24,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from peers import DEFAULT_VENV, basic_pitch
 from transcribe.training.evaluate import (METRICS, evaluate_predictions, mean_scores,
                                           pair_files, write_csv)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_timed(command: list[str]) -> float:
@@ -41,11 +41,22 @@ def run_timed(command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="audio files with reference MIDI of the same name")
-    parser.add_argument("--venv", type=Path, default=Path("/work/bp-venv"))
+    parser.add_argument("folder", type=Path, nargs="?", default=ROOT / "cache" / "validation",
+                        help="audio files with reference MIDI of the same name "
+                             "(default: the validation set, built if missing)")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--manifest", type=Path,
+                        default=ROOT.parent / "shared" / "data" / "midi" / "MANIFEST.tsv",
+                        help="corpora manifest, to build the default validation set")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--csv", type=Path, default=None, help="per-file scores of both")
     args = parser.parse_args()
+    if not args.folder.exists():
+        from transcribe.training.corpus import VALIDATION_CORPORA, read_manifest
+        from transcribe.training.validation import make_validation_set
+        files = [f for f in read_manifest(args.manifest) if f.corpus in VALIDATION_CORPORA]
+        make_validation_set(files, args.folder, 30, 30.0, 0)
+    bp = basic_pitch(args.venv)
     pairs = pair_files(args.folder, args.folder)
     audio = [a for a, _ in pairs]
     audio_s = sum(__import__("soundfile").info(str(a)).duration for a in audio)
@@ -62,7 +73,6 @@ def main() -> None:
 
         theirs = Path(tmp) / "basic_pitch"
         theirs.mkdir()
-        bp = args.venv / "bin" / "basic-pitch"
         bp_s = run_timed([str(bp), str(theirs), *map(str, audio)])
         for path in theirs.glob("*_basic_pitch.mid"):
             shutil.move(path, theirs / path.name.replace("_basic_pitch.mid", ".mid"))

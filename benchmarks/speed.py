@@ -1,6 +1,6 @@
 """Whole-command speed and peak memory of amt-transcribe, and of basic-pitch in the same run.
 
-    python benchmarks/speed.py [--minutes 1 10 60] [--venv /work/bp-venv] [--no-peer] [--repeats 3]
+    python benchmarks/speed.py [--minutes 1 10 60] [--venv cache/bp-venv] [--no-peer] [--repeats 3]
 
 Piano audio of each length is rendered once (piano-midi.de pieces through fluidsynth,
 cached in cache/bench/), then each command runs under /usr/bin/time -v: wall seconds,
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from peers import DEFAULT_VENV, basic_pitch
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "cache" / "bench"
@@ -63,7 +64,8 @@ def timed(command: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
-    parser.add_argument("--venv", type=Path, default=Path("/work/bp-venv"))
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                        help="basic-pitch's virtualenv (built on first use)")
     parser.add_argument("--no-peer", action="store_true", help="skip basic-pitch")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of amt-transcribe per length; the median is printed")
@@ -86,8 +88,7 @@ def main() -> None:
             print(f"{minutes:>6g} m {'amt-transcribe':>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
                   flush=True)
             if not args.no_peer:
-                bp = str(args.venv / "bin" / "basic-pitch")
-                wall_bp, peak_bp = timed([bp, tmp, str(audio)])
+                wall_bp, peak_bp = timed([str(basic_pitch(args.venv)), tmp, str(audio)])
                 rows[(minutes, "basic-pitch")] = (wall_bp, peak_bp)
                 print(f"{minutes:>6g} m {'basic-pitch 0.4.0':>16} {wall_bp:8.1f} "
                       f"{seconds / wall_bp:12.1f} {peak_bp:8.0f}   ours/theirs speed "
