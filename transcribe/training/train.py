@@ -189,7 +189,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                                  "", "", json.dumps(scores)])
                 log_file.flush()
                 torch.save({"model": evaluated.state_dict(), "step": step, "scores": scores,
-                            "averaged": averaged is not None,
+                            "weights_averaged": averaged is not None,
                             "model_config": dataclasses.asdict(model_config),
                             "git_commit": git_commit()},
                            run_dir / f"step{step:06d}.pt")
