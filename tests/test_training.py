@@ -85,10 +85,22 @@ def test_training_steps_run_checkpoint_and_resume(tmp_path):
     losses = json.loads(rows[0]["losses"])
     assert json.loads(rows[1]["validation"]) == {"note_f1": 0.0}
     assert {"frame", "onset", "offset", "velocity", "reconstruction", "frame_1"} <= set(losses)
-    resumed = train(model_config, TrainConfig(**{**train_config.__dict__, "steps": 4}),
+    # A run stopped after logging steps past its last checkpoint: the resumed run trains
+    # those steps again, so their old rows must go.
+    with open(run / "log.csv", "a", newline="") as handle:
+        csv.writer(handle).writerow([7, "9.0", "0.1", "0.001", "0.5", "{}", ""])
+    resumed = train(model_config, TrainConfig(**{**train_config.__dict__, "steps": 5,
+                                                 "log_every": 2}),
                     [tmp_path / "a.flac"], run, log=seen.append)
-    assert torch.load(resumed, weights_only=False)["step"] == 4
+    assert torch.load(resumed, weights_only=False)["step"] == 5
     assert any("resumed" in line for line in seen)
+    with open(run / "log.csv", newline="") as handle:
+        losses = {int(row["step"]): float(row["loss"]) for row in csv.DictReader(handle)
+                  if row["loss"]}
+    assert list(losses) == [1, 2, 3, 4]
+    # Step 4's row is the mean of the one step trained since the resume (a sum over
+    # log_every = 2 steps divided by two would halve it).
+    assert losses[4] > 0.75 * losses[3]
 
 
 def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):

@@ -78,6 +78,23 @@ def load_checkpoint(path: Path, device: torch.device) -> dict:
     return torch.load(path, map_location=device, weights_only=False)
 
 
+def _drop_rows_after(log_path: Path, step: int) -> None:
+    """Keep the log rows of steps up to ``step``, the checkpoint a run resumes from.
+
+    A run stopped between checkpoints has logged steps that the resumed run trains
+    again; without this the CSV would hold those steps twice, with different numbers.
+    """
+    with open(log_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = log_path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+    tmp.replace(log_path)
+
+
 def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: list[Path],
           run_dir: Path, device: str = "cpu", init_weights: Path | None = None,
           validate: Callable[[UNetTranscriber, Frontend], dict] | None = None,
@@ -122,6 +139,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         f"{sampler.hours:.1f} h of rendered audio in {len(audio_paths)} files")
 
     log_path = run_dir / "log.csv"
+    if log_path.exists():
+        _drop_rows_after(log_path, step)
     new_log = not log_path.exists()
     log_file = open(log_path, "a", newline="")
     writer = csv.writer(log_file)
@@ -142,6 +161,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     segment_s = train_config.segment_frames * model_config.hop_length / model_config.sample_rate
     last_save = time.monotonic()
     running: dict[str, float] = {}
+    running_steps = 0
     model.train()
     while step < train_config.steps:
         started = time.monotonic()
@@ -166,9 +186,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         elapsed_s += time.monotonic() - started
         for name, value in losses.items():
             running[name] = running.get(name, 0.0) + value.item()
+        running_steps += 1
         if step % train_config.log_every == 0:
-            means = {name: total / train_config.log_every for name, total in running.items()}
-            running = {}
+            means = {name: total / running_steps for name, total in running.items()}
+            running, running_steps = {}, 0
             total = sum(means.values())
             log(f"step {step} loss {total:.4f} ({', '.join(f'{k} {v:.4f}' for k, v in means.items())}) "
                 f"{elapsed_s / step:.2f} s/step, {seen_s / 3600:.1f} h seen")
