@@ -18,6 +18,7 @@ import soundfile as sf
 import soxr
 
 from .. import constants as C
+from ..midi import trim_overlaps
 
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts",
                   "/usr/share/samples")
@@ -106,15 +107,11 @@ def piano_notes(midi: pretty_midi.PrettyMIDI, sustain: bool = True) -> np.ndarra
             rows.append((note.start, end, note.pitch, note.velocity))
     notes = np.array(rows, dtype=np.float64).reshape(-1, 4)
     notes = notes[(notes[:, 2] >= C.MIN_MIDI) & (notes[:, 2] <= C.MAX_MIDI)]
-    notes = notes[np.lexsort((notes[:, 0], notes[:, 2]))]  # by pitch, then onset
-    same_key_next = np.r_[notes[1:, 2] == notes[:-1, 2], False]
-    next_onset = np.r_[notes[1:, 0], np.inf]
-    ends = np.where(same_key_next, np.minimum(notes[:, 1], next_onset), notes[:, 1])
-    end_of_file = midi.get_end_time()
-    notes[:, 1] = np.minimum(ends, max(end_of_file, notes[:, 0].max(initial=0) + 0.05)
-                             if np.isinf(ends).any() else ends)
-    notes = notes[notes[:, 1] > notes[:, 0]]
-    return notes[np.argsort(notes[:, 0], kind="stable")]
+    # A pedal still down when the file ends holds its notes to the end of the file.
+    notes[:, 1] = np.minimum(notes[:, 1], max(midi.get_end_time(),
+                                              notes[:, 0].max(initial=0) + 0.05))
+    # The same rule as the MIDI files we write: a key's note ends at its next onset.
+    return trim_overlaps(notes)
 
 
 def as_piano(midi: pretty_midi.PrettyMIDI, program: int, rng: np.random.Generator | None = None,
