@@ -9,11 +9,12 @@ import soundfile as sf
 import torch
 
 from transcribe import constants as C
-from transcribe.model import ModelConfig
+from transcribe.model import ModelConfig, UNetTranscriber
 from transcribe.training import corpus, synth
 from transcribe.training.evaluate import score
 from transcribe.training.labels import notes_to_rolls
 from transcribe.training.train import TrainConfig, train
+from transcribe.weights import save_weights
 
 
 def test_sustain_pedal_extends_notes_and_restrike_ends_them():
@@ -102,6 +103,32 @@ def test_training_steps_run_checkpoint_and_resume(tmp_path):
     # log_every = 2 steps divided by two would halve it).
     assert losses[4] > 0.75 * losses[3]
 
+
+def test_training_starts_from_exported_weights(tmp_path):
+    """--init takes the shipped weights file (a plain state_dict), not only a run's checkpoint."""
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(80, 60 + i % 5, i * 0.2, i * 0.2 + 0.15) for i in range(15)]
+    midi.instruments.append(piano)
+    audio = synth.render(midi, synth.find_soundfont("TimGM6mb.sf2"))
+    sf.write(tmp_path / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
+    np.save(tmp_path / "a.npy", synth.piano_notes(midi).astype(np.float32))
+    model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=False)
+    torch.manual_seed(123)  # weights unlike those train() would initialise with its seed
+    exported = tmp_path / "w" / "amt-unet.pt"
+    save_weights(UNetTranscriber(model_config), exported)
+    # A learning rate of zero: the step changes no parameter, so the run's parameters are
+    # the export's (BatchNorm's running statistics do move in a training step: not compared).
+    config = TrainConfig(steps=1, batch_size=1, segment_frames=32, learning_rate=0.0,
+                         ema_decay=0.0, checkpoint_minutes=0.0)
+    checkpoint = train(model_config, config, [tmp_path / "a.flac"], tmp_path / "run",
+                       init_weights=exported, log=lambda line: None)
+    trained = torch.load(checkpoint, weights_only=False)["model"]
+    shipped = torch.load(exported, weights_only=True)
+    assert set(trained) == set(shipped)
+    parameters = [name for name, _ in UNetTranscriber(model_config).named_parameters()]
+    assert len(parameters) > 10
+    assert all(torch.equal(trained[name], shipped[name]) for name in parameters)
 
 def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):
     from transcribe.training.evaluate import pair_files

@@ -69,7 +69,7 @@ def make_validation(manifest, out, count, seconds, seed):
 @click.option("--validation-files", type=int, default=10, show_default=True,
               help="Excerpts scored at each checkpoint.")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from another run's checkpoint (e.g. add reconstruction to a pre-trained transcriber).")
+              help="Start from another run's checkpoint or exported weights (e.g. weights/amt-unet.pt).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
 def fit(run_dir, config_path, cache, validation, validation_files, init_weights, device, threads):

@@ -101,8 +101,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
           log: Callable[[str], None] = print) -> Path:
     """Train (or resume) in ``run_dir``; returns the path of the last checkpoint.
 
-    ``init_weights`` starts a new run from another run's model (e.g. the transcriber
-    pre-trained without reconstruction); missing parameters keep their initial values.
+    ``init_weights`` starts a new run from another run's checkpoint or from exported
+    weights (e.g. the transcriber pre-trained without reconstruction); missing parameters
+    keep their initial values.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / "last.pt"
@@ -124,7 +125,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         log(f"resumed from {checkpoint_path} at step {step}")
     elif init_weights is not None:
         state = load_checkpoint(init_weights, device)
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        # A run's checkpoint holds the model under "model"; exported weights (weights/*.pt)
+        # are the state_dict itself, so training can go on from the shipped weights.
+        weights = state["model"] if isinstance(state.get("model"), dict) else state
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         log(f"initialised from {init_weights}; new parameters: {len(missing)} tensors")
     # The average starts from the weights as loaded (n_averaged 0 copies them).
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay),
