@@ -33,6 +33,27 @@ def test_sustain_pedal_extends_notes_and_restrike_ends_them():
     assert by_pitch[(67, 3.0)] == 3.5  # after the pedal: as played
 
 
+def test_transposed_render_shifts_audio_and_labels_and_drops_keys_off_the_piano(tmp_path):
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(100, 57, 0.0, 1.5), pretty_midi.Note(100, 100, 2.0, 2.5)]
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "piece.mid"))
+    item = corpus.MidiFile(tmp_path / "piece.mid", "music21_corpus/piece.mid", "music21_corpus",
+                           "music21_corpus/piece", "PD", 2.5)
+    soundfont = synth.find_soundfont("TimGM6mb.sf2")
+    path = corpus.render_to_cache(item, tmp_path / "cache", soundfont, 0,
+                                  np.random.default_rng(0), transpose=12)
+    assert path.name.endswith("_t+12.flac")
+    notes = np.load(path.with_suffix(".npy"))
+    assert notes[:, 2].tolist() == [69]  # 57 + 12; 100 + 12 is past the top key: dropped
+    audio, rate = sf.read(path)
+    assert np.abs(audio[int(2.1 * rate):]).max() < 0.05 * np.abs(audio).max()  # not rendered
+    head = audio[int(0.1 * rate):int(1.1 * rate)]
+    spectrum = np.abs(np.fft.rfft(head * np.hanning(len(head))))
+    peak_hz = np.argmax(spectrum) * rate / len(head)
+    assert abs(12 * np.log2(peak_hz / 440.0)) < 0.5  # A4 sounds, not A3 (220 Hz)
+
 def test_rolls_mark_onset_frame_offset_and_velocity():
     notes = np.array([[1.0, 2.0, 60, 127]])
     rolls = notes_to_rolls(notes, first_frame=20, n_frames=50)

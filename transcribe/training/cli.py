@@ -28,7 +28,10 @@ def main():
 @click.option("--hours", type=float, default=12.0, show_default=True,
               help="Render about this much of the training corpora (a larger value extends the cache).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def render(manifest, cache, hours, seed):
+@click.option("--transpose", "max_transpose", type=click.IntRange(0, 24), default=0,
+              show_default=True, help="Shift each file by a random -N..N semitones "
+              "(notes leaving the 88 keys are dropped); a new --seed draws new files.")
+def render(manifest, cache, hours, seed, max_transpose):
     """Render the training corpora of MANIFEST (never piano-midi.de) into the cache."""
     import time
 
@@ -37,7 +40,8 @@ def render(manifest, cache, hours, seed):
     train, _dev = split_by_piece(files, 0.02)
     started = time.monotonic()
     out = render_corpus(train, cache, hours, seed, progress=lambda s: click.echo(
-        f"{s / 3600:.2f} h rendered in {time.monotonic() - started:.0f} s", err=True))
+        f"{s / 3600:.2f} h rendered in {time.monotonic() - started:.0f} s", err=True),
+        max_transpose=max_transpose)
     click.echo(f"{len(out)} files in {cache}")
 
 

@@ -65,28 +65,33 @@ def split_by_piece(files: list[MidiFile], fraction: float, salt: str = "dev") ->
     return rest, held
 
 
-def cache_key(relative: str, soundfont: Path, program: int) -> str:
+def cache_key(relative: str, soundfont: Path, program: int, transpose: int = 0) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(Path(relative).with_suffix("")))
     # Dots stay (existing caches use them); the key always gets a suffix appended.
-    return f"{stem}__{soundfont.stem}_p{program}"
+    shifted = f"_t{transpose:+d}" if transpose else ""
+    return f"{stem}__{soundfont.stem}_p{program}{shifted}"
 
 
 def render_to_cache(item: MidiFile, cache_dir: Path, soundfont: Path, program: int,
-                    rng: np.random.Generator) -> Path:
-    """Render one MIDI file into the cache (skipped when already there); returns the FLAC path."""
-    key = cache_key(item.relative, soundfont, program)
+                    rng: np.random.Generator, transpose: int = 0) -> Path:
+    """Render one MIDI file into the cache (skipped when already there); returns the FLAC path.
+
+    ``transpose`` shifts the piece by that many semitones (see ``synth.as_piano``).
+    """
+    key = cache_key(item.relative, soundfont, program, transpose)
     audio_path = cache_dir / f"{key}.flac"
     if audio_path.exists() and audio_path.with_suffix(".npy").exists():
         return audio_path
     midi = pretty_midi.PrettyMIDI(str(item.path))
     gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
-    piano = synth.as_piano(midi, program, velocity_gamma=gamma)
+    piano = synth.as_piano(midi, program, velocity_gamma=gamma, transpose=transpose)
     audio = synth.render(piano, soundfont, fluid_reverb=bool(rng.random() < 0.3))
     notes = synth.piano_notes(piano)
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 0:
         audio = audio * (0.9 / peak)  # gain is randomised later, per segment
     tmp = audio_path.with_suffix(".tmp")
+    cache_dir.mkdir(parents=True, exist_ok=True)
     sf.write(tmp, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     np.save(audio_path.with_suffix(".npy"), notes.astype(np.float32))
     tmp.replace(audio_path)
@@ -94,11 +99,13 @@ def render_to_cache(item: MidiFile, cache_dir: Path, soundfont: Path, program: i
 
 
 def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: int = 0,
-                  progress=None) -> list[Path]:
+                  progress=None, max_transpose: int = 0) -> list[Path]:
     """Render a random subset of ``files`` totalling about ``hours`` into ``cache_dir``.
 
-    Each file gets one (SoundFont, program) drawn from the training set; the order
-    is fixed by ``seed`` so a larger ``hours`` extends a smaller run's cache.
+    Each file gets one (SoundFont, program) drawn from the training set, and with
+    ``max_transpose`` a shift of -max_transpose..+max_transpose semitones, which takes
+    melodies and basses into the keyboard's ends, where the corpora have few notes.
+    The order is fixed by ``seed`` so a larger ``hours`` extends a smaller run's cache.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     pairs = synth.available_train_soundfonts()
@@ -112,8 +119,11 @@ def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: in
         item = files[index]
         rng = np.random.default_rng([seed, int(index)])
         soundfont, program = pairs[rng.integers(len(pairs))]
+        # Its own generator: the draws of untransposed renders stay as they were.
+        transpose = int(np.random.default_rng([seed, int(index), 1]).integers(
+            -max_transpose, max_transpose + 1)) if max_transpose else 0
         try:
-            rendered.append(render_to_cache(item, cache_dir, soundfont, program, rng))
+            rendered.append(render_to_cache(item, cache_dir, soundfont, program, rng, transpose))
         except Exception as error:  # a broken MIDI file must not stop a long render
             print(f"skipped {item.relative}: {error}")
             continue

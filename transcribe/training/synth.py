@@ -115,11 +115,13 @@ def piano_notes(midi: pretty_midi.PrettyMIDI, sustain: bool = True) -> np.ndarra
 
 
 def as_piano(midi: pretty_midi.PrettyMIDI, program: int, rng: np.random.Generator | None = None,
-             velocity_gamma: float = 1.0) -> pretty_midi.PrettyMIDI:
+             velocity_gamma: float = 1.0, transpose: int = 0) -> pretty_midi.PrettyMIDI:
     """Copy of ``midi`` with every melodic track on ``program`` and velocities curved.
 
     ``velocity_gamma`` bends the velocity curve (v/127)**gamma, an augmentation that
-    makes one SoundFont sound played by different hands.
+    makes one SoundFont sound played by different hands.  ``transpose`` shifts every
+    note by that many semitones.  Notes outside the piano's 88 keys are left out, so
+    nothing sounds that the labels (``piano_notes``) do not hold.
     """
     out = pretty_midi.PrettyMIDI(resolution=midi.resolution, initial_tempo=120.0)
     # pretty_midi stores times in seconds; writing with one fixed tempo keeps them.
@@ -128,8 +130,11 @@ def as_piano(midi: pretty_midi.PrettyMIDI, program: int, rng: np.random.Generato
             continue
         track = pretty_midi.Instrument(program=program, name=instrument.name)
         for note in instrument.notes:
+            pitch = note.pitch + transpose
+            if not C.MIN_MIDI <= pitch <= C.MAX_MIDI:
+                continue
             velocity = int(np.clip(round(127 * (note.velocity / 127) ** velocity_gamma), 1, 127))
-            track.notes.append(pretty_midi.Note(velocity, note.pitch, note.start, note.end))
+            track.notes.append(pretty_midi.Note(velocity, pitch, note.start, note.end))
         track.control_changes = [c for c in instrument.control_changes if c.number == SUSTAIN_CC]
         out.instruments.append(track)
     return out
