@@ -7,8 +7,9 @@ when it does not exist.  basic-pitch 0.4.0 runs from its own virtualenv (ONNX ba
 no TensorFlow), built on first use by `peers.basic_pitch`.
 
 Both transcribers are scored by the same code (transcribe.training.evaluate: mir_eval
-frame, note, note-with-offset and note-with-velocity F1, averaged over files), and
-both are timed as whole commands (start-up included) over the whole folder.
+frame, note, note-with-offset and note-with-velocity F1, averaged over files, and
+note recall and precision per octave of the keyboard), and both are timed as whole
+commands (start-up included) over the whole folder.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from peers import DEFAULT_VENV, basic_pitch
-from transcribe.training.evaluate import (METRICS, evaluate_predictions, mean_scores,
-                                          pair_files, write_csv)
+from transcribe.training.evaluate import (METRICS, REGISTERS, evaluate_predictions,
+                                          mean_scores, pair_files, write_csv)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +94,20 @@ def main() -> None:
     console.print("amt-transcribe minus basic-pitch (F1 points): " + ", ".join(
         f"{level} {100 * (a[f'{level}_f1'] - b[f'{level}_f1']):+.1f}" for level in METRICS))
     console.print(f"speed ratio (ours / theirs): {results['basic-pitch 0.4.0'][1] / results['amt-transcribe'][1]:.2f}")
+    registers = Table(title="note level by register, summed over files: recall / precision (%)")
+    registers.add_column("register")
+    registers.add_column("reference notes", justify="right")
+    for name in results:
+        registers.add_column(name, justify="right")
+    counts = {name: sum(row["registers"] for row in rows) for name, (rows, _) in results.items()}
+    for index, (register, _, _) in enumerate(REGISTERS):
+        cells = []
+        for name in results:
+            n_ref, n_matched, n_est = counts[name][index]
+            cells.append(f"{100 * n_matched / max(n_ref, 1):.1f} / "
+                         f"{100 * n_matched / max(n_est, 1):.1f}")
+        registers.add_row(register, str(counts["amt-transcribe"][index][0]), *cells)
+    console.print(registers)
     if args.csv:
         rows = [{"transcriber": name, **row} for name, (rs, _) in results.items() for row in rs]
         write_csv(rows, args.csv)

@@ -5,13 +5,15 @@ import json
 
 import numpy as np
 import pretty_midi
+import pytest
 import soundfile as sf
 import torch
 
 from transcribe import constants as C
 from transcribe.model import ModelConfig, UNetTranscriber
 from transcribe.training import corpus, synth
-from transcribe.training.evaluate import score
+from transcribe.training.evaluate import REGISTERS, register_counts, score
+from transcribe.training.evaluate import main as evaluate_main
 from transcribe.training.labels import notes_to_rolls
 from transcribe.training.train import TrainConfig, train
 from transcribe.weights import save_weights
@@ -83,6 +85,42 @@ def test_mir_eval_scores_perfect_and_shifted_transcriptions():
     assert score(ref, late)["note_f1"] == 0.0
     assert score(ref, np.zeros((0, 4)))["note_f1"] == 0.0
 
+
+def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
+    reference = np.array([[0.5, 1.0, 24, 80], [1.0, 1.5, 30, 80],  # A0-B1
+                          [0.5, 1.0, 60, 80], [1.0, 1.5, 64, 80],  # C4-B4
+                          [2.0, 2.5, 100, 80]])                    # C6-C8
+    estimate = np.array([[0.51, 1.0, 60, 80], [1.02, 1.4, 64, 80],  # both found
+                         [0.5, 1.0, 36, 80],                        # an octave off: C2-B2
+                         [2.2, 2.5, 100, 80]])                      # 200 ms late
+    counts = register_counts(reference, estimate)
+    by_name = {name: row.tolist() for (name, _, _), row in zip(REGISTERS, counts)}
+    assert by_name["A0-B1"] == [2, 0, 0]
+    assert by_name["C2-B2"] == [0, 0, 1]
+    assert by_name["C4-B4"] == [2, 2, 2]
+    assert by_name["C6-C8"] == [1, 0, 1]
+    assert counts.sum(axis=0).tolist() == [5, 2, 4]
+    # amt-evaluate --by-register sums them over files (here: another transcriber's MIDI).
+    for folder in ("ref", "pred"):
+        (tmp_path / folder).mkdir()
+    sf.write(tmp_path / "ref" / "a.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
+    for folder, notes in (("ref", reference), ("pred", estimate)):
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(0)
+        piano.notes += [pretty_midi.Note(int(v), int(p), s, e) for s, e, p, v in notes]
+        midi.instruments.append(piano)
+        midi.write(str(tmp_path / folder / "a.mid"))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(tmp_path / "ref"), str(tmp_path / "ref"), "--predictions",
+                       str(tmp_path / "pred"), "--by-register", "--csv", str(tmp_path / "s.csv")])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    cells = [[cell.strip() for cell in line.split("│") if cell.strip()]
+             for line in printed.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if row and row[0] in ("A0-B1", "C4-B4")}
+    assert rows["C4-B4"][:2] == ["2", "100.0"]  # 2 reference notes, all found
+    assert rows["A0-B1"][:2] == ["2", "0.0"]
+    assert "registers" not in (tmp_path / "s.csv").read_text()
 
 def test_training_steps_run_checkpoint_and_resume(tmp_path):
     midi = pretty_midi.PrettyMIDI()

@@ -4,7 +4,9 @@
   (``mir_eval.multipitch``), from the decoded notes as in Hawthorne et al. 2018;
 - note: onset within 50 ms and same pitch (``offset_ratio=None``);
 - note with offset: also offset within 20 % of the note or 50 ms (mir_eval's default);
-- note with velocity: ``mir_eval.transcription_velocity`` (onset + velocity, no offset).
+- note with velocity: ``mir_eval.transcription_velocity`` (onset + velocity, no offset);
+- by register (``amt-evaluate --by-register``): note-level recall and precision per
+  octave of the keyboard, counts summed over files.
 Reference notes follow the sustain pedal (CC64), as the training labels do.
 """
 
@@ -20,6 +22,9 @@ import numpy as np
 from .. import constants as C
 
 METRICS = ("frame", "note", "note_offset", "note_velocity")
+# Octaves of the keyboard (MIDI pitch ranges, end excluded) for ``register_counts``.
+REGISTERS = (("A0-B1", 21, 36), ("C2-B2", 36, 48), ("C3-B3", 48, 60), ("C4-B4", 60, 72),
+             ("C5-B5", 72, 84), ("C6-C8", 84, 109))
 
 
 def _hz(pitches: np.ndarray) -> np.ndarray:
@@ -76,6 +81,43 @@ def score(reference: np.ndarray, estimate: np.ndarray,
     return {k: float(v) for k, v in out.items()}
 
 
+def register_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Note-level (onset) matches by octave of the keyboard, to see where notes are missed.
+
+    Returns int ``(len(REGISTERS), 3)``: reference notes, those matched (mir_eval's note
+    level: same pitch, onset within 50 ms) and estimated notes, per register of
+    ``REGISTERS``.  Sum over files, then recall = matched / reference and precision =
+    matched / estimated.
+    """
+    import mir_eval
+    ref, est = _valid(reference), _valid(estimate)
+    matched = np.zeros(len(ref), bool)
+    if len(ref) and len(est):
+        pairs = mir_eval.transcription.match_notes(ref[:, :2], _hz(ref[:, 2]), est[:, :2],
+                                                   _hz(est[:, 2]), offset_ratio=None)
+        matched[[i for i, _ in pairs]] = True
+    counts = np.zeros((len(REGISTERS), 3), np.int64)
+    for row, (_, low, high) in enumerate(REGISTERS):
+        in_ref = (ref[:, 2] >= low) & (ref[:, 2] < high)
+        counts[row] = (in_ref.sum(), (matched & in_ref).sum(),
+                       ((est[:, 2] >= low) & (est[:, 2] < high)).sum())
+    return counts
+
+
+def register_table(counts: np.ndarray, title: str):
+    """A rich table of summed ``register_counts``: notes, recall, precision, F1 per octave."""
+    from rich.table import Table
+    table = Table(title=title, title_justify="left")
+    for column in ("register", "reference notes", "recall", "precision", "F1"):
+        table.add_column(column, justify="left" if column == "register" else "right")
+    for (name, _, _), (n_ref, n_matched, n_est) in zip(REGISTERS, counts):
+        recall = n_matched / n_ref if n_ref else 0.0
+        precision = n_matched / n_est if n_est else 0.0
+        table.add_row(name, str(n_ref), f"{100 * recall:.1f}", f"{100 * precision:.1f}",
+                      f"{100 * f1(precision, recall):.1f}")
+    return table
+
+
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
     return {k: float(np.mean([row[k] for row in rows])) for k in keys}
@@ -111,8 +153,10 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
     for audio, midi in pairs:
         started = time.perf_counter()
         result = transcribe(audio, loaded, options=options)
+        reference = reference_notes(midi)
         row = {"file": audio.name, "seconds": time.perf_counter() - started,
-               **score(reference_notes(midi), result.notes)}
+               **score(reference, result.notes),
+               "registers": register_counts(reference, result.notes)}
         rows.append(row)
         if progress:
             progress(row)
@@ -152,7 +196,9 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
             predicted = predicted.with_suffix(".mid")
         estimate = midi_to_notes(pretty_midi.PrettyMIDI(str(predicted))) if predicted.exists() \
             else np.zeros((0, 4))
-        rows.append({"file": audio.name, **score(reference_notes(midi), estimate)})
+        reference = reference_notes(midi)
+        rows.append({"file": audio.name, **score(reference, estimate),
+                     "registers": register_counts(reference, estimate)})
     return rows
 
 
@@ -162,10 +208,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
         return
     import io
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    # Per-file scores; the register counts (arrays) are summed in the --by-register table.
+    fields = [k for k, v in rows[0].items() if not isinstance(v, np.ndarray)]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k])
+                         for k in fields})
     write_atomic(path, buffer.getvalue().encode())
 
 
@@ -196,8 +245,10 @@ def main(argv=None):
     @click.option("--frame-threshold", type=float, default=None, help="default: tuned for the weights")
     @click.option("--offset-threshold", type=float, default=None, help="default: tuned for the weights")
     @click.option("--min-note-ms", type=float, default=None, help="default: tuned for the weights")
+    @click.option("--by-register", is_flag=True,
+                  help="Also note recall and precision per octave of the keyboard.")
     def command(audio_dir, midi_dir, weights, predictions, csv_path, device, onset_threshold,
-                frame_threshold, offset_threshold, min_note_ms):
+                frame_threshold, offset_threshold, min_note_ms, by_register):
         """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
 
         Files pair by relative path without suffix (a/b.flac with a/b.mid).
@@ -231,5 +282,9 @@ def main(argv=None):
         if csv_path:
             write_csv(rows, csv_path)
         Console().print(summary_table(mean_scores(rows), title))
+        if by_register:
+            counts = sum(row["registers"] for row in rows)
+            Console().print(register_table(counts, "note level (50 ms onsets) by register, "
+                                                   "summed over files"))
 
     command.main(args=argv, prog_name="amt-evaluate")
