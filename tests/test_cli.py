@@ -170,9 +170,12 @@ def test_ctrl_c_in_a_batch_leaves_no_partial_file(tmp_path, tiny_weights):
     for i in range(6):
         write_wav(src / f"{i}.wav", seconds=40)
     out = tmp_path / "out"
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that:
+    # restore the default so the test means the same under `nohup pytest &`.
     process = subprocess.Popen([sys.executable, "-m", "transcribe", str(src), "-o", str(out),
                                 "--weights", str(tiny_weights), "-q"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "0.mid").exists():
         time.sleep(0.05)
