@@ -27,7 +27,8 @@ from rich.table import Table
 
 from peers import DEFAULT_VENV, basic_pitch
 from transcribe.training.evaluate import (METRICS, REGISTERS, evaluate_predictions,
-                                          mean_scores, pair_files, write_csv)
+                                          mean_scores, pair_files, register_recall_precision,
+                                          write_csv)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,12 +101,10 @@ def main() -> None:
     for name in results:
         registers.add_column(name, justify="right")
     counts = {name: sum(row["registers"] for row in rows) for name, (rows, _) in results.items()}
+    rates = {name: register_recall_precision(counts[name]) for name in results}
     for index, (register, _, _) in enumerate(REGISTERS):
-        cells = []
-        for name in results:
-            n_ref, n_matched, n_est = counts[name][index]
-            cells.append(f"{100 * n_matched / max(n_ref, 1):.1f} / "
-                         f"{100 * n_matched / max(n_est, 1):.1f}")
+        cells = [f"{100 * recall[index]:.1f} / {100 * precision[index]:.1f}"
+                 for recall, precision in rates.values()]
         registers.add_row(register, str(counts["amt-transcribe"][index][0]), *cells)
     console.print(registers)
     if args.csv:

@@ -56,6 +56,7 @@ def test_transposed_render_shifts_audio_and_labels_and_drops_keys_off_the_piano(
     peak_hz = np.argmax(spectrum) * rate / len(head)
     assert abs(12 * np.log2(peak_hz / 440.0)) < 0.5  # A4 sounds, not A3 (220 Hz)
 
+
 def test_rolls_mark_onset_frame_offset_and_velocity():
     notes = np.array([[1.0, 2.0, 60, 127]])
     rolls = notes_to_rolls(notes, first_frame=20, n_frames=50)
@@ -121,6 +122,7 @@ def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
     assert rows["C4-B4"][:2] == ["2", "100.0"]  # 2 reference notes, all found
     assert rows["A0-B1"][:2] == ["2", "0.0"]
     assert "registers" not in (tmp_path / "s.csv").read_text()
+
 
 def test_training_steps_run_checkpoint_and_resume(tmp_path):
     midi = pretty_midi.PrettyMIDI()
@@ -188,6 +190,7 @@ def test_training_starts_from_exported_weights(tmp_path):
     parameters = [name for name, _ in UNetTranscriber(model_config).named_parameters()]
     assert len(parameters) > 10
     assert all(torch.equal(trained[name], shipped[name]) for name in parameters)
+
 
 def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):
     from transcribe.training.evaluate import pair_files

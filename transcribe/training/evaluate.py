@@ -104,15 +104,20 @@ def register_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     return counts
 
 
+def register_recall_precision(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision per register from summed ``register_counts`` (0 where no notes)."""
+    n_ref, n_matched, n_est = counts.T
+    return n_matched / np.maximum(n_ref, 1), n_matched / np.maximum(n_est, 1)
+
+
 def register_table(counts: np.ndarray, title: str):
     """A rich table of summed ``register_counts``: notes, recall, precision, F1 per octave."""
     from rich.table import Table
     table = Table(title=title, title_justify="left")
     for column in ("register", "reference notes", "recall", "precision", "F1"):
         table.add_column(column, justify="left" if column == "register" else "right")
-    for (name, _, _), (n_ref, n_matched, n_est) in zip(REGISTERS, counts):
-        recall = n_matched / n_ref if n_ref else 0.0
-        precision = n_matched / n_est if n_est else 0.0
+    for (name, _, _), n_ref, recall, precision in zip(REGISTERS, counts[:, 0],
+                                                       *register_recall_precision(counts)):
         table.add_row(name, str(n_ref), f"{100 * recall:.1f}", f"{100 * precision:.1f}",
                       f"{100 * f1(precision, recall):.1f}")
     return table
