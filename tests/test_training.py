@@ -192,6 +192,34 @@ def test_training_starts_from_exported_weights(tmp_path):
     assert all(torch.equal(trained[name], shipped[name]) for name in parameters)
 
 
+
+def test_training_widens_narrower_weights(tmp_path):
+    """--init with a narrower network's weights: the wider run starts from them, widened."""
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(80, 60 + i % 5, i * 0.2, i * 0.2 + 0.15) for i in range(15)]
+    midi.instruments.append(piano)
+    audio = synth.render(midi, synth.find_soundfont("TimGM6mb.sf2"))
+    sf.write(tmp_path / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
+    np.save(tmp_path / "a.npy", synth.piano_notes(midi).astype(np.float32))
+    narrow_config = ModelConfig(unet_channels=(4, 4, 8, 8), lstm_hidden=6, reconstruction=False)
+    exported = tmp_path / "w" / "amt-unet.pt"
+    save_weights(UNetTranscriber(narrow_config), exported)
+    wide_config = ModelConfig(unet_channels=(4, 8, 8, 16), lstm_hidden=10, reconstruction=False)
+    config = TrainConfig(steps=1, batch_size=1, segment_frames=32, learning_rate=0.0,
+                         ema_decay=0.0, checkpoint_minutes=0.0)
+    seen = []
+    checkpoint = train(wide_config, config, [tmp_path / "a.flac"], tmp_path / "run",
+                       init_weights=exported, log=seen.append)
+    assert any(line.startswith("widened") for line in seen)
+    trained = torch.load(checkpoint, weights_only=False)["model"]
+    narrow = torch.load(exported, weights_only=True)
+    assert trained["transcriber.lstm.weight_hh_l0"].shape == (40, 10)
+    torch.testing.assert_close(trained["transcriber.lstm.weight_hh_l0"][:6, :6],
+                               narrow["transcriber.lstm.weight_hh_l0"][:6, :6])
+    torch.testing.assert_close(trained["transcriber.unet.down_blocks.3.body.0.weight"][:8, :8],
+                               narrow["transcriber.unet.down_blocks.3.body.0.weight"])
+
 def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):
     from transcribe.training.evaluate import pair_files
     from transcribe.training.validation import make_validation_set

@@ -28,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..features import Frontend
 from ..model import ModelConfig, UNetTranscriber
 from .data import SegmentSampler
+from .widen import widened_state_dict
 
 
 @dataclasses.dataclass
@@ -103,7 +104,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
 
     ``init_weights`` starts a new run from another run's checkpoint or from exported
     weights (e.g. the transcriber pre-trained without reconstruction); missing parameters
-    keep their initial values.
+    keep their initial values.  Weights of a narrower network are widened into this one
+    (``widen.py``), so a wider model starts from their accuracy.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / "last.pt"
@@ -128,6 +130,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         # A run's checkpoint holds the model under "model"; exported weights (weights/*.pt)
         # are the state_dict itself, so training can go on from the shipped weights.
         weights = state["model"] if isinstance(state.get("model"), dict) else state
+        current = model.state_dict()
+        if any(name in current and current[name].shape != value.shape
+               for name, value in weights.items()):
+            weights = widened_state_dict(weights, model)
+            log(f"widened {init_weights} into this model's U-net {model_config.unet_channels}, "
+                f"LSTM {model_config.lstm_hidden} (same outputs to start)")
         missing, unexpected = model.load_state_dict(weights, strict=False)
         log(f"initialised from {init_weights}; new parameters: {len(missing)} tensors")
     # The average starts from the weights as loaded (n_averaged 0 copies them).
