@@ -87,16 +87,46 @@ def test_decoded_notes_are_always_valid(frame, data, thresholds, min_note_ms):
         assert (same[1:, 0] >= same[:-1, 1] - 1e-9).all(), "a key overlaps itself"
 
 
+def test_a_frame_rise_from_quiet_starts_a_note_the_onset_head_missed():
+    frame, onset, offset, velocity = empty()
+    key = 30
+    frame[20:45, key] = 0.8
+    onset[19:22, key] = 0.15  # below the onset threshold: a soft note's weak onset
+    velocity[20, key] = 0.3
+    assert len(frames_to_notes(frame, onset, offset, velocity, frame_onset_threshold=1.0)) == 0
+    notes = frames_to_notes(frame, onset, offset, velocity, frame_onset_threshold=0.5)
+    np.testing.assert_allclose(notes, [[20 / FPS, 45 / FPS, key + C.MIN_MIDI, round(0.3 * 127)]])
+
+
+def test_a_wavering_frame_does_not_split_a_sustained_note():
+    frame, onset, offset, velocity = empty()
+    key = 50
+    onset[10, key] = 0.9
+    frame[10:80, key] = 0.8
+    frame[30:32, key] = 0.1  # two quiet frames: fewer than a frame onset needs
+    frame[50:54, key] = 0.35  # four frames, but above the quiet level
+    notes = frames_to_notes(frame, onset, offset, velocity, frame_threshold=0.5,
+                            frame_onset_threshold=0.5)
+    # The frame threshold ends the note at each dip; no dip is followed by a new note.
+    np.testing.assert_allclose(notes[:, 0] * FPS, [10])
+    frame[60:64, key] = 0.1  # four quiet frames: a note restarts at the rise
+    notes = frames_to_notes(frame, onset, offset, velocity, frame_threshold=0.5,
+                            frame_onset_threshold=0.5)
+    np.testing.assert_allclose(notes[:, 0] * FPS, [10, 64])
+
+
 @settings(max_examples=150, deadline=None)
-@given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]))
-def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms):
+@given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]),
+       frame_onset_threshold=st.sampled_from([1.0, 0.5]))
+def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms,
+                                                      frame_onset_threshold):
     # Posteriorgrams of a few keys that cross the thresholds often, cut into chunks
     # at random places (the edges of chunks are where a streaming decoder errs).
     levels = st.sampled_from(np.array([0.05, 0.35, 0.55, 0.95], np.float16))
     heads = [data.draw(arrays(np.float16, (n_frames, 6), elements=levels)) for _ in range(4)]
     cuts = sorted(data.draw(st.lists(st.integers(0, n_frames), max_size=8)))
     options = {"onset_threshold": 0.5, "frame_threshold": 0.3, "offset_threshold": 0.9,
-               "min_note_ms": min_note_ms}
+               "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold}
     stream = NoteStream(**options)
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads))

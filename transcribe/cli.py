@@ -90,6 +90,10 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
               help="Offset probability at which a note ends.  [default: tuned for the weights]")
 @click.option("--min-note-ms", type=click.FloatRange(0), default=None,
               help="Drop notes shorter than this.  [default: tuned for the weights]")
+@click.option("--frame-onset-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Also start a note where the frame probability rises from quiet above "
+                   "this (an onset the onset head missed); 1 turns it off.  "
+                   "[default: tuned for the weights]")
 @click.option("--tempo", "tempo_bpm", type=click.FloatRange(1, 1000, min_open=False), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
@@ -105,8 +109,8 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
 def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
-         offset_threshold, min_note_ms, tempo_bpm, plot, save_posteriorgram, overwrite,
-         skip_existing, quiet, profile):
+         offset_threshold, min_note_ms, frame_onset_threshold, tempo_bpm, plot,
+         save_posteriorgram, overwrite, skip_existing, quiet, profile):
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
@@ -127,6 +131,9 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
 
     times = StageTimes()
     started = time.perf_counter()
+    thresholds = {"onset_threshold": onset_threshold, "frame_threshold": frame_threshold,
+                  "offset_threshold": offset_threshold, "min_note_ms": min_note_ms,
+                  "frame_onset_threshold": frame_onset_threshold}
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other", 2)
     if fmt is None:
@@ -176,8 +183,7 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             with reporter:
                 for job in pending:
-                    _run_job(job, loaded, fmt, onset_threshold, frame_threshold,
-                             offset_threshold, min_note_ms, tempo_bpm, plot,
+                    _run_job(job, loaded, fmt, thresholds, tempo_bpm, plot,
                              save_posteriorgram, reporter, times)
     except KeyboardInterrupt:
         reporter.stop()
@@ -196,12 +202,12 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
         sys.exit(EXIT_FAILED)
 
 
-def _run_job(job: Job, loaded, fmt, onset_threshold, frame_threshold, offset_threshold,
-             min_note_ms, tempo_bpm, plot, save_posteriorgram, reporter, times) -> None:
+def _run_job(job: Job, loaded, fmt, thresholds: dict, tempo_bpm, plot, save_posteriorgram,
+             reporter, times) -> None:
     from .errors import TranscribeError
     from .transcriber import DecodingOptions, transcribe
 
-    options = DecodingOptions(onset_threshold, frame_threshold, offset_threshold, min_note_ms)
+    options = DecodingOptions(**thresholds)
     started = time.perf_counter()
     reporter.start_file(job.source)
     try:

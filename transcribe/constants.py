@@ -31,6 +31,12 @@ ONSET_THRESHOLD = 0.5
 FRAME_THRESHOLD = 0.5
 OFFSET_THRESHOLD = 0.5
 MIN_NOTE_MS = 30.0
+# Onsets inferred from the frame posteriorgram (decode.py): a rise above the
+# frame-onset threshold after this many frames below this level.  The threshold's
+# fallback of 1.0 turns the rule off; weights' cards set the value tuned for them.
+FRAME_ONSET_THRESHOLD = 1.0
+FRAME_ONSET_QUIET_FRAMES = 3  # 96 ms
+FRAME_ONSET_QUIET_LEVEL = 0.3
 
 # Streaming: chunk length and context on each side, in frames. Both are
 # multiples of the U-net's total down-sampling (16) so that every chunk sees

@@ -34,12 +34,14 @@ class DecodingOptions:
     frame_threshold: float | None = None
     offset_threshold: float | None = None
     min_note_ms: float | None = None
+    frame_onset_threshold: float | None = None  # 1 turns inferred onsets off (decode.py)
 
     def resolve(self, card: dict | None = None) -> "DecodingOptions":
         """Fill unset fields from ``card['decoding']``, then from the constants."""
         tuned = (card or {}).get("decoding", {})
         fallback = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
-                    "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS}
+                    "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
+                    "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD}
         return DecodingOptions(**{name: value if (value := getattr(self, name)) is not None
                                   else tuned.get(name, fallback[name]) for name in fallback})
 
@@ -109,7 +111,8 @@ def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarr
                            onset_threshold=options.onset_threshold,
                            frame_threshold=options.frame_threshold,
                            offset_threshold=options.offset_threshold,
-                           min_note_ms=options.min_note_ms, frame_rate_hz=p.frame_rate_hz)
+                           min_note_ms=options.min_note_ms, frame_rate_hz=p.frame_rate_hz,
+                           frame_onset_threshold=options.frame_onset_threshold)
 
 
 def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,

@@ -169,7 +169,8 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
 
 
 def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),
-                    frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0)):
+                    frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0),
+                    frame_onset=(0.4, 0.5, 0.6, 1.0)):
     """Grid-search decoding thresholds for the best mean note F1 (ties: note-with-offset F1).
 
     The network runs once per file; each combination only re-decodes.  Returns
@@ -180,7 +181,7 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     from ..transcriber import DecodingOptions, transcribe
     runs = [(transcribe(audio, loaded), reference_notes(midi)) for audio, midi in pairs]
     tried = []
-    for values in itertools.product(onset, frame, offset, min_note_ms):
+    for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset):
         options = DecodingOptions(*values)
         rows = [score(reference, result.redecode(**options.__dict__).notes)
                 for result, reference in runs]
@@ -250,10 +251,13 @@ def main(argv=None):
     @click.option("--frame-threshold", type=float, default=None, help="default: tuned for the weights")
     @click.option("--offset-threshold", type=float, default=None, help="default: tuned for the weights")
     @click.option("--min-note-ms", type=float, default=None, help="default: tuned for the weights")
+    @click.option("--frame-onset-threshold", type=float, default=None,
+                  help="default: tuned for the weights (1 turns inferred onsets off)")
     @click.option("--by-register", is_flag=True,
                   help="Also note recall and precision per octave of the keyboard.")
     def command(audio_dir, midi_dir, weights, predictions, csv_path, device, onset_threshold,
-                frame_threshold, offset_threshold, min_note_ms, by_register):
+                frame_threshold, offset_threshold, min_note_ms, frame_onset_threshold,
+                by_register):
         """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
 
         Files pair by relative path without suffix (a/b.flac with a/b.mid).
@@ -280,7 +284,7 @@ def main(argv=None):
                 console.print(f"amt-evaluate: error: {error}")
                 sys.exit(1)
             options = DecodingOptions(onset_threshold, frame_threshold, offset_threshold,
-                                      min_note_ms)
+                                      min_note_ms, frame_onset_threshold)
             rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
                 f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False))
             title = f"{loaded.path} on {len(rows)} files"
