@@ -2,10 +2,11 @@
 
 Hawthorne et al. 2018: a note may start only where the onset posteriorgram rises
 above ``onset_threshold``; it lasts while the onset or frame posteriorgram stays
-above its threshold.  We add two rules of our own: the note ends where the offset head fires
-(above ``offset_threshold``), and a new onset of the same key ends the previous
-note, so no key ever overlaps itself.  Velocity is the mean of the velocity head
-over the onset's frames.  All functions are pure numpy and vectorised per key.
+above its threshold.  We add two rules of our own: the note ends where the offset
+head fires (above ``offset_threshold``), and a new onset of the same key ends the
+previous note, so no key ever overlaps itself.  Velocity is the mean of the
+velocity head over the onset's frames.  All functions are pure numpy and
+vectorised per key.
 
 A third rule recovers notes whose onset the onset head misses (most of them soft
 notes: with the phase-1c weights, 54 % of the validation notes missed had a frame
