@@ -165,15 +165,20 @@ def test_training_steps_run_checkpoint_and_resume(tmp_path):
     assert losses[4] > 0.75 * losses[3]
 
 
-def test_training_starts_from_exported_weights(tmp_path):
-    """--init takes the shipped weights file (a plain state_dict), not only a run's checkpoint."""
+def render_training_file(folder):
+    """``folder/a.flac`` and its labels ``a.npy`` (15 short notes), as the render cache holds them."""
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)
     piano.notes += [pretty_midi.Note(80, 60 + i % 5, i * 0.2, i * 0.2 + 0.15) for i in range(15)]
     midi.instruments.append(piano)
     audio = synth.render(midi, synth.find_soundfont("TimGM6mb.sf2"))
-    sf.write(tmp_path / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
-    np.save(tmp_path / "a.npy", synth.piano_notes(midi).astype(np.float32))
+    sf.write(folder / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
+    np.save(folder / "a.npy", synth.piano_notes(midi).astype(np.float32))
+
+
+def test_training_starts_from_exported_weights(tmp_path):
+    """--init takes the shipped weights file (a plain state_dict), not only a run's checkpoint."""
+    render_training_file(tmp_path)
     model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=False)
     torch.manual_seed(123)  # weights unlike those train() would initialise with its seed
     exported = tmp_path / "w" / "amt-unet.pt"
@@ -192,16 +197,9 @@ def test_training_starts_from_exported_weights(tmp_path):
     assert all(torch.equal(trained[name], shipped[name]) for name in parameters)
 
 
-
 def test_training_widens_narrower_weights(tmp_path):
     """--init with a narrower network's weights: the wider run starts from them, widened."""
-    midi = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(0)
-    piano.notes += [pretty_midi.Note(80, 60 + i % 5, i * 0.2, i * 0.2 + 0.15) for i in range(15)]
-    midi.instruments.append(piano)
-    audio = synth.render(midi, synth.find_soundfont("TimGM6mb.sf2"))
-    sf.write(tmp_path / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
-    np.save(tmp_path / "a.npy", synth.piano_notes(midi).astype(np.float32))
+    render_training_file(tmp_path)
     narrow_config = ModelConfig(unet_channels=(4, 4, 8, 8), lstm_hidden=6, reconstruction=False)
     exported = tmp_path / "w" / "amt-unet.pt"
     save_weights(UNetTranscriber(narrow_config), exported)
@@ -219,6 +217,7 @@ def test_training_widens_narrower_weights(tmp_path):
                                narrow["transcriber.lstm.weight_hh_l0"][:6, :6])
     torch.testing.assert_close(trained["transcriber.unet.down_blocks.3.body.0.weight"][:8, :8],
                                narrow["transcriber.unet.down_blocks.3.body.0.weight"])
+
 
 def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):
     from transcribe.training.evaluate import pair_files
