@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -89,17 +91,98 @@ def test_folder_and_unsupported_container_errors(tmp_path):
         audio.probe(m4a)
 
 
-def test_truncated_flac_raises_or_stops_cleanly(tmp_path):
-    path = tmp_path / "whole.flac"
+def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):
+    """A noise file of ``seconds`` cut after the fraction ``keep`` of its bytes."""
+    whole = tmp_path / f"whole-{name}"
     rng = np.random.default_rng(1)
-    sf.write(path, rng.standard_normal(C.SAMPLE_RATE * 5).astype(np.float32) * 0.1,
-             C.SAMPLE_RATE)
-    data = path.read_bytes()
-    cut = tmp_path / "cut.flac"
-    cut.write_bytes(data[: len(data) // 2])
-    try:
-        out = np.concatenate(list(audio.stream(cut)))
-    except TranscribeError as error:
-        assert "truncated or corrupt" in str(error) or "not a readable" in str(error)
-    else:  # libsndfile may decode what is there: then it must be at most the first half
-        assert len(out) <= C.SAMPLE_RATE * 3
+    sf.write(whole, rng.standard_normal(int(C.SAMPLE_RATE * seconds)).astype(np.float32) * 0.1,
+             C.SAMPLE_RATE, **write)
+    data = whole.read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
+def test_a_truncated_flac_yields_what_decodes_and_says_how_much(tmp_path):
+    cut = cut_file(tmp_path, "cut.flac")
+    stats = audio.StreamStats()
+    out = np.concatenate(list(audio.stream(cut, stats=stats)))
+    # 60 % of the bytes hold about 12 s; at most the last second read is lost.
+    assert 10 * C.SAMPLE_RATE <= len(out) <= 12.5 * C.SAMPLE_RATE
+    assert stats.shortfall.startswith(f"truncated or damaged: read {len(out) / C.SAMPLE_RATE:.1f} s "
+                                      "of the 20.0 s the header promises")
+
+
+def test_a_wav_shorter_than_its_header_promises_is_reported(tmp_path):
+    cut = cut_file(tmp_path, "cut.wav", seconds=10, keep=0.4, subtype="PCM_16")
+    stats = audio.StreamStats()
+    out = np.concatenate(list(audio.stream(cut, stats=stats)))
+    assert abs(len(out) - 4 * C.SAMPLE_RATE) < C.SAMPLE_RATE // 100
+    assert stats.shortfall == "truncated or damaged: read 4.0 s of the 10.0 s the header promises"
+    whole = audio.StreamStats()
+    list(audio.stream(tmp_path / "whole-cut.wav", stats=whole))
+    assert whole.shortfall is None
+
+
+def test_a_cut_mp3_is_reported(tmp_path):
+    cut = cut_file(tmp_path, "cut.mp3", keep=0.5)
+    stats = audio.StreamStats()
+    out = np.concatenate(list(audio.stream(cut, stats=stats)))
+    assert 8 * C.SAMPLE_RATE < len(out) < 12 * C.SAMPLE_RATE
+    assert "of the 20.0 s the header promises" in stats.shortfall
+
+
+def test_a_file_of_which_nothing_decodes_is_an_error(tmp_path):
+    cut = cut_file(tmp_path, "cut.flac", keep=0.02)
+    with pytest.raises(TranscribeError):
+        list(audio.stream(cut))
+
+
+def test_links_pipes_and_unreadable_files_are_named_for_what_they_are(tmp_path):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    with pytest.raises(TranscribeError, match="loops back on itself"):
+        audio.probe(loop)
+    dangling = tmp_path / "dangling.wav"
+    dangling.symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(TranscribeError, match="link to a file that does not exist"):
+        audio.probe(dangling)
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(TranscribeError, match="not a regular file"):
+        audio.probe(fifo)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_file_says_permission_denied(tmp_path):
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(1000, np.float32), C.SAMPLE_RATE)
+    path.chmod(0)
+    with pytest.raises(TranscribeError, match="permission denied"):
+        audio.probe(path)
+
+
+def test_arrays_in_either_layout_and_integer_pcm_read_alike():
+    rng = np.random.default_rng(2)
+    stereo = (rng.standard_normal((8000, 2)) * 0.2).astype(np.float32)
+    reference = np.concatenate(list(audio.stream_array(stereo, C.SAMPLE_RATE)))
+    channels_first = np.concatenate(list(audio.stream_array(stereo.T, C.SAMPLE_RATE)))
+    np.testing.assert_array_equal(channels_first, reference)
+    pcm16 = np.round(stereo * 32767).astype(np.int16)
+    scaled = np.concatenate(list(audio.stream_array(pcm16, C.SAMPLE_RATE)))
+    np.testing.assert_allclose(scaled, reference, atol=1e-4)
+    pcm32 = pcm16.astype(np.int32) << 16
+    np.testing.assert_allclose(np.concatenate(list(audio.stream_array(pcm32, C.SAMPLE_RATE))),
+                               scaled, atol=1e-6)
+
+
+@pytest.mark.parametrize("samples, rate, message", [
+    (np.zeros(100), 0, "positive"), (np.zeros(100), -16000, "positive"),
+    (np.zeros(100), float("nan"), "positive"), (np.zeros(100), "16000", "number"),
+    (np.zeros(100), None, "needs its sample_rate"), (b"RIFF....", 16000, "not bytes"),
+    (np.zeros((2, 3, 4)), 16000, "shape"), (np.zeros((100, 100)), 16000, "channels"),
+    (np.zeros(0), 16000, "no samples"), (np.array(["a"]), 16000, "dtype"),
+])
+def test_bad_arrays_and_rates_raise_our_error(samples, rate, message):
+    with pytest.raises(TranscribeError, match=message):
+        list(audio.stream_array(samples, rate))

@@ -1,5 +1,7 @@
 """The command line, through click's runner and through real subprocesses."""
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -162,7 +164,7 @@ def test_subprocess_help_version_and_error_without_traceback(tmp_path):
     assert run_module("--version").stdout.startswith("amt-transcribe, version")
     missing = run_module(tmp_path / "nope.wav")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == f"amt-transcribe: error: {tmp_path / 'nope.wav'}: no such file or folder"
+    assert missing.stderr.strip() == f"amt-transcribe: error: {tmp_path / 'nope.wav'}: no such file"
 
 
 def test_ctrl_c_in_a_batch_leaves_no_partial_file(tmp_path, tiny_weights):
@@ -188,3 +190,113 @@ def test_ctrl_c_in_a_batch_leaves_no_partial_file(tmp_path, tiny_weights):
     for path in written:
         assert path.suffix == ".mid"
         pretty_midi.PrettyMIDI(str(path))
+
+
+def test_inputs_whose_outputs_coincide_keep_their_suffix(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    write_wav(src / "song.wav")
+    sf.write(src / "song.flac", sf.read(src / "song.wav")[0], C.SAMPLE_RATE)
+    write_wav(src / "other.wav")
+    result = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "other.mid", "song.flac.mid", "song.wav.mid"]
+
+
+def test_inputs_that_would_still_coincide_are_refused_before_any_work(tmp_path, tiny_weights):
+    a, b = write_wav(tmp_path / "a" / "x.wav"), write_wav(tmp_path / "b" / "x.wav")
+    result = invoke(a, b, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 2
+    assert f"{a}, {b} would all be written to {tmp_path / 'out' / 'x.mid'}" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_are_checked_before_any_audio_is_read(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "song.wav")
+    before = wav.read_bytes()
+    cases = [(["-o", wav, "--overwrite"], 2, "audio file name"),
+             (["-o", tmp_path / "x.mid", "-f", "json"], 2, "the suffix says mid"),
+             (["-o", "/proc/amt/x.mid"], 1, "/proc: cannot write there"),
+             (["-o", tmp_path / "song.wav" / "x.mid"], 1, "is a file, not a folder")]
+    for args, code, message in cases:
+        result = invoke(wav, *args, "--weights", tiny_weights, "-q")
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.output and ".tmp" not in result.output
+    assert wav.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]
+
+
+def test_an_output_ending_in_a_separator_is_a_folder(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "song.wav")
+    result = invoke(wav, "-o", f"{tmp_path / 'newdir'}/", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "newdir" / "song.mid").is_file()
+
+
+@pytest.mark.parametrize("option, value", [("--onset-threshold", "nan"),
+                                           ("--frame-threshold", "inf"),
+                                           ("--min-note-ms", "inf"), ("--min-note-ms", "-1"),
+                                           ("--tempo", "nan"), ("--threads", "0")])
+def test_non_finite_option_values_are_usage_errors(tmp_path, tiny_weights, option, value):
+    wav = write_wav(tmp_path / "song.wav")
+    result = invoke(wav, option, value, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "song.mid").exists()
+
+
+def test_a_batch_failure_names_the_input_once(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    write_wav(src / "good.wav")
+    (src / "bad.wav").write_bytes(b"RIFF not really")
+    result = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("amt-transcribe: failed")]
+    assert len(lines) == 1 and lines[0].count("bad.wav") == 1, lines
+    assert (tmp_path / "out" / "good.mid").is_file()
+
+
+def test_two_processes_writing_one_output_never_both_win(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "song.wav", seconds=30)
+    out = tmp_path / "song.mid"
+    command = [sys.executable, "-m", "transcribe", str(wav), "-o", str(out),
+               "--weights", str(tiny_weights), "-q", "--threads", "1"]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [run.communicate(timeout=120)[1] for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    assert codes == [0, 1], errors
+    assert any(f"{out} exists" in error for error in errors)
+    pretty_midi.PrettyMIDI(str(out))
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_ctrl_c_during_start_up_exits_130_without_traceback(tmp_path, tiny_weights):
+    # Python's own start-up (about 0.15 s here, before any code of ours runs) is out of
+    # reach; from the first line of ours on, every moment must give 130.
+    wav = write_wav(tmp_path / "song.wav")
+    for delay in (0.3, 0.5, 0.8, 1.2):
+        process = subprocess.Popen([sys.executable, "-m", "transcribe", str(wav),
+                                    "--weights", str(tiny_weights), "-q"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode == 0:  # finished before the signal came
+            continue
+        assert process.returncode == 130, (delay, stderr)
+        assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+
+
+def test_bad_weights_and_devices_fail_in_one_line(tmp_path, tiny_weights):
+    wav = write_wav(tmp_path / "song.wav")
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")
+    card = dict(json.loads(tiny_weights.with_suffix(".json").read_text()))
+    card["sha256"] = hashlib.sha256(b"").hexdigest()
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    result = run_module(wav, "--weights", weights)
+    assert result.returncode == 1
+    assert result.stderr.startswith("amt-transcribe: error:") and "not a weights file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_module(wav, "--weights", tiny_weights, "--device", "mps")
+    assert result.returncode == 1 and "no Apple MPS GPU" in result.stderr, result.stderr

@@ -42,7 +42,24 @@ def test_chunk_sizes_must_fit_the_unet_grid(tiny_model):
 def test_device_choice():
     import torch
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    mps = getattr(torch.backends, "mps", None)
+    expected = "cuda" if torch.cuda.is_available() else \
+        "mps" if mps is not None and mps.is_available() else "cpu"
+    assert pick_device("auto").type == expected
     if not torch.cuda.is_available():
         with pytest.raises(TranscribeError, match="no CUDA"):
             pick_device("cuda")
+    if expected != "mps":
+        with pytest.raises(TranscribeError, match="no Apple MPS"):
+            pick_device("mps")
+
+
+def test_threads_follow_the_cores_this_process_may_use():
+    import subprocess
+    import sys
+    # Pinned to one core, the default is one thread, whatever the machine has.
+    code = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+            "from transcribe.inference import default_threads, set_threads, usable_cores; "
+            "print(usable_cores(), default_threads(), set_threads(), set_threads(3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "1", "3"]

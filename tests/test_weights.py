@@ -52,3 +52,61 @@ def test_config_that_does_not_fit_the_weights(tiny_weights, tmp_path):
 def test_weights_are_a_plain_state_dict(tiny_weights):
     state = torch.load(tiny_weights, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def with_checksum(path):
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["sha256"] = sha256_of(path)
+    path.with_suffix(".json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("content", ["module", "tensor", "random", "empty", "list"])
+def test_files_that_are_not_a_state_dict_are_refused_in_one_line(tiny_weights, tmp_path,
+                                                                   content):
+    path = copy(tiny_weights, tmp_path)
+    if content == "module":
+        torch.save(torch.nn.Linear(2, 2), path)
+    elif content == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif content == "random":
+        path.write_bytes(bytes(range(256)) * 40)
+    elif content == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save([torch.zeros(3)], path)
+    with_checksum(path)  # the checksum matches: the file itself is wrong
+    with pytest.raises(TranscribeError, match="not a weights file|not a state_dict") as error:
+        load_model(path, "cpu")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("card, message", [
+    ([1, 2], "JSON object"),
+    ({"model": "mel"}, "'model' must be a JSON object"),
+    ({"model": {"unet_channels": "wide"}}, "bad model config"),
+    ({"model": {"lstm_hidden": 12.5}}, "lstm_hidden must be a positive integer"),
+    ({"model": {"reconstruction": "yes"}}, "reconstruction must be true or false"),
+    ({"model": {"spectrogram": "cqt"}}, "above Nyquist"),
+    ({"decoding": {"onset_threshold": "high"}}, "onset_threshold must be a number"),
+    ({"decoding": {"frame_threshold": 2}}, "probability"),
+    ({"decoding": {"loudness": 1}}, "bad decoding section"),
+])
+def test_malformed_cards_are_refused_in_one_line(tiny_weights, tmp_path, card, message):
+    path = copy(tiny_weights, tmp_path)
+    good = json.loads(path.with_suffix(".json").read_text())
+    if isinstance(card, dict):
+        for section, values in card.items():
+            good[section] = {**good.get(section, {}), **values} if isinstance(values, dict) \
+                else values
+        card = good
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(TranscribeError, match=message):
+        load_model(path, "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_this_machine_lacks_is_our_error(tiny_weights):
+    with pytest.raises(TranscribeError, match="no CUDA GPU"):
+        load_model(tiny_weights, "cuda")
+    with pytest.raises(TranscribeError, match="unknown device"):
+        load_model(tiny_weights, "tpu")

@@ -1,3 +1,3 @@
-from .cli import main
+from .console import amt_transcribe
 
-main(prog_name="amt-transcribe")
+amt_transcribe()

@@ -7,6 +7,9 @@ at a time and never sits in memory whole.
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +25,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".
                     ".w64", ".rf64", ".caf")
 UNSUPPORTED_EXTENSIONS = (".m4a", ".aac", ".mp4", ".wma", ".webm", ".mkv", ".ape", ".alac")
 BLOCK_S = 30.0
+READ_S = 1.0  # a read that fails loses at most this much of a damaged file
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,15 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int  # at the file's own rate
+    promised_frames: int | None = None  # what the header declares, where it says more
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def promised_s(self) -> float:
+        return max(self.frames, self.promised_frames or 0) / self.sample_rate
 
 
 def probe(path: str | Path) -> AudioInfo:
@@ -42,12 +51,19 @@ def probe(path: str | Path) -> AudioInfo:
     Raises ``TranscribeError`` with a one-line reason otherwise.
     """
     path = Path(path)
-    if not path.exists():
-        raise TranscribeError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise TranscribeError(_stat_message(path, error)) from None
+    if stat.S_ISDIR(mode):
         raise TranscribeError(f"{path}: is a folder, not an audio file")
+    if not stat.S_ISREG(mode):
+        raise TranscribeError(f"{path}: not a regular file (a pipe, socket or device); "
+                              "save the audio to a file first")
     if path.stat().st_size == 0:
         raise TranscribeError(f"{path}: the file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise TranscribeError(f"{path}: permission denied (the file is not readable)")
     if path.suffix.lower() in UNSUPPORTED_EXTENSIONS:
         raise TranscribeError(f"{path}: {path.suffix} is not supported; convert it first, "
                               f"e.g. `ffmpeg -i '{path.name}' '{path.stem}.flac'`")
@@ -58,7 +74,48 @@ def probe(path: str | Path) -> AudioInfo:
                               "supported: WAV, FLAC, OGG, MP3") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise TranscribeError(f"{path}: the file declares no samples")
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+    promised = _wav_declared_frames(path) if info.format in ("WAV", "WAVEX") else None
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
+                     promised if promised and promised > info.frames else None)
+
+
+def _stat_message(path: Path, error: OSError) -> str:
+    import errno
+    if error.errno == errno.ELOOP:
+        return f"{path}: a symbolic link that loops back on itself"
+    if error.errno == errno.ENOENT:
+        if path.is_symlink():
+            return f"{path}: a symbolic link to a file that does not exist"
+        return f"{path}: no such file"
+    if error.errno == errno.EACCES:
+        return f"{path}: permission denied"
+    return f"{path}: {error.strerror or error}"
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames the RIFF header's ``data`` chunk declares (libsndfile reports what is there)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"RIFF":
+                return None
+            handle.read(4)
+            if handle.read(4) != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                header = handle.read(8)
+                if len(header) < 8:
+                    return None
+                chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+                if chunk == b"fmt ":
+                    fmt = handle.read(size + (size & 1))
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                elif chunk == b"data":
+                    return size // block_align if block_align else None
+                else:
+                    handle.seek(size + (size & 1), 1)
+    except (OSError, struct.error):
+        return None
 
 
 def _reason(error: Exception) -> str:
@@ -69,7 +126,7 @@ def _reason(error: Exception) -> str:
 class Resampler:
     """Streaming mono resampler to ``target_rate`` (soxr, high quality)."""
 
-    def __init__(self, source_rate: int, target_rate: int = C.SAMPLE_RATE):
+    def __init__(self, source_rate: float, target_rate: int = C.SAMPLE_RATE):
         self.stream = None if source_rate == target_rate else \
             soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
 
@@ -86,6 +143,7 @@ class StreamStats:
 
     samples: int = 0  # at the target rate
     nonfinite: int = 0  # NaN or Inf input samples, replaced by silence
+    shortfall: str | None = None  # how much of the promised audio could not be read, and why
 
 
 def to_mono(block: np.ndarray) -> np.ndarray:
@@ -106,39 +164,108 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     """Yield mono float32 blocks of ``path`` at ``target_rate``.
 
     Memory stays at one block whatever the file's length.  NaN/Inf samples become
-    silence (counted in ``stats``).  A file that breaks off mid-way raises
-    ``TranscribeError``.  ``info`` is the file's ``probe``, if already made.
+    silence (counted in ``stats``).  A damaged file yields what decodes (read a
+    second at a time, so at most a second before the damage is lost) and says in
+    ``stats.shortfall`` how much was read of how much the header promised; a file
+    of which nothing decodes raises ``TranscribeError``.  ``info`` is the file's
+    ``probe``, if already made.
     """
     info = info or probe(path)
     stats = stats if stats is not None else StreamStats()
     resample = Resampler(info.sample_rate, target_rate)
-    block_frames = max(1, int(block_s * info.sample_rate))
+    read_frames = max(1, int(READ_S * info.sample_rate))
+    per_block = max(1, int(round(block_s / READ_S)))
+    read = 0  # frames at the file's rate
+    error = None
     try:
-        with sf.SoundFile(str(info.path)) as handle:
-            while True:
-                block = handle.read(block_frames, dtype="float32", always_2d=True)
-                last = len(block) < block_frames
-                out = resample(sanitize(to_mono(block), stats), last=last)
-                stats.samples += len(out)
-                if len(out):
-                    yield out
-                if last:
+        handle = sf.SoundFile(str(info.path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as failure:
+        raise TranscribeError(f"{info.path}: cannot be read any more ({_reason(failure)})") from None
+    with handle:
+        last = False
+        while not last:
+            pieces = []
+            while len(pieces) < per_block:
+                try:
+                    piece = handle.read(read_frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as failure:
+                    error, last = _reason(failure), True
                     break
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise TranscribeError(f"{info.path}: the audio is truncated or corrupt after "
-                              f"{stats.samples / target_rate:.1f} s ({_reason(error)})") from None
+                pieces.append(piece)
+                read += len(piece)
+                if len(piece) < read_frames:
+                    last = True
+                    break
+            block = np.concatenate(pieces) if pieces else np.zeros((0, info.channels), np.float32)
+            out = resample(sanitize(to_mono(block), stats), last=last)
+            stats.samples += len(out)
+            if len(out):
+                yield out
+    promised = max(info.frames, info.promised_frames or 0)
+    if read == 0 and error:
+        raise TranscribeError(f"{info.path}: the audio is corrupt; nothing decodes ({error})")
+    if error or read < promised - info.sample_rate // 100:
+        why = f" ({error})" if error else ""
+        stats.shortfall = (f"truncated or damaged: read {read / info.sample_rate:.1f} s of the "
+                           f"{promised / info.sample_rate:.1f} s the header promises{why}")
+
+
+MAX_CHANNELS = 64
+
+
+def as_samples_first(audio) -> np.ndarray:
+    """An audio array as float32 ``(samples,)`` or ``(samples, channels)``, integer PCM scaled.
+
+    Two-dimensional input may be ``(samples, channels)`` or ``(channels, samples)``:
+    the shorter axis, if it has at most ``MAX_CHANNELS`` entries, is the channels.
+    Raises ``TranscribeError`` for anything that is not such an array.
+    """
+    if isinstance(audio, (bytes, bytearray, memoryview, str)):
+        raise TranscribeError(f"audio must be a file path or a numpy array of samples, not "
+                              f"{type(audio).__name__} (decode encoded bytes with soundfile first)")
+    try:
+        array = np.asarray(audio)
+    except (TypeError, ValueError) as error:
+        raise TranscribeError(f"audio is not an array of samples ({error})") from None
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        middle = (int(info.max) + 1 + int(info.min)) / 2
+        array = ((array.astype(np.float64) - middle) / (int(info.max) + 1 - middle)).astype(np.float32)
+    elif array.dtype.kind != "f":
+        raise TranscribeError(f"audio samples must be floats or integer PCM, got dtype {array.dtype}")
+    if array.ndim == 2:
+        if array.shape[0] < array.shape[1] and array.shape[0] <= MAX_CHANNELS:
+            array = array.T
+        elif array.shape[1] > MAX_CHANNELS:
+            raise TranscribeError(f"audio of shape {array.shape}: neither axis looks like "
+                                  f"channels (at most {MAX_CHANNELS})")
+    elif array.ndim != 1:
+        raise TranscribeError(f"audio must be (samples,), (samples, channels) or "
+                              f"(channels, samples), got shape {array.shape}")
+    if array.size == 0:
+        raise TranscribeError("the audio array holds no samples")
+    return array
+
+
+def check_sample_rate(sample_rate) -> float:
+    """``sample_rate`` as a positive finite number of Hz, else ``TranscribeError``."""
+    if sample_rate is None:
+        raise TranscribeError("an audio array needs its sample_rate (Hz)")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TranscribeError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
+    if not np.isfinite(sample_rate) or sample_rate < 1:
+        raise TranscribeError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+    return float(sample_rate)
 
 
 def stream_array(audio: np.ndarray, sample_rate: int, target_rate: int = C.SAMPLE_RATE,
                  block_s: float = BLOCK_S, stats: StreamStats | None = None) -> Iterator[np.ndarray]:
-    """Like ``stream`` for an in-memory array ``(samples,)`` or ``(samples, channels)``."""
-    audio = np.asarray(audio)
-    if audio.ndim not in (1, 2):
-        raise TranscribeError(f"audio must be (samples,) or (samples, channels), got {audio.shape}")
-    if sample_rate <= 0:
-        raise TranscribeError(f"sample rate must be positive, got {sample_rate}")
+    """Like ``stream`` for an in-memory array (layouts and scaling as ``as_samples_first``)."""
+    audio = as_samples_first(audio)
+    sample_rate = check_sample_rate(sample_rate)
     stats = stats if stats is not None else StreamStats()
-    resample = Resampler(int(sample_rate), target_rate)
+    resample = Resampler(sample_rate, target_rate)
     step = max(1, int(block_s * sample_rate))
     starts = range(0, max(len(audio), 1), step)
     for start in starts:

@@ -1,4 +1,4 @@
-"""``amt-transcribe``: a thin click/rich shell over ``transcriber.transcribe``.
+"""``amt-transcribe``: a thin click/rich shell over ``transcriber.transcribe_to_file``.
 
 Exit codes: 0 every input transcribed; 1 some input failed (or nothing written);
 2 bad usage; 130 interrupted.  Progress and the summary go to stderr.
@@ -6,16 +6,76 @@ Exit codes: 0 every input transcribed; 1 some input failed (or nothing written);
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .errors import TranscribeError, UsageError
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+NOTE_SUFFIXES = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json"}
+
+
+class FiniteFloat(click.ParamType):
+    """A float in ``[low, high]`` that is neither NaN nor infinite (click's FloatRange takes NaN)."""
+
+    name = "float"
+
+    def __init__(self, low: float = -math.inf, high: float = math.inf, low_open: bool = False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        below = number <= self.low if self.low_open else number < self.low
+        if below or number > self.high:
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{value} is not in the range {bracket}{self.low:g}, {self.high:g}]", param, ctx)
+        return number
+
+    def get_metavar(self, param, ctx=None):
+        return "FLOAT"
+
+
+PROBABILITY = FiniteFloat(0, 1)
+_DECODING_HELP = {
+    "onset_threshold": "Onset probability at which a note may start.",
+    "frame_threshold": "Frame probability above which a note keeps sounding.",
+    "offset_threshold": "Offset probability at which a note ends; 1 turns the offset head off.",
+    "min_note_ms": "Drop notes shorter than this (ms).",
+    "frame_onset_threshold": "Also start a note where the frame probability rises from quiet "
+                             "above this (an onset the onset head missed); 1 turns it off.",
+}
+
+
+def decoding_options(command):
+    """The fields of ``decode.DecodingOptions`` as click options (amt-transcribe, amt-evaluate).
+
+    Each defaults to unset, which means: the value tuned for the weights.
+    """
+    for name in reversed(list(_DECODING_HELP)):
+        kind = FiniteFloat(0) if name == "min_note_ms" else PROBABILITY
+        command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None,
+                               help=_DECODING_HELP[name] + "  [default: tuned for the weights]"
+                               )(command)
+    return command
+
+
+def pop_decoding_options(params: dict):
+    """Remove the ``decoding_options`` from click's ``params`` and return them as one object."""
+    from .decode import DecodingOptions
+    return DecodingOptions(**{name: params.pop(name) for name in _DECODING_HELP})
 
 
 @dataclass
@@ -34,21 +94,30 @@ def _audio_suffixes() -> tuple[str, ...]:
     return AUDIO_EXTENSIONS + UNSUPPORTED_EXTENSIONS
 
 
-def plan_jobs(inputs: tuple[Path, ...], output: Path | None, fmt: str) -> list[Job]:
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> list[Job]:
     """Map each input file (folders searched recursively) to its output path.
 
     A folder's structure is mirrored under ``output``; a single file's ``output``
     is the file to write unless it is an existing folder or ends with a separator.
+    Inputs whose outputs would coincide (``song.ogg`` and ``song.wav``) keep their
+    audio suffix in the output name (``song.ogg.mid``, ``song.wav.mid``); if they
+    still coincide, ``TranscribeError`` names them before any work is done.
     """
-    from .errors import TranscribeError
     suffix = "." + fmt
+    raw = None if output is None else str(output)
+    output = None if raw is None else Path(raw)
     jobs = []
-    many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
-    out_is_dir = output is not None and (many or output.is_dir() or str(output).endswith(("/", "\\")))
+    many = len(inputs) > 1 or any(_is_dir(p) for p in inputs)
+    out_is_dir = output is not None and (many or _is_dir(output) or raw.endswith(("/", os.sep)))
     for source in inputs:
-        if not source.exists():
-            raise TranscribeError(f"{source}: no such file or folder")
-        if source.is_dir():
+        if _is_dir(source):
             found = sorted(p for p in source.rglob("*") if p.is_file()
                            and p.suffix.lower() in _audio_suffixes() and not p.name.startswith("."))
             if not found:
@@ -62,7 +131,65 @@ def plan_jobs(inputs: tuple[Path, ...], output: Path | None, fmt: str) -> list[J
             jobs.append(Job(source, output))
         else:
             jobs.append(Job(source, source.with_suffix(suffix)))
+    return _separate_collisions(jobs, suffix)
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _separate_collisions(jobs: list[Job], suffix: str) -> list[Job]:
+    groups = defaultdict(list)
+    for job in jobs:
+        groups[_key(job.output)].append(job)
+    planned = {id(job): job.output for job in jobs}
+    for group in groups.values():
+        if len(group) > 1:
+            for job in group:
+                job.output = job.output.with_name(job.source.name + suffix)
+    groups = defaultdict(list)
+    for job in jobs:
+        groups[_key(job.output)].append(job)
+    clashes = [group for group in groups.values() if len(group) > 1]
+    if clashes:
+        group = clashes[0]
+        names = ", ".join(str(job.source) for job in group[:4])
+        more = f" and {len(clashes) - 1} more such group(s)" if len(clashes) > 1 else ""
+        raise UsageError(f"{names} would all be written to {planned[id(group[0])]}{more}; "
+                         "transcribe them into different output folders")
     return jobs
+
+
+def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -> None:
+    """Refuse, before any audio is read, outputs that would destroy an input or cannot be written.
+
+    ``side`` are the suffixes of the side outputs (``.npz``, ``.pianoroll.png``...).
+    """
+    from .files import check_writable
+    inputs = {_key(job.source) for job in jobs}
+    audio = _audio_suffixes()
+    for job in jobs:
+        suffix = job.output.suffix.lower()
+        if suffix in audio:
+            raise UsageError(f"{job.output}: an audio file name for the {fmt} output "
+                                  f"(it would replace audio with notes); name it .{fmt}")
+        if fmt_given and NOTE_SUFFIXES.get(suffix, fmt) != fmt:
+            raise UsageError(f"{job.output}: the suffix says {NOTE_SUFFIXES[suffix]} but "
+                                  f"--format {fmt} was asked for; make them agree")
+        stem = job.output.with_suffix("")
+        for path in [job.output] + [stem.with_name(stem.name + s) for s in side]:
+            if _key(path) in inputs:
+                raise UsageError(f"{path} is also an input; choose another output name")
+    checked = set()
+    for job in jobs:
+        folder = job.output.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # created later, where the output is written
+        if _key(folder) not in checked:
+            checked.add(_key(folder))
+            if not folder.is_dir():
+                raise TranscribeError(f"{job.output}: {folder} is a file, not a folder")
+            check_writable(folder)
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
@@ -70,11 +197,29 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_existing: bool) -> list[Job]:
+    pending = []
+    for job in jobs:
+        stem = job.output.with_suffix("")
+        existing = [p for p in [job.output] + [stem.with_name(stem.name + s) for s in side]
+                    if p.exists()]
+        if existing and not overwrite:
+            if skip_existing and job.output.exists():
+                job.status, job.message = "skipped", "output exists"
+            else:
+                job.status = "failed"
+                job.message = (f"{existing[0]} exists; use --overwrite to replace it"
+                               + (" or --skip-existing" if existing[0] == job.output else ""))
+            continue
+        pending.append(job)
+    return pending
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output file (one input) or folder (several inputs or a folder). "
-                   "Default: beside each input, with the format's suffix.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output file (one input) or folder (several inputs, a folder, or a path "
+                   "ending in /). Default: beside each input, with the format's suffix.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default=None,
               help="MIDI file, or note events (onset s, offset s, pitch, velocity) as CSV or "
                    "JSON.  [default: from the -o suffix, else mid]")
@@ -82,19 +227,11 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
               help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
               show_default=True, help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
-@click.option("--onset-threshold", type=click.FloatRange(0, 1), default=None,
-              help="Onset probability at which a note may start.  [default: tuned for the weights]")
-@click.option("--frame-threshold", type=click.FloatRange(0, 1), default=None,
-              help="Frame probability above which a note keeps sounding.  [default: tuned for the weights]")
-@click.option("--offset-threshold", type=click.FloatRange(0, 1), default=None,
-              help="Offset probability at which a note ends.  [default: tuned for the weights]")
-@click.option("--min-note-ms", type=click.FloatRange(0), default=None,
-              help="Drop notes shorter than this.  [default: tuned for the weights]")
-@click.option("--frame-onset-threshold", type=click.FloatRange(0, 1), default=None,
-              help="Also start a note where the frame probability rises from quiet above "
-                   "this (an onset the onset head missed); 1 turns it off.  "
-                   "[default: tuned for the weights]")
-@click.option("--tempo", "tempo_bpm", type=click.FloatRange(1, 1000, min_open=False), default=120.0,
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for the network.  [default: the cores this process may use "
+                   "(affinity, cgroup quota) that other processes are not busy with]")
+@decoding_options
+@click.option("--tempo", "tempo_bpm", type=FiniteFloat(1, 1000), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
                                            "posteriorgram, reconstructed spectrogram, piano roll.")
@@ -108,9 +245,8 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
-def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
-         offset_threshold, min_note_ms, frame_onset_threshold, tempo_bpm, plot,
-         save_posteriorgram, overwrite, skip_existing, quiet, profile):
+def main(inputs, output, fmt, weights, device, threads, tempo_bpm, plot, save_posteriorgram,
+         overwrite, skip_existing, quiet, profile, **decoding):
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
@@ -126,34 +262,24 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
     Exit status: 0 when every input was transcribed, 1 when any failed
     (the others are still written), 2 on bad usage, 130 when interrupted.
     """
-    from .errors import TranscribeError
     from .timing import StageTimes
+    from .transcriber import side_outputs
 
     times = StageTimes()
     started = time.perf_counter()
-    thresholds = {"onset_threshold": onset_threshold, "frame_threshold": frame_threshold,
-                  "offset_threshold": offset_threshold, "min_note_ms": min_note_ms,
-                  "frame_onset_threshold": frame_onset_threshold}
+    options = pop_decoding_options(decoding)
     if overwrite and skip_existing:
-        _fail("--overwrite and --skip-existing contradict each other", 2)
+        _fail("--overwrite and --skip-existing contradict each other", EXIT_USAGE)
+    fmt_given = fmt is not None
     if fmt is None:
-        from .midi import format_for
-        fmt = format_for(output)
+        fmt = NOTE_SUFFIXES.get(Path(output).suffix.lower(), "mid") if output else "mid"
+    side = [p.name[len("x"):] for p in side_outputs(Path("x.mid"), plot, save_posteriorgram)]
     try:
         jobs = plan_jobs(tuple(inputs), output, fmt)
+        check_outputs(jobs, fmt, fmt_given, side)
     except TranscribeError as error:
-        _fail(str(error))
-    pending = []
-    for job in jobs:
-        if job.output.exists() and not overwrite:
-            if skip_existing:
-                job.status = "skipped"
-                job.message = "output exists"
-            else:
-                job.status = "failed"
-                job.message = f"{job.output} exists; use --overwrite to replace it or --skip-existing"
-            continue
-        pending.append(job)
+        _fail(str(error), EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
+    pending = _mark_existing(jobs, side, overwrite, skip_existing)
     if len(jobs) == 1:
         if jobs[0].status == "failed":
             _fail(jobs[0].message)
@@ -168,11 +294,13 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
     reporter = Reporter(quiet=quiet, total_files=len(pending))
     try:
         if pending:
-            from .inference import pick_device
+            from .inference import pick_device, set_threads
             from .weights import load_model
             try:
                 chosen = pick_device(device)
+                set_threads(threads)
                 loaded = load_model(weights, device=chosen)
+                options = options.resolve(loaded.card)
             except TranscribeError as error:
                 _fail(str(error))
             import torch
@@ -183,13 +311,11 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             with reporter:
                 for job in pending:
-                    _run_job(job, loaded, fmt, thresholds, tempo_bpm, plot,
-                             save_posteriorgram, reporter, times)
+                    _run_job(job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram,
+                             overwrite, reporter, times)
     except KeyboardInterrupt:
         reporter.stop()
-        click.echo("amt-transcribe: interrupted; finished outputs are complete, "
-                   "no partial file was left (resume with --skip-existing)", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        interrupted()
     failed = [job for job in jobs if job.status == "failed"]
     if len(jobs) == 1 and failed:
         _fail(failed[0].message)
@@ -198,37 +324,38 @@ def main(inputs, output, fmt, weights, device, onset_threshold, frame_threshold,
         reporter.profile(times, sum(job.duration_s or 0.0 for job in jobs))
     if failed:
         for job in failed:
-            click.echo(f"amt-transcribe: failed: {job.source}: {job.message}", err=True)
+            click.echo(f"amt-transcribe: failed: {job.message}", err=True)
         sys.exit(EXIT_FAILED)
 
 
-def _run_job(job: Job, loaded, fmt, thresholds: dict, tempo_bpm, plot, save_posteriorgram,
-             reporter, times) -> None:
-    from .errors import TranscribeError
-    from .transcriber import DecodingOptions, transcribe
+def interrupted() -> None:
+    click.echo("amt-transcribe: interrupted; finished outputs are complete, "
+               "no partial file was left (resume with --skip-existing)", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
-    options = DecodingOptions(**thresholds)
+
+def _run_job(job: Job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
+             reporter, times) -> None:
+    from .transcriber import transcribe_to_file
+
     started = time.perf_counter()
     reporter.start_file(job.source)
     try:
-        result = transcribe(job.source, loaded, options=options, keep_spectrograms=plot,
-                            progress=reporter.advance_file, times=times,
-                            keep_posteriorgrams=plot or save_posteriorgram)
-        with times.measure("output files"):
-            result.save(job.output, fmt, tempo_bpm)
-            if save_posteriorgram:
-                result.save_posteriorgrams(job.output.with_suffix(".npz"))
-        if plot:
-            from .plot import plot_all
-            with times.measure("plots"):
-                plot_all(result, job.output.with_suffix(""), loaded.config.spectrogram)
+        result = transcribe_to_file(job.source, job.output, loaded, options=options, fmt=fmt,
+                                    tempo_bpm=tempo_bpm, plot=plot,
+                                    save_posteriorgram=save_posteriorgram, overwrite=overwrite,
+                                    progress=reporter.advance_file, times=times)
     except TranscribeError as error:
-        job.status, job.message = "failed", str(error)
+        job.status = "failed"
+        # Messages of ours name the file already; say which input they belong to otherwise.
+        job.message = str(error) if str(job.source) in str(error) or str(job.output) in str(error) \
+            else f"{job.source}: {error}"
     except OSError as error:
-        job.status, job.message = "failed", f"{type(error).__name__}: {error}"
+        job.status, job.message = "failed", f"{job.source}: {error.strerror or error}"
     except Exception as error:  # a bug: keep the batch going, but say so plainly
         job.status = "failed"
-        job.message = f"unexpected {type(error).__name__}: {error} (please report this bug)"
+        job.message = (f"{job.source}: unexpected {type(error).__name__}: {error} "
+                       "(please report this bug)")
     else:
         job.status = "done"
         job.duration_s, job.notes = result.duration_s, len(result.notes)
@@ -239,5 +366,23 @@ def _run_job(job: Job, loaded, fmt, thresholds: dict, tempo_bpm, plot, save_post
     reporter.finish_file(job)
 
 
+def run() -> None:
+    """The console script: ``main`` with Ctrl-C mapped to exit 130 at any moment.
+
+    click turns a KeyboardInterrupt outside our own handler (during start-up, say)
+    into ``Aborted!`` and exit 1; here it is the same message and code as a batch
+    interrupted mid-way.
+    """
+    try:
+        main.main(prog_name="amt-transcribe", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        interrupted()
+    except click.exceptions.Exit as stop:
+        sys.exit(stop.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

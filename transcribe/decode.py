@@ -20,11 +20,69 @@ posteriorgram only wavers from being split.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import constants as C
+from .errors import TranscribeError
 
 NOTE_FIELDS = ("onset_s", "offset_s", "pitch", "velocity")
+
+# A threshold of 1 turns its rule off: no probability lies above 1.
+OFF = 1.0
+_FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
+             "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
+             "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD}
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """The thresholds of note decoding, the one definition used by the API, both CLIs and training.
+
+    A field left ``None`` is unset: ``resolve`` fills it from the ``decoding``
+    section of the weights' card, else from ``constants``.  Thresholds are
+    probabilities in [0, 1]; 1 (``OFF``) turns a rule off (``offset_threshold``:
+    notes end where the frame posteriorgram falls, not where the offset head fires;
+    ``frame_onset_threshold``: no onsets inferred from the frame posteriorgram).
+    ``min_note_ms`` drops shorter notes.  Bad values raise ``TranscribeError``.
+    """
+
+    onset_threshold: float | None = None
+    frame_threshold: float | None = None
+    offset_threshold: float | None = None
+    min_note_ms: float | None = None
+    frame_onset_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TranscribeError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise TranscribeError(f"{name} must be a finite number, got {value}")
+            if name == "min_note_ms":
+                if value < 0:
+                    raise TranscribeError(f"min_note_ms must be >= 0, got {value}")
+            elif not 0 <= value <= 1:
+                raise TranscribeError(f"{name} is a probability in [0, 1], got {value}")
+
+    def resolve(self, card: dict | None = None) -> "DecodingOptions":
+        """Every unset field filled from ``card['decoding']``, then from the constants."""
+        tuned = (card or {}).get("decoding") or {}
+        return DecodingOptions(**{
+            name: value if (value := getattr(self, name)) is not None
+            else tuned.get(name, fallback) for name, fallback in _FALLBACK.items()})
+
+    def merged(self, **changes) -> "DecodingOptions":
+        """A copy with the fields of ``changes`` that are not None replaced."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def _rising_edges(active: np.ndarray) -> np.ndarray:
@@ -59,8 +117,7 @@ def _frame_onsets(frame: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
-                 velocity: np.ndarray | None, onset_threshold: float, frame_threshold: float,
-                 offset_threshold: float | None, frame_onset_threshold: float) -> np.ndarray:
+                 velocity: np.ndarray | None, options: DecodingOptions) -> np.ndarray:
     """All notes of the posteriorgrams as int64 rows: start frame, end frame, key, velocity.
 
     A note still sounding at the last frame ends there.  No length filter.
@@ -68,12 +125,14 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     # Columns are converted to float32 one key at a time: a long file's float16
     # posteriorgrams are not copied whole.
     n_frames = len(frame)
-    use_offset = offset is not None and offset_threshold is not None
+    onset_threshold, frame_threshold = options.onset_threshold, options.frame_threshold
+    offset_threshold, frame_onset_threshold = options.offset_threshold, options.frame_onset_threshold
+    use_offset = offset is not None and offset_threshold < OFF
     parts = []
     for key in range(frame.shape[1]):
         onset_on = onset[:, key].astype(np.float32) > onset_threshold
         key_frame = frame[:, key].astype(np.float32)
-        if frame_onset_threshold < 1:
+        if frame_onset_threshold < OFF:
             onset_on |= _frame_onsets(key_frame, frame_onset_threshold)
         starts = _rising_edges(onset_on)
         if len(starts) == 0:
@@ -108,27 +167,23 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float) -> n
 
 def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None = None,
                     velocity: np.ndarray | None = None,
-                    onset_threshold: float = C.ONSET_THRESHOLD,
-                    frame_threshold: float = C.FRAME_THRESHOLD,
-                    offset_threshold: float | None = C.OFFSET_THRESHOLD,
-                    min_note_ms: float = C.MIN_NOTE_MS,
-                    frame_rate_hz: float = C.FRAME_RATE_HZ,
-                    frame_onset_threshold: float = C.FRAME_ONSET_THRESHOLD) -> np.ndarray:
-    """Decode ``(frames, 88)`` posteriorgrams into notes.
+                    options: DecodingOptions | None = None,
+                    frame_rate_hz: float = C.FRAME_RATE_HZ) -> np.ndarray:
+    """Decode ``(frames, 88)`` posteriorgrams into notes with ``options`` (unset fields: defaults).
 
     Returns a float64 array ``(n, 4)``: onset s, offset s, MIDI pitch (21..108),
     velocity (1..127), sorted by onset then pitch.  Every note has onset < offset,
-    lasts at least ``min_note_ms`` and no two notes of one key overlap.  With
-    ``offset_threshold=None`` (or no offset posteriorgram) the offset head is ignored.
+    lasts at least ``min_note_ms`` and no two notes of one key overlap.  Without an
+    offset posteriorgram, or with ``offset_threshold`` 1, the offset head is ignored;
     ``frame_onset_threshold`` below 1 also starts notes where the frame posteriorgram
-    rises from quiet above it (see the module's docstring); 1 turns that off.
+    rises from quiet above it (see the module's docstring).
     """
+    options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
-    rows = _note_frames(frame, onset, offset, velocity, onset_threshold, frame_threshold,
-                        offset_threshold, frame_onset_threshold)
-    return _to_seconds(rows, min_note_ms, frame_rate_hz)
+    rows = _note_frames(frame, onset, offset, velocity, options)
+    return _to_seconds(rows, options.min_note_ms, frame_rate_hz)
 
 
 class NoteStream:
@@ -149,14 +204,9 @@ class NoteStream:
 
     HISTORY = C.FRAME_ONSET_QUIET_FRAMES
 
-    def __init__(self, onset_threshold: float = C.ONSET_THRESHOLD,
-                 frame_threshold: float = C.FRAME_THRESHOLD,
-                 offset_threshold: float | None = C.OFFSET_THRESHOLD,
-                 min_note_ms: float = C.MIN_NOTE_MS, frame_rate_hz: float = C.FRAME_RATE_HZ,
-                 frame_onset_threshold: float = C.FRAME_ONSET_THRESHOLD):
-        self.thresholds = (onset_threshold, frame_threshold, offset_threshold,
-                           frame_onset_threshold)
-        self.min_note_ms = min_note_ms
+    def __init__(self, options: DecodingOptions | None = None,
+                 frame_rate_hz: float = C.FRAME_RATE_HZ):
+        self.options = (options or DecodingOptions()).resolve()
         self.frame_rate_hz = frame_rate_hz
         self.buffer: list[np.ndarray] | None = None  # frame, onset, offset, velocity
         self.start = 0  # file frame of buffer[0]
@@ -165,7 +215,7 @@ class NoteStream:
 
     def _decode(self, final: bool) -> None:
         frame, onset, offset, velocity = self.buffer
-        rows = _note_frames(frame, onset, offset, velocity, *self.thresholds)
+        rows = _note_frames(frame, onset, offset, velocity, self.options)
         rows[:, :2] += self.start
         end = self.start + len(frame)
         # Starts too close to the buffer's beginning lack their history; the notes
@@ -194,4 +244,4 @@ class NoteStream:
         if self.buffer is not None:
             self._decode(final=True)
         rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
-        return _to_seconds(rows, self.min_note_ms, self.frame_rate_hz)
+        return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz)

@@ -6,3 +6,7 @@ class TranscribeError(Exception):
 
     The message says what went wrong and what to do about it.
     """
+
+
+class UsageError(TranscribeError):
+    """A contradiction in the command line itself (the CLI exits 2): e.g. --format json -o x.mid."""

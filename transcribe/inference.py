@@ -12,6 +12,8 @@ the posteriorgrams (88 keys x 4 heads in float16: about 80 MB per hour).
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -24,20 +26,80 @@ from .model import HEADS, UNetTranscriber
 from .timing import StageTimes
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA, then Apple MPS, then CPU; ``cpu``/``cuda``/``mps`` as asked."""
-    if device == "auto":
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA, then Apple MPS, then CPU; ``cpu``/``cuda``/``mps`` (or ``cuda:N``) as asked.
+
+    Raises ``TranscribeError`` for a device this machine does not have.
+    """
+    from .errors import TranscribeError
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from .errors import TranscribeError
-        raise TranscribeError("--device cuda was asked for but torch sees no CUDA GPU; "
-                              "use --device cpu or auto")
-    return torch.device(device)
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TranscribeError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TranscribeError(f"device {device} was asked for but torch sees no CUDA GPU; "
+                                  "use cpu or auto")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise TranscribeError(f"device {device}: this machine has "
+                                  f"{torch.cuda.device_count()} CUDA GPU(s)")
+    elif chosen.type == "mps" and not mps_ok:
+        raise TranscribeError(f"device {device} was asked for but this machine has no Apple "
+                              "MPS GPU; use cpu or auto")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise TranscribeError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    return chosen
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            fields = open(path).read().split()
+        except OSError:
+            continue
+        if path.endswith("cpu.max") and fields and fields[0] != "max":
+            cores = min(cores, max(1, math.ceil(int(fields[0]) / int(fields[1]))))
+        elif path.endswith("quota_us") and fields and int(fields[0]) > 0:
+            period = int(open(path.replace("quota", "period")).read())
+            cores = min(cores, max(1, math.ceil(int(fields[0]) / period)))
+        break
+    return max(1, cores)
+
+
+def busy_cores() -> int:
+    """Runnable threads of other processes now (``/proc/loadavg``), 0 where unknown."""
+    try:
+        running = int(open("/proc/loadavg").read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return max(0, running - 1)  # this process is one of them
+
+
+def default_threads() -> int:
+    """Intra-op threads for the network: usable cores that others are not busy with, at least 1."""
+    return max(1, usable_cores() - busy_cores())
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads (``default_threads()`` when None); returns the number set.
+
+    torch's default (every core of the machine) is too many for a process that
+    shares the machine or runs under a quota.
+    """
+    threads = default_threads() if threads is None else int(threads)
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
 
 
 @dataclass

@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import mido
@@ -18,6 +16,7 @@ import numpy as np
 import pretty_midi
 
 from .decode import NOTE_FIELDS
+from .files import write_atomic
 
 FORMATS = ("mid", "csv", "json")
 ACOUSTIC_GRAND_PIANO = 0
@@ -117,28 +116,12 @@ def notes_to_json(notes: np.ndarray, metadata: dict | None = None) -> str:
     return json.dumps({"metadata": metadata or {}, "notes": events}, indent=1) + "\n"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
-
-    An interrupted run leaves either the old file or none, never half a file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_notes(notes: np.ndarray, path: Path, fmt: str = "mid", tempo_bpm: float = 120.0,
-                metadata: dict | None = None) -> None:
-    """Write ``notes`` to ``path`` as ``mid``, ``csv`` or ``json``, atomically."""
+                metadata: dict | None = None, overwrite: bool = True) -> None:
+    """Write ``notes`` to ``path`` as ``mid``, ``csv`` or ``json``, atomically.
+
+    With ``overwrite=False`` an existing ``path`` raises ``files.OutputExists``.
+    """
     if fmt == "mid":
         text = json.dumps(metadata, sort_keys=True) if metadata else None
         data = notes_to_smf(notes, tempo_bpm, text)
@@ -148,4 +131,4 @@ def write_notes(notes: np.ndarray, path: Path, fmt: str = "mid", tempo_bpm: floa
         data = notes_to_json(notes, metadata).encode()
     else:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-    write_atomic(Path(path), data)
+    write_atomic(Path(path), data, overwrite)

@@ -52,8 +52,33 @@ class ModelConfig:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         values = dict(values)
         if "unet_channels" in values:
-            values["unet_channels"] = tuple(values["unet_channels"])
-        return cls(**values)
+            channels = values["unet_channels"]
+            if not isinstance(channels, (list, tuple)) or not channels:
+                raise ValueError(f"unet_channels must be a list of channel counts, got {channels!r}")
+            values["unet_channels"] = tuple(channels)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for a field of the wrong type or out of range (e.g. a hand-edited card)."""
+        def positive_int(name, value):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.spectrogram not in ("mel", "cqt"):
+            raise ValueError(f"spectrogram must be 'mel' or 'cqt', got {self.spectrogram!r}")
+        for name in ("n_bins", "lstm_hidden", "sample_rate", "hop_length"):
+            positive_int(name, getattr(self, name))
+        for value in self.unet_channels:
+            positive_int("unet_channels", value)
+        if not isinstance(self.reconstruction, bool):
+            raise ValueError(f"reconstruction must be true or false, got {self.reconstruction!r}")
+        if self.spectrogram == "cqt":
+            # The CQT's top bin must stay below Nyquist (24 bins per octave from A0).
+            top_hz = C.CQT_FMIN_HZ * 2 ** ((self.n_bins - 1) / C.CQT_BINS_PER_OCTAVE)
+            if top_hz >= self.sample_rate / 2:
+                raise ValueError(f"a CQT of {self.n_bins} bins from {C.CQT_FMIN_HZ} Hz reaches "
+                                 f"{top_hz:.0f} Hz, above Nyquist; use at most {C.N_CQT_BINS}")
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":

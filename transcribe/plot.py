@@ -42,20 +42,20 @@ def _key_axis(ax) -> None:
     ax.set_ylabel("key")
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, overwrite: bool = True) -> None:
     import io
 
     import matplotlib.pyplot as plt
 
-    from .midi import write_atomic
+    from .files import write_atomic
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), overwrite)
 
 
 def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: float,
-                       title: str = "Frame posteriorgram") -> None:
+                       title: str = "Frame posteriorgram", overwrite: bool = True) -> None:
     """``(frames, 88)`` probabilities as an image, keys labelled."""
     image, factor = _pool(np.asarray(posteriorgram, np.float32))
     duration = len(posteriorgram) / frame_rate_hz
@@ -67,11 +67,11 @@ def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: flo
     ax.set_xlabel("time (s)")
     ax.set_title(title)
     fig.colorbar(shown, ax=ax, label="probability", pad=0.01)
-    _save(fig, path)
+    _save(fig, path, overwrite)
 
 
 def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
-                     title: str, kind: str = "mel") -> None:
+                     title: str, kind: str = "mel", overwrite: bool = True) -> None:
     """``(frames, bins)`` scaled log-power as an image, with bin centre frequencies labelled."""
     image, factor = _pool(np.asarray(spectrogram, np.float32))
     duration = len(spectrogram) / frame_rate_hz
@@ -88,7 +88,7 @@ def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
     ax.set_xlabel("time (s)")
     ax.set_title(title)
     fig.colorbar(shown, ax=ax, label="log power (scaled)", pad=0.01)
-    _save(fig, path)
+    _save(fig, path, overwrite)
 
 
 def _bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
@@ -99,7 +99,8 @@ def _bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
     return mel_frequencies(n_bins + 2, fmin=C.MEL_FMIN_HZ, fmax=C.MEL_FMAX_HZ, htk=False)[1:-1]
 
 
-def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float) -> None:
+def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
+                    overwrite: bool = True) -> None:
     """Decoded notes as bars, brightness by velocity."""
     import matplotlib.pyplot as plt
     fig, ax = _figure(duration_s)
@@ -114,27 +115,28 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float) -> None:
     ax.grid(axis="y", color="0.9", linewidth=0.5)
     ax.set_xlabel("time (s)")
     ax.set_title(f"Piano roll: {len(notes)} notes (darker = louder)")
-    _save(fig, path)
+    _save(fig, path, overwrite)
 
 
-def plot_all(result, stem: Path, kind: str = "mel") -> list[Path]:
+def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> list[Path]:
     """Write ``STEM.spectrogram.png``, ``.posteriorgram.png``, ``.reconstruction.png``
     (when the model reconstructs) and ``.pianoroll.png``; returns the paths."""
     p = result.kept_posteriorgrams()
     written = []
     if p.spectrogram is not None:
         path = stem.with_name(stem.name + ".spectrogram.png")
-        plot_spectrogram(p.spectrogram, path, p.frame_rate_hz, "Input log-Mel spectrogram", kind)
+        plot_spectrogram(p.spectrogram, path, p.frame_rate_hz, "Input log-Mel spectrogram", kind,
+                         overwrite)
         written.append(path)
     path = stem.with_name(stem.name + ".posteriorgram.png")
-    plot_posteriorgram(p.frame, path, p.frame_rate_hz)
+    plot_posteriorgram(p.frame, path, p.frame_rate_hz, overwrite=overwrite)
     written.append(path)
     if p.reconstruction is not None:
         path = stem.with_name(stem.name + ".reconstruction.png")
         plot_spectrogram(p.reconstruction, path, p.frame_rate_hz,
-                         "Reconstructed spectrogram (second U-net)", kind)
+                         "Reconstructed spectrogram (second U-net)", kind, overwrite)
         written.append(path)
     path = stem.with_name(stem.name + ".pianoroll.png")
-    plot_piano_roll(result.notes, path, result.duration_s)
+    plot_piano_roll(result.notes, path, result.duration_s, overwrite)
     written.append(path)
     return written

@@ -6,6 +6,7 @@ audio.stream -> inference.run (features + network, chunked) -> decode.frames_to_
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,35 +16,12 @@ import numpy as np
 from . import __version__
 from . import constants as C
 from . import audio as audio_io
-from .decode import NoteStream, frames_to_notes
+from .decode import DecodingOptions, NoteStream, frames_to_notes
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
-from .midi import format_for, notes_to_midi, write_atomic, write_notes
+from .files import write_atomic
+from .midi import format_for, notes_to_midi, write_notes
 from .timing import StageTimes
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    """Thresholds of note decoding; one source of defaults for the API and the CLI.
-
-    A field left ``None`` takes the value tuned for the weights (the ``decoding``
-    section of their card), else the fallback in ``constants``; see ``resolve``.
-    """
-
-    onset_threshold: float | None = None
-    frame_threshold: float | None = None
-    offset_threshold: float | None = None
-    min_note_ms: float | None = None
-    frame_onset_threshold: float | None = None  # 1 turns inferred onsets off (decode.py)
-
-    def resolve(self, card: dict | None = None) -> "DecodingOptions":
-        """Fill unset fields from ``card['decoding']``, then from the constants."""
-        tuned = (card or {}).get("decoding", {})
-        fallback = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
-                    "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
-                    "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD}
-        return DecodingOptions(**{name: value if (value := getattr(self, name)) is not None
-                                  else tuned.get(name, fallback[name]) for name in fallback})
 
 
 @dataclass
@@ -76,20 +54,24 @@ class Transcription:
     @property
     def metadata(self) -> dict:
         return {"software": f"amt-transcribe {__version__}",
-                **{k: v for k, v in dataclasses.asdict(self.options).items()}}
+                **self.options.as_dict()}
 
     def to_midi(self, tempo_bpm: float = 120.0):
         """A ``pretty_midi.PrettyMIDI`` of the notes (times in seconds at any tempo)."""
         import json
         return notes_to_midi(self.notes, tempo_bpm, json.dumps(self.metadata, sort_keys=True))
 
-    def save(self, path: str | Path, fmt: str | None = None, tempo_bpm: float = 120.0) -> None:
-        """Write the notes as MIDI, CSV or JSON (from the suffix unless ``fmt``), atomically."""
+    def save(self, path: str | Path, fmt: str | None = None, tempo_bpm: float = 120.0,
+             overwrite: bool = True) -> None:
+        """Write the notes as MIDI, CSV or JSON (from the suffix unless ``fmt``), atomically.
+
+        With ``overwrite=False`` an existing file raises ``files.OutputExists``.
+        """
         path = Path(path)
         fmt = fmt or format_for(path)
-        write_notes(self.notes, path, fmt, tempo_bpm, self.metadata)
+        write_notes(self.notes, path, fmt, tempo_bpm, self.metadata, overwrite)
 
-    def save_posteriorgrams(self, path: str | Path) -> None:
+    def save_posteriorgrams(self, path: str | Path, overwrite: bool = True) -> None:
         """Write the posteriorgrams to ``.npz`` so they can be re-decoded later."""
         import io
         buffer = io.BytesIO()
@@ -97,7 +79,7 @@ class Transcription:
         np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
                             velocity=p.velocity, frame_rate_hz=p.frame_rate_hz,
                             duration_s=self.duration_s)
-        write_atomic(Path(path), buffer.getvalue())
+        write_atomic(Path(path), buffer.getvalue(), overwrite)
 
     def redecode(self, **options) -> "Transcription":
         """The same posteriorgrams decoded with other thresholds (no network run)."""
@@ -107,12 +89,7 @@ class Transcription:
 
 def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
     p = posteriorgrams
-    return frames_to_notes(p.frame, p.onset, p.offset, p.velocity,
-                           onset_threshold=options.onset_threshold,
-                           frame_threshold=options.frame_threshold,
-                           offset_threshold=options.offset_threshold,
-                           min_note_ms=options.min_note_ms, frame_rate_hz=p.frame_rate_hz,
-                           frame_onset_threshold=options.frame_onset_threshold)
+    return frames_to_notes(p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz)
 
 
 def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,
@@ -122,7 +99,13 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                progress: Callable[[float, float], None] | None = None,
                times: StageTimes | None = None,
                keep_posteriorgrams: bool = True) -> Transcription:
-    """Transcribe a file path, or an array ``(samples,)``/``(samples, channels)`` with its ``sample_rate``.
+    """Transcribe a file path, or an audio array with its ``sample_rate`` (Hz).
+
+    An array is ``(samples,)`` or two-dimensional in either layout, ``(samples,
+    channels)`` (soundfile) or ``(channels, samples)`` (librosa, torchaudio): the
+    axis of at most ``audio.MAX_CHANNELS`` entries that is the shorter one holds
+    the channels.  Floats are taken as they are ([-1, 1] full scale); integer PCM
+    is scaled to [-1, 1] by its type's range.  Bad arguments raise ``TranscribeError``.
 
     ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls);
     by default the shipped weights are loaded on ``device``.  ``progress`` is
@@ -140,24 +123,22 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     times = times or StageTimes()
     stats = audio_io.StreamStats()
     target = model.config.sample_rate
-    if isinstance(audio, (str, Path)):
+    if isinstance(audio, (str, os.PathLike)):
         info = audio_io.probe(audio)
         total_s, source = info.duration_s, str(audio)
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
-        if sample_rate is None:
-            raise TranscribeError("an audio array needs its sample_rate")
-        array = np.asarray(audio)
-        total_s, source = len(array) / sample_rate, None
-        blocks = audio_io.stream_array(array, sample_rate, target, stats=stats)
+        array = audio_io.as_samples_first(audio)
+        rate = audio_io.check_sample_rate(sample_rate)
+        total_s, source = len(array) / rate, None
+        blocks = audio_io.stream_array(array, rate, target, stats=stats)
     frame_s = model.config.hop_length / target
     # A short recording needs only one chunk of its own length (the output is the same).
     multiple = model.config.time_multiple
     needed = int(total_s / frame_s) + 2
     chunk_frames = min(chunk_frames, -(-needed // multiple) * multiple)
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
-    decoder = NoteStream(**dataclasses.asdict(options),
-                         frame_rate_hz=target / model.config.hop_length)
+    decoder = NoteStream(options, frame_rate_hz=target / model.config.hop_length)
 
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
@@ -169,8 +150,51 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                          keep_posteriorgrams=keep_posteriorgrams)
     with times.measure("note decoding"):
         notes = decoder.finish()
-    warnings = []
+    warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
     return Transcription(notes, posteriorgrams,
                          stats.samples / target, options, source, warnings)
+
+
+def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = False) -> list[Path]:
+    """The files written beside ``output`` by ``--plot`` and ``--save-posteriorgram``.
+
+    ``STEM.reconstruction.png`` is listed too, though only weights that reconstruct write it.
+    """
+    stem = output.with_suffix("")
+    paths = [output.with_suffix(".npz")] if save_posteriorgram else []
+    if plot:
+        paths += [stem.with_name(f"{stem.name}.{kind}.png") for kind in
+                  ("spectrogram", "posteriorgram", "reconstruction", "pianoroll")]
+    return paths
+
+
+def transcribe_to_file(source: str | Path, output: str | Path, model, *,
+                       options: DecodingOptions | None = None, fmt: str | None = None,
+                       tempo_bpm: float = 120.0, plot: bool = False,
+                       save_posteriorgram: bool = False, overwrite: bool = False,
+                       progress: Callable[[float, float], None] | None = None,
+                       times: StageTimes | None = None) -> Transcription:
+    """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
+
+    The side files are written first and the notes last, so an existing ``output``
+    means a finished job (``--skip-existing`` relies on it).  Without ``overwrite``
+    no existing file is replaced, even one another process wrote meanwhile:
+    ``files.OutputExists`` is raised instead.
+    """
+    output = Path(output)
+    times = times or StageTimes()
+    result = transcribe(source, model, options=options, keep_spectrograms=plot,
+                        progress=progress, times=times,
+                        keep_posteriorgrams=plot or save_posteriorgram)
+    with times.measure("output files"):
+        if save_posteriorgram:
+            result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
+    if plot:
+        from .plot import plot_all
+        with times.measure("plots"):
+            plot_all(result, output.with_suffix(""), model.config.spectrogram, overwrite)
+    with times.measure("output files"):
+        result.save(output, fmt, tempo_bpm, overwrite)
+    return result

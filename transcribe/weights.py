@@ -9,6 +9,7 @@ checksum is verified before the file is unpickled.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 
 from .errors import TranscribeError
 from .features import Frontend
+from .files import write_atomic
 from .model import ModelConfig, UNetTranscriber
 
 DEFAULT_NAME = "amt-unet"
@@ -59,24 +61,53 @@ class LoadedModel:
 
 
 def read_card(weights: Path) -> dict:
+    """The JSON card beside ``weights``; ``TranscribeError`` if missing or not a JSON object."""
     card_path = weights.with_suffix(".json")
     if not card_path.exists():
         raise TranscribeError(f"{card_path}: the config that must sit beside {weights.name} "
                               "is missing")
     try:
-        return json.loads(card_path.read_text())
-    except json.JSONDecodeError as error:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise TranscribeError(f"{card_path}: not valid JSON ({error})") from None
+    if not isinstance(card, dict):
+        raise TranscribeError(f"{card_path}: must hold a JSON object, not a {type(card).__name__}")
+    for section in ("model", "decoding"):
+        if section in card and not isinstance(card[section], dict):
+            raise TranscribeError(f"{card_path}: '{section}' must be a JSON object")
+    if "sha256" in card and not isinstance(card["sha256"], str):
+        raise TranscribeError(f"{card_path}: 'sha256' must be a string")
+    return card
+
+
+def _read_state_dict(path: Path) -> dict:
+    """The tensors of ``path``: a plain ``state_dict``, else ``TranscribeError`` (never a traceback)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling reports bad files through many exception types
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else \
+            type(error).__name__
+        raise TranscribeError(f"{path}: not a weights file (a state_dict saved by torch): "
+                              f"{reason}") from None
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise TranscribeError(f"{path}: holds a {type(state).__name__}, not a state_dict of "
+                              "named tensors")
+    return state
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Build the network from ``weights`` (default: the shipped ones) on ``device``.
 
-    Raises ``TranscribeError`` when no trained weights are installed, the config
-    is missing, or the checksum does not match.
+    Raises ``TranscribeError`` when no trained weights are installed, the card is
+    missing or malformed, the checksum does not match, the file is not a plain
+    ``state_dict`` or does not fit the card, or ``device`` is not on this machine.
     """
+    from .decode import DecodingOptions
+    from .inference import pick_device
+    device = pick_device(device)
     path = Path(weights) if weights is not None else default_weights_path()
-    if not path.exists():
+    if not path.is_file():
         if weights is None:
             raise TranscribeError("no trained weights are installed (expected "
                                   f"{path}); train them with `amt-train` or pass --weights PATH")
@@ -94,7 +125,12 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
         config = ModelConfig.from_dict(card["model"])
     except (KeyError, TypeError, ValueError) as error:
         raise TranscribeError(f"{path.with_suffix('.json')}: bad model config ({error})") from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        DecodingOptions(**card.get("decoding", {}))
+    except (TypeError, TranscribeError) as error:
+        raise TranscribeError(f"{path.with_suffix('.json')}: bad decoding section ({error})") \
+            from None
+    state = _read_state_dict(path)
     model = UNetTranscriber(config)
     try:
         model.load_state_dict(state)
@@ -102,7 +138,6 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
         raise TranscribeError(f"{path}: weights do not fit the config beside them "
                               f"({str(error).splitlines()[0]})") from None
     frontend = Frontend(config.spectrogram, config.sample_rate, config.hop_length, config.n_bins)
-    device = torch.device(device)
     model.to(device, memory_format=torch.channels_last).eval()
     frontend.to(device).eval()
     return LoadedModel(model, frontend, config, card, path)
@@ -113,14 +148,14 @@ def save_weights(model: UNetTranscriber, path: Path, card: dict | None = None) -
 
     Returns the SHA-256.  Used by training to export weights for inference.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
     state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
-    torch.save(state, tmp)
-    tmp.replace(path)
-    digest = sha256_of(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
     full = dict(card or {})
     full["model"] = json.loads(model.config.to_json())
     full["sha256"] = digest
-    path.with_suffix(".json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, data)
+    write_atomic(path.with_suffix(".json"), (json.dumps(full, indent=2, sort_keys=True) + "\n").encode())
     return digest

@@ -120,6 +120,7 @@ def tune_thresholds_command(weights, validation, files):
     """Grid-search decoding thresholds on validation excerpts; store them in the weights' card."""
     import dataclasses
 
+    from ..files import write_atomic
     from ..weights import load_model
     from .evaluate import pair_files, tune_thresholds
     loaded = load_model(weights)
@@ -129,7 +130,7 @@ def tune_thresholds_command(weights, validation, files):
     card = json.loads(card_path.read_text())
     card["decoding"] = dataclasses.asdict(best)
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
                f"note+offset F1 {100 * means['note_offset_f1']:.1f} on {len(pairs)} files")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pretty_midi
 import soundfile as sf
 
 from .. import constants as C
+from ..files import write_atomic
 from . import synth
 
 TRAIN_CORPORA = ("pop909", "pianolatron_exp", "vienna4x22", "music21_corpus")
@@ -90,11 +92,13 @@ def render_to_cache(item: MidiFile, cache_dir: Path, soundfont: Path, program: i
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 0:
         audio = audio * (0.9 / peak)  # gain is randomised later, per segment
-    tmp = audio_path.with_suffix(".tmp")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    sf.write(tmp, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    np.save(audio_path.with_suffix(".npy"), notes.astype(np.float32))
-    tmp.replace(audio_path)
+    # The labels first, the audio last: a cached file counts as rendered once its audio exists.
+    labels = io.BytesIO()
+    np.save(labels, notes.astype(np.float32))
+    write_atomic(audio_path.with_suffix(".npy"), labels.getvalue())
+    flac = io.BytesIO()
+    sf.write(flac, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    write_atomic(audio_path, flac.getvalue())
     return audio_path
 
 

@@ -178,12 +178,15 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     """
     import itertools
 
-    from ..transcriber import DecodingOptions, transcribe
+    from ..decode import DecodingOptions
+    from ..transcriber import transcribe
     runs = [(transcribe(audio, loaded), reference_notes(midi)) for audio, midi in pairs]
     tried = []
     for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset):
-        options = DecodingOptions(*values)
-        rows = [score(reference, result.redecode(**options.__dict__).notes)
+        options = DecodingOptions(onset_threshold=values[0], frame_threshold=values[1],
+                                  offset_threshold=values[2], min_note_ms=values[3],
+                                  frame_onset_threshold=values[4])
+        rows = [score(reference, result.redecode(**options.as_dict()).notes)
                 for result, reference in runs]
         tried.append((options, mean_scores(rows)))
     best = max(tried, key=lambda item: (item[1]["note_f1"], item[1]["note_offset_f1"]))
@@ -209,7 +212,7 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    from ..midi import write_atomic
+    from ..files import write_atomic
     if not rows:
         return
     import io
@@ -239,6 +242,8 @@ def summary_table(means: dict[str, float], title: str):
 def main(argv=None):
     import click
 
+    from ..cli import decoding_options, pop_decoding_options
+
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
     @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -247,17 +252,11 @@ def main(argv=None):
                   help="Score MIDI files from another transcriber (same relative paths) instead.")
     @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-file scores CSV.")
     @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-    @click.option("--onset-threshold", type=float, default=None, help="default: tuned for the weights")
-    @click.option("--frame-threshold", type=float, default=None, help="default: tuned for the weights")
-    @click.option("--offset-threshold", type=float, default=None, help="default: tuned for the weights")
-    @click.option("--min-note-ms", type=float, default=None, help="default: tuned for the weights")
-    @click.option("--frame-onset-threshold", type=float, default=None,
-                  help="default: tuned for the weights (1 turns inferred onsets off)")
+    @decoding_options
     @click.option("--by-register", is_flag=True,
                   help="Also note recall and precision per octave of the keyboard.")
-    def command(audio_dir, midi_dir, weights, predictions, csv_path, device, onset_threshold,
-                frame_threshold, offset_threshold, min_note_ms, frame_onset_threshold,
-                by_register):
+    def command(audio_dir, midi_dir, weights, predictions, csv_path, device, by_register,
+                **decoding):
         """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
 
         Files pair by relative path without suffix (a/b.flac with a/b.mid).
@@ -276,15 +275,13 @@ def main(argv=None):
             title = f"{predictions} on {len(rows)} files"
         else:
             from ..inference import pick_device
-            from ..transcriber import DecodingOptions
             from ..weights import load_model
             try:
                 loaded = load_model(weights, pick_device(device))
             except TranscribeError as error:
                 console.print(f"amt-evaluate: error: {error}")
                 sys.exit(1)
-            options = DecodingOptions(onset_threshold, frame_threshold, offset_threshold,
-                                      min_note_ms, frame_onset_threshold)
+            options = pop_decoding_options(decoding)
             rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
                 f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False))
             title = f"{loaded.path} on {len(rows)} files"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import subprocess
 import time
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..features import Frontend
+from ..files import write_atomic
 from ..model import ModelConfig, UNetTranscriber
 from .data import SegmentSampler
 from .widen import widened_state_dict
@@ -90,10 +92,9 @@ def _drop_rows_after(log_path: Path, step: int) -> None:
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= step]
     if len(kept) == len(rows):
         return
-    tmp = log_path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
-    tmp.replace(log_path)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(kept)
+    write_atomic(log_path, buffer.getvalue().encode())
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: list[Path],
@@ -161,14 +162,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                          "validation"])
 
     def save() -> None:
-        tmp = checkpoint_path.with_suffix(".tmp")
+        buffer = io.BytesIO()
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "averaged": averaged.state_dict() if averaged is not None else None,
                     "step": step, "elapsed_s": elapsed_s, "seen_s": seen_s,
                     "model_config": dataclasses.asdict(model_config),
                     "train_config": dataclasses.asdict(train_config),
-                    "git_commit": git_commit()}, tmp)
-        tmp.replace(checkpoint_path)
+                    "git_commit": git_commit()}, buffer)
+        write_atomic(checkpoint_path, buffer.getvalue())
 
     segment_s = train_config.segment_frames * model_config.hop_length / model_config.sample_rate
     last_save = time.monotonic()
@@ -221,11 +222,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                 writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
                                  "", "", json.dumps(scores)])
                 log_file.flush()
+                buffer = io.BytesIO()
                 torch.save({"model": evaluated.state_dict(), "step": step, "scores": scores,
                             "weights_averaged": averaged is not None,
                             "model_config": dataclasses.asdict(model_config),
-                            "git_commit": git_commit()},
-                           run_dir / f"step{step:06d}.pt")
+                            "git_commit": git_commit()}, buffer)
+                write_atomic(run_dir / f"step{step:06d}.pt", buffer.getvalue())
             last_save = time.monotonic()
     log_file.close()
     return checkpoint_path

@@ -18,7 +18,7 @@ import pretty_midi
 import soundfile as sf
 
 from .. import constants as C
-from ..midi import write_atomic
+from ..files import write_atomic
 from . import synth
 from .corpus import MidiFile
 

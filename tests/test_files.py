@@ -1,0 +1,55 @@
+"""The atomic writer: nothing half-written, nothing replaced unless asked, even under a race."""
+
+import multiprocessing
+import os
+
+import pytest
+
+from transcribe.files import OutputExists, check_writable, write_atomic
+from transcribe.errors import TranscribeError
+
+
+def test_writes_and_replaces_only_when_asked(tmp_path):
+    path = tmp_path / "sub" / "x.mid"
+    write_atomic(path, b"one", overwrite=False)
+    assert path.read_bytes() == b"one"
+    with pytest.raises(OutputExists, match="exists"):
+        write_atomic(path, b"two", overwrite=False)
+    assert path.read_bytes() == b"one"
+    write_atomic(path, b"three")
+    assert path.read_bytes() == b"three"
+    assert os.listdir(path.parent) == ["x.mid"]
+
+
+def _race(path, data, start, results):
+    start.wait()  # both processes write at once
+    try:
+        write_atomic(path, data, overwrite=False)
+        results.put(data)
+    except OutputExists:
+        results.put(b"refused")
+
+
+def test_two_processes_publishing_one_file_never_both_win(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    path = tmp_path / "x.mid"
+    for _ in range(5):
+        path.unlink(missing_ok=True)
+        start, results = context.Barrier(2), context.Queue()
+        workers = [context.Process(target=_race, args=(path, data, start, results))
+                   for data in (b"first", b"second")]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        outcome = [results.get(timeout=5) for _ in workers]
+        assert outcome.count(b"refused") == 1, outcome
+        winner = next(data for data in outcome if data != b"refused")
+        assert path.read_bytes() == winner
+        assert os.listdir(tmp_path) == ["x.mid"]
+
+
+def test_an_unwritable_folder_is_found_before_any_work(tmp_path):
+    check_writable(tmp_path)
+    with pytest.raises(TranscribeError, match="cannot write there"):
+        check_writable(type(tmp_path)("/proc"))

@@ -1,0 +1,81 @@
+"""Atomic file publishing, shared by every writer (MIDI, notes, plots, weights, checkpoints).
+
+A file is written to a temporary name beside its target and then published in
+one step, so an interrupted run leaves either the old file or none, never half
+of one.  Without ``overwrite`` the publish is a hard link, which the kernel
+refuses when the target exists: two processes racing for one output cannot both
+win, and an existing file is never replaced, however late it appeared.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import TranscribeError
+
+
+class OutputExists(TranscribeError):
+    """The target exists and replacing it was not asked for."""
+
+
+def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExists(f"{path} exists; use --overwrite to replace it or --skip-existing") \
+            from None
+    except OSError as error:
+        # Filesystems without hard links (some FUSE and SMB mounts): rename into a
+        # name checked just before; the window is the length of one system call.
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():
+            raise OutputExists(f"{path} exists; use --overwrite to replace it or "
+                               "--skip-existing") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it.
+
+    With ``overwrite=False`` an existing ``path`` (even one created by another
+    process while this one was writing) raises ``OutputExists`` and is left as
+    it was.  The temporary file is removed on any failure or interruption.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
+        _publish(tmp, path, overwrite)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(folder: Path) -> None:
+    """Raise ``TranscribeError`` unless a file can be created in ``folder`` (made if missing).
+
+    Used before any audio is read, so an unwritable output fails in a second,
+    not after an hour of transcription.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".amt-write-check.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise TranscribeError(f"{folder}: cannot write there ({error.strerror or error})") \
+            from None
+    os.close(handle)
+    os.unlink(tmp)
