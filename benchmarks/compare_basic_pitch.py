@@ -26,9 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from peers import DEFAULT_VENV, basic_pitch
-from transcribe.training.evaluate import (METRICS, REGISTERS, evaluate_predictions,
-                                          mean_scores, pair_files, register_recall_precision,
-                                          write_csv)
+from transcribe.training.evaluate import evaluate_predictions, pair_files, write_csv
+from transcribe.training.metrics import METRICS, REGISTERS, mean_scores, register_recall_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 

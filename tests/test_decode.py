@@ -13,6 +13,10 @@ def empty(frames=100):
     return [np.zeros((frames, C.N_KEYS), np.float32) for _ in range(4)]
 
 
+def decode_with(frame, onset, offset, velocity, **options):
+    return frames_to_notes(frame, onset, offset, velocity, DecodingOptions(**options))
+
+
 def test_a_note_spans_onset_to_the_end_of_its_frames():
     frame, onset, offset, velocity = empty()
     key = 60 - C.MIN_MIDI
@@ -40,24 +44,24 @@ def test_offset_head_ends_a_note_and_can_be_ignored():
     onset[5, 0] = 0.9
     offset[20, 0] = 0.9
     assert frames_to_notes(frame, onset, offset, velocity)[0, 1] * FPS == 20
-    assert frames_to_notes(frame, onset, offset, velocity, DecodingOptions(offset_threshold=1))[0, 1] * FPS == 60
+    assert decode_with(frame, onset, offset, velocity, offset_threshold=1)[0, 1] * FPS == 60
 
 
 def test_frames_without_onset_make_no_note_and_short_notes_drop():
     frame, onset, offset, velocity = empty()
     frame[5:60, 3] = 0.9  # no onset: not a note
     onset[70, 4] = 0.9  # one frame (32 ms) long
-    assert len(frames_to_notes(frame, onset, offset, velocity, DecodingOptions(min_note_ms=0))) == 1
-    assert len(frames_to_notes(frame, onset, offset, velocity, DecodingOptions(min_note_ms=50))) == 0
+    assert len(decode_with(frame, onset, offset, velocity, min_note_ms=0)) == 1
+    assert len(decode_with(frame, onset, offset, velocity, min_note_ms=50)) == 0
 
 
 def test_thresholds_are_respected():
     frame, onset, offset, velocity = empty()
     onset[10, 0] = 0.6
     frame[10:20, 0] = 0.6
-    assert len(frames_to_notes(frame, onset, offset, velocity, DecodingOptions(onset_threshold=0.5))) == 1
-    assert len(frames_to_notes(frame, onset, offset, velocity, DecodingOptions(onset_threshold=0.7))) == 0
-    short = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(frame_threshold=0.7, min_note_ms=0))
+    assert len(decode_with(frame, onset, offset, velocity, onset_threshold=0.5)) == 1
+    assert len(decode_with(frame, onset, offset, velocity, onset_threshold=0.7)) == 0
+    short = decode_with(frame, onset, offset, velocity, frame_threshold=0.7, min_note_ms=0)
     assert short[0, 1] * FPS == 11  # the note lasts only while its onset is on
 
 
@@ -74,8 +78,8 @@ def test_decoded_notes_are_always_valid(frame, data, thresholds, min_note_ms):
     onset = data.draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
     offset = data.draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
     velocity = data.draw(arrays(np.float32, shape, elements=st.floats(0, 1, width=32)))
-    notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(onset_threshold=thresholds[0],
-                            frame_threshold=thresholds[1], min_note_ms=min_note_ms))
+    notes = decode_with(frame, onset, offset, velocity, onset_threshold=thresholds[0],
+                        frame_threshold=thresholds[1], min_note_ms=min_note_ms)
     assert notes.shape[1] == 4
     assert (notes[:, 0] < notes[:, 1]).all()
     assert ((notes[:, 1] - notes[:, 0]) * 1000 >= min_note_ms - 1e-6).all()
@@ -93,8 +97,8 @@ def test_a_frame_rise_from_quiet_starts_a_note_the_onset_head_missed():
     frame[20:45, key] = 0.8
     onset[19:22, key] = 0.15  # below the onset threshold: a soft note's weak onset
     velocity[20, key] = 0.3
-    assert len(frames_to_notes(frame, onset, offset, velocity, DecodingOptions(frame_onset_threshold=1.0))) == 0
-    notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(frame_onset_threshold=0.5))
+    assert len(decode_with(frame, onset, offset, velocity, frame_onset_threshold=1.0)) == 0
+    notes = decode_with(frame, onset, offset, velocity, frame_onset_threshold=0.5)
     np.testing.assert_allclose(notes, [[20 / FPS, 45 / FPS, key + C.MIN_MIDI, round(0.3 * 127)]])
 
 
@@ -105,13 +109,13 @@ def test_a_wavering_frame_does_not_split_a_sustained_note():
     frame[10:80, key] = 0.8
     frame[30:32, key] = 0.1  # two quiet frames: fewer than a frame onset needs
     frame[50:54, key] = 0.35  # four frames, but above the quiet level
-    notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(frame_threshold=0.5,
-                            frame_onset_threshold=0.5))
+    notes = decode_with(frame, onset, offset, velocity, frame_threshold=0.5,
+                        frame_onset_threshold=0.5)
     # The frame threshold ends the note at each dip; no dip is followed by a new note.
     np.testing.assert_allclose(notes[:, 0] * FPS, [10])
     frame[60:64, key] = 0.1  # four quiet frames: a note restarts at the rise
-    notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(frame_threshold=0.5,
-                            frame_onset_threshold=0.5))
+    notes = decode_with(frame, onset, offset, velocity, frame_threshold=0.5,
+                        frame_onset_threshold=0.5)
     np.testing.assert_allclose(notes[:, 0] * FPS, [10, 64])
 
 
@@ -130,7 +134,8 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads))
-    np.testing.assert_array_equal(stream.finish(), frames_to_notes(*heads, DecodingOptions(**options)))
+    np.testing.assert_array_equal(stream.finish(),
+                                  frames_to_notes(*heads, DecodingOptions(**options)))
 
 
 def test_streamed_decoding_keeps_only_frames_of_sounding_notes():

@@ -7,12 +7,10 @@ import soundfile as sf
 
 from transcribe import load_model, transcribe
 from transcribe.training import synth
-from transcribe.training.evaluate import score
+from transcribe.training.metrics import score
 
 # Floors well above chance (a random or silent transcriber scores ~0) and below what
-# the shipped weights measured on these same renders: 0.88 (FluidR3_GM), 0.92 (TimGM6mb),
-# 0.86 (the example); see weights/README.md.  Earlier weights measured 0.83, 0.84 and
-# 0.80 (phase 1c), 0.79, 0.79 and 0.79 (phase 1b) and 0.71, 0.63 and 0.73 (phase 1).
+# the shipped weights measure on these same renders (weights/README.md).
 NOTE_F1_FLOOR = 0.8
 EXAMPLE_NOTE_F1_FLOOR = 0.8
 

@@ -30,7 +30,7 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
 
 
 def test_seed_size_matches_the_paper_parameter_count():
-    # SEED.md: Mel with reconstruction 3.2 M parameters, the transcriber alone 1.7 M
+    # Cheuk et al. 2020's sizes: Mel with reconstruction 3.2 M parameters, the transcriber alone 1.7 M
     # (ours adds three small heads).
     full = sum(p.numel() for p in UNetTranscriber(ModelConfig()).parameters())
     alone = sum(p.numel() for p in UNetTranscriber(ModelConfig(reconstruction=False)).parameters())

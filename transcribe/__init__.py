@@ -9,7 +9,8 @@ Heavy modules (torch, nnAudio) load on first use, so importing this package and
 ``amt-transcribe --help`` stay fast.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["transcribe", "load_model", "Transcription", "TranscribeError", "__version__"]
 
 

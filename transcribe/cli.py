@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import TranscribeError, UsageError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -309,6 +309,7 @@ def main(inputs, output, fmt, weights, device, threads, tempo_bpm, plot, save_po
             if chosen.type == "cuda":
                 times.synchronize = torch.cuda.synchronize
             times.add("start-up (imports, weights)", time.perf_counter() - started)
+            _interrupt_as_exception()
             with reporter:
                 for job in pending:
                     _run_job(job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram,
@@ -328,7 +329,19 @@ def main(inputs, output, fmt, weights, device, threads, tempo_bpm, plot, save_po
         sys.exit(EXIT_FAILED)
 
 
+def _interrupt_as_exception() -> None:
+    """From here on Ctrl-C raises KeyboardInterrupt, so temporary files are removed on the way out."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def interrupted() -> None:
+    import signal
+    # Shutting down takes a moment (torch's threads, open files); a second Ctrl-C
+    # meanwhile must not turn the orderly exit into a kill by signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     click.echo("amt-transcribe: interrupted; finished outputs are complete, "
                "no partial file was left (resume with --skip-existing)", err=True)
     sys.exit(EXIT_INTERRUPTED)

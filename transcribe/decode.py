@@ -9,9 +9,8 @@ velocity head over the onset's frames.  All functions are pure numpy and
 vectorised per key.
 
 A third rule recovers notes whose onset the onset head misses (most of them soft
-notes: with the phase-1c weights, 54 % of the validation notes missed had a frame
-posteriorgram that rose cleanly without the onset head reaching its threshold):
-where the frame posteriorgram rises above ``frame_onset_threshold`` after
+notes, whose frame posteriorgram often rises cleanly while the onset head stays
+below its threshold): where the frame posteriorgram rises above ``frame_onset_threshold`` after
 ``FRAME_ONSET_QUIET_FRAMES`` frames below ``FRAME_ONSET_QUIET_LEVEL``, a note
 starts as if the onset head had fired, as basic-pitch infers onsets from its
 frame output.  The quiet frames before the rise keep a sustained note whose frame
@@ -30,6 +29,9 @@ from . import constants as C
 from .errors import TranscribeError
 
 NOTE_FIELDS = ("onset_s", "offset_s", "pitch", "velocity")
+# Columns of a notes array ``(n, 4)``, by name: ``notes[:, PITCH]``.
+ONSET_S, OFFSET_S, PITCH, VELOCITY = range(4)
+TIMES = slice(ONSET_S, OFFSET_S + 1)  # onset and offset, as mir_eval takes them
 
 # A threshold of 1 turns its rule off: no probability lies above 1.
 OFF = 1.0
@@ -162,7 +164,7 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float) -> n
     rows = rows[rows[:, 1] - rows[:, 0] >= min_frames]
     notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, 1] / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, rows[:, 3]]).astype(np.float64).reshape(-1, 4)
-    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
 
 def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None = None,

@@ -63,6 +63,14 @@ class Frontend(nn.Module):
         self.context_samples = kernel_width // 2
         self._log_floor = math.log(C.LOG_FLOOR)
 
+    @property
+    def frame_rate_hz(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def frames_for_samples(self, n_samples: int) -> int:
+        """Frames of ``n_samples`` of audio (centred frames: one on sample 0, one per hop)."""
+        return n_samples // self.hop_length + 1
+
     def samples_for_frames(self, n_frames: int) -> int:
         """Number of input samples that yields exactly ``n_frames`` frames."""
         return (n_frames - 1) * self.hop_length + 2 * self.context_samples + 1

@@ -131,6 +131,7 @@ class ChunkCutter:
     def __init__(self, blocks: Iterable[np.ndarray], frontend: Frontend, chunk_frames: int,
                  context_frames: int):
         self.blocks = iter(blocks)
+        self.frontend = frontend
         self.hop = frontend.hop_length
         self.chunk_frames = chunk_frames
         self.context_frames = context_frames
@@ -153,7 +154,7 @@ class ChunkCutter:
 
     def total_frames(self) -> int | None:
         """Frames of the whole file (centred frames: samples // hop + 1), once known."""
-        return self.total_samples // self.hop + 1 if self.exhausted else None
+        return self.frontend.frames_for_samples(self.total_samples) if self.exhausted else None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         index = 0
@@ -273,4 +274,4 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     return Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"], arrays["velocity"],
                           spectrogram=arrays.get("spectrogram"),
                           reconstruction=arrays.get("reconstruction"),
-                          frame_rate_hz=frontend.sample_rate / frontend.hop_length)
+                          frame_rate_hz=frontend.frame_rate_hz)

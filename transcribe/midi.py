@@ -15,7 +15,7 @@ import mido
 import numpy as np
 import pretty_midi
 
-from .decode import NOTE_FIELDS
+from .decode import NOTE_FIELDS, OFFSET_S, ONSET_S, PITCH, VELOCITY
 from .files import write_atomic
 
 FORMATS = ("mid", "csv", "json")
@@ -37,13 +37,14 @@ def trim_overlaps(notes: np.ndarray) -> np.ndarray:
     both), so overlapping notes of one pitch are trimmed, not emitted.
     """
     notes = np.asarray(notes, np.float64).reshape(-1, 4)
-    notes = notes[np.lexsort((notes[:, 1], notes[:, 0], notes[:, 2]))]  # same onset: longest last, kept
+    # By key, then onset; of notes with one onset the longest comes last and is kept.
+    notes = notes[np.lexsort((notes[:, OFFSET_S], notes[:, ONSET_S], notes[:, PITCH]))]
     same_key_next = np.r_[notes[1:, 2] == notes[:-1, 2], False]
     next_onset = np.r_[notes[1:, 0], np.inf]
-    ends = np.where(same_key_next, np.minimum(notes[:, 1], next_onset), notes[:, 1])
-    notes = np.column_stack([notes[:, 0], ends, notes[:, 2:]])
-    notes = notes[notes[:, 1] - notes[:, 0] >= SHORTEST_NOTE_S]
-    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    ends = np.where(same_key_next, np.minimum(notes[:, OFFSET_S], next_onset), notes[:, OFFSET_S])
+    notes = np.column_stack([notes[:, ONSET_S], ends, notes[:, PITCH:]])
+    notes = notes[notes[:, OFFSET_S] - notes[:, ONSET_S] >= SHORTEST_NOTE_S]
+    return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
 
 def notes_to_smf(notes: np.ndarray, tempo_bpm: float = 120.0,
@@ -58,10 +59,10 @@ def notes_to_smf(notes: np.ndarray, tempo_bpm: float = 120.0,
     """
     notes = trim_overlaps(notes)
     ticks_per_s = TICKS_PER_BEAT * tempo_bpm / 60
-    starts = np.round(notes[:, 0] * ticks_per_s).astype(np.int64)
-    ends = np.maximum(np.round(notes[:, 1] * ticks_per_s).astype(np.int64), starts + 1)
-    pitches = notes[:, 2].astype(np.int64)
-    velocities = np.clip(np.round(notes[:, 3]), 1, 127).astype(np.int64)
+    starts = np.round(notes[:, ONSET_S] * ticks_per_s).astype(np.int64)
+    ends = np.maximum(np.round(notes[:, OFFSET_S] * ticks_per_s).astype(np.int64), starts + 1)
+    pitches = notes[:, PITCH].astype(np.int64)
+    velocities = np.clip(np.round(notes[:, VELOCITY]), 1, 127).astype(np.int64)
     if len(notes) and (pitches.min() < 0 or pitches.max() > 127):
         raise ValueError("MIDI pitches must lie in 0..127")
     # Events sorted by tick, a note-off before a note-on at the same tick, so a
@@ -98,7 +99,7 @@ def midi_to_notes(midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     rows = [(n.start, n.end, n.pitch, n.velocity) for inst in midi.instruments
             if not inst.is_drum for n in inst.notes]
     notes = np.array(rows, np.float64).reshape(-1, 4)
-    return notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
 
 def notes_to_csv(notes: np.ndarray) -> str:

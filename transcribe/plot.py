@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import constants as C
+from .decode import OFFSET_S, ONSET_S, PITCH, VELOCITY
 
 MAX_COLUMNS = 4000
 
@@ -106,8 +107,8 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
     fig, ax = _figure(duration_s)
     notes = np.asarray(notes).reshape(-1, 4)
     if len(notes):
-        colours = plt.get_cmap("Blues")(0.35 + 0.65 * notes[:, 3] / 127)
-        ax.barh(notes[:, 2], notes[:, 1] - notes[:, 0], left=notes[:, 0], height=0.8,
+        colours = plt.get_cmap("Blues")(0.35 + 0.65 * notes[:, VELOCITY] / 127)
+        ax.barh(notes[:, PITCH], notes[:, OFFSET_S] - notes[:, ONSET_S], left=notes[:, ONSET_S], height=0.8,
                 color=colours, edgecolor="none")
     ax.set_xlim(0, max(duration_s, 1e-3))
     ax.set_ylim(C.MIN_MIDI - 0.5, C.MAX_MIDI + 0.5)

@@ -6,6 +6,7 @@ audio.stream -> inference.run (features + network, chunked) -> decode.frames_to_
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__
 from . import constants as C
 from . import audio as audio_io
 from .decode import DecodingOptions, NoteStream, frames_to_notes
@@ -22,6 +22,7 @@ from .inference import Posteriorgrams, pick_device, run
 from .files import write_atomic
 from .midi import format_for, notes_to_midi, write_notes
 from .timing import StageTimes
+from .version import __version__
 
 
 @dataclass
@@ -132,13 +133,14 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
         blocks = audio_io.stream_array(array, rate, target, stats=stats)
-    frame_s = model.config.hop_length / target
+    frontend = model.frontend
+    frame_s = 1 / frontend.frame_rate_hz
     # A short recording needs only one chunk of its own length (the output is the same).
     multiple = model.config.time_multiple
-    needed = int(total_s / frame_s) + 2
+    needed = frontend.frames_for_samples(math.ceil(total_s * target)) + 1  # + 1: rounding
     chunk_frames = min(chunk_frames, -(-needed // multiple) * multiple)
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
-    decoder = NoteStream(options, frame_rate_hz=target / model.config.hop_length)
+    decoder = NoteStream(options, frame_rate_hz=frontend.frame_rate_hz)
 
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):

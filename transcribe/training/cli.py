@@ -1,4 +1,5 @@
-"""``amt-train``: render the corpus, build the validation set, train, export weights.
+"""``amt-train`` (render the corpus, build the validation set, train, export weights)
+and ``amt-evaluate`` (score weights or another transcriber's MIDI with mir_eval).
 
     amt-train render ../shared/data/midi/MANIFEST.tsv --hours 12
     amt-train make-validation ../shared/data/midi/MANIFEST.tsv
@@ -9,9 +10,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
+
+from ..cli import decoding_options, pop_decoding_options
 
 DEFAULT_CACHE = Path("cache")
 
@@ -99,7 +103,8 @@ def fit(run_dir, config_path, cache, validation, validation_files, init_weights,
 def make_validator(folder: Path, count: int):
     """A function scoring a model in training on the first ``count`` validation excerpts."""
     from ..weights import LoadedModel
-    from .evaluate import evaluate_model, mean_scores, pair_files
+    from .evaluate import evaluate_model, pair_files
+    from .metrics import mean_scores
 
     def validate(model, frontend) -> dict:
         pairs = pair_files(folder, folder)[:count]  # re-read: the set may still be rendering
@@ -155,3 +160,84 @@ def export(checkpoint, weights, card_path):
         card.update(json.loads(card_path.read_text()))
     digest = save_weights(model, weights, card)
     click.echo(f"{weights} sha256 {digest}")
+
+
+def register_table(counts, title: str):
+    """A rich table of summed ``register_counts``: notes, recall, precision, F1 per octave."""
+    from rich.table import Table
+
+    from .metrics import REGISTERS, f1, register_recall_precision
+    table = Table(title=title, title_justify="left")
+    for column in ("register", "reference notes", "recall", "precision", "F1"):
+        table.add_column(column, justify="left" if column == "register" else "right")
+    for (name, _, _), n_ref, recall, precision in zip(REGISTERS, counts[:, 0],
+                                                       *register_recall_precision(counts)):
+        table.add_row(name, str(n_ref), f"{100 * recall:.1f}", f"{100 * precision:.1f}",
+                      f"{100 * f1(precision, recall):.1f}")
+    return table
+
+
+def summary_table(means: dict[str, float], title: str):
+    from rich.table import Table
+
+    from .metrics import METRICS
+    table = Table(title=title, title_justify="left")
+    table.add_column("level")
+    for column in ("precision", "recall", "F1"):
+        table.add_column(column, justify="right")
+    for level in METRICS:
+        table.add_row(level.replace("_", " + "), *(f"{100 * means[f'{level}_{k}']:.1f}"
+                                                   for k in ("precision", "recall", "f1")))
+    return table
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights to evaluate (default: shipped).")
+@click.option("--predictions", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score MIDI files from another transcriber (same relative paths) instead.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-file scores CSV.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@decoding_options
+@click.option("--by-register", is_flag=True,
+              help="Also note recall and precision per octave of the keyboard.")
+def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, by_register,
+                  **decoding):
+    """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
+
+    Files pair by relative path without suffix (a/b.flac with a/b.mid).
+    """
+    from rich.console import Console
+
+    from ..errors import TranscribeError
+    from .evaluate import evaluate_model, evaluate_predictions, pair_files, write_csv
+    from .metrics import mean_scores
+    console = Console(stderr=True)
+    pairs = pair_files(audio_dir, midi_dir)
+    if not pairs:
+        console.print(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of "
+                      f"the same name in {midi_dir}")
+        sys.exit(1)
+    if predictions is not None:
+        rows = evaluate_predictions(pairs, predictions, midi_dir)
+        title = f"{predictions} on {len(rows)} files"
+    else:
+        from ..inference import pick_device
+        from ..weights import load_model
+        try:
+            loaded = load_model(weights, pick_device(device))
+        except TranscribeError as error:
+            console.print(f"amt-evaluate: error: {error}")
+            sys.exit(1)
+        options = pop_decoding_options(decoding)
+        rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
+            f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False))
+        title = f"{loaded.path} on {len(rows)} files"
+    if csv_path:
+        write_csv(rows, csv_path)
+    Console().print(summary_table(mean_scores(rows), title))
+    if by_register:
+        counts = sum(row["registers"] for row in rows)
+        Console().print(register_table(counts, "note level (50 ms onsets) by register, "
+                                               "summed over files"))

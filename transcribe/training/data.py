@@ -25,12 +25,14 @@ class SegmentSampler:
     the front end yields exactly ``n_frames`` frames (see ``features.Frontend``).
     """
 
-    def __init__(self, audio_paths: list[Path], n_frames: int, context_samples: int,
+    def __init__(self, audio_paths: list[Path], n_frames: int, frontend,
                  seed: int = 0, augment: bool = True):
         if not audio_paths:
             raise ValueError("no rendered audio found: run `amt-train render` first")
         self.n_frames = n_frames
-        self.context = context_samples
+        self.frontend = frontend
+        self.hop = frontend.hop_length
+        self.context = frontend.context_samples
         self.augment = augment
         self.rng = np.random.default_rng(seed)
         self.audio, self.notes = [], []
@@ -45,7 +47,7 @@ class SegmentSampler:
         self.hours = lengths.sum() / C.SAMPLE_RATE / 3600
 
     def segment_samples(self) -> int:
-        return (self.n_frames - 1) * C.HOP_LENGTH + 2 * self.context + 1
+        return self.frontend.samples_for_frames(self.n_frames)
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Audio ``(batch, samples)`` float32 and rolls ``(batch, n_frames, 88)``."""
@@ -56,13 +58,13 @@ class SegmentSampler:
         for row in range(batch_size):
             index = self.rng.choice(len(self.audio), p=self.weights)
             source = self.audio[index]
-            last_frame = max(1, (len(source) - length) // C.HOP_LENGTH)
+            last_frame = max(1, (len(source) - length) // self.hop)
             first_frame = int(self.rng.integers(0, last_frame))
-            start = first_frame * C.HOP_LENGTH - self.context
+            start = first_frame * self.hop - self.context
             piece = source[max(start, 0):start + length].astype(np.float32) / 32768
             audio[row, max(-start, 0):max(-start, 0) + len(piece)] = piece
             for name, roll in notes_to_rolls(self.notes[index], first_frame,
-                                             self.n_frames).items():
+                                             self.n_frames, self.frontend.frame_rate_hz).items():
                 rolls[name][row] = roll
             if self.augment:
                 audio[row] = self.augment_audio(audio[row])

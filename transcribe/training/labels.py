@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import constants as C
+from ..decode import OFFSET_S, ONSET_S, PITCH
 
 
 def notes_to_rolls(notes: np.ndarray, first_frame: int, n_frames: int,
@@ -24,10 +25,10 @@ def notes_to_rolls(notes: np.ndarray, first_frame: int, n_frames: int,
              for name in ("frame", "onset", "offset", "velocity")}
     if len(notes) == 0:
         return rolls
-    onset = np.round(notes[:, 0] * frame_rate_hz).astype(np.int64) - first_frame
-    offset = np.round(notes[:, 1] * frame_rate_hz).astype(np.int64) - first_frame
+    onset = np.round(notes[:, ONSET_S] * frame_rate_hz).astype(np.int64) - first_frame
+    offset = np.round(notes[:, OFFSET_S] * frame_rate_hz).astype(np.int64) - first_frame
     offset = np.maximum(offset, onset + 1)
-    keys = notes[:, 2].astype(np.int64) - C.MIN_MIDI
+    keys = notes[:, PITCH].astype(np.int64) - C.MIN_MIDI
     visible = (offset > 0) & (onset < n_frames)
     for start, end, key, velocity in zip(onset[visible], offset[visible], keys[visible],
                                          notes[visible, 3]):

@@ -19,6 +19,7 @@ import soxr
 
 from .. import constants as C
 from ..midi import trim_overlaps
+from ..decode import OFFSET_S, ONSET_S, PITCH
 
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts",
                   "/usr/share/samples")
@@ -106,10 +107,10 @@ def piano_notes(midi: pretty_midi.PrettyMIDI, sustain: bool = True) -> np.ndarra
                     break
             rows.append((note.start, end, note.pitch, note.velocity))
     notes = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    notes = notes[(notes[:, 2] >= C.MIN_MIDI) & (notes[:, 2] <= C.MAX_MIDI)]
+    notes = notes[(notes[:, PITCH] >= C.MIN_MIDI) & (notes[:, PITCH] <= C.MAX_MIDI)]
     # A pedal still down when the file ends holds its notes to the end of the file.
-    notes[:, 1] = np.minimum(notes[:, 1], max(midi.get_end_time(),
-                                              notes[:, 0].max(initial=0) + 0.05))
+    notes[:, OFFSET_S] = np.minimum(notes[:, OFFSET_S], max(midi.get_end_time(),
+                                              notes[:, ONSET_S].max(initial=0) + 0.05))
     # The same rule as the MIDI files we write: a key's note ends at its next onset.
     return trim_overlaps(notes)
 

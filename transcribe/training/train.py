@@ -116,8 +116,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     frontend = Frontend(model_config.spectrogram, model_config.sample_rate,
                         model_config.hop_length, model_config.n_bins).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
-    sampler = SegmentSampler(audio_paths, train_config.segment_frames,
-                             frontend.context_samples, seed=train_config.seed)
+    sampler = SegmentSampler(audio_paths, train_config.segment_frames, frontend,
+                             seed=train_config.seed)
     step, elapsed_s, seen_s = 0, 0.0, 0.0
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, device)

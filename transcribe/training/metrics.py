@@ -1,0 +1,111 @@
+"""Transcription metrics with mir_eval, as the literature's tables report them.
+
+- frame: precision/recall/F1 of active pitches on the model's frame grid
+  (``mir_eval.multipitch``), from the decoded notes as in Hawthorne et al. 2018;
+- note: onset within 50 ms and same pitch (``offset_ratio=None``);
+- note with offset: also offset within 20 % of the note or 50 ms (mir_eval's default);
+- note with velocity: ``mir_eval.transcription_velocity`` (onset + velocity, no offset);
+- by register: note-level recall and precision per octave of the keyboard.
+All functions take and return arrays; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import constants as C
+from ..decode import OFFSET_S, ONSET_S, PITCH, TIMES, VELOCITY
+
+
+METRICS = ("frame", "note", "note_offset", "note_velocity")
+# Octaves of the keyboard (MIDI pitch ranges, end excluded) for ``register_counts``.
+REGISTERS = (("A0-B1", 21, 36), ("C2-B2", 36, 48), ("C3-B3", 48, 60), ("C4-B4", 60, 72),
+             ("C5-B5", 72, 84), ("C6-C8", 84, 109))
+
+
+def _hz(pitches: np.ndarray) -> np.ndarray:
+    return 440.0 * 2.0 ** ((np.asarray(pitches, np.float64) - 69) / 12)
+
+
+def _valid(notes: np.ndarray) -> np.ndarray:
+    notes = np.asarray(notes, np.float64).reshape(-1, 4)
+    return notes[notes[:, OFFSET_S] > notes[:, ONSET_S]]
+
+
+def _frame_lists(notes: np.ndarray, n_frames: int, frame_rate_hz: float):
+    from .labels import notes_to_rolls
+    roll = notes_to_rolls(notes, 0, n_frames, frame_rate_hz)["frame"] > 0
+    times = np.arange(n_frames) / frame_rate_hz
+    freqs = [_hz(np.flatnonzero(row) + C.MIN_MIDI) for row in roll]
+    return times, freqs
+
+
+def f1(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def score(reference: np.ndarray, estimate: np.ndarray,
+          frame_rate_hz: float = C.FRAME_RATE_HZ) -> dict[str, float]:
+    """Precision, recall and F1 of every level for one piece; notes ``(n, 4)``.
+
+    Keys: ``{level}_{precision|recall|f1}`` for level in ``METRICS``.
+    """
+    import mir_eval
+    ref, est = _valid(reference), _valid(estimate)
+    out: dict[str, float] = {}
+    end = max(ref[:, OFFSET_S].max(initial=0), est[:, OFFSET_S].max(initial=0))
+    n_frames = int(np.ceil(end * frame_rate_hz)) + 1
+    ref_t, ref_f = _frame_lists(ref, n_frames, frame_rate_hz)
+    est_t, est_f = _frame_lists(est, n_frames, frame_rate_hz)
+    frame = mir_eval.multipitch.evaluate(ref_t, ref_f, est_t, est_f)
+    out["frame_precision"], out["frame_recall"] = frame["Precision"], frame["Recall"]
+    out["frame_f1"] = f1(frame["Precision"], frame["Recall"])
+    args = (ref[:, TIMES], _hz(ref[:, PITCH]), est[:, TIMES], _hz(est[:, PITCH]))
+    for level, ratio in (("note", None), ("note_offset", 0.2)):
+        if len(ref) and len(est):
+            p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(*args, offset_ratio=ratio)
+        else:
+            p = r = f = 0.0
+        out[f"{level}_precision"], out[f"{level}_recall"], out[f"{level}_f1"] = p, r, f
+    if len(ref) and len(est):
+        p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+            ref[:, TIMES], _hz(ref[:, PITCH]), ref[:, VELOCITY], est[:, TIMES], _hz(est[:, PITCH]), est[:, VELOCITY],
+            offset_ratio=None)
+    else:
+        p = r = f = 0.0
+    out["note_velocity_precision"], out["note_velocity_recall"], out["note_velocity_f1"] = p, r, f
+    return {k: float(v) for k, v in out.items()}
+
+
+def register_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Note-level (onset) matches by octave of the keyboard, to see where notes are missed.
+
+    Returns int ``(len(REGISTERS), 3)``: reference notes, those matched (mir_eval's note
+    level: same pitch, onset within 50 ms) and estimated notes, per register of
+    ``REGISTERS``.  Sum over files, then recall = matched / reference and precision =
+    matched / estimated.
+    """
+    import mir_eval
+    ref, est = _valid(reference), _valid(estimate)
+    matched = np.zeros(len(ref), bool)
+    if len(ref) and len(est):
+        pairs = mir_eval.transcription.match_notes(ref[:, TIMES], _hz(ref[:, PITCH]), est[:, TIMES],
+                                                   _hz(est[:, PITCH]), offset_ratio=None)
+        matched[[i for i, _ in pairs]] = True
+    counts = np.zeros((len(REGISTERS), 3), np.int64)
+    for row, (_, low, high) in enumerate(REGISTERS):
+        in_ref = (ref[:, PITCH] >= low) & (ref[:, PITCH] < high)
+        counts[row] = (in_ref.sum(), (matched & in_ref).sum(),
+                       ((est[:, PITCH] >= low) & (est[:, PITCH] < high)).sum())
+    return counts
+
+
+def register_recall_precision(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision per register from summed ``register_counts`` (0 where no notes)."""
+    n_ref, n_matched, n_est = counts.T
+    return n_matched / np.maximum(n_ref, 1), n_matched / np.maximum(n_est, 1)
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
+    return {k: float(np.mean([row[k] for row in rows])) for k in keys}
