@@ -56,6 +56,8 @@ _DECODING_HELP = {
     "min_note_ms": "Drop notes shorter than this (ms).",
     "frame_onset_threshold": "Also start a note where the frame probability rises from quiet "
                              "above this (an onset the onset head missed); 1 turns it off.",
+    "pedal_threshold": "Sustain-pedal probability above which the pedal is down "
+                       "(weights with a pedal head).",
 }
 
 
@@ -231,6 +233,15 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="CPU threads for the network.  [default: the cores this process may use "
                    "(affinity, cgroup quota) that other processes are not busy with]")
 @decoding_options
+@click.option("--pedal", type=click.Choice(["extend", "cc64", "none"]), default="extend",
+              show_default=True,
+              help="Weights with a pedal head: extend = notes lengthened through the sustain "
+                   "pedal, no pedal events (for score editors); cc64 = notes as decoded plus "
+                   "CC64 pedal events (CSV/JSON: sustain rows); none = notes only.")
+@click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
+              help="Weights that reconstruct the spectrogram: full = transcribe again from "
+                   "the reconstruction (the seed's model), fast = the first pass only.  "
+                   "[default: the weights' card]")
 @click.option("--tempo", "tempo_bpm", type=FiniteFloat(1, 1000), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
@@ -245,8 +256,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
-def main(inputs, output, fmt, weights, device, threads, tempo_bpm, plot, save_posteriorgram,
-         overwrite, skip_existing, quiet, profile, **decoding):
+def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo_bpm, plot,
+         save_posteriorgram, overwrite, skip_existing, quiet, profile, **decoding):
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
@@ -313,7 +324,7 @@ def main(inputs, output, fmt, weights, device, threads, tempo_bpm, plot, save_po
             with reporter:
                 for job in pending:
                     _run_job(job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram,
-                             overwrite, reporter, times)
+                             overwrite, reporter, times, pedal, model_pass)
     except KeyboardInterrupt:
         reporter.stop()
         interrupted()
@@ -348,7 +359,7 @@ def interrupted() -> None:
 
 
 def _run_job(job: Job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
-             reporter, times) -> None:
+             reporter, times, pedal="extend", model_pass=None) -> None:
     from .transcriber import transcribe_to_file
 
     started = time.perf_counter()
@@ -357,7 +368,8 @@ def _run_job(job: Job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram
         result = transcribe_to_file(job.source, job.output, loaded, options=options, fmt=fmt,
                                     tempo_bpm=tempo_bpm, plot=plot,
                                     save_posteriorgram=save_posteriorgram, overwrite=overwrite,
-                                    progress=reporter.advance_file, times=times)
+                                    progress=reporter.advance_file, times=times,
+                                    pedal=pedal, model_pass=model_pass)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.

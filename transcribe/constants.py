@@ -37,6 +37,11 @@ MIN_NOTE_MS = 30.0
 FRAME_ONSET_THRESHOLD = 1.0
 FRAME_ONSET_QUIET_FRAMES = 3  # 96 ms
 FRAME_ONSET_QUIET_LEVEL = 0.3
+# Sustain pedal (models with a pedal head): down where its probability exceeds the
+# threshold; shorter presses and shorter gaps between presses are merged away.
+PEDAL_THRESHOLD = 0.5
+MIN_PEDAL_MS = 60.0
+PEDAL_MODES = ("extend", "cc64", "none")
 
 # Streaming: chunk length and context on each side, in frames. Both are
 # multiples of the U-net's total down-sampling (16) so that every chunk sees

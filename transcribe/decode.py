@@ -37,7 +37,8 @@ TIMES = slice(ONSET_S, OFFSET_S + 1)  # onset and offset, as mir_eval takes them
 OFF = 1.0
 _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
              "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
-             "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD}
+             "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD,
+             "pedal_threshold": C.PEDAL_THRESHOLD}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class DecodingOptions:
     offset_threshold: float | None = None
     min_note_ms: float | None = None
     frame_onset_threshold: float | None = None
+    pedal_threshold: float | None = None  # used by models with a pedal head
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -247,3 +249,39 @@ class NoteStream:
             self._decode(final=True)
         rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
         return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz)
+
+
+def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
+                frame_rate_hz: float = C.FRAME_RATE_HZ,
+                min_pedal_ms: float = C.MIN_PEDAL_MS) -> np.ndarray:
+    """Sustain-pedal-down spans ``(k, 2)`` in seconds from the pedal-down probability ``(frames,)``.
+
+    A gap shorter than ``min_pedal_ms`` between two presses is bridged (a flicker of
+    the posteriorgram, not a re-pedal), then presses shorter than it are dropped.
+    """
+    down = np.asarray(down, np.float32).reshape(-1) > threshold
+    edges = np.diff(np.r_[0, down.astype(np.int8), 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    shortest = max(1, int(np.ceil(min_pedal_ms / 1000 * frame_rate_hz - 1e-9)))
+    if len(starts) > 1:
+        joined = np.r_[starts[1:] - ends[:-1] >= shortest, True]
+        starts, ends = starts[np.r_[True, joined[:-1]]], ends[joined]
+    long = ends - starts >= shortest
+    return np.column_stack([starts[long], ends[long]]).astype(np.float64) / frame_rate_hz
+
+
+def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Notes whose offset falls while the pedal is down, lengthened to the pedal's release.
+
+    What a score-writer wants of a performance: each note as long as it sounds.
+    A key struck again still ends its previous note (``midi.trim_overlaps``).
+    """
+    notes = np.array(notes, np.float64).reshape(-1, 4)
+    spans = np.asarray(spans, np.float64).reshape(-1, 2)
+    if len(notes) == 0 or len(spans) == 0:
+        return notes
+    ends = notes[:, OFFSET_S]
+    index = np.searchsorted(spans[:, 0], ends, side="right") - 1
+    held = (index >= 0) & (ends < spans[np.maximum(index, 0), 1])
+    notes[held, OFFSET_S] = spans[index[held], 1]
+    return notes

@@ -22,7 +22,7 @@ import torch
 
 from . import constants as C
 from .features import Frontend
-from .model import HEADS, UNetTranscriber
+from .model import HEADS, PEDAL_COLUMNS, UNetTranscriber
 from .timing import StageTimes
 
 
@@ -112,6 +112,7 @@ class Posteriorgrams:
     velocity: np.ndarray
     spectrogram: np.ndarray | None = None  # (frames, bins) input, if kept
     reconstruction: np.ndarray | None = None  # (frames, bins), if the model has one and kept
+    pedal: np.ndarray | None = None  # (frames, 3): pedal down, pressed, released (model.PEDAL_COLUMNS)
     frame_rate_hz: float = C.FRAME_RATE_HZ
 
     @property
@@ -217,7 +218,7 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
         progress: Callable[[int], None] | None = None, expected_frames: int | None = None,
         times: StageTimes | None = None,
         on_frames: Callable[[dict[str, np.ndarray]], None] | None = None,
-        keep_posteriorgrams: bool = True) -> Posteriorgrams | None:
+        keep_posteriorgrams: bool = True, full: bool = True) -> Posteriorgrams | None:
     """Posteriorgrams of a whole stream of mono audio blocks at the model rate.
 
     ``batch_chunks`` chunks go through the network at once (default: by device).
@@ -227,7 +228,9 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     false nothing is kept and ``None`` is returned: memory then does not grow
     with the length of the file.  ``expected_frames`` (when the length is known)
     sizes the kept arrays once.  ``times`` collects seconds spent reading audio,
-    in the spectrogram and in the network.
+    in the spectrogram and in the network.  ``full=False`` runs only the first pass
+    of a model that reconstructs (see ``UNetTranscriber.forward``).  A model with a
+    pedal head adds ``pedal`` ``(frames, 3)`` to the frames and posteriorgrams.
     """
     multiple = model.config.time_multiple
     if chunk_frames % multiple or context_frames % multiple:
@@ -239,20 +242,23 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     cutter = ChunkCutter(times.iterate(blocks, "audio"), frontend, chunk_frames, context_frames)
     keep = slice(context_frames, context_frames + chunk_frames)
     capacity = (expected_frames or 0) + chunk_frames
-    names = list(HEADS) + (["spectrogram"] if keep_spectrograms else []) + \
-        (["reconstruction"] if keep_spectrograms and model.config.reconstruction else [])
-    kept = {name: _Rows(C.N_KEYS if name in HEADS else frontend.n_bins, capacity)
+    heads = list(HEADS) + (["pedal"] if model.config.pedal else [])
+    reconstructs = full and model.config.reconstruction
+    names = heads + (["spectrogram"] if keep_spectrograms else []) + \
+        (["reconstruction"] if keep_spectrograms and reconstructs else [])
+    widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS)}
+    kept = {name: _Rows(widths.get(name, frontend.n_bins), capacity)
             for name in names} if keep_posteriorgrams else {}
     done = 0
     for batch in _batched(iter(cutter), batch_chunks):
         with times.measure("spectrogram"):
             spec = frontend(torch.from_numpy(np.stack(batch)).to(device))
         with times.measure("network"):
-            out = model(spec)
-            tensors = {name: torch.sigmoid(out[name][:, keep]) for name in HEADS}
+            out = model(spec, full=full)
+            tensors = {name: torch.sigmoid(out[name][:, keep]) for name in heads}
             if keep_spectrograms:
                 tensors["spectrogram"] = spec[:, keep]
-                if model.config.reconstruction:
+                if reconstructs:
                     tensors["reconstruction"] = out["reconstruction"][:, keep]
             # Frames past the end of the file (known once the audio is exhausted,
             # which it is by the last batch) are padding.
@@ -274,4 +280,4 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     return Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"], arrays["velocity"],
                           spectrogram=arrays.get("spectrogram"),
                           reconstruction=arrays.get("reconstruction"),
-                          frame_rate_hz=frontend.frame_rate_hz)
+                          pedal=arrays.get("pedal"), frame_rate_hz=frontend.frame_rate_hz)

@@ -20,6 +20,7 @@ from .files import write_atomic
 
 FORMATS = ("mid", "csv", "json")
 ACOUSTIC_GRAND_PIANO = 0
+SUSTAIN_CC = 64
 TICKS_PER_BEAT = 960  # a tick is 0.5 ms at 120 bpm
 SHORTEST_NOTE_S = 1e-3
 
@@ -48,10 +49,11 @@ def trim_overlaps(notes: np.ndarray) -> np.ndarray:
 
 
 def notes_to_smf(notes: np.ndarray, tempo_bpm: float = 120.0,
-                 metadata: str | None = None) -> bytes:
+                 metadata: str | None = None, pedal: np.ndarray | None = None) -> bytes:
     """A type-1 Standard MIDI File: a tempo track, then one acoustic grand piano track.
 
-    ``notes`` ``(n, 4)``: onset s, offset s, pitch, velocity.  ``metadata`` goes
+    ``notes`` ``(n, 4)``: onset s, offset s, pitch, velocity.  ``pedal`` ``(k, 2)``:
+    sustain-pedal spans in seconds, written as CC64 127 (down) and 0 (up).  ``metadata`` goes
     into a text meta event (e.g. the version and thresholds used).  Ticks are
     computed with numpy and messages built unchecked (their values are checked
     here once): pretty_midi's writer spends about 75 us a note on conversions
@@ -66,11 +68,19 @@ def notes_to_smf(notes: np.ndarray, tempo_bpm: float = 120.0,
     if len(notes) and (pitches.min() < 0 or pitches.max() > 127):
         raise ValueError("MIDI pitches must lie in 0..127")
     # Events sorted by tick, a note-off before a note-on at the same tick, so a
-    # re-struck key is released before it sounds again.
-    ticks = np.r_[ends, starts]
-    is_on = np.r_[np.zeros(len(ends), bool), np.ones(len(starts), bool)]
-    keys, values = np.r_[pitches, pitches], np.r_[np.zeros_like(velocities), velocities]
-    order = np.lexsort((keys, is_on, ticks))
+    # re-struck key is released before it sounds again; a pedal release before
+    # a note-on too, and a pedal press after it (it then catches that note).
+    # Kinds: 0 note-off, 1 pedal up, 2 note-on, 3 pedal down.
+    pedal = np.zeros((0, 2)) if pedal is None else np.asarray(pedal, np.float64).reshape(-1, 2)
+    downs = np.round(pedal[:, 0] * ticks_per_s).astype(np.int64)
+    ups = np.maximum(np.round(pedal[:, 1] * ticks_per_s).astype(np.int64), downs + 1)
+    ticks = np.r_[ends, starts, ups, downs]
+    kinds = np.r_[np.zeros(len(ends), np.int64), np.full(len(starts), 2),
+                  np.ones(len(ups), np.int64), np.full(len(downs), 3)]
+    keys = np.r_[pitches, pitches, np.full(len(ups) + len(downs), SUSTAIN_CC)]
+    values = np.r_[np.zeros_like(velocities), velocities, np.zeros(len(ups), np.int64),
+                   np.full(len(downs), 127)]
+    order = np.lexsort((keys, kinds, ticks))
     deltas = np.diff(ticks[order], prepend=0)
 
     tempo_track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm))])
@@ -78,20 +88,26 @@ def notes_to_smf(notes: np.ndarray, tempo_bpm: float = 120.0,
         tempo_track.append(mido.MetaMessage("text", text=metadata))
     piano = mido.MidiTrack([mido.MetaMessage("track_name", name="Piano"),
                             mido.Message("program_change", program=ACOUSTIC_GRAND_PIANO)])
-    piano.extend(mido.Message("note_on" if on else "note_off", skip_checks=True, channel=0,
-                              note=key, velocity=value, time=delta)
-                 for on, key, value, delta in zip(is_on[order].tolist(), keys[order].tolist(),
-                                                  values[order].tolist(), deltas.tolist()))
+    piano.extend(_message(kind, key, value, delta) for kind, key, value, delta in zip(
+        kinds[order].tolist(), keys[order].tolist(), values[order].tolist(), deltas.tolist()))
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT, tracks=[tempo_track, piano])
     buffer = io.BytesIO()
     midi.save(file=buffer)
     return buffer.getvalue()
 
 
-def notes_to_midi(notes: np.ndarray, tempo_bpm: float = 120.0,
-                  metadata: str | None = None) -> pretty_midi.PrettyMIDI:
+def _message(kind: int, key: int, value: int, delta: int) -> mido.Message:
+    if kind in (1, 3):
+        return mido.Message("control_change", skip_checks=True, channel=0, control=key,
+                            value=value, time=delta)
+    return mido.Message("note_on" if kind == 2 else "note_off", skip_checks=True, channel=0,
+                        note=key, velocity=value, time=delta)
+
+
+def notes_to_midi(notes: np.ndarray, tempo_bpm: float = 120.0, metadata: str | None = None,
+                  pedal: np.ndarray | None = None) -> pretty_midi.PrettyMIDI:
     """The file of ``notes_to_smf`` as a ``pretty_midi.PrettyMIDI`` (for the Python API)."""
-    return pretty_midi.PrettyMIDI(io.BytesIO(notes_to_smf(notes, tempo_bpm, metadata)))
+    return pretty_midi.PrettyMIDI(io.BytesIO(notes_to_smf(notes, tempo_bpm, metadata, pedal)))
 
 
 def midi_to_notes(midi: pretty_midi.PrettyMIDI) -> np.ndarray:
@@ -102,34 +118,50 @@ def midi_to_notes(midi: pretty_midi.PrettyMIDI) -> np.ndarray:
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
 
-def notes_to_csv(notes: np.ndarray) -> str:
+def notes_to_csv(notes: np.ndarray, pedal: np.ndarray | None = None) -> str:
+    """One row per note; with ``pedal``, an ``event`` column and one ``sustain`` row per
+    pedal span (its pitch and velocity empty)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(NOTE_FIELDS)
-    for onset_s, offset_s, pitch, velocity in np.asarray(notes).reshape(-1, 4):
-        writer.writerow([f"{onset_s:.4f}", f"{offset_s:.4f}", int(pitch), int(velocity)])
+    with_pedal = pedal is not None
+    writer.writerow(NOTE_FIELDS + (("event",) if with_pedal else ()))
+    rows = [(a, b, str(int(p)), str(int(v)), "note") for a, b, p, v in np.asarray(notes).reshape(-1, 4)]
+    if with_pedal:
+        rows += [(a, b, "", "", "sustain") for a, b in np.asarray(pedal).reshape(-1, 2)]
+        rows.sort(key=lambda row: row[0])
+    for onset_s, offset_s, pitch, velocity, event in rows:
+        writer.writerow([f"{onset_s:.4f}", f"{offset_s:.4f}", pitch, velocity]
+                        + ([event] if with_pedal else []))
     return out.getvalue()
 
 
-def notes_to_json(notes: np.ndarray, metadata: dict | None = None) -> str:
+def notes_to_json(notes: np.ndarray, metadata: dict | None = None,
+                  pedal: np.ndarray | None = None) -> str:
+    """``{"metadata", "notes"}``, and ``"pedal"`` (sustain spans) when given."""
     events = [{"onset_s": round(float(a), 4), "offset_s": round(float(b), 4),
                "pitch": int(p), "velocity": int(v)} for a, b, p, v in np.asarray(notes).reshape(-1, 4)]
-    return json.dumps({"metadata": metadata or {}, "notes": events}, indent=1) + "\n"
+    document = {"metadata": metadata or {}, "notes": events}
+    if pedal is not None:
+        document["pedal"] = [{"onset_s": round(float(a), 4), "offset_s": round(float(b), 4)}
+                             for a, b in np.asarray(pedal).reshape(-1, 2)]
+    return json.dumps(document, indent=1) + "\n"
 
 
 def write_notes(notes: np.ndarray, path: Path, fmt: str = "mid", tempo_bpm: float = 120.0,
-                metadata: dict | None = None, overwrite: bool = True) -> None:
-    """Write ``notes`` to ``path`` as ``mid``, ``csv`` or ``json``, atomically.
+                metadata: dict | None = None, overwrite: bool = True,
+                pedal: np.ndarray | None = None) -> None:
+    """Write ``notes`` (and sustain ``pedal`` spans, if given) to ``path`` as ``mid``,
+    ``csv`` or ``json``, atomically.
 
     With ``overwrite=False`` an existing ``path`` raises ``files.OutputExists``.
     """
     if fmt == "mid":
         text = json.dumps(metadata, sort_keys=True) if metadata else None
-        data = notes_to_smf(notes, tempo_bpm, text)
+        data = notes_to_smf(notes, tempo_bpm, text, pedal)
     elif fmt == "csv":
-        data = notes_to_csv(notes).encode()
+        data = notes_to_csv(notes, pedal).encode()
     elif fmt == "json":
-        data = notes_to_json(notes, metadata).encode()
+        data = notes_to_json(notes, metadata, pedal).encode()
     else:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     write_atomic(Path(path), data, overwrite)

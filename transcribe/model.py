@@ -21,7 +21,9 @@ from torch import nn
 
 from . import constants as C
 
-HEADS = ("frame", "onset", "offset", "velocity")
+HEADS = ("frame", "onset", "offset", "velocity")  # each (batch, frames, 88)
+# The sustain-pedal head's columns, (batch, frames, 3): pedal down, pressed, released.
+PEDAL_COLUMNS = ("down", "onset", "offset")
 
 
 @dataclasses.dataclass
@@ -33,6 +35,7 @@ class ModelConfig:
     unet_channels: tuple[int, ...] = (16, 32, 64, 128)
     lstm_hidden: int = C.N_MELS  # per direction; the seed uses the number of bins
     reconstruction: bool = True
+    pedal: bool = False  # a sustain-pedal head; weights without it load as before
     sample_rate: int = C.SAMPLE_RATE
     hop_length: int = C.HOP_LENGTH
 
@@ -71,8 +74,9 @@ class ModelConfig:
             positive_int(name, getattr(self, name))
         for value in self.unet_channels:
             positive_int("unet_channels", value)
-        if not isinstance(self.reconstruction, bool):
-            raise ValueError(f"reconstruction must be true or false, got {self.reconstruction!r}")
+        for name in ("reconstruction", "pedal"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.spectrogram == "cqt":
             # The CQT's top bin must stay below Nyquist (24 bins per octave from A0).
             top_hz = C.CQT_FMIN_HZ * 2 ** ((self.n_bins - 1) / C.CQT_BINS_PER_OCTAVE)
@@ -144,7 +148,8 @@ class UNet(nn.Module):
 
 
 class Transcriber(nn.Module):
-    """U-net + BiLSTM -> logits of the four heads, each ``(batch, frames, 88)``."""
+    """U-net + BiLSTM -> logits of the four heads, each ``(batch, frames, 88)``, and of the
+    pedal head ``(batch, frames, 3)`` when the config has one."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -156,6 +161,9 @@ class Transcriber(nn.Module):
         self.offset = nn.Linear(width, C.N_KEYS)
         self.velocity = nn.Linear(width, C.N_KEYS)
         self.frame = nn.Linear(width + 2 * C.N_KEYS, C.N_KEYS)
+        # The pedal is one state for the whole keyboard, read from the same hidden
+        # state as the notes it holds (Kong et al. 2021 predict it beside the notes).
+        self.pedal = nn.Linear(width, len(PEDAL_COLUMNS)) if config.pedal else None
 
     def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden, _ = self.lstm(self.unet(spec))
@@ -165,8 +173,11 @@ class Transcriber(nn.Module):
         # heads' beliefs but does not train them.
         evidence = torch.cat([hidden, torch.sigmoid(onset).detach(),
                               torch.sigmoid(offset).detach()], dim=-1)
-        return {"frame": self.frame(evidence), "onset": onset, "offset": offset,
-                "velocity": self.velocity(hidden)}
+        out = {"frame": self.frame(evidence), "onset": onset, "offset": offset,
+               "velocity": self.velocity(hidden)}
+        if self.pedal is not None:
+            out["pedal"] = self.pedal(hidden)
+        return out
 
 
 class Reconstructor(nn.Module):
@@ -200,13 +211,14 @@ class UNetTranscriber(nn.Module):
         self.transcriber = Transcriber(config)
         self.reconstructor = Reconstructor(config) if config.reconstruction else None
 
-    def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, spec: torch.Tensor, full: bool = True) -> dict[str, torch.Tensor]:
+        """``full=False`` stops after the first pass (no reconstruction, about 2.5x faster)."""
         n_frames = spec.shape[1]
         pad = -n_frames % self.config.time_multiple
         if pad:
             spec = F.pad(spec, (0, 0, 0, pad))
         first = self.transcriber(spec)
-        if self.reconstructor is None:
+        if self.reconstructor is None or not full:
             out = dict(first)
         else:
             reconstruction = self.reconstructor(torch.sigmoid(first["frame"]))

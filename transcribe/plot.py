@@ -101,17 +101,25 @@ def _bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
 
 
 def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
-                    overwrite: bool = True) -> None:
-    """Decoded notes as bars, brightness by velocity."""
+                    overwrite: bool = True, pedal: np.ndarray | None = None) -> None:
+    """Decoded notes as bars, brightness by velocity; sustain-pedal spans shaded below A0."""
     import matplotlib.pyplot as plt
     fig, ax = _figure(duration_s)
     notes = np.asarray(notes).reshape(-1, 4)
     if len(notes):
         colours = plt.get_cmap("Blues")(0.35 + 0.65 * notes[:, VELOCITY] / 127)
-        ax.barh(notes[:, PITCH], notes[:, OFFSET_S] - notes[:, ONSET_S], left=notes[:, ONSET_S], height=0.8,
-                color=colours, edgecolor="none")
+        ax.barh(notes[:, PITCH], notes[:, OFFSET_S] - notes[:, ONSET_S], left=notes[:, ONSET_S],
+                height=0.8, color=colours, edgecolor="none")
+    low = C.MIN_MIDI - 0.5
+    if pedal is not None:
+        low = C.MIN_MIDI - 3.5
+        spans = np.asarray(pedal).reshape(-1, 2)
+        ax.barh(np.full(len(spans), C.MIN_MIDI - 2), spans[:, 1] - spans[:, 0], left=spans[:, 0],
+                height=2, color="tab:orange", alpha=0.6, edgecolor="none",
+                label=f"sustain pedal ({len(spans)} presses)")
+        ax.legend(loc="upper right", fontsize="small")
     ax.set_xlim(0, max(duration_s, 1e-3))
-    ax.set_ylim(C.MIN_MIDI - 0.5, C.MAX_MIDI + 0.5)
+    ax.set_ylim(low, C.MAX_MIDI + 0.5)
     _key_axis(ax)
     ax.grid(axis="y", color="0.9", linewidth=0.5)
     ax.set_xlabel("time (s)")
@@ -138,6 +146,6 @@ def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> l
                          "Reconstructed spectrogram (second U-net)", kind, overwrite)
         written.append(path)
     path = stem.with_name(stem.name + ".pianoroll.png")
-    plot_piano_roll(result.notes, path, result.duration_s, overwrite)
+    plot_piano_roll(result.notes, path, result.duration_s, overwrite, result.pedal)
     written.append(path)
     return written

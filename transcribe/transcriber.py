@@ -16,7 +16,8 @@ import numpy as np
 
 from . import constants as C
 from . import audio as audio_io
-from .decode import DecodingOptions, NoteStream, frames_to_notes
+from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
+                     pedal_spans)
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import write_atomic
@@ -39,6 +40,7 @@ class Transcription:
     options: DecodingOptions = field(default_factory=lambda: DecodingOptions().resolve())
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
+    pedal: np.ndarray | None = None  # sustain spans (k, 2) in s; None: the model has no pedal head
 
     @property
     def posteriorgram(self) -> np.ndarray:
@@ -57,35 +59,59 @@ class Transcription:
         return {"software": f"amt-transcribe {__version__}",
                 **self.options.as_dict()}
 
-    def to_midi(self, tempo_bpm: float = 120.0):
+    def with_pedal(self, mode: str = "extend") -> tuple[np.ndarray, np.ndarray | None]:
+        """(notes, pedal spans to write) for a pedal ``mode`` of ``constants.PEDAL_MODES``.
+
+        ``extend``: notes lengthened through the pedal, no pedal events (a score's
+        view); ``cc64``: the notes as decoded and the pedal as CC64 events (a player
+        piano's view); ``none``: the notes alone.  Without a pedal head all three
+        give the notes as decoded.
+        """
+        if mode not in C.PEDAL_MODES:
+            raise TranscribeError(f"pedal mode must be one of {', '.join(C.PEDAL_MODES)}, "
+                                  f"not {mode!r}")
+        if self.pedal is None or mode == "none":
+            return self.notes, None
+        if mode == "extend":
+            return extend_through_pedal(self.notes, self.pedal), None
+        return self.notes, self.pedal
+
+    def to_midi(self, tempo_bpm: float = 120.0, pedal: str = "extend"):
         """A ``pretty_midi.PrettyMIDI`` of the notes (times in seconds at any tempo)."""
         import json
-        return notes_to_midi(self.notes, tempo_bpm, json.dumps(self.metadata, sort_keys=True))
+        notes, spans = self.with_pedal(pedal)
+        return notes_to_midi(notes, tempo_bpm, json.dumps(self.metadata, sort_keys=True), spans)
 
     def save(self, path: str | Path, fmt: str | None = None, tempo_bpm: float = 120.0,
-             overwrite: bool = True) -> None:
+             overwrite: bool = True, pedal: str = "extend") -> None:
         """Write the notes as MIDI, CSV or JSON (from the suffix unless ``fmt``), atomically.
 
-        With ``overwrite=False`` an existing file raises ``files.OutputExists``.
+        ``pedal`` is the mode of ``with_pedal``.  With ``overwrite=False`` an existing
+        file raises ``files.OutputExists``.
         """
         path = Path(path)
         fmt = fmt or format_for(path)
-        write_notes(self.notes, path, fmt, tempo_bpm, self.metadata, overwrite)
+        notes, spans = self.with_pedal(pedal)
+        write_notes(notes, path, fmt, tempo_bpm, self.metadata, overwrite, spans)
 
     def save_posteriorgrams(self, path: str | Path, overwrite: bool = True) -> None:
         """Write the posteriorgrams to ``.npz`` so they can be re-decoded later."""
         import io
         buffer = io.BytesIO()
         p = self.kept_posteriorgrams()
+        extra = {"pedal": p.pedal} if p.pedal is not None else {}
         np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
                             velocity=p.velocity, frame_rate_hz=p.frame_rate_hz,
-                            duration_s=self.duration_s)
+                            duration_s=self.duration_s, **extra)
         write_atomic(Path(path), buffer.getvalue(), overwrite)
 
     def redecode(self, **options) -> "Transcription":
         """The same posteriorgrams decoded with other thresholds (no network run)."""
         new = dataclasses.replace(self.options, **options).resolve()
-        return dataclasses.replace(self, notes=decode(self.kept_posteriorgrams(), new), options=new)
+        kept = self.kept_posteriorgrams()
+        pedal = self.pedal if kept.pedal is None else pedal_spans(
+            kept.pedal[:, 0], new.pedal_threshold, kept.frame_rate_hz)
+        return dataclasses.replace(self, notes=decode(kept, new), options=new, pedal=pedal)
 
 
 def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
@@ -99,7 +125,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                batch_chunks: int | None = None, keep_spectrograms: bool = False,
                progress: Callable[[float, float], None] | None = None,
                times: StageTimes | None = None,
-               keep_posteriorgrams: bool = True) -> Transcription:
+               keep_posteriorgrams: bool = True, model_pass: str | None = None) -> Transcription:
     """Transcribe a file path, or an audio array with its ``sample_rate`` (Hz).
 
     An array is ``(samples,)`` or two-dimensional in either layout, ``(samples,
@@ -116,6 +142,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     Notes are decoded as the network goes; with ``keep_posteriorgrams=False`` the
     posteriorgrams are not kept (``Transcription.posteriorgrams`` is None, no
     ``redecode``), so memory stays flat however long the recording.
+    ``model_pass`` of weights that reconstruct: ``full`` transcribes again from the
+    reconstructed spectrogram (the seed's model), ``fast`` stops after the first
+    pass; None takes the card's ``default_pass`` (else ``full``).
     """
     if model is None:
         from .weights import load_model
@@ -142,21 +171,39 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
     decoder = NoteStream(options, frame_rate_hz=frontend.frame_rate_hz)
 
+    pedal_down = [np.zeros(0, np.float16)]  # the pedal-down column alone: 225 kB an hour
+
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
             decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"])
+            if "pedal" in frames:
+                pedal_down.append(frames["pedal"][:, 0])
 
+    full = resolve_model_pass(model_pass, model.card) == "full"
     posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
                          batch_chunks, keep_spectrograms and keep_posteriorgrams, report,
                          expected_frames=needed, times=times, on_frames=decode_frames,
-                         keep_posteriorgrams=keep_posteriorgrams)
+                         keep_posteriorgrams=keep_posteriorgrams, full=full)
     with times.measure("note decoding"):
         notes = decoder.finish()
+        pedal = pedal_spans(np.concatenate(pedal_down), options.pedal_threshold,
+                            frontend.frame_rate_hz) if model.config.pedal else None
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
     return Transcription(notes, posteriorgrams,
-                         stats.samples / target, options, source, warnings)
+                         stats.samples / target, options, source, warnings, pedal)
+
+
+MODEL_PASSES = ("fast", "full")
+
+
+def resolve_model_pass(model_pass: str | None, card: dict) -> str:
+    """``fast`` or ``full``: as asked, else the card's ``default_pass``, else ``full``."""
+    chosen = model_pass or card.get("default_pass") or "full"
+    if chosen not in MODEL_PASSES:
+        raise TranscribeError(f"model pass must be fast or full, not {chosen!r}")
+    return chosen
 
 
 def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = False) -> list[Path]:
@@ -177,7 +224,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        tempo_bpm: float = 120.0, plot: bool = False,
                        save_posteriorgram: bool = False, overwrite: bool = False,
                        progress: Callable[[float, float], None] | None = None,
-                       times: StageTimes | None = None) -> Transcription:
+                       times: StageTimes | None = None, pedal: str = "extend",
+                       model_pass: str | None = None) -> Transcription:
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
     The side files are written first and the notes last, so an existing ``output``
@@ -189,7 +237,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     times = times or StageTimes()
     result = transcribe(source, model, options=options, keep_spectrograms=plot,
                         progress=progress, times=times,
-                        keep_posteriorgrams=plot or save_posteriorgram)
+                        keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass)
     with times.measure("output files"):
         if save_posteriorgram:
             result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
@@ -198,5 +246,5 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
         with times.measure("plots"):
             plot_all(result, output.with_suffix(""), model.config.spectrogram, overwrite)
     with times.measure("output files"):
-        result.save(output, fmt, tempo_bpm, overwrite)
+        result.save(output, fmt, tempo_bpm, overwrite, pedal)
     return result

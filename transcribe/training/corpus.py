@@ -1,9 +1,11 @@
 """The MIDI corpora, their train/validation roles, and the rendered-audio cache.
 
-Roles come from ../shared/data/midi/MANIFEST.tsv: pop909, pianolatron_exp,
-vienna4x22 and music21_corpus train (MIT, CC BY 4.0, public domain);
-piano-midi.de (research use only) only validates.  Rendered audio lives in a
-cache folder (FLAC, 16 kHz mono) beside a ``.npy`` of its note labels.
+Roles come from ../shared/data/midi/MANIFEST.tsv: a row trains unless its ``set``
+says validation or its corpus is validation-only (piano-midi.de, whose ``set``
+still reads train-midi, and batik_mozart: research use, never trained on).  So
+new corpora (giantmidi) train as soon as the manifest lists them.  Rendered audio
+lives in a cache folder (FLAC, 16 kHz mono) beside a ``.npy`` of its note labels
+and, for renders that know the pedal, a ``.pedal.npy`` of its sustain spans.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from .. import constants as C
 from ..files import write_atomic
 from . import synth
 
-TRAIN_CORPORA = ("pop909", "pianolatron_exp", "vienna4x22", "music21_corpus")
-VALIDATION_CORPORA = ("piano-midi.de",)
+VALIDATION_ONLY = ("piano-midi.de", "batik_mozart")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class MidiFile:
     piece: str  # files of one piece share this; splits never cut a piece
     licence: str
     duration_s: float
+    role: str = "train"  # or "validation"
 
 
 def piece_of(relative: str) -> str:
@@ -52,9 +54,16 @@ def read_manifest(manifest: Path) -> list[MidiFile]:
     with open(manifest, newline="") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             relative = row["path"]
-            files.append(MidiFile(root / relative, relative, relative.split("/", 1)[0],
-                                  piece_of(relative), row["licence"], float(row["duration_s"])))
+            corpus = relative.split("/", 1)[0]
+            validation = corpus in VALIDATION_ONLY or row.get("set", "").startswith("validation")
+            files.append(MidiFile(root / relative, relative, corpus, piece_of(relative),
+                                  row["licence"], float(row["duration_s"]),
+                                  "validation" if validation else "train"))
     return files
+
+
+def training_files(files: list[MidiFile]) -> list[MidiFile]:
+    return [f for f in files if f.role == "train"]
 
 
 def split_by_piece(files: list[MidiFile], fraction: float, salt: str = "dev") -> tuple[list, list]:
@@ -92,46 +101,145 @@ def render_to_cache(item: MidiFile, cache_dir: Path, soundfont: Path, program: i
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 0:
         audio = audio * (0.9 / peak)  # gain is randomised later, per segment
-    # The labels first, the audio last: a cached file counts as rendered once its audio exists.
-    labels = io.BytesIO()
-    np.save(labels, notes.astype(np.float32))
-    write_atomic(audio_path.with_suffix(".npy"), labels.getvalue())
-    flac = io.BytesIO()
-    sf.write(flac, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    write_atomic(audio_path, flac.getvalue())
+    save_rendered(audio_path, audio, notes)
     return audio_path
 
 
-def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: int = 0,
-                  progress=None, max_transpose: int = 0) -> list[Path]:
-    """Render a random subset of ``files`` totalling about ``hours`` into ``cache_dir``.
+@dataclass(frozen=True)
+class RenderJob:
+    """One file to render, every random choice already drawn (so renders are reproducible)."""
 
-    Each file gets one (SoundFont, program) drawn from the training set, and with
-    ``max_transpose`` a shift of -max_transpose..+max_transpose semitones, which takes
-    melodies and basses into the keyboard's ends, where the corpora have few notes.
-    The order is fixed by ``seed`` so a larger ``hours`` extends a smaller run's cache.
+    item: MidiFile
+    instrument: str  # a piano's name, or "sf2:<path>:<program>"
+    transpose: int
+    velocity_gamma: float
+    detune_cents: float
+    draw_key: tuple[int, int]  # (seed, file index): the SoundFont render's own draws
+
+
+def _soundfont_instrument(soundfont: Path, program: int) -> str:
+    return f"sf2:{soundfont}:{program}"
+
+
+def piano_cache_key(relative: str, piano: str, transpose: int, detune_cents: float) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(Path(relative).with_suffix("")))
+    shifted = f"_t{transpose:+d}" if transpose else ""
+    return f"{stem}__{piano}{shifted}_d{detune_cents:+.0f}"
+
+
+def render_job(job: RenderJob, cache_dir: Path, pianos: dict) -> Path:
+    """Render ``job`` into the cache (skipped when already there); returns the FLAC path."""
+    if job.instrument.startswith("sf2:"):
+        _, soundfont, program = job.instrument.rsplit(":", 2)
+        rng = np.random.default_rng(list(job.draw_key))
+        return render_to_cache(job.item, cache_dir, Path(soundfont), int(program), rng,
+                               job.transpose)
+    from . import pianos as sampled
+    piano = pianos[job.instrument]
+    key = piano_cache_key(job.item.relative, piano.name, job.transpose, job.detune_cents)
+    audio_path = cache_dir / f"{key}.flac"
+    if audio_path.exists() and audio_path.with_suffix(".npy").exists():
+        return audio_path
+    midi = sampled.prepare(job.item.path, job.transpose, job.velocity_gamma,
+                           strip_soft_pedal=piano.strips_soft_pedal)
+    notes, spans = sampled.labels(midi)
+    audio = sampled.render(midi, piano)
+    audio, notes, spans = sampled.detune(audio, notes, spans, job.detune_cents)
+    # Some files hold silence long after their last note (an excerpt's End-of-Track).
+    end_s = max(notes[:, 1].max(initial=0.0), spans[:, 1].max(initial=0.0)) + sampled.PAD_S
+    audio = audio[:int(end_s * C.SAMPLE_RATE)]
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak > 0:
+        audio = audio * (0.9 / peak)  # gain is randomised later, per segment
+    save_rendered(audio_path, audio, notes, spans)
+    return audio_path
+
+
+def save_rendered(audio_path: Path, audio: np.ndarray, notes: np.ndarray,
+                  spans: np.ndarray | None = None) -> None:
+    """Labels first, the audio last: a cached file counts as rendered once its audio exists."""
+    for suffix, array in ((".pedal.npy", spans), (".npy", notes)):
+        if array is None:
+            continue
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array, np.float32))
+        write_atomic(audio_path.with_suffix(suffix), buffer.getvalue())
+    flac = io.BytesIO()
+    sf.write(flac, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    write_atomic(audio_path, flac.getvalue())
+
+
+def plan_renders(files: list[MidiFile], hours: float, seed: int = 0, max_transpose: int = 0,
+                 piano_names: list[str] = (), piano_share: float = 0.75,
+                 max_detune_cents: float = 0.0) -> list[RenderJob]:
+    """Choose files totalling about ``hours`` and draw each one's instrument and variations.
+
+    A share ``piano_share`` of the files goes through the sampled pianos (when any are
+    given), the rest through the General-MIDI SoundFonts.  The order is fixed by
+    ``seed``, so a larger ``hours`` extends a smaller run's cache.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    pairs = synth.available_train_soundfonts()
-    if not pairs:
-        raise synth.SynthesisError("no training SoundFont is installed")
+    soundfonts = synth.available_train_soundfonts() if piano_share < 1 or not piano_names else []
+    if not soundfonts and not piano_names:
+        raise synth.SynthesisError("no training SoundFont or sampled piano is available")
     order = np.random.default_rng(seed).permutation(len(files))
-    rendered, total_s = [], 0.0
+    jobs, total_s = [], 0.0
     for index in order:
         if total_s >= hours * 3600:
             break
         item = files[index]
         rng = np.random.default_rng([seed, int(index)])
-        soundfont, program = pairs[rng.integers(len(pairs))]
-        # Its own generator: the draws of untransposed renders stay as they were.
+        soundfont, program = soundfonts[rng.integers(len(soundfonts))] if soundfonts else (None, 0)
+        # render_to_cache draws its velocity curve and reverb from a generator of this key.
+        # Their own generators: the draws of earlier, SoundFont-only caches stay as they were.
         transpose = int(np.random.default_rng([seed, int(index), 1]).integers(
             -max_transpose, max_transpose + 1)) if max_transpose else 0
-        try:
-            rendered.append(render_to_cache(item, cache_dir, soundfont, program, rng, transpose))
-        except Exception as error:  # a broken MIDI file must not stop a long render
-            print(f"skipped {item.relative}: {error}")
-            continue
+        draws = np.random.default_rng([seed, int(index), 2])
+        use_piano = bool(piano_names) and (not soundfonts or draws.random() < piano_share)
+        if use_piano:
+            from .pianos import velocity_curve
+            instrument = piano_names[draws.integers(len(piano_names))]
+            gamma = velocity_curve(draws)
+            cents = float(draws.uniform(-max_detune_cents, max_detune_cents))
+            if max_detune_cents:
+                cents = float(np.copysign(max(abs(cents), 10.0), cents))  # +-10..max cents
+        else:
+            instrument, gamma, cents = _soundfont_instrument(soundfont, program), 1.0, 0.0
+        jobs.append(RenderJob(item, instrument, transpose, gamma, cents, (seed, int(index))))
         total_s += item.duration_s
-        if progress is not None:
-            progress(total_s)
+    return jobs
+
+
+def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: int = 0,
+                  progress=None, max_transpose: int = 0, pianos_dir: Path | None = None,
+                  piano_share: float = 0.75, max_detune_cents: float = 0.0,
+                  jobs: int = 1) -> list[Path]:
+    """Render a random subset of ``files`` totalling about ``hours`` into ``cache_dir``.
+
+    Each file gets an instrument (a sampled piano of ``pianos_dir`` other than the
+    development piano, or a General-MIDI SoundFont and program), and with
+    ``max_transpose`` a shift of -max_transpose..+max_transpose semitones, which takes
+    melodies and basses into the keyboard's ends, where the corpora have few notes.
+    Renders run in ``jobs`` processes; a file that fails is reported and skipped.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pianos = {}
+    if pianos_dir is not None:
+        from .pianos import training_pianos
+        pianos = {p.name: p for p in training_pianos(pianos_dir)}
+    planned = plan_renders(files, hours, seed, max_transpose, sorted(pianos), piano_share,
+                           max_detune_cents)
+    rendered, total_s = [], 0.0
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        futures = [(job, pool.submit(render_job, job, cache_dir, pianos)) for job in planned]
+        for job, future in futures:
+            try:
+                rendered.append(future.result())
+            except Exception as error:  # a broken MIDI file must not stop a long render
+                print(f"skipped {job.item.relative} ({job.instrument}): {error}")
+                continue
+            total_s += job.item.duration_s
+            if progress is not None:
+                progress(total_s)
     return rendered

@@ -18,7 +18,7 @@ import soundfile as sf
 import soxr
 
 from .. import constants as C
-from ..midi import trim_overlaps
+from ..midi import SUSTAIN_CC, trim_overlaps
 from ..decode import OFFSET_S, ONSET_S, PITCH
 
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts",
@@ -33,7 +33,7 @@ TRAIN_SOUNDFONTS = (
 # Kept out of training entirely: it is the validation timbre.
 VALIDATION_SOUNDFONTS = ("MuseScore_General_Full.sf3", "MuseScore_General.sf3")
 RENDER_RATE = 32000  # fluidsynth renders above the model rate; soxr brings it down
-SUSTAIN_CC = 64
+
 
 
 class SynthesisError(RuntimeError):

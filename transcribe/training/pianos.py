@@ -1,0 +1,212 @@
+"""Render MIDI through the sampled pianos of ``shared/data/pianos`` (SFZ, with sfizz).
+
+The synthesizer and the labels agree on the sustain pedal: every SFZ there sets
+``sustain_lo=64`` and the labels take the pedal as down at CC64 >= 64, read from
+every track of the file (Batik-style files keep the pedal on a track without
+notes, which pretty_midi drops).  sfizz maps velocity through each piano's own
+layers; ``velocity_curve`` bends the performance's velocities first, so soft
+playing (velocity 10-45) is common in training.  ``sfizz_render`` always runs with
+``--use-eot`` (one piano renders forever without it), under a timeout, on a copy of
+the MIDI padded at the end so release tails are not cut.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import numpy as np
+import pretty_midi
+import soundfile as sf
+import soxr
+
+from .. import constants as C
+from ..decode import OFFSET_S, ONSET_S
+from ..decode import extend_through_pedal
+from ..midi import SUSTAIN_CC, trim_overlaps
+from .synth import SynthesisError
+
+SOFT_PEDAL_CC = 67
+PAD_S = 3.0  # of silence after the last event, for release tails
+RENDER_TIMEOUT_S = 600
+# The piano kept out of training: the development set is rendered through it alone.
+DEVELOPMENT_PIANO = "splendid"
+
+
+@dataclass(frozen=True)
+class Piano:
+    name: str
+    sfz: Path
+    peak_dbfs_c4_v70: float  # level differs by about 10 dB between pianos
+
+    @property
+    def strips_soft_pedal(self) -> bool:
+        """CC67 switches Headroom's damped mode: played without it (data/README.md)."""
+        return self.name.startswith("headroom")
+
+
+def read_pianos(folder: Path) -> list[Piano]:
+    """The pianos listed in ``folder/PIANOS.tsv`` whose SFZ is present."""
+    table = folder / "PIANOS.tsv"
+    if not table.exists():
+        raise SynthesisError(f"{table}: no such piano table")
+    pianos = []
+    with open(table, newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            sfz = folder / row["sfz"]
+            if sfz.exists():
+                pianos.append(Piano(row["name"], sfz, float(row["peak_dbfs_c4_v70"])))
+    return pianos
+
+
+def training_pianos(folder: Path) -> list[Piano]:
+    return [p for p in read_pianos(folder) if p.name != DEVELOPMENT_PIANO]
+
+
+def sfizz_binary() -> Path:
+    """``sfizz_render`` as installed by the ``pysfizz`` wheel."""
+    try:
+        import pysfizz
+    except ImportError:
+        raise SynthesisError("sfizz is not installed (pip install pysfizz)") from None
+    path = Path(pysfizz.__file__).resolve().parent.parent / "bin" / "sfizz_render"
+    if not path.exists():
+        raise SynthesisError(f"pysfizz is installed but {path} is missing")
+    return path
+
+
+def pedal_spans(midi: mido.MidiFile, value: int = 64) -> np.ndarray:
+    """Sustain-pedal-down spans ``(k, 2)`` in seconds, from CC64 on any track and channel."""
+    spans, down_since = [], None
+    seconds = 0.0
+    for message in midi:  # merged tracks, delta times in seconds
+        seconds += message.time
+        if message.type == "control_change" and message.control == SUSTAIN_CC:
+            if message.value >= value and down_since is None:
+                down_since = seconds
+            elif message.value < value and down_since is not None:
+                spans.append((down_since, seconds))
+                down_since = None
+    if down_since is not None:
+        spans.append((down_since, seconds))
+    return np.array(spans, np.float64).reshape(-1, 2)
+
+
+def velocity_curve(rng: np.random.Generator) -> float:
+    """An exponent for (v/127)**gamma: 40 % of files played softer (gamma 1.3-2.4)."""
+    if rng.random() < 0.4:
+        return float(rng.uniform(1.3, 2.4))
+    return float(np.exp(rng.uniform(np.log(0.7), np.log(1.3))))
+
+
+def prepare(path: Path, transpose: int = 0, velocity_gamma: float = 1.0,
+            strip_soft_pedal: bool = False) -> mido.MidiFile:
+    """A copy of the MIDI file as it will be rendered: shifted, velocities curved, end padded.
+
+    Notes leaving the 88 keys are dropped (nothing sounds that the labels lack);
+    drum channels are dropped.
+    """
+    source = mido.MidiFile(str(path))
+    out = mido.MidiFile(type=source.type if source.type != 2 else 1,
+                        ticks_per_beat=source.ticks_per_beat)
+    dropped = set()
+    for track in source.tracks:
+        new = mido.MidiTrack()
+        carry = 0  # delta time of messages left out, added to the next one kept
+        for message in track:
+            keep = True
+            if message.type in ("note_on", "note_off"):
+                pitch = message.note + transpose
+                if message.channel == 9 or not C.MIN_MIDI <= pitch <= C.MAX_MIDI:
+                    keep = False
+                    dropped.add(message.note)
+                else:
+                    velocity = message.velocity
+                    if message.type == "note_on" and velocity > 0:
+                        velocity = int(np.clip(round(127 * (velocity / 127) ** velocity_gamma),
+                                               1, 127))
+                    message = message.copy(note=pitch, velocity=velocity)
+            elif message.type == "control_change" and (
+                    message.channel == 9 or (strip_soft_pedal and message.control == SOFT_PEDAL_CC)):
+                keep = False
+            elif message.type == "end_of_track":
+                keep = False
+            if keep:
+                new.append(message.copy(time=message.time + carry))
+                carry = 0
+            else:
+                carry += message.time
+        new.append(mido.MetaMessage("end_of_track", time=carry))
+        out.tracks.append(new)
+    # sfizz_render --use-eot stops at the last event before End-of-Track and ignores
+    # that message's own delta: an event PAD_S after the end makes the render longer.
+    tempo = 500000
+    for message in out.tracks[0]:
+        if message.type == "set_tempo":
+            tempo = message.tempo
+    longest = max(out.tracks, key=lambda t: sum(m.time for m in t))
+    eot = longest.pop()
+    longest.append(mido.MetaMessage("text", text="pad", time=eot.time + int(
+        mido.second2tick(PAD_S, out.ticks_per_beat, tempo))))
+    longest.append(mido.MetaMessage("end_of_track", time=0))
+    return out
+
+
+def labels(midi: mido.MidiFile) -> tuple[np.ndarray, np.ndarray]:
+    """(notes ``(n, 4)`` sounding as the synth plays them, pedal spans ``(k, 2)``).
+
+    A note whose key is released while the pedal is down sounds until the pedal
+    comes up; a key struck again ends its previous note (``midi.trim_overlaps``).
+    """
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    buffer.seek(0)
+    pm = pretty_midi.PrettyMIDI(buffer)
+    spans = pedal_spans(midi)
+    rows = [(n.start, n.end, n.pitch, n.velocity) for inst in pm.instruments
+            if not inst.is_drum for n in inst.notes]
+    notes = extend_through_pedal(np.array(rows, np.float64).reshape(-1, 4), spans)
+    end_s = midi.length
+    notes[:, OFFSET_S] = np.minimum(notes[:, OFFSET_S], end_s)
+    spans[:, 1] = np.minimum(spans[:, 1], end_s)
+    notes = notes[notes[:, OFFSET_S] > notes[:, ONSET_S]]
+    return trim_overlaps(notes), spans
+
+
+def render(midi: mido.MidiFile, piano: Piano, sample_rate: int = C.SAMPLE_RATE,
+           timeout_s: float = RENDER_TIMEOUT_S) -> np.ndarray:
+    """Mono float32 audio of ``midi`` through ``piano`` (sfizz, 256 voices)."""
+    binary = sfizz_binary()
+    with tempfile.TemporaryDirectory() as tmp:
+        midi_path, wav_path = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
+        midi.save(str(midi_path))
+        command = [str(binary), "--use-eot", "-s", str(sample_rate), "-p", "256",
+                   "--sfz", str(piano.sfz), "--midi", str(midi_path), "--wav", str(wav_path)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise SynthesisError(f"sfizz_render took over {timeout_s:.0f} s") from None
+        if result.returncode != 0 or not wav_path.exists():
+            raise SynthesisError(f"sfizz_render failed: {(result.stderr or result.stdout)[:300]}")
+        audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
+    if rate != sample_rate:
+        raise SynthesisError(f"sfizz_render wrote {rate} Hz, not {sample_rate}")
+    return audio[:, 0]  # the channels are identical (no CC10 pan in piano files)
+
+
+def detune(audio: np.ndarray, notes: np.ndarray, spans: np.ndarray, cents: float,
+           sample_rate: int = C.SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raise the pitch by ``cents`` (a piano not at A440): the audio played faster by that
+    ratio, note and pedal times scaled to match; pitches stay (labels unchanged)."""
+    ratio = 2 ** (cents / 1200)
+    if abs(cents) < 1e-6:
+        return audio, notes, spans
+    audio = soxr.resample(audio, sample_rate * ratio, sample_rate, quality="HQ")
+    notes = notes.copy()
+    notes[:, [ONSET_S, OFFSET_S]] /= ratio
+    return audio.astype(np.float32), notes, spans / ratio
