@@ -4,7 +4,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from transcribe import constants as C
-from transcribe.decode import DecodingOptions, NoteStream, frames_to_notes
+from transcribe.decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
+                              pedal_spans)
 
 FPS = C.FRAME_RATE_HZ
 
@@ -148,3 +149,23 @@ def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
                     velocity[lo:lo + 100])
         assert len(stream.buffer[0]) <= 100
     assert len(stream.finish()) == 40
+
+
+def test_pedal_spans_bridge_flickers_and_drop_taps():
+    down = np.zeros(200, np.float32)
+    down[10:60] = 0.9
+    down[61:90] = 0.9  # a one-frame dip: the same press
+    down[120:121] = 0.9  # a one-frame tap: not a press
+    down[150:200] = 0.8  # still down at the end
+    spans = pedal_spans(down, 0.5, FPS, min_pedal_ms=60)
+    np.testing.assert_allclose(spans * FPS, [[10, 90], [150, 200]])
+    assert len(pedal_spans(np.zeros(10), 0.5, FPS)) == 0
+
+
+def test_notes_are_extended_through_the_pedal_only_while_it_is_down():
+    notes = np.array([[0.0, 0.5, 60, 80],   # released while the pedal is down: held to 2.0
+                      [0.2, 0.3, 64, 80],   # released before the pedal goes down: kept
+                      [2.5, 3.0, 67, 80]])  # no pedal: kept
+    spans = np.array([[0.4, 2.0]])
+    out = extend_through_pedal(notes, spans)
+    np.testing.assert_allclose(out[:, 1], [2.0, 0.3, 3.0])

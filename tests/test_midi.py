@@ -8,8 +8,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from transcribe.midi import (TICKS_PER_BEAT, midi_to_notes, notes_to_midi, notes_to_smf,
-                             trim_overlaps, write_atomic, write_notes)
+from transcribe.files import write_atomic
+from transcribe.midi import (TICKS_PER_BEAT, midi_to_notes, notes_to_csv, notes_to_json,
+                             notes_to_midi, notes_to_smf, trim_overlaps, write_notes)
 
 
 def note_lists():
@@ -93,3 +94,21 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
         write_atomic(target, object())  # fails while writing
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_pedal_spans_become_cc64_events_and_sustain_rows():
+    notes = np.array([[0.0, 0.5, 60, 80], [1.0, 1.5, 62, 90]])
+    pedal = np.array([[0.0, 0.8], [1.0, 2.0]])
+    midi = pretty_midi.PrettyMIDI(io.BytesIO(notes_to_smf(notes, pedal=pedal)))
+    changes = [(round(c.time, 3), c.number, c.value) for c in midi.instruments[0].control_changes]
+    assert changes == [(0.0, 64, 127), (0.8, 64, 0), (1.0, 64, 127), (2.0, 64, 0)]
+    # At one tick a note-on comes before the pedal press, so the pedal catches it.
+    events = [m for m in mido.MidiFile(file=io.BytesIO(notes_to_smf(notes, pedal=pedal))).tracks[1]
+              if m.type in ("note_on", "control_change")]
+    assert [m.type for m in events[:2]] == ["note_on", "control_change"]
+    rows = notes_to_csv(notes, pedal).splitlines()
+    assert rows[0] == "onset_s,offset_s,pitch,velocity,event"
+    assert rows[1:3] == ["0.0000,0.5000,60,80,note", "0.0000,0.8000,,,sustain"]
+    assert json.loads(notes_to_json(notes, {}, pedal))["pedal"][1] == {"onset_s": 1.0,
+                                                                       "offset_s": 2.0}
+    assert notes_to_csv(notes).splitlines()[0] == "onset_s,offset_s,pitch,velocity"

@@ -36,3 +36,25 @@ def test_seed_size_matches_the_paper_parameter_count():
     alone = sum(p.numel() for p in UNetTranscriber(ModelConfig(reconstruction=False)).parameters())
     assert 2.5e6 < full < 3.6e6
     assert 1.5e6 < alone < 2.0e6
+
+
+def test_pedal_head_and_the_fast_pass():
+    config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True, pedal=True)
+    model = UNetTranscriber(config).eval()
+    spec = torch.rand(2, 40, C.N_MELS)
+    full = model(spec)
+    assert full["pedal"].shape == (2, 40, 3) and full["pedal_1"].shape == (2, 40, 3)
+    fast = model(spec, full=False)
+    assert "reconstruction" not in fast and "frame_1" not in fast
+    # The fast pass is the full pass's first pass.
+    torch.testing.assert_close(fast["frame"], full["frame_1"])
+    torch.testing.assert_close(fast["pedal"], full["pedal_1"])
+
+
+def test_a_config_without_the_new_parts_means_no_pedal():
+    config = ModelConfig.from_dict({"unet_channels": [4, 8, 8, 8], "lstm_hidden": 8,
+                                    "reconstruction": False})
+    assert config.pedal is False
+    assert "pedal" not in UNetTranscriber(config)(torch.rand(1, 16, C.N_MELS))
+    with pytest.raises(ValueError, match="pedal must be true or false"):
+        ModelConfig.from_dict({"pedal": 1})

@@ -2,7 +2,9 @@
 
 import csv
 import json
+from pathlib import Path
 
+import mido
 import numpy as np
 import pretty_midi
 import pytest
@@ -241,3 +243,78 @@ def test_validation_excerpts_pair_audio_with_their_own_midi(tmp_path):
     assert 30 <= len(notes) <= 40 and min(n.start for n in notes) >= 0
     assert max(n.end for n in notes) <= 10.0
     assert abs(sf.info(str(pairs[0][0])).duration - 10.0) < 3.0
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_pianos = pytest.mark.skipif(not (SHARED / "pianos" / "PIANOS.tsv").exists(),
+                                  reason="../shared/data/pianos is not beside the checkout")
+
+
+def pedalled_midi(path):
+    """C4 struck and released at 0.3 s under a pedal held 0.1..2.0 s, then E4 at 3 s without pedal;
+    the pedal sits on a track without notes, as in Batik's files."""
+    midi = mido.MidiFile(ticks_per_beat=480)  # 120 bpm: 960 ticks a second
+    pedal = mido.MidiTrack([mido.Message("control_change", control=64, value=100, time=96),
+                            mido.Message("control_change", control=64, value=40, time=1824)])
+    notes = mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=0),
+                            mido.Message("note_off", note=60, velocity=0, time=288),
+                            mido.Message("note_on", note=64, velocity=80, time=2592),
+                            mido.Message("note_off", note=64, velocity=0, time=480)])
+    midi.tracks += [pedal, notes]
+    midi.save(path)
+    return path
+
+
+@needs_pianos
+def test_a_sampled_piano_and_its_labels_agree_on_the_pedal(tmp_path):
+    from transcribe.training import pianos
+    piano = next(p for p in pianos.read_pianos(SHARED / "pianos") if p.name == "upright-kw")
+    midi = pianos.prepare(pedalled_midi(tmp_path / "p.mid"))
+    notes, spans = pianos.labels(midi)
+    np.testing.assert_allclose(spans, [[0.1, 2.0]], atol=1e-6)
+    np.testing.assert_allclose(notes[:, :3], [[0.0, 2.0, 60], [3.0, 3.5, 64]], atol=1e-6)
+    audio = pianos.render(midi, piano)
+    assert len(audio) >= (3.5 + pianos.PAD_S - 0.1) * C.SAMPLE_RATE  # the end is padded
+
+    def level(start_s, end_s):
+        part = audio[int(start_s * C.SAMPLE_RATE):int(end_s * C.SAMPLE_RATE)]
+        return 20 * np.log10(np.sqrt(np.mean(part ** 2)) + 1e-9)
+    # The key is up at 0.3 s but the pedal holds the string: still sounding at 1.5-1.9 s,
+    # then damped once the pedal lifts at 2.0 s.
+    assert level(1.5, 1.9) > level(2.4, 2.75) + 15
+    # Velocities follow the curve; notes off the keyboard after a shift are left out.
+    soft = pianos.labels(pianos.prepare(tmp_path / "p.mid", velocity_gamma=2.0))[0]
+    assert soft[:, 3].tolist() == [round(127 * (80 / 127) ** 2)] * 2
+    shifted = pianos.labels(pianos.prepare(tmp_path / "p.mid", transpose=46))[0]
+    assert shifted[:, 2].tolist() == [106]  # 64 + 46 = 110 is above C8
+
+
+def test_pedal_rolls_mark_down_pressed_and_released_frames():
+    from transcribe.training.labels import pedal_to_roll
+    roll = pedal_to_roll(np.array([[0.32, 0.64]]), first_frame=5, n_frames=20,
+                         frame_rate_hz=C.FRAME_RATE_HZ)
+    assert np.flatnonzero(roll[:, 0]).tolist() == list(range(5, 15))
+    assert np.flatnonzero(roll[:, 1]).tolist() == [5]
+    assert np.flatnonzero(roll[:, 2]).tolist() == [15]
+
+
+@needs_pianos
+def test_a_tiny_model_with_pedal_and_reconstruction_learns_from_a_sampled_piano(tmp_path):
+    from transcribe.training import corpus as corpus_module
+    from transcribe.training import pianos
+    piano = next(p for p in pianos.read_pianos(SHARED / "pianos") if p.name == "upright-kw")
+    midi = pianos.prepare(pedalled_midi(tmp_path / "p.mid"))
+    notes, spans = pianos.labels(midi)
+    corpus_module.save_rendered(tmp_path / "a.wav", pianos.render(midi, piano), notes, spans)
+    model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=16, reconstruction=True,
+                               pedal=True)
+    train_config = TrainConfig(steps=40, batch_size=4, segment_frames=64, log_every=10,
+                               learning_rate=3e-3, ema_decay=0, checkpoint_minutes=60,
+                               mix_probability=0.3)
+    train(model_config, train_config, [tmp_path / "a.wav"], tmp_path / "run", log=lambda _: None)
+    with open(tmp_path / "run" / "log.csv", newline="") as handle:
+        rows = [json.loads(row["losses"]) for row in csv.DictReader(handle) if row["losses"]]
+    assert {"pedal", "pedal_1", "reconstruction", "frame_1"} <= set(rows[0])
+    # Forty steps on one file: the pedal, the notes and the reconstruction all get better.
+    for name in ("pedal", "frame", "reconstruction"):
+        assert rows[-1][name] < 0.8 * rows[0][name], (name, rows[0][name], rows[-1][name])

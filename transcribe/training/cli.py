@@ -35,17 +35,28 @@ def main():
 @click.option("--transpose", "max_transpose", type=click.IntRange(0, 24), default=0,
               show_default=True, help="Shift each file by a random -N..N semitones "
               "(notes leaving the 88 keys are dropped); a new --seed draws new files.")
-def render(manifest, cache, hours, seed, max_transpose):
-    """Render the training corpora of MANIFEST (never piano-midi.de) into the cache."""
+@click.option("--pianos", "pianos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of sampled pianos (PIANOS.tsv + SFZ), rendered with sfizz; the "
+                   "development piano is never used.")
+@click.option("--piano-share", type=click.FloatRange(0, 1), default=0.75, show_default=True,
+              help="Share of files rendered through the sampled pianos (the rest: SoundFonts).")
+@click.option("--detune", "max_detune_cents", type=click.FloatRange(0, 50), default=0.0,
+              show_default=True, help="Detune each sampled-piano render by 10..N cents, up "
+                                      "or down (labels unchanged): pianos not at A440.")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Render in this many processes.")
+def render(manifest, cache, hours, seed, max_transpose, pianos_dir, piano_share,
+           max_detune_cents, jobs):
+    """Render the training corpora of MANIFEST (never validation-only ones) into the cache."""
     import time
 
-    from .corpus import TRAIN_CORPORA, read_manifest, render_corpus, split_by_piece
-    files = [f for f in read_manifest(manifest) if f.corpus in TRAIN_CORPORA]
-    train, _dev = split_by_piece(files, 0.02)
+    from .corpus import read_manifest, render_corpus, split_by_piece, training_files
+    train, _dev = split_by_piece(training_files(read_manifest(manifest)), 0.02)
     started = time.monotonic()
     out = render_corpus(train, cache, hours, seed, progress=lambda s: click.echo(
         f"{s / 3600:.2f} h rendered in {time.monotonic() - started:.0f} s", err=True),
-        max_transpose=max_transpose)
+        max_transpose=max_transpose, pianos_dir=pianos_dir, piano_share=piano_share,
+        max_detune_cents=max_detune_cents, jobs=jobs)
     click.echo(f"{len(out)} files in {cache}")
 
 
@@ -58,9 +69,9 @@ def render(manifest, cache, hours, seed, max_transpose):
 @click.option("--seed", type=int, default=0, show_default=True)
 def make_validation(manifest, out, count, seconds, seed):
     """Excerpts of piano-midi.de rendered with MuseScore_General plus reverb."""
-    from .corpus import VALIDATION_CORPORA, read_manifest
+    from .corpus import read_manifest
     from .validation import make_validation_set
-    files = [f for f in read_manifest(manifest) if f.corpus in VALIDATION_CORPORA]
+    files = [f for f in read_manifest(manifest) if f.corpus == "piano-midi.de"]
     written = make_validation_set(files, out, count, seconds, seed,
                                   progress=lambda stem: click.echo(stem, err=True))
     click.echo(f"{len(written)} excerpts in {out}")
@@ -80,7 +91,11 @@ def make_validation(manifest, out, count, seconds, seed):
               help="Start from another run's checkpoint or exported weights (e.g. weights/amt-unet.pt).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
-def fit(run_dir, config_path, cache, validation, validation_files, init_weights, device, threads):
+@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of measured room responses to convolve with (the development "
+                   "rooms are left out); modelled rooms are used either way.")
+def fit(run_dir, config_path, cache, validation, validation_files, init_weights, device, threads,
+        rooms_dir):
     """Train into RUN_DIR, resuming from RUN_DIR/last.pt when it exists."""
     import os
 
@@ -88,6 +103,7 @@ def fit(run_dir, config_path, cache, validation, validation_files, init_weights,
 
     from ..inference import pick_device
     from ..model import ModelConfig
+    from .data import load_rooms, training_rooms
     from .train import TrainConfig, train
     torch.set_num_threads(threads or os.cpu_count() or 1)
     sections = json.loads(config_path.read_text()) if config_path else {}
@@ -95,9 +111,10 @@ def fit(run_dir, config_path, cache, validation, validation_files, init_weights,
     train_config = TrainConfig(**sections.get("train", {}))
     paths = sorted(cache.glob("*.flac"))
     validate = make_validator(validation, validation_files) if validation.exists() else None
+    rooms = load_rooms(training_rooms(rooms_dir)) if rooms_dir else None
     train(model_config, train_config, paths, run_dir, str(pick_device(device)),
           init_weights=init_weights, validate=validate,
-          log=lambda line: click.echo(line, err=True))
+          log=lambda line: click.echo(line, err=True), rooms=rooms)
 
 
 def make_validator(folder: Path, count: int):
@@ -140,6 +157,24 @@ def tune_thresholds_command(weights, validation, files):
                f"note+offset F1 {100 * means['note_offset_f1']:.1f} on {len(pairs)} files")
 
 
+@main.command("gpu-bundle")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("../shared/data/midi/MANIFEST.tsv"), show_default=True)
+@click.option("--pianos", "pianos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/data/pianos"), show_default=True)
+@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/data/rir"), show_default=True)
+@click.option("--wheels", "wheels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Wheels for the GPU machine's Python (pip download, README.md).")
+def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir):
+    """Gather MIDI, pianos, rooms and packages for a training run on a bare GPU machine."""
+    from .bundle import build_bundle
+    held = build_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir)
+    click.echo(f"{out}: {held['midi_files']} MIDI files ({held['midi_hours']:.1f} h), pianos "
+               f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB")
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
@@ -151,9 +186,10 @@ def export(checkpoint, weights, card_path):
 
     from ..model import ModelConfig, UNetTranscriber
     from ..weights import save_weights
+    from .train import averaged_state
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = UNetTranscriber(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(averaged_state(state))
     card = {"training_step": state.get("step"), "validation": state.get("scores"),
             "git_commit": state.get("git_commit")}
     if card_path:

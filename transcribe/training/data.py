@@ -2,8 +2,12 @@
 
 Everything is held in memory as int16 (a 24-hour cache is about 2.8 GB) and cut
 on the fly, so one render serves many epochs of differently augmented segments.
-Augmentations (pedalboard): random gain, room reverb, shelving and peaking EQ,
-an occasional MP3-like low-pass, and background noise at a random SNR.
+Augmentations, as the strongest peers use them (Kong et al. 2021, basic-pitch):
+a room (a measured response, or a modelled one of random decay), shelving and
+peaking EQ, an occasional MP3-like low-pass, compression, background noise at
+3-40 dB SNR, random gain, and the sum of two segments with their labels united
+(denser polyphony).  Detuning and transposition happen at render time (corpus.py),
+where the labels can follow exactly.
 """
 
 from __future__ import annotations
@@ -13,20 +17,62 @@ from pathlib import Path
 import numpy as np
 import pedalboard as pb
 import soundfile as sf
+import soxr
+from scipy.signal import fftconvolve
 
 from .. import constants as C
-from .labels import notes_to_rolls
+from .labels import notes_to_rolls, pedal_to_roll
+
+ROLLS = ("frame", "onset", "offset", "velocity")
+# Measured rooms kept for the development set, never convolved in training.
+DEVELOPMENT_ROOMS = ("openair_st_margarets_church",)
+
+
+def training_rooms(folder: Path) -> list[Path]:
+    """The room responses under ``folder`` (FLAC/WAV) except the development rooms."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav")
+                  and p.stem not in DEVELOPMENT_ROOMS)
+
+
+def load_rooms(paths: list[Path], sample_rate: int = C.SAMPLE_RATE) -> list[np.ndarray]:
+    """Room impulse responses as mono float32 at ``sample_rate``, peak 1."""
+    rooms = []
+    for path in paths:
+        response, rate = sf.read(path, dtype="float32", always_2d=True)
+        response = soxr.resample(response.mean(axis=1), rate, sample_rate)
+        rooms.append((response / (np.abs(response).max() + 1e-9)).astype(np.float32))
+    return rooms
+
+
+def modelled_room(rng: np.random.Generator, sample_rate: int = C.SAMPLE_RATE) -> np.ndarray:
+    """A room response of random size: a direct sound, then exponentially decaying noise
+    (RT60 0.2-2.0 s) whose highs die faster, as in real rooms."""
+    rt60 = float(rng.uniform(0.2, 2.0))
+    length = int(rt60 * sample_rate)
+    t = np.arange(length) / sample_rate
+    noise = rng.standard_normal(length).astype(np.float32)
+    bright = np.exp(-6.9 * t / rt60)
+    dark = np.convolve(noise, np.ones(8) / 8, mode="same")
+    mix = np.exp(-t / (0.3 * rt60))  # early sound bright, the tail darker
+    tail = (mix * noise + (1 - mix) * dark) * bright
+    tail[:int(rng.uniform(0.005, 0.03) * sample_rate)] = 0  # gap before the first reflections
+    tail *= float(rng.uniform(0.05, 0.5)) / (np.abs(tail).max() + 1e-9)
+    tail[0] = 1.0
+    return tail.astype(np.float32)
 
 
 class SegmentSampler:
     """Draws batches of (audio, rolls) segments of ``n_frames`` frames.
 
-    ``context_samples`` of real audio are added on each side of every segment so
-    the front end yields exactly ``n_frames`` frames (see ``features.Frontend``).
+    ``frontend`` is the model's (its hop and context): real audio is added on each
+    side of every segment so the front end yields exactly ``n_frames`` frames.
+    Files rendered with their pedal (a ``.pedal.npy`` beside the audio) give pedal
+    labels; for the others ``pedal_known`` is 0 and the pedal loss skips them.
     """
 
     def __init__(self, audio_paths: list[Path], n_frames: int, frontend,
-                 seed: int = 0, augment: bool = True):
+                 seed: int = 0, augment: bool = True, rooms: list[np.ndarray] | None = None,
+                 mix_probability: float = 0.0):
         if not audio_paths:
             raise ValueError("no rendered audio found: run `amt-train render` first")
         self.n_frames = n_frames
@@ -34,14 +80,18 @@ class SegmentSampler:
         self.hop = frontend.hop_length
         self.context = frontend.context_samples
         self.augment = augment
+        self.rooms = rooms or []
+        self.mix_probability = mix_probability
         self.rng = np.random.default_rng(seed)
-        self.audio, self.notes = [], []
+        self.audio, self.notes, self.pedal = [], [], []
         for path in audio_paths:
             audio, rate = sf.read(path, dtype="int16")
             if rate != C.SAMPLE_RATE:
                 raise ValueError(f"{path}: cached at {rate} Hz, expected {C.SAMPLE_RATE}")
             self.audio.append(audio)
             self.notes.append(np.load(path.with_suffix(".npy")))
+            pedal = path.with_suffix(".pedal.npy")
+            self.pedal.append(np.load(pedal) if pedal.exists() else None)
         lengths = np.array([len(a) for a in self.audio], dtype=np.float64)
         self.weights = lengths / lengths.sum()
         self.hours = lengths.sum() / C.SAMPLE_RATE / 3600
@@ -49,35 +99,57 @@ class SegmentSampler:
     def segment_samples(self) -> int:
         return self.frontend.samples_for_frames(self.n_frames)
 
-    def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Audio ``(batch, samples)`` float32 and rolls ``(batch, n_frames, 88)``."""
+    def _segment(self) -> tuple[np.ndarray, dict[str, np.ndarray], bool]:
         length = self.segment_samples()
-        audio = np.zeros((batch_size, length), np.float32)
+        index = self.rng.choice(len(self.audio), p=self.weights)
+        source = self.audio[index]
+        last_frame = max(1, (len(source) - length) // self.hop)
+        first_frame = int(self.rng.integers(0, last_frame))
+        start = first_frame * self.hop - self.context
+        audio = np.zeros(length, np.float32)
+        piece = source[max(start, 0):start + length].astype(np.float32) / 32768
+        audio[max(-start, 0):max(-start, 0) + len(piece)] = piece
+        rate = self.frontend.frame_rate_hz
+        rolls = notes_to_rolls(self.notes[index], first_frame, self.n_frames, rate)
+        known = self.pedal[index] is not None
+        rolls["pedal"] = pedal_to_roll(self.pedal[index] if known else [], first_frame,
+                                       self.n_frames, rate)
+        return audio, rolls, known
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Audio ``(batch, samples)`` float32; rolls ``(batch, n_frames, 88)`` per note head,
+        ``pedal`` ``(batch, n_frames, 3)`` and ``pedal_known`` ``(batch,)``."""
+        audio = np.zeros((batch_size, self.segment_samples()), np.float32)
         rolls = {name: np.zeros((batch_size, self.n_frames, C.N_KEYS), np.float32)
-                 for name in ("frame", "onset", "offset", "velocity")}
+                 for name in ROLLS}
+        rolls["pedal"] = np.zeros((batch_size, self.n_frames, 3), np.float32)
+        rolls["pedal_known"] = np.zeros(batch_size, np.float32)
         for row in range(batch_size):
-            index = self.rng.choice(len(self.audio), p=self.weights)
-            source = self.audio[index]
-            last_frame = max(1, (len(source) - length) // self.hop)
-            first_frame = int(self.rng.integers(0, last_frame))
-            start = first_frame * self.hop - self.context
-            piece = source[max(start, 0):start + length].astype(np.float32) / 32768
-            audio[row, max(-start, 0):max(-start, 0) + len(piece)] = piece
-            for name, roll in notes_to_rolls(self.notes[index], first_frame,
-                                             self.n_frames, self.frontend.frame_rate_hz).items():
-                rolls[name][row] = roll
-            if self.augment:
-                audio[row] = self.augment_audio(audio[row])
+            segment, labels, known = self._segment()
+            if self.augment and self.rng.random() < self.mix_probability:
+                # Two pieces at once: audio summed at a random balance, labels united.
+                # The second piece's pedal is unknown to the labels unless both are known.
+                other, other_labels, other_known = self._segment()
+                balance = float(self.rng.uniform(0.3, 1.0))
+                segment = segment + balance * other
+                for name in ROLLS:
+                    labels[name] = np.maximum(labels[name], other_labels[name])
+                labels["pedal"] = np.maximum(labels["pedal"], other_labels["pedal"])
+                known = known and other_known
+            audio[row] = self.augment_audio(segment) if self.augment else segment
+            for name in ROLLS + ("pedal",):
+                rolls[name][row] = labels[name]
+            rolls["pedal_known"][row] = float(known)
         return audio, rolls
 
     def augment_audio(self, audio: np.ndarray) -> np.ndarray:
         rng = self.rng
+        if rng.random() < 0.6:  # a room: measured when we have some, else modelled
+            room = self.rooms[rng.integers(len(self.rooms))] \
+                if self.rooms and rng.random() < 0.5 else modelled_room(rng)
+            wet = fftconvolve(audio, room)[:len(audio)]
+            audio = (wet / (np.abs(wet).max() + 1e-9) * (np.abs(audio).max() + 1e-9)).astype(np.float32)
         effects = []
-        if rng.random() < 0.5:
-            effects.append(pb.Reverb(room_size=rng.uniform(0.1, 0.9),
-                                     damping=rng.uniform(0.1, 0.9),
-                                     wet_level=rng.uniform(0.05, 0.4), dry_level=1.0,
-                                     width=0.0))
         if rng.random() < 0.7:
             effects += [
                 pb.LowShelfFilter(cutoff_frequency_hz=rng.uniform(80, 400),
@@ -89,16 +161,21 @@ class SegmentSampler:
                                    gain_db=rng.uniform(-10, 6))]
         if rng.random() < 0.15:  # bandwidth of a low-bitrate MP3
             effects.append(pb.LowpassFilter(cutoff_frequency_hz=rng.uniform(3000, 7000)))
+        if rng.random() < 0.3:  # a recording engineer's (or a phone's) compressor
+            effects.append(pb.Compressor(threshold_db=rng.uniform(-30, -10),
+                                         ratio=rng.uniform(2, 8),
+                                         attack_ms=rng.uniform(1, 20),
+                                         release_ms=rng.uniform(50, 300)))
         if effects:
             audio = pb.Pedalboard(effects)(audio[None], C.SAMPLE_RATE)[0]
-        if rng.random() < 0.3:
+        if rng.random() < 0.4:
             noise = rng.standard_normal(len(audio)).astype(np.float32)
             if rng.random() < 0.5:  # pink-ish: integrate white noise a little
                 noise = np.cumsum(noise) * 0.05
                 noise -= np.linspace(noise[0], noise[-1], len(noise), dtype=np.float32)
             signal_rms = float(np.sqrt(np.mean(audio ** 2)) + 1e-8)
             noise_rms = float(np.sqrt(np.mean(noise ** 2)) + 1e-8)
-            snr_db = rng.uniform(10, 40)
+            snr_db = rng.uniform(3, 40)
             audio = audio + noise * (signal_rms / noise_rms) * 10 ** (-snr_db / 20)
         peak = float(np.abs(audio).max()) + 1e-8
         level = float(np.exp(rng.uniform(np.log(0.02), np.log(1.0))))

@@ -39,3 +39,26 @@ def notes_to_rolls(notes: np.ndarray, first_frame: int, n_frames: int,
         if 0 <= end < n_frames:
             rolls["offset"][end, key] = 1
     return rolls
+
+
+def pedal_to_roll(spans: np.ndarray, first_frame: int, n_frames: int,
+                  frame_rate_hz: float = C.FRAME_RATE_HZ) -> np.ndarray:
+    """Sustain-pedal roll ``(n_frames, 3)``: down, pressed (one frame), released (one frame).
+
+    ``spans`` is ``(k, 2)`` seconds of pedal down (CC64 >= 64), the frame rule as for notes.
+    """
+    roll = np.zeros((n_frames, 3), np.float32)
+    spans = np.asarray(spans, np.float64).reshape(-1, 2)
+    if len(spans) == 0:
+        return roll
+    down = np.round(spans[:, 0] * frame_rate_hz).astype(np.int64) - first_frame
+    up = np.maximum(np.round(spans[:, 1] * frame_rate_hz).astype(np.int64) - first_frame, down + 1)
+    for start, end in zip(down, up):
+        if end <= 0 or start >= n_frames:
+            continue
+        roll[max(start, 0):min(end, n_frames), 0] = 1
+        if start >= 0:
+            roll[start, 1] = 1
+        if end < n_frames:
+            roll[end, 2] = 1
+    return roll

@@ -46,6 +46,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 5.0
     log_every: int = 25
+    mix_probability: float = 0.0  # share of segments that are two pieces summed
+    max_minutes: float = 0.0  # stop (and checkpoint) after this much training; 0: no limit
+    data_workers: int = 0  # processes drawing batches (a GPU outruns one CPU core)
 
 
 def git_commit() -> str:
@@ -64,6 +67,12 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
     onsets = rolls["onset"]
     velocity = torch.sigmoid(logits["velocity" + suffix])
     losses["velocity"] = (onsets * (velocity - rolls["velocity"]) ** 2).sum() / onsets.sum().clamp(min=1)
+    if "pedal" + suffix in logits and "pedal" in rolls:
+        # Only segments whose render knew the pedal teach it (SoundFont caches do not).
+        known = rolls["pedal_known"].view(-1, 1, 1)
+        each = F.binary_cross_entropy_with_logits(logits["pedal" + suffix], rolls["pedal"],
+                                                  reduction="none")
+        losses["pedal"] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
     return {name + suffix: value for name, value in losses.items()}
 
 
@@ -75,6 +84,14 @@ def compute_losses(model: UNetTranscriber, spec: torch.Tensor,
         losses.update(head_losses(out, rolls, suffix="_1"))
         losses["reconstruction"] = F.mse_loss(out["reconstruction"], spec.clamp(0, 1))
     return losses
+
+
+def averaged_state(state: dict) -> dict:
+    """The weights to export from a checkpoint: its weight average when it holds one."""
+    if state.get("averaged"):  # a run's last.pt (AveragedModel's state: "module." names)
+        return {name.removeprefix("module."): value for name, value in state["averaged"].items()
+                if name != "n_averaged"}
+    return state["model"]
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
@@ -97,10 +114,35 @@ def _drop_rows_after(log_path: Path, step: int) -> None:
     write_atomic(log_path, buffer.getvalue().encode())
 
 
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless batches from a ``SegmentSampler``; each worker process draws its own."""
+
+    def __init__(self, sampler: SegmentSampler, batch_size: int, seed: list[int]):
+        self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        self.sampler.rng = np.random.default_rng([*self.seed, worker])
+        while True:
+            yield self.sampler.sample(self.batch_size)
+
+
+def batches(sampler: SegmentSampler, batch_size: int, workers: int, seed: list[int]):
+    """An endless iterator of (audio, rolls) batches, drawn in ``workers`` processes (0: here)."""
+    if workers <= 0:
+        while True:
+            yield sampler.sample(batch_size)
+    loader = torch.utils.data.DataLoader(_Batches(sampler, batch_size, seed), batch_size=None,
+                                         num_workers=workers, prefetch_factor=4,
+                                         persistent_workers=True)
+    yield from loader
+
+
 def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: list[Path],
           run_dir: Path, device: str = "cpu", init_weights: Path | None = None,
           validate: Callable[[UNetTranscriber, Frontend], dict] | None = None,
-          log: Callable[[str], None] = print) -> Path:
+          log: Callable[[str], None] = print, rooms: list[np.ndarray] | None = None) -> Path:
     """Train (or resume) in ``run_dir``; returns the path of the last checkpoint.
 
     ``init_weights`` starts a new run from another run's checkpoint or from exported
@@ -117,7 +159,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                         model_config.hop_length, model_config.n_bins).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
     sampler = SegmentSampler(audio_paths, train_config.segment_frames, frontend,
-                             seed=train_config.seed)
+                             seed=train_config.seed, rooms=rooms,
+                             mix_probability=train_config.mix_probability)
     step, elapsed_s, seen_s = 0, 0.0, 0.0
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, device)
@@ -176,14 +219,22 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     running: dict[str, float] = {}
     running_steps = 0
     model.train()
+    stream = batches(sampler, train_config.batch_size, train_config.data_workers,
+                     [train_config.seed, step])
+    session_started = time.monotonic()
     while step < train_config.steps:
+        if train_config.max_minutes and \
+                time.monotonic() - session_started > train_config.max_minutes * 60:
+            log(f"stopping at step {step}: {train_config.max_minutes:g} min of training")
+            break
         started = time.monotonic()
         lr = train_config.learning_rate * train_config.lr_decay ** (step / train_config.lr_decay_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        audio, rolls = sampler.sample(train_config.batch_size)
-        audio_t = torch.from_numpy(audio).to(device)
-        rolls_t = {name: torch.from_numpy(roll).to(device) for name, roll in rolls.items()}
+        audio, rolls = next(stream)
+        audio_t = torch.as_tensor(audio).to(device, non_blocking=True)
+        rolls_t = {name: torch.as_tensor(roll).to(device, non_blocking=True)
+                   for name, roll in rolls.items()}
         with torch.no_grad():
             spec = frontend(audio_t)
         losses = compute_losses(model, spec, rolls_t)
@@ -229,5 +280,6 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                             "git_commit": git_commit()}, buffer)
                 write_atomic(run_dir / f"step{step:06d}.pt", buffer.getvalue())
             last_save = time.monotonic()
+    save()  # where a time limit stopped the run, or a no-op rewrite at the last step
     log_file.close()
     return checkpoint_path

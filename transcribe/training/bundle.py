@@ -1,0 +1,106 @@
+"""Training on a lent GPU machine that has torch and 16 cores but none of our other
+packages, no network, and room for 64 MiB of carried files.
+
+``amt-train gpu-bundle bundle/`` (here) gathers what the run needs into one folder:
+a compact subset of the training MIDI, a few sampled pianos, the measured training
+rooms, and our Python dependencies unpacked from their wheels into ``site.zip``
+(pretty_midi without the SoundFont it ships, which nothing here uses).  Wheels for
+the device's Python are fetched beforehand into a folder (``pip download``, see
+README.md).  On the device, ``python -m transcribe.training.remote bundle/ OUT``
+renders the MIDI through the pianos on every core, trains on the GPU from the
+shipped weights for a fixed number of minutes, and exports the averaged weights
+(about 13 MB) into OUT.  Nothing is downloaded there.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import read_manifest, split_by_piece, training_files
+
+# What travels (MB): about 8 of MIDI, 28 of pianos, 9 of packages, plus the repository.
+BUNDLE_PIANOS = ("upright-kw", "headroom-close", "piano-fb")
+MIDI_BUDGET_MB = 8.0
+# The GPU renders faster than a CPU trains: keep every corpus, the pedalled ones whole.
+WHOLE_CORPORA = ("giantmidi", "vienna4x22")
+LEFT_OUT_OF_SITE = ("pretty_midi/TimGM6mb.sf2",)
+# sfizz_render links the GCC atomics library, which a bare CUDA image may lack.
+RUNTIME_LIBRARIES = ("/lib/x86_64-linux-gnu/libatomic.so.1",)
+
+
+def choose_midi(manifest: Path, budget_mb: float = MIDI_BUDGET_MB, seed: int = 0) -> list:
+    """Training files (never validation ones, never the development split) within ``budget_mb``."""
+    files, _ = split_by_piece(training_files(read_manifest(manifest)), 0.02)
+    rng = np.random.default_rng(seed)
+    whole = [f for f in files if f.corpus in WHOLE_CORPORA]
+    rest = [files[i] for i in rng.permutation(len(files)) if files[i].corpus not in WHOLE_CORPORA]
+    chosen, used = [], 0
+    for item in whole + rest:
+        size = item.path.stat().st_size
+        if used + size > budget_mb * 1e6:
+            continue
+        chosen.append(item)
+        used += size
+    return chosen
+
+
+def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
+                 wheels_dir: Path, budget_mb: float = MIDI_BUDGET_MB) -> dict:
+    """Write the bundle into ``out``; returns what it holds (files, hours, megabytes)."""
+    from .data import training_rooms
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = choose_midi(manifest, budget_mb)
+    midi_root = out / "midi"
+    with open(manifest, newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        fields, rows = reader.fieldnames, {row["path"]: row for row in reader}
+    midi_root.mkdir(exist_ok=True)
+    with open(midi_root / "MANIFEST.tsv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        for item in chosen:
+            target = midi_root / item.relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(item.path, target)
+            writer.writerow(rows[item.relative])
+    piano_root = out / "pianos"
+    piano_root.mkdir(exist_ok=True)
+    with open(pianos_dir / "PIANOS.tsv", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        piano_fields = reader.fieldnames
+        piano_rows = [row for row in reader if row["name"] in BUNDLE_PIANOS]
+    with open(piano_root / "PIANOS.tsv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=piano_fields, delimiter="\t",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(piano_rows)
+    for row in piano_rows:
+        folder = Path(row["sfz"]).parts[0]
+        if not (piano_root / folder).exists():
+            shutil.copytree(pianos_dir / folder, piano_root / folder)
+    room_root = out / "rir"
+    room_root.mkdir(exist_ok=True)
+    for path in training_rooms(rooms_dir):
+        if path.suffix.lower() == ".flac":  # the measured ones; modelled rooms are drawn there
+            shutil.copyfile(path, room_root / path.name)
+    site = out / "site.zip"
+    with zipfile.ZipFile(site, "w", zipfile.ZIP_DEFLATED) as bundle_zip:
+        for wheel in sorted(wheels_dir.glob("*.whl")):
+            with zipfile.ZipFile(wheel) as source:
+                for info in source.infolist():
+                    if info.filename.endswith(LEFT_OUT_OF_SITE):
+                        continue
+                    bundle_zip.writestr(info, source.read(info))
+    lib = out / "lib"
+    lib.mkdir(exist_ok=True)
+    for library in map(Path, RUNTIME_LIBRARIES):
+        if library.exists():
+            shutil.copyfile(library.resolve(), lib / library.name)
+    megabytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+    return {"midi_files": len(chosen), "midi_hours": sum(f.duration_s for f in chosen) / 3600,
+            "pianos": [row["name"] for row in piano_rows], "megabytes": megabytes}

@@ -1,0 +1,90 @@
+"""The training run on a lent GPU machine: render the bundle, train, export (see bundle.py).
+
+    python -m transcribe.training.remote BUNDLE OUT --config configs/gpu.json \\
+        --init weights/amt-unet.pt --train-minutes 6
+
+Uses only torch, numpy and scipy of the machine and the packages in the bundle's
+``site.zip`` (unpacked onto PYTHONPATH by the calling command).  Writes into OUT:
+``amt-unet.pt`` and its card (the averaged weights, ready for ``amt-evaluate``),
+``log.csv`` (the training log) and ``render.txt`` (what was rendered, how fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--init", type=Path, default=None)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/amt-remote"))
+    parser.add_argument("--passes", type=int, default=2,
+                        help="Render the MIDI this many times (other pianos, shifts, detuning).")
+    parser.add_argument("--hours", type=float, default=1e9,
+                        help="Render at most about this much per pass (a rehearsal's limit).")
+    parser.add_argument("--train-minutes", type=float, default=6.0)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from ..model import ModelConfig
+    from .corpus import read_manifest, render_corpus
+    from .data import load_rooms, training_rooms
+    from .train import TrainConfig, train
+
+    started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.work / "cache"
+    files = [f for f in read_manifest(args.bundle / "midi" / "MANIFEST.tsv") if f.role == "train"]
+    paths = []
+    for seed in range(args.passes):
+        paths += render_corpus(files, cache, hours=args.hours, seed=seed, max_transpose=3,
+                               pianos_dir=args.bundle / "pianos", piano_share=1.0,
+                               max_detune_cents=30, jobs=args.jobs, audio_format="wav")
+    rendered_h = sum(p.stat().st_size for p in paths) / 2 / 16000 / 3600
+    report = (f"{len(paths)} renders, {rendered_h:.1f} h of audio, in "
+              f"{time.monotonic() - started:.0f} s on {args.jobs} processes\n")
+    (args.out / "render.txt").write_text(report)
+    print(report, flush=True)
+
+    sections = json.loads(args.config.read_text())
+    model_config = ModelConfig.from_dict(sections["model"])
+    train_config = TrainConfig(**{**sections.get("train", {}), "max_minutes": args.train_minutes})
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")  # TF32 matrix products on the GPU
+    run_dir = args.work / "run"
+    rooms = load_rooms(training_rooms(args.bundle / "rir"))
+    last = train(model_config, train_config, paths, run_dir, args.device,
+                 init_weights=args.init, rooms=rooms, log=lambda line: print(line, flush=True))
+    export(last, args.out / "amt-unet.pt", {"training_rendered_hours": round(rendered_h, 1)})
+    shutil.copyfile(run_dir / "log.csv", args.out / "log.csv")
+    print(f"done in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def export(checkpoint: Path, weights: Path, extra: dict) -> None:
+    """The checkpoint's averaged weights as inference weights with their card."""
+    import torch
+
+    from ..model import ModelConfig, UNetTranscriber
+    from ..weights import save_weights
+    from .train import averaged_state
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = UNetTranscriber(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(averaged_state(state))
+    save_weights(model, weights, {"training_step": state["step"], **extra,
+                                  "git_commit": state.get("git_commit")})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
