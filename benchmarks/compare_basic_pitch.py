@@ -27,7 +27,8 @@ from rich.table import Table
 
 from peers import DEFAULT_VENV, basic_pitch
 from transcribe.training.evaluate import evaluate_predictions, pair_files, write_csv
-from transcribe.training.metrics import METRICS, REGISTERS, mean_scores, register_recall_precision
+from transcribe.training.metrics import (METRICS, POLYPHONY_BANDS, REGISTERS, VELOCITY_BANDS,
+                                         mean_scores, register_recall_precision)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,9 +54,9 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=None, help="per-file scores of both")
     args = parser.parse_args()
     if not args.folder.exists():
-        from transcribe.training.corpus import VALIDATION_CORPORA, read_manifest
+        from transcribe.training.corpus import read_manifest
         from transcribe.training.validation import make_validation_set
-        files = [f for f in read_manifest(args.manifest) if f.corpus in VALIDATION_CORPORA]
+        files = [f for f in read_manifest(args.manifest) if f.corpus == "piano-midi.de"]
         make_validation_set(files, args.folder, 30, 30.0, 0)
     bp = basic_pitch(args.venv)
     pairs = pair_files(args.folder, args.folder)
@@ -106,6 +107,19 @@ def main() -> None:
                  for recall, precision in rates.values()]
         registers.add_row(register, str(counts["amt-transcribe"][index][0]), *cells)
     console.print(registers)
+    for by, key, bands in (("velocity", "velocities", VELOCITY_BANDS),
+                           ("notes sounding", "polyphony", POLYPHONY_BANDS)):
+        table = Table(title=f"note recall (%) by {by} at the onset, summed over files")
+        table.add_column(by)
+        table.add_column("reference notes", justify="right")
+        for name in results:
+            table.add_column(name, justify="right")
+        sums = {name: sum(row[key] for row in rows) for name, (rows, _) in results.items()}
+        for index, (band, _, _) in enumerate(bands):
+            n_ref = sums["amt-transcribe"][index][0]
+            table.add_row(band, str(n_ref), *(f"{100 * s[index][1] / max(s[index][0], 1):.1f}"
+                                              for s in sums.values()))
+        console.print(table)
     if args.csv:
         rows = [{"transcriber": name, **row} for name, (rs, _) in results.items() for row in rs]
         write_csv(rows, args.csv)

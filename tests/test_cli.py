@@ -300,3 +300,41 @@ def test_bad_weights_and_devices_fail_in_one_line(tmp_path, tiny_weights):
     assert len(result.stderr.strip().splitlines()) == 1
     result = run_module(wav, "--weights", tiny_weights, "--device", "mps")
     assert result.returncode == 1 and "no Apple MPS GPU" in result.stderr, result.stderr
+
+
+def test_a_truncated_file_is_transcribed_with_a_warning_even_when_quiet(tmp_path, tiny_weights):
+    whole = write_wav(tmp_path / "whole.wav", seconds=10)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: 44 + 2 * C.SAMPLE_RATE * 4])  # 4 s of the 10 promised
+    result = invoke(cut, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert ("amt-transcribe: warning: " + f"{cut}: truncated or damaged: read 4.0 s of the "
+            "10.0 s the header promises") in result.output
+    assert (tmp_path / "cut.mid").exists()
+
+
+def test_saved_posteriorgrams_re_decode_as_a_direct_transcription_would(tmp_path, piano_wav,
+                                                                        tiny_weights):
+    from transcribe import load_model, load_posteriorgrams, transcribe
+    out = tmp_path / "first.mid"
+    assert invoke(piano_wav, "-o", out, "--save-posteriorgram", "--weights", tiny_weights,
+                  "-q").exit_code == 0
+    saved = tmp_path / "first.npz"
+    # The CLI: another threshold, no weights needed, the same notes as transcribing with it.
+    again = invoke(saved, "-o", tmp_path / "again.csv", "--onset-threshold", "0.3",
+                   "--frame-threshold", "0.3", "-q")
+    assert again.exit_code == 0, again.output
+    from transcribe.decode import DecodingOptions
+    options = DecodingOptions(onset_threshold=0.3, frame_threshold=0.3)
+    direct = transcribe(piano_wav, load_model(tiny_weights), options=options)
+    direct.save(tmp_path / "direct.csv")
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "direct.csv").read_text()
+    # The API: unset options take the weights' own thresholds, stored in the file.
+    loaded = load_posteriorgrams(saved)
+    np.testing.assert_array_equal(loaded.notes, transcribe(piano_wav, load_model(tiny_weights)).notes)
+    assert loaded.provenance["weights_sha256"] == json.loads(
+        tiny_weights.with_suffix(".json").read_text())["sha256"]
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    result = invoke(bad, "-o", tmp_path / "bad.mid", "-q")
+    assert result.exit_code == 1 and "not a saved posteriorgram file" in result.output

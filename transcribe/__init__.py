@@ -11,11 +11,12 @@ Heavy modules (torch, nnAudio) load on first use, so importing this package and
 
 from .version import __version__
 
-__all__ = ["transcribe", "load_model", "Transcription", "TranscribeError", "__version__"]
+__all__ = ["transcribe", "load_model", "load_posteriorgrams", "Transcription",
+           "TranscribeError", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("transcribe", "Transcription"):
+    if name in ("transcribe", "Transcription", "load_posteriorgrams"):
         from . import transcriber
         return getattr(transcriber, name)
     if name == "load_model":

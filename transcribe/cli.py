@@ -261,7 +261,8 @@ def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
-    or folders, searched recursively.
+    or folders, searched recursively; or posteriorgrams saved with --save-posteriorgram
+    (.npz), decoded anew with the options given, without the network.
 
     \b
     Examples:
@@ -291,10 +292,12 @@ def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo
     except TranscribeError as error:
         _fail(str(error), EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
+    from .transcriber import is_posteriorgram_file
+    audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
     if len(jobs) == 1:
         if jobs[0].status == "failed":
             _fail(jobs[0].message)
-        if pending:  # fail fast on an unreadable file, before loading the model
+        if audio_jobs:  # fail fast on an unreadable file, before loading the model
             from .audio import probe
             try:
                 probe(jobs[0].source)
@@ -307,11 +310,12 @@ def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo
         if pending:
             from .inference import pick_device, set_threads
             from .weights import load_model
+            loaded = None
             try:
                 chosen = pick_device(device)
                 set_threads(threads)
-                loaded = load_model(weights, device=chosen)
-                options = options.resolve(loaded.card)
+                if audio_jobs:  # saved posteriorgrams need no network
+                    loaded = load_model(weights, device=chosen)
             except TranscribeError as error:
                 _fail(str(error))
             import torch
@@ -386,7 +390,7 @@ def _run_job(job: Job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram
         job.duration_s, job.notes = result.duration_s, len(result.notes)
         job.message = "; ".join(result.warnings)
         for warning in result.warnings:
-            reporter.note(f"{job.source}: {warning}")
+            reporter.warn(f"{job.source}: {warning}")
     job.seconds = time.perf_counter() - started
     reporter.finish_file(job)
 

@@ -40,6 +40,12 @@ class Reporter:
         if not self.quiet:
             self.console.print(f"[yellow]note:[/] {message}", highlight=False)
 
+    def warn(self, message: str) -> None:
+        """One line, even with --quiet: something about an input the user must know
+        (audio cut short, samples replaced), not progress."""
+        self.console.print(f"amt-transcribe: warning: {message}", highlight=False,
+                           markup=False, soft_wrap=True)
+
     def start_file(self, path: Path) -> None:
         if self.progress is not None:
             if self.file_task is not None:

@@ -41,6 +41,9 @@ class Transcription:
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
     pedal: np.ndarray | None = None  # sustain spans (k, 2) in s; None: the model has no pedal head
+    # Which weights made the posteriorgrams: their SHA-256, the thresholds tuned for
+    # them (their card's "decoding") and the model pass; saved with the posteriorgrams.
+    provenance: dict = field(default_factory=dict)
 
     @property
     def posteriorgram(self) -> np.ndarray:
@@ -95,19 +98,27 @@ class Transcription:
         write_notes(notes, path, fmt, tempo_bpm, self.metadata, overwrite, spans)
 
     def save_posteriorgrams(self, path: str | Path, overwrite: bool = True) -> None:
-        """Write the posteriorgrams to ``.npz`` so they can be re-decoded later."""
+        """Write the posteriorgrams to ``.npz`` with what re-decoding needs: the weights'
+        SHA-256 and tuned thresholds, the options used, the software version
+        (``load_posteriorgrams`` reads it back)."""
         import io
+        import json
         buffer = io.BytesIO()
         p = self.kept_posteriorgrams()
         extra = {"pedal": p.pedal} if p.pedal is not None else {}
+        about = {**self.provenance, "software": f"amt-transcribe {__version__}",
+                 "options": self.options.as_dict(), "source": self.source}
         np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
                             velocity=p.velocity, frame_rate_hz=p.frame_rate_hz,
-                            duration_s=self.duration_s, **extra)
+                            duration_s=self.duration_s, about=json.dumps(about), **extra)
         write_atomic(Path(path), buffer.getvalue(), overwrite)
 
     def redecode(self, **options) -> "Transcription":
-        """The same posteriorgrams decoded with other thresholds (no network run)."""
-        new = dataclasses.replace(self.options, **options).resolve()
+        """The same posteriorgrams decoded with other thresholds (no network run).
+
+        Options given as None keep their current value.
+        """
+        new = self.options.merged(**options).resolve()
         kept = self.kept_posteriorgrams()
         pedal = self.pedal if kept.pedal is None else pedal_spans(
             kept.pedal[:, 0], new.pedal_threshold, kept.frame_rate_hz)
@@ -191,9 +202,42 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
+    provenance = {"weights_sha256": model.card.get("sha256"),
+                  "weights_decoding": model.card.get("decoding", {}),
+                  "model_pass": "full" if full and model.config.reconstruction else "fast"}
     return Transcription(notes, posteriorgrams,
-                         stats.samples / target, options, source, warnings, pedal)
+                         stats.samples / target, options, source, warnings, pedal, provenance)
 
+
+def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None) -> Transcription:
+    """A ``Transcription`` from posteriorgrams saved by ``--save-posteriorgram``, decoded anew.
+
+    Fields of ``options`` left unset take the thresholds tuned for the weights that made
+    the file (stored in it), as a direct transcription would.  No network runs: an hour
+    of audio re-decodes in seconds.  ``TranscribeError`` for a file that is not such a save.
+    """
+    import json
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError) as error:
+        raise TranscribeError(f"{path}: not a saved posteriorgram file ({error})") from None
+    needed = {"frame", "onset", "offset", "velocity", "frame_rate_hz", "duration_s"}
+    if not needed <= set(arrays):
+        raise TranscribeError(f"{path}: not a saved posteriorgram file (it lacks "
+                              f"{', '.join(sorted(needed - set(arrays)))})")
+    about = json.loads(str(arrays["about"])) if "about" in arrays else {}
+    posteriorgrams = Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"],
+                                    arrays["velocity"], pedal=arrays.get("pedal"),
+                                    frame_rate_hz=float(arrays["frame_rate_hz"]))
+    provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass")
+                  if k in about}
+    resolved = (options or DecodingOptions()).resolve(
+        {"decoding": provenance.get("weights_decoding", {})})
+    result = Transcription(np.zeros((0, 4)), posteriorgrams, float(arrays["duration_s"]),
+                           resolved, about.get("source"), provenance=provenance)
+    return result.redecode()
 
 MODEL_PASSES = ("fast", "full")
 
@@ -204,6 +248,11 @@ def resolve_model_pass(model_pass: str | None, card: dict) -> str:
     if chosen not in MODEL_PASSES:
         raise TranscribeError(f"model pass must be fast or full, not {chosen!r}")
     return chosen
+
+
+def is_posteriorgram_file(path: str | Path) -> bool:
+    """Whether ``path`` names posteriorgrams saved by ``--save-posteriorgram`` (``.npz``)."""
+    return Path(path).suffix.lower() == ".npz"
 
 
 def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = False) -> list[Path]:
@@ -235,16 +284,21 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     """
     output = Path(output)
     times = times or StageTimes()
-    result = transcribe(source, model, options=options, keep_spectrograms=plot,
-                        progress=progress, times=times,
-                        keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass)
+    if is_posteriorgram_file(source):  # saved posteriorgrams: decoded anew, no network
+        with times.measure("note decoding"):
+            result = load_posteriorgrams(source, options)
+    else:
+        result = transcribe(source, model, options=options, keep_spectrograms=plot,
+                            progress=progress, times=times,
+                            keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass)
     with times.measure("output files"):
         if save_posteriorgram:
             result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
     if plot:
         from .plot import plot_all
         with times.measure("plots"):
-            plot_all(result, output.with_suffix(""), model.config.spectrogram, overwrite)
+            plot_all(result, output.with_suffix(""),
+                     model.config.spectrogram if model is not None else "mel", overwrite)
     with times.measure("output files"):
         result.save(output, fmt, tempo_bpm, overwrite, pedal)
     return result

@@ -77,6 +77,29 @@ def make_validation(manifest, out, count, seconds, seed):
     click.echo(f"{len(written)} excerpts in {out}")
 
 
+@main.command("make-development")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_CACHE / "development",
+              show_default=True)
+@click.option("--part", type=click.Choice(["dev", "tuning"]), default="dev", show_default=True,
+              help="The development pieces, or the separate slice for threshold tuning.")
+@click.option("--pianos", "pianos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/data/pianos"), show_default=True)
+@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/data/rir"), show_default=True)
+@click.option("--count", type=int, default=30, show_default=True)
+@click.option("--seconds", type=float, default=30.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds, seed):
+    """Batik and piano-midi.de excerpts through the held-out piano, unseen rooms and noise."""
+    from .corpus import read_manifest
+    from .development import make_development_set
+    written = make_development_set(read_manifest(manifest), out, pianos_dir, rooms_dir, part,
+                                   count, seconds, seed,
+                                   progress=lambda stem: click.echo(stem, err=True))
+    click.echo(f"{len(written)} excerpts in {out}")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -221,9 +244,25 @@ def summary_table(means: dict[str, float], title: str):
     table.add_column("level")
     for column in ("precision", "recall", "F1"):
         table.add_column(column, justify="right")
-    for level in METRICS:
-        table.add_row(level.replace("_", " + "), *(f"{100 * means[f'{level}_{k}']:.1f}"
-                                                   for k in ("precision", "recall", "f1")))
+    levels = list(METRICS) + [level for level in ("pedal_frame", "pedal_onset", "pedal_offset")
+                              if f"{level}_f1" in means]
+    for level in levels:
+        table.add_row(level.replace("_", " + " if level.startswith("note") else " "),
+                      *(f"{100 * means[f'{level}_{k}']:.1f}" for k in ("precision", "recall", "f1")))
+    return table
+
+
+def band_table(counts, by: str, title: str):
+    """A rich table of summed ``metrics.band_counts``: reference notes and recall per band."""
+    from rich.table import Table
+
+    from .metrics import POLYPHONY_BANDS, VELOCITY_BANDS
+    bands = VELOCITY_BANDS if by == "velocity" else POLYPHONY_BANDS
+    table = Table(title=title, title_justify="left")
+    for column in (by if by == "velocity" else "notes sounding", "reference notes", "recall"):
+        table.add_column(column, justify="right")
+    for (name, _, _), (n_ref, n_found) in zip(bands, counts):
+        table.add_row(name, str(n_ref), f"{100 * n_found / max(n_ref, 1):.1f}")
     return table
 
 
@@ -236,10 +275,15 @@ def summary_table(means: dict[str, float], title: str):
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-file scores CSV.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
+@click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
+              help="Weights that reconstruct: score the first pass (fast) or the second (full).")
 @click.option("--by-register", is_flag=True,
               help="Also note recall and precision per octave of the keyboard.")
-def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, by_register,
-                  **decoding):
+@click.option("--by-velocity", is_flag=True, help="Also note recall per reference velocity band.")
+@click.option("--by-polyphony", is_flag=True,
+              help="Also note recall by the number of notes sounding at the onset.")
+def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, model_pass,
+                  by_register, by_velocity, by_polyphony, **decoding):
     """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
 
     Files pair by relative path without suffix (a/b.flac with a/b.mid).
@@ -268,8 +312,10 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, b
             sys.exit(1)
         options = pop_decoding_options(decoding)
         rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
-            f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False))
-        title = f"{loaded.path} on {len(rows)} files"
+            f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False),
+            model_pass=model_pass)
+        title = f"{loaded.path} on {len(rows)} files" + (f" ({model_pass} pass)" if model_pass
+                                                          else "")
     if csv_path:
         write_csv(rows, csv_path)
     Console().print(summary_table(mean_scores(rows), title))
@@ -277,3 +323,8 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, b
         counts = sum(row["registers"] for row in rows)
         Console().print(register_table(counts, "note level (50 ms onsets) by register, "
                                                "summed over files"))
+    for by, wanted, key in (("velocity", by_velocity, "velocities"),
+                            ("polyphony", by_polyphony, "polyphony")):
+        if wanted:
+            Console().print(band_table(sum(row[key] for row in rows), by,
+                                       f"note recall (50 ms onsets) by {by}, summed over files"))

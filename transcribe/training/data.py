@@ -29,9 +29,11 @@ DEVELOPMENT_ROOMS = ("openair_st_margarets_church",)
 
 
 def training_rooms(folder: Path) -> list[Path]:
-    """The room responses under ``folder`` (FLAC/WAV) except the development rooms."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav")
-                  and p.stem not in DEVELOPMENT_ROOMS)
+    """The measured rooms under ``folder`` (OpenAIR's FLACs) except the development rooms.
+
+    Voxengo's modelled rooms (WAV) are kept for the development set too.
+    """
+    return sorted(p for p in folder.rglob("*.flac") if p.stem not in DEVELOPMENT_ROOMS)
 
 
 def load_rooms(paths: list[Path], sample_rate: int = C.SAMPLE_RATE) -> list[np.ndarray]:

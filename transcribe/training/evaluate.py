@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import mean_scores, register_counts, score
+from .metrics import band_counts, mean_scores, pedal_scores, register_counts, score
 
 
 def reference_notes(midi_path: Path) -> np.ndarray:
@@ -37,18 +37,42 @@ def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def reference_pedal(midi_path: Path) -> np.ndarray:
+    """Sustain-pedal spans ``(k, 2)`` of a MIDI file, read from every track."""
+    import mido
+
+    from .pianos import pedal_spans
+    return pedal_spans(mido.MidiFile(str(midi_path)))
+
+
+def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
+    """The scores of one file and its counts by register, velocity and polyphony."""
+    return {**score(reference, estimate), "registers": register_counts(reference, estimate),
+            "velocities": band_counts(reference, estimate, "velocity"),
+            "polyphony": band_counts(reference, estimate, "polyphony")}
+
+
 def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
-                   progress=None) -> list[dict]:
-    """Transcribe each audio file with ``loaded`` and score it against its MIDI."""
+                   progress=None, model_pass: str | None = None) -> list[dict]:
+    """Transcribe each audio file with ``loaded`` and score it against its MIDI.
+
+    Notes are scored as ``--pedal extend`` writes them (lengthened through the
+    predicted pedal), against the reference notes lengthened through its pedal.  A
+    model with a pedal head on a reference with pedal also gets ``pedal_scores``.
+    """
     from ..transcriber import transcribe
     rows = []
     for audio, midi in pairs:
         started = time.perf_counter()
-        result = transcribe(audio, loaded, options=options)
+        result = transcribe(audio, loaded, options=options, keep_posteriorgrams=False,
+                            model_pass=model_pass)
         reference = reference_notes(midi)
+        notes, _ = result.with_pedal("extend")
         row = {"file": audio.name, "seconds": time.perf_counter() - started,
-               **score(reference, result.notes),
-               "registers": register_counts(reference, result.notes)}
+               **note_rows(reference, notes)}
+        spans = reference_pedal(midi)
+        if result.pedal is not None and len(spans):
+            row.update(pedal_scores(spans, result.pedal, result.duration_s))
         rows.append(row)
         if progress:
             progress(row)
@@ -57,7 +81,7 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
 
 def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),
                     frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0),
-                    frame_onset=(0.4, 0.5, 0.6, 1.0)):
+                    frame_onset=(0.4, 0.5, 0.6, 1.0), model_pass: str | None = None):
     """Grid-search decoding thresholds for the best mean note F1 (ties: note-with-offset F1).
 
     The network runs once per file; each combination only re-decodes.  Returns
@@ -67,13 +91,14 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
 
     from ..decode import DecodingOptions
     from ..transcriber import transcribe
-    runs = [(transcribe(audio, loaded), reference_notes(midi)) for audio, midi in pairs]
+    runs = [(transcribe(audio, loaded, model_pass=model_pass), reference_notes(midi))
+            for audio, midi in pairs]
     tried = []
     for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset):
         options = DecodingOptions(onset_threshold=values[0], frame_threshold=values[1],
                                   offset_threshold=values[2], min_note_ms=values[3],
                                   frame_onset_threshold=values[4])
-        rows = [score(reference, result.redecode(**options.as_dict()).notes)
+        rows = [score(reference, result.redecode(**options.as_dict()).with_pedal("extend")[0])
                 for result, reference in runs]
         tried.append((options, mean_scores(rows)))
     best = max(tried, key=lambda item: (item[1]["note_f1"], item[1]["note_offset_f1"]))
@@ -93,8 +118,7 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
         estimate = midi_to_notes(pretty_midi.PrettyMIDI(str(predicted))) if predicted.exists() \
             else np.zeros((0, 4))
         reference = reference_notes(midi)
-        rows.append({"file": audio.name, **score(reference, estimate),
-                     "registers": register_counts(reference, estimate)})
+        rows.append({"file": audio.name, **note_rows(reference, estimate)})
     return rows
 
 

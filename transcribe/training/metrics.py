@@ -109,3 +109,82 @@ def register_recall_precision(counts: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
     return {k: float(np.mean([row[k] for row in rows])) for k in keys}
+
+
+# Bands of the reference notes for ``band_recall`` (label, low, high; high excluded).
+VELOCITY_BANDS = (("< 30", 0, 30), ("30-44", 30, 45), ("45-59", 45, 60), ("60-74", 60, 75),
+                  ("75-89", 75, 90), (">= 90", 90, 128))
+POLYPHONY_BANDS = (("1-4", 1, 5), ("5-9", 5, 10), ("10-14", 10, 15), (">= 15", 15, 10 ** 6))
+
+
+def matched_reference(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Boolean per (valid) reference note: found at mir_eval's note level (pitch, 50 ms onset)."""
+    import mir_eval
+    ref, est = _valid(reference), _valid(estimate)
+    matched = np.zeros(len(ref), bool)
+    if len(ref) and len(est):
+        pairs = mir_eval.transcription.match_notes(ref[:, TIMES], _hz(ref[:, PITCH]),
+                                                   est[:, TIMES], _hz(est[:, PITCH]),
+                                                   offset_ratio=None)
+        matched[[i for i, _ in pairs]] = True
+    return matched
+
+
+def sounding_at_onsets(reference: np.ndarray) -> np.ndarray:
+    """How many reference notes sound at each reference note's onset (itself included)."""
+    ref = _valid(reference)
+    starts, ends = np.sort(ref[:, ONSET_S]), np.sort(ref[:, OFFSET_S])
+    onsets = ref[:, ONSET_S]
+    return (np.searchsorted(starts, onsets, side="right")
+            - np.searchsorted(ends, onsets, side="right"))
+
+
+def band_counts(reference: np.ndarray, estimate: np.ndarray, by: str) -> np.ndarray:
+    """int ``(bands, 2)``: reference notes and those found, per velocity or polyphony band.
+
+    ``by`` is ``velocity`` (the reference velocity, ``VELOCITY_BANDS``) or ``polyphony``
+    (notes sounding at the onset, pedal included, ``POLYPHONY_BANDS``).  Sum over files;
+    recall = found / reference.
+    """
+    ref = _valid(reference)
+    matched = matched_reference(reference, estimate)
+    values, bands = ((ref[:, VELOCITY], VELOCITY_BANDS) if by == "velocity"
+                     else (sounding_at_onsets(reference), POLYPHONY_BANDS))
+    counts = np.zeros((len(bands), 2), np.int64)
+    for row, (_, low, high) in enumerate(bands):
+        inside = (values >= low) & (values < high)
+        counts[row] = inside.sum(), (matched & inside).sum()
+    return counts
+
+
+def pedal_scores(reference: np.ndarray, estimate: np.ndarray, duration_s: float,
+                 frame_rate_hz: float = C.FRAME_RATE_HZ, window_s: float = 0.05) -> dict:
+    """Sustain-pedal precision/recall/F1 as Kong et al. (2021) report them.
+
+    ``reference`` and ``estimate`` are pedal-down spans ``(k, 2)`` in seconds.  Frame
+    level on the model's frame grid; onset and offset level: presses (releases) matched
+    one to one within ``window_s`` (``mir_eval.onset.f_measure``).
+    """
+    import mir_eval
+    n_frames = int(np.ceil(duration_s * frame_rate_hz)) + 1
+
+    def roll(spans):
+        active = np.zeros(n_frames, bool)
+        for start, end in np.asarray(spans).reshape(-1, 2):
+            active[int(round(start * frame_rate_hz)):int(round(end * frame_rate_hz))] = True
+        return active
+    ref_roll, est_roll = roll(reference), roll(estimate)
+    hits = float((ref_roll & est_roll).sum())
+    precision, recall = hits / max(est_roll.sum(), 1), hits / max(ref_roll.sum(), 1)
+    out = {"pedal_frame_precision": precision, "pedal_frame_recall": recall,
+           "pedal_frame_f1": f1(precision, recall)}
+    for column, name in ((0, "onset"), (1, "offset")):
+        ref_t = np.sort(np.asarray(reference).reshape(-1, 2)[:, column])
+        est_t = np.sort(np.asarray(estimate).reshape(-1, 2)[:, column])
+        if len(ref_t) and len(est_t):
+            f, p, r = mir_eval.onset.f_measure(ref_t, est_t, window=window_s)
+        else:
+            f = p = r = 0.0
+        out.update({f"pedal_{name}_precision": p, f"pedal_{name}_recall": r,
+                    f"pedal_{name}_f1": f})
+    return {k: float(v) for k, v in out.items()}

@@ -157,11 +157,12 @@ def prepare(path: Path, transpose: int = 0, velocity_gamma: float = 1.0,
     return out
 
 
-def labels(midi: mido.MidiFile) -> tuple[np.ndarray, np.ndarray]:
+def labels(midi: mido.MidiFile, sustain: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(notes ``(n, 4)`` sounding as the synth plays them, pedal spans ``(k, 2)``).
 
     A note whose key is released while the pedal is down sounds until the pedal
-    comes up; a key struck again ends its previous note (``midi.trim_overlaps``).
+    comes up (unless ``sustain`` is false: notes end at key release); a key struck
+    again ends its previous note (``midi.trim_overlaps``).
     """
     buffer = io.BytesIO()
     midi.save(file=buffer)
@@ -170,7 +171,9 @@ def labels(midi: mido.MidiFile) -> tuple[np.ndarray, np.ndarray]:
     spans = pedal_spans(midi)
     rows = [(n.start, n.end, n.pitch, n.velocity) for inst in pm.instruments
             if not inst.is_drum for n in inst.notes]
-    notes = extend_through_pedal(np.array(rows, np.float64).reshape(-1, 4), spans)
+    notes = np.array(rows, np.float64).reshape(-1, 4)
+    if sustain:
+        notes = extend_through_pedal(notes, spans)
     end_s = midi.length
     notes[:, OFFSET_S] = np.minimum(notes[:, OFFSET_S], end_s)
     spans[:, 1] = np.minimum(spans[:, 1], end_s)

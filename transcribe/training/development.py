@@ -1,0 +1,132 @@
+"""The development set: music and sound that training never meets, made to look like real use.
+
+Excerpts of Batik's Mozart performances (a concert pianist, continuous pedal) and of
+piano-midi.de, rendered through the development piano (``pianos.DEVELOPMENT_PIANO``,
+never rendered for training), convolved with a room training never hears (St
+Margaret's Church, measured, and Voxengo's modelled rooms), with background noise at
+15-35 dB SNR.  Each excerpt is ``NAME.flac`` beside ``NAME.mid``: the notes as the keys
+were released plus the sustain pedal as CC64, so ``amt-evaluate`` scores notes against
+pedal-extended offsets and the pedal against its own events.  Pieces are split by
+name between the development set and a tuning slice (``part``), so thresholds are
+never tuned on the files they are scored on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+from scipy.signal import fftconvolve
+
+from .. import constants as C
+from ..files import write_atomic
+from ..midi import notes_to_smf
+from . import pianos as sampled
+from .corpus import MidiFile, split_by_piece
+
+CORPORA = ("batik_mozart", "piano-midi.de")
+TUNING_SHARE = 0.3  # of the pieces, for threshold tuning only
+
+
+def development_rooms(rir_dir: Path) -> list[tuple[str, np.ndarray]]:
+    """(name, response at the model rate) of the rooms kept out of training."""
+    from .data import DEVELOPMENT_ROOMS
+    rooms = []
+    for stem in DEVELOPMENT_ROOMS:
+        for path in rir_dir.rglob(f"{stem}.flac"):
+            rooms.append((stem, _load_room(path, None)))
+    table = rir_dir / "RIR.tsv"
+    if table.exists():
+        with open(table, newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                if not row["file"].startswith("voxengo/") or "NOT A ROOM" in row["notes"]:
+                    continue
+                found = re.search(r"-60 dB reached at ([0-9.]+) s", row["notes"])
+                rooms.append((Path(row["file"]).stem, _load_room(
+                    rir_dir / row["file"], float(found.group(1)) if found else None)))
+    return rooms
+
+
+def _load_room(path: Path, length_s: float | None) -> np.ndarray:
+    response, rate = sf.read(path, dtype="float32", always_2d=True)
+    response = response.mean(axis=1)  # Voxengo's files are stereo, kept unaltered on disk
+    start = int(np.argmax(np.abs(response) > 0.1 * np.abs(response).max()))
+    response = response[start:start + int(length_s * rate) if length_s else None]
+    response = soxr.resample(response, rate, C.SAMPLE_RATE)
+    return (response / (np.abs(response).max() + 1e-9)).astype(np.float32)
+
+
+def pieces(files: list[MidiFile], part: str) -> list[MidiFile]:
+    """The development (``dev``) or tuning (``tuning``) pieces of the development corpora."""
+    chosen = [f for f in files if f.corpus in CORPORA]
+    dev, tuning = split_by_piece(chosen, TUNING_SHARE, salt="tuning")
+    return dev if part == "dev" else tuning
+
+
+def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_dir: Path,
+                         part: str = "dev", count: int = 30, seconds: float = 30.0,
+                         seed: int = 0, progress=None) -> list[Path]:
+    """Render ``count`` excerpts of ``part``'s pieces (half Batik, half piano-midi.de)."""
+    piano = next(p for p in sampled.read_pianos(pianos_dir) if p.name == sampled.DEVELOPMENT_PIANO)
+    rooms = development_rooms(rir_dir)
+    rng = np.random.default_rng(seed)
+    candidates = pieces(files, part)
+    by_corpus = {corpus: [candidates[i] for i in rng.permutation(len(candidates))
+                          if candidates[i].corpus == corpus] for corpus in CORPORA}
+    order = [item for pair in zip(*by_corpus.values()) for item in pair]
+    written = []
+    for item in order:
+        if len(written) >= count:
+            break
+        if item.duration_s < seconds + 5:
+            continue
+        midi = sampled.prepare(item.path)
+        notes, spans = sampled.labels(midi, sustain=False)
+        start = float(rng.uniform(0, item.duration_s - seconds - 2))
+        clip_notes, clip_spans = _window(notes, spans, start, seconds)
+        if len(clip_notes) < 20:
+            continue
+        audio = sampled.render(midi, piano)
+        audio = audio[int(start * C.SAMPLE_RATE):int((start + seconds) * C.SAMPLE_RATE)]
+        name, response = rooms[rng.integers(len(rooms))]
+        wet = fftconvolve(audio, response)[:len(audio)]
+        wet *= np.abs(audio).max() / (np.abs(wet).max() + 1e-9)
+        audio = 0.6 * audio + 0.4 * wet  # the piano from a listener's seat: direct plus room
+        noise = rng.standard_normal(len(audio)).astype(np.float32)
+        if rng.random() < 0.5:
+            noise = np.cumsum(noise)
+            noise -= np.linspace(noise[0], noise[-1], len(noise), dtype=np.float32)
+        snr_db = float(rng.uniform(15, 35))
+        audio = audio + noise * (np.sqrt(np.mean(audio ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
+                                 * 10 ** (-snr_db / 20))
+        audio = (audio * (0.8 / max(float(np.abs(audio).max()), 1e-6))).astype(np.float32)
+        stem = out_dir / (re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(item.relative).with_suffix("")))
+                          + f"_{int(start):04d}s")
+        write_atomic(stem.with_suffix(".mid"), notes_to_smf(
+            clip_notes, metadata=f"development set: {piano.name}, room {name}, SNR {snr_db:.0f} dB",
+            pedal=clip_spans))
+        buffer = io.BytesIO()
+        sf.write(buffer, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        write_atomic(stem.with_suffix(".flac"), buffer.getvalue())
+        written.append(stem.with_suffix(".flac"))
+        if progress:
+            progress(stem)
+    return written
+
+
+def _window(notes: np.ndarray, spans: np.ndarray, start_s: float, seconds: float):
+    """Notes with onsets in the window (offsets clipped) and pedal spans overlapping it,
+    shifted to start at 0."""
+    end_s = start_s + seconds
+    keep = (notes[:, 0] >= start_s) & (notes[:, 0] < end_s - 0.05)
+    clip = notes[keep].copy()
+    clip[:, 1] = np.minimum(clip[:, 1], end_s)
+    clip[:, :2] -= start_s
+    spans = spans[(spans[:, 1] > start_s) & (spans[:, 0] < end_s)].copy()
+    spans = np.clip(spans, start_s, end_s) - start_s
+    return clip, spans[spans[:, 1] > spans[:, 0]]
