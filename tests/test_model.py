@@ -58,3 +58,28 @@ def test_a_config_without_the_new_parts_means_no_pedal():
     assert "pedal" not in UNetTranscriber(config)(torch.rand(1, 16, C.N_MELS))
     with pytest.raises(ValueError, match="pedal must be true or false"):
         ModelConfig.from_dict({"pedal": 1})
+
+
+def test_each_pass_normalises_with_its_own_statistics():
+    from transcribe.model import PassNorm
+    config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True)
+    model = UNetTranscriber(config)
+    norms = [m for m in model.transcriber.modules() if isinstance(m, PassNorm)]
+    assert norms and not any(isinstance(m, PassNorm) for m in model.reconstructor.modules())
+    # Weights saved before the second pass had statistics of its own load with the first's.
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("_2")}
+    state["transcriber.unet.down_blocks.0.body.1.running_mean"] = torch.full((4,), 0.5)
+    model.load_state_dict(state)
+    assert torch.equal(norms[0].running_mean_2, torch.full((4,), 0.5))
+    model.eval()
+    spec = torch.rand(1, 32, C.N_MELS)
+    with torch.no_grad():
+        before = model(spec)
+        norms[0].running_mean_2 += 1.0  # the second pass's statistics alone
+        after = model(spec)
+    torch.testing.assert_close(after["frame_1"], before["frame_1"])  # the first pass: unchanged
+    assert not torch.allclose(after["frame"], before["frame"])
+    with torch.no_grad():
+        fast = model(spec, full=False, reconstruct=True)
+    assert "frame_1" not in fast and fast["reconstruction"].shape == (1, 32, C.N_MELS)
+    torch.testing.assert_close(fast["reconstruction"], after["reconstruction"])

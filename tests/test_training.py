@@ -318,3 +318,23 @@ def test_a_tiny_model_with_pedal_and_reconstruction_learns_from_a_sampled_piano(
     # Forty steps on one file: the pedal, the notes and the reconstruction all get better.
     for name in ("pedal", "frame", "reconstruction"):
         assert rows[-1][name] < 0.8 * rows[0][name], (name, rows[0][name], rows[-1][name])
+
+
+def test_recalibration_changes_only_the_second_pass_and_reconstruction_statistics(tmp_path):
+    from transcribe.features import Frontend
+    from transcribe.training.data import SegmentSampler
+    from transcribe.training.train import recalibrate_second_pass
+    render_training_file(tmp_path)
+    model = UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8,
+                                        reconstruction=True, pedal=True))
+    frontend = Frontend()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sampler = SegmentSampler([tmp_path / "a.flac"], 64, frontend, augment=False)
+    recalibrate_second_pass(model, frontend, sampler, batches=5, batch_size=2)
+    assert not model.training
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed, "nothing was re-estimated"
+    for name in changed:
+        assert name.endswith(("_2", "num_batches_tracked")) or name.startswith("reconstructor."), name
+    assert any(name.endswith("running_mean_2") for name in changed)
+    assert any(name.startswith("reconstructor.") and "running_var" in name for name in changed)

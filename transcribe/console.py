@@ -15,7 +15,6 @@ made two concurrent runs many times slower here.  A user's own value wins.
 
 import os
 import signal
-import sys
 
 
 def _exit_at_once(signum, frame) -> None:

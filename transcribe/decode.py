@@ -79,7 +79,8 @@ class DecodingOptions:
         tuned = (card or {}).get("decoding") or {}
         return DecodingOptions(**{
             name: value if (value := getattr(self, name)) is not None
-            else tuned.get(name, fallback) for name, fallback in _FALLBACK.items()})
+            else tuned[name] if tuned.get(name) is not None else fallback
+            for name, fallback in _FALLBACK.items()})
 
     def merged(self, **changes) -> "DecodingOptions":
         """A copy with the fields of ``changes`` that are not None replaced."""

@@ -243,7 +243,7 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     keep = slice(context_frames, context_frames + chunk_frames)
     capacity = (expected_frames or 0) + chunk_frames
     heads = list(HEADS) + (["pedal"] if model.config.pedal else [])
-    reconstructs = full and model.config.reconstruction
+    reconstructs = model.config.reconstruction  # the fast pass still draws it for figures
     names = heads + (["spectrogram"] if keep_spectrograms else []) + \
         (["reconstruction"] if keep_spectrograms and reconstructs else [])
     widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS)}
@@ -254,7 +254,7 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
         with times.measure("spectrogram"):
             spec = frontend(torch.from_numpy(np.stack(batch)).to(device))
         with times.measure("network"):
-            out = model(spec, full=full)
+            out = model(spec, full=full, reconstruct=keep_spectrograms)
             tensors = {name: torch.sigmoid(out[name][:, keep]) for name in heads}
             if keep_spectrograms:
                 tensors["spectrogram"] = spec[:, keep]

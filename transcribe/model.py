@@ -89,16 +89,56 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+class PassNorm(nn.BatchNorm2d):
+    """BatchNorm with running statistics of its own for each pass of the shared transcriber.
+
+    The transcriber reads the spectrogram in the first pass and the reconstruction in
+    the second (Cheuk et al. 2020 share its weights between the two).  One set of
+    running statistics averages two different inputs, and in eval mode the second pass
+    is then normalised for neither: trained that way, our first GPU weights found no
+    note at all in the full pass while training-mode batches were fine.  The scale and
+    shift stay shared; ``active_pass`` (set by ``UNetTranscriber``) picks the statistics.
+    Weights saved without the second pass's statistics load with a copy of the first's.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels)
+        self.register_buffer("running_mean_2", torch.zeros(channels))
+        self.register_buffer("running_var_2", torch.ones(channels))
+        self.active_pass = 1
+        self.momentum_2 = None  # None: the same as the first pass's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.active_pass == 1:
+            return super().forward(x)
+        momentum = self.momentum_2 if self.momentum_2 is not None else self.momentum
+        return F.batch_norm(x, self.running_mean_2, self.running_var_2, self.weight, self.bias,
+                            self.training, momentum if momentum is not None else 0.1, self.eps)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("running_mean", "running_var"):
+            if prefix + name + "_2" not in state_dict and prefix + name in state_dict:
+                state_dict[prefix + name + "_2"] = state_dict[prefix + name].clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def set_pass(module: nn.Module, index: int) -> None:
+    """Make every ``PassNorm`` under ``module`` use the statistics of pass ``index`` (1 or 2)."""
+    for child in module.modules():
+        if isinstance(child, PassNorm):
+            child.active_pass = index
+
+
 class ConvBlock(nn.Module):
     """Two 3x3 conv + BatchNorm + LeakyReLU, with a 1x1 residual path."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, norm=nn.BatchNorm2d):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.01),
+            norm(out_channels), nn.LeakyReLU(0.01),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels))
+            norm(out_channels))
         self.skip = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,13 +152,13 @@ class UNet(nn.Module):
     with transposed convolutions and skip concatenations.
     """
 
-    def __init__(self, channels: tuple[int, ...]):
+    def __init__(self, channels: tuple[int, ...], norm=nn.BatchNorm2d):
         super().__init__()
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
         previous = 1
         for width in channels:
-            self.down_blocks.append(ConvBlock(previous, width))
+            self.down_blocks.append(ConvBlock(previous, width, norm))
             self.downs.append(nn.Conv2d(width, width, 2, stride=2))
             previous = width
         self.ups = nn.ModuleList()
@@ -127,7 +167,7 @@ class UNet(nn.Module):
             width = channels[level]
             out = channels[level - 1] if level > 0 else channels[0]
             self.ups.append(nn.ConvTranspose2d(previous, width, 2, stride=2))
-            self.up_blocks.append(ConvBlock(2 * width, out))
+            self.up_blocks.append(ConvBlock(2 * width, out, norm))
             previous = out
         self.out = nn.Conv2d(previous, 1, 1)
 
@@ -153,7 +193,7 @@ class Transcriber(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.unet = UNet(config.unet_channels)
+        self.unet = UNet(config.unet_channels, PassNorm if config.reconstruction else nn.BatchNorm2d)
         self.lstm = nn.LSTM(config.n_bins, config.lstm_hidden, batch_first=True,
                             bidirectional=True)
         width = 2 * config.lstm_hidden
@@ -211,18 +251,26 @@ class UNetTranscriber(nn.Module):
         self.transcriber = Transcriber(config)
         self.reconstructor = Reconstructor(config) if config.reconstruction else None
 
-    def forward(self, spec: torch.Tensor, full: bool = True) -> dict[str, torch.Tensor]:
-        """``full=False`` stops after the first pass (no reconstruction, about 2.5x faster)."""
+    def forward(self, spec: torch.Tensor, full: bool = True,
+                reconstruct: bool = False) -> dict[str, torch.Tensor]:
+        """``full=False`` stops after the first pass (about 2.5x faster); with
+        ``reconstruct`` it still returns the ``reconstruction`` (for figures), without
+        transcribing it."""
         n_frames = spec.shape[1]
         pad = -n_frames % self.config.time_multiple
         if pad:
             spec = F.pad(spec, (0, 0, 0, pad))
+        set_pass(self.transcriber, 1)
         first = self.transcriber(spec)
         if self.reconstructor is None or not full:
             out = dict(first)
+            if self.reconstructor is not None and reconstruct:
+                out["reconstruction"] = self.reconstructor(torch.sigmoid(first["frame"]))
         else:
             reconstruction = self.reconstructor(torch.sigmoid(first["frame"]))
+            set_pass(self.transcriber, 2)
             out = dict(self.transcriber(reconstruction))
+            set_pass(self.transcriber, 1)
             out["reconstruction"] = reconstruction
             out.update({f"{name}_1": value for name, value in first.items()})
         return {name: value[:, :n_frames] for name, value in out.items()}

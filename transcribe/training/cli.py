@@ -173,7 +173,7 @@ def tune_thresholds_command(weights, validation, files):
     best, means, _ = tune_thresholds(loaded, pairs)
     card_path = weights.with_suffix(".json")
     card = json.loads(card_path.read_text())
-    card["decoding"] = dataclasses.asdict(best)
+    card["decoding"] = {k: v for k, v in dataclasses.asdict(best).items() if v is not None}
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
@@ -196,6 +196,31 @@ def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir):
     held = build_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir)
     click.echo(f"{out}: {held['midi_files']} MIDI files ({held['midi_hours']:.1f} h), pianos "
                f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB")
+
+
+@main.command()
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Rendered training audio (amt-train render) to measure on.")
+@click.option("--batches", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def recalibrate(weights, out, cache, batches, seed):
+    """Estimate the second pass's BatchNorm statistics of WEIGHTS (their own); write OUT."""
+    import json as json_module
+
+    from ..weights import load_model, save_weights
+    from .data import SegmentSampler
+    from .train import recalibrate_second_pass
+    loaded = load_model(weights, "cpu")
+    paths = sorted(p for p in cache.iterdir() if p.suffix in (".flac", ".wav"))
+    sampler = SegmentSampler(paths, 160, loaded.frontend, seed=seed)
+    recalibrate_second_pass(loaded.model, loaded.frontend, sampler, batches)
+    card = {k: v for k, v in loaded.card.items() if k not in ("model", "sha256")}
+    card["second_pass_norms"] = (f"estimated on {batches} batches of 8 x 5.12 s from "
+                                 f"{len(paths)} renders (amt-train recalibrate)")
+    digest = save_weights(loaded.model, out, card)
+    click.echo(f"{out} sha256 {digest} ({json_module.dumps(card['second_pass_norms'])})")
 
 
 @main.command()

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="Render the MIDI this many times (other pianos, shifts, detuning).")
     parser.add_argument("--hours", type=float, default=1e9,
                         help="Render at most about this much per pass (a rehearsal's limit).")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="Seeds of the render passes start here (a second run draws anew).")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Instead of the config's (lower, to go on from trained weights).")
     parser.add_argument("--train-minutes", type=float, default=6.0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = args.work / "cache"
     files = [f for f in read_manifest(args.bundle / "midi" / "MANIFEST.tsv") if f.role == "train"]
     paths = []
-    for seed in range(args.passes):
+    for seed in range(args.first_seed, args.first_seed + args.passes):
         paths += render_corpus(files, cache, hours=args.hours, seed=seed, max_transpose=3,
                                pianos_dir=args.bundle / "pianos", piano_share=1.0,
                                max_detune_cents=30, jobs=args.jobs, audio_format="wav")
@@ -60,7 +64,10 @@ def main(argv: list[str] | None = None) -> None:
 
     sections = json.loads(args.config.read_text())
     model_config = ModelConfig.from_dict(sections["model"])
-    train_config = TrainConfig(**{**sections.get("train", {}), "max_minutes": args.train_minutes})
+    overrides = {"max_minutes": args.train_minutes, "seed": args.first_seed + 5}
+    if args.learning_rate is not None:
+        overrides["learning_rate"] = args.learning_rate
+    train_config = TrainConfig(**{**sections.get("train", {}), **overrides})
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")  # TF32 matrix products on the GPU
     run_dir = args.work / "run"

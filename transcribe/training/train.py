@@ -94,6 +94,43 @@ def averaged_state(state: dict) -> dict:
     return state["model"]
 
 
+@torch.no_grad()
+def recalibrate_second_pass(model: UNetTranscriber, frontend: Frontend, sampler: SegmentSampler,
+                            batches: int = 200, batch_size: int = 8) -> UNetTranscriber:
+    """Estimate the BatchNorm statistics of the second pass (``model.PassNorm``) and of the
+    reconstruction U-net that feeds it, on ``batches`` batches of training segments; no
+    weight and no first-pass statistic changes.
+
+    For weights trained while both passes shared one set of running statistics: the
+    first pass's (trained on mostly its own input) stay as training left them, which
+    measured better than re-estimating them on a small sample.  Returns the model in
+    eval mode.
+    """
+    device = next(model.parameters()).device
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [(m.momentum, getattr(m, "momentum_2", None)) for m in norms]
+    rebuilt = {id(m) for m in model.reconstructor.modules()} if model.reconstructor else set()
+    for module in norms:
+        if id(module) in rebuilt:  # the reconstruction U-net feeds the second pass: re-estimated
+            module.reset_running_stats()
+            module.momentum = 0.05
+        else:
+            module.momentum = 0.0  # frozen: running = 1 * running + 0 * batch
+        if hasattr(module, "running_mean_2"):
+            module.running_mean_2.zero_()
+            module.running_var_2.fill_(1.0)
+            module.momentum_2 = 0.05
+    model.train()
+    for _ in range(batches):
+        audio, _ = sampler.sample(batch_size)
+        model(frontend(torch.as_tensor(audio).to(device)))
+    for module, (momentum, momentum_2) in zip(norms, saved):
+        module.momentum = momentum
+        if hasattr(module, "momentum_2"):
+            module.momentum_2 = momentum_2
+    return model.eval()
+
+
 def load_checkpoint(path: Path, device: torch.device) -> dict:
     return torch.load(path, map_location=device, weights_only=False)
 

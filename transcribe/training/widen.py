@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model import ConvBlock, ModelConfig, UNet, UNetTranscriber
+from ..model import ConvBlock, ModelConfig, PassNorm, UNet, UNetTranscriber
 
 _UNET_FIRST_CONV = "transcriber.unet.down_blocks.{}.body.0.weight"
 
@@ -62,7 +62,10 @@ def _widen_layer(new: nn.Module, old: nn.Module, out_map: torch.Tensor,
                  in_map: torch.Tensor | None) -> None:
     """A conv, transposed conv, linear or BatchNorm layer: old units at ``out_map``."""
     if isinstance(new, nn.BatchNorm2d):
-        for name in ("weight", "bias", "running_mean", "running_var"):
+        names = ["weight", "bias", "running_mean", "running_var"]
+        if isinstance(new, PassNorm) and isinstance(old, PassNorm):
+            names += ["running_mean_2", "running_var_2"]
+        for name in names:
             getattr(new, name)[out_map] = getattr(old, name)
         new.num_batches_tracked.copy_(old.num_batches_tracked)
         return
