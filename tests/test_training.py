@@ -338,3 +338,13 @@ def test_recalibration_changes_only_the_second_pass_and_reconstruction_statistic
         assert name.endswith(("_2", "num_batches_tracked")) or name.startswith("reconstructor."), name
     assert any(name.endswith("running_mean_2") for name in changed)
     assert any(name.startswith("reconstructor.") and "running_var" in name for name in changed)
+
+
+def test_scores_that_only_some_files_have_are_averaged_over_those(tmp_path):
+    from transcribe.training.evaluate import write_csv
+    from transcribe.training.metrics import mean_scores
+    rows = [{"file": "a", "note_f1": 0.5}, {"file": "b", "note_f1": 0.7, "pedal_frame_f1": 0.9}]
+    assert mean_scores(rows) == pytest.approx({"note_f1": 0.6, "pedal_frame_f1": 0.9})
+    write_csv(rows, tmp_path / "s.csv")
+    assert (tmp_path / "s.csv").read_text().splitlines() == [
+        "file,note_f1,pedal_frame_f1", "a,0.5000,", "b,0.7000,0.9000"]

@@ -129,10 +129,12 @@ def write_csv(rows: list[dict], path: Path) -> None:
     import io
     buffer = io.StringIO()
     # Per-file scores; the register counts (arrays) are summed in the --by-register table.
-    fields = [k for k, v in rows[0].items() if not isinstance(v, np.ndarray)]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    # Pedal scores exist only for files whose reference has pedal: empty cells elsewhere.
+    fields = list(dict.fromkeys(k for row in rows for k, v in row.items()
+                                if not isinstance(v, np.ndarray)))
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{row[k]:.4f}" if isinstance(row[k], float) else row[k])
-                         for k in fields})
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
+                         for k, v in row.items() if k in fields})
     write_atomic(path, buffer.getvalue().encode())

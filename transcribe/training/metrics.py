@@ -107,8 +107,9 @@ def register_recall_precision(counts: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
-    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
-    return {k: float(np.mean([row[k] for row in rows])) for k in keys}
+    """Mean of every float score over the files that have it (pedal scores: files with pedal)."""
+    keys = list(dict.fromkeys(k for row in rows for k, v in row.items() if isinstance(v, float)))
+    return {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
 
 
 # Bands of the reference notes for ``band_recall`` (label, low, high; high excluded).
