@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pretty_midi
 import pytest
+import torch
 import soundfile as sf
 from click.testing import CliRunner
 
@@ -338,3 +339,24 @@ def test_saved_posteriorgrams_re_decode_as_a_direct_transcription_would(tmp_path
     bad.write_bytes(b"not a zip")
     result = invoke(bad, "-o", tmp_path / "bad.mid", "-q")
     assert result.exit_code == 1 and "not a saved posteriorgram file" in result.output
+
+
+def test_the_fast_pass_still_plots_the_reconstruction_and_pedal_goes_to_csv(tmp_path):
+    from transcribe.model import ModelConfig, UNetTranscriber
+    from transcribe.weights import save_weights
+    torch.manual_seed(1)
+    weights = tmp_path / "pedal.pt"
+    save_weights(UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=16,
+                                             reconstruction=True, pedal=True)),
+                 weights, {"note": "random, mechanics only", "default_pass": "fast"})
+    wav = write_wav(tmp_path / "a.wav", seconds=3)
+    result = invoke(wav, "-o", tmp_path / "a.csv", "--plot", "--pedal", "cc64",
+                    "--pedal-threshold", "0", "--weights", weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.reconstruction.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (tmp_path / "a.csv").read_text().splitlines()
+    # Threshold 0: the pedal is down throughout, one sustain row from start to end.
+    assert rows[0].endswith(",event") and sum(row.endswith(",sustain") for row in rows) == 1
+    assert invoke(wav, "-o", tmp_path / "b.csv", "--pedal", "none", "--weights", weights,
+                  "-q").exit_code == 0
+    assert (tmp_path / "b.csv").read_text().splitlines()[0] == "onset_s,offset_s,pitch,velocity"

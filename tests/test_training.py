@@ -348,3 +348,19 @@ def test_scores_that_only_some_files_have_are_averaged_over_those(tmp_path):
     write_csv(rows, tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().splitlines() == [
         "file,note_f1,pedal_frame_f1", "a,0.5000,", "b,0.7000,0.9000"]
+
+
+@needs_pianos
+def test_a_development_excerpt_holds_key_releases_and_the_pedal(tmp_path):
+    from transcribe.training.corpus import read_manifest
+    from transcribe.training.development import make_development_set, pieces
+    files = read_manifest(SHARED / "midi" / "MANIFEST.tsv")
+    dev, tuning = pieces(files, "dev"), pieces(files, "tuning")
+    assert dev and tuning and not {f.piece for f in dev} & {f.piece for f in tuning}
+    (flac,) = make_development_set(files, tmp_path, SHARED / "pianos", SHARED / "rir",
+                                   count=1, seconds=10)
+    assert flac.name.startswith("batik_mozart_") and sf.info(flac).duration == pytest.approx(10)
+    midi = pretty_midi.PrettyMIDI(str(flac.with_suffix(".mid")))
+    notes = midi.instruments[0].notes
+    assert len(notes) >= 20 and max(n.end for n in notes) <= 10 + 1e-3
+    assert any(c.number == 64 for c in midi.instruments[0].control_changes)

@@ -14,7 +14,6 @@ never tuned on the files they are scored on.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from pathlib import Path
 
@@ -24,10 +23,10 @@ import soxr
 from scipy.signal import fftconvolve
 
 from .. import constants as C
-from ..files import write_atomic
 from ..midi import notes_to_smf
 from . import pianos as sampled
 from .corpus import MidiFile, split_by_piece
+from .validation import write_excerpt
 
 CORPORA = ("batik_mozart", "piano-midi.de")
 TUNING_SHARE = 0.3  # of the pieces, for threshold tuning only
@@ -104,18 +103,12 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
         snr_db = float(rng.uniform(15, 35))
         audio = audio + noise * (np.sqrt(np.mean(audio ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
                                  * 10 ** (-snr_db / 20))
-        audio = (audio * (0.8 / max(float(np.abs(audio).max()), 1e-6))).astype(np.float32)
-        stem = out_dir / (re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(item.relative).with_suffix("")))
-                          + f"_{int(start):04d}s")
-        write_atomic(stem.with_suffix(".mid"), notes_to_smf(
+        midi_bytes = notes_to_smf(
             clip_notes, metadata=f"development set: {piano.name}, room {name}, SNR {snr_db:.0f} dB",
-            pedal=clip_spans))
-        buffer = io.BytesIO()
-        sf.write(buffer, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        write_atomic(stem.with_suffix(".flac"), buffer.getvalue())
-        written.append(stem.with_suffix(".flac"))
+            pedal=clip_spans)
+        written.append(write_excerpt(out_dir, item, start, midi_bytes, audio))
         if progress:
-            progress(stem)
+            progress(written[-1].with_suffix(""))
     return written
 
 

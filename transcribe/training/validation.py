@@ -74,16 +74,22 @@ def make_validation_set(files: list[MidiFile], out_dir: Path, count: int = 40,
         reverb = pb.Reverb(room_size=float(rng.uniform(0.2, 0.6)), wet_level=float(rng.uniform(0.1, 0.25)),
                            dry_level=1.0, width=0.0)
         audio = reverb(audio[None], C.SAMPLE_RATE)[0]
-        audio = audio * (0.8 / max(float(np.abs(audio).max()), 1e-6))
-        name = re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(item.relative).with_suffix("")))
-        stem = out_dir / f"{name}_{int(start):04d}s"  # no dot: with_suffix must not cut it
         buffer = io.BytesIO()
         clip.write(buffer)
-        write_atomic(stem.with_suffix(".mid"), buffer.getvalue())
-        buffer = io.BytesIO()
-        sf.write(buffer, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        write_atomic(stem.with_suffix(".flac"), buffer.getvalue())
-        written.append(stem.with_suffix(".flac"))
+        written.append(write_excerpt(out_dir, item, start, buffer.getvalue(), audio))
         if progress:
-            progress(stem)
+            progress(written[-1].with_suffix(""))
     return written
+
+
+def write_excerpt(out_dir: Path, item: MidiFile, start_s: float, midi: bytes,
+                  audio: np.ndarray) -> Path:
+    """``NAME_STARTs.mid`` and ``.flac`` (peak 0.8, 16-bit) of one excerpt; returns the FLAC."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(item.relative).with_suffix("")))
+    stem = out_dir / f"{name}_{int(start_s):04d}s"  # no dot: with_suffix must not cut it
+    write_atomic(stem.with_suffix(".mid"), midi)
+    audio = audio * (0.8 / max(float(np.abs(audio).max()), 1e-6))
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    write_atomic(stem.with_suffix(".flac"), buffer.getvalue())
+    return stem.with_suffix(".flac")
