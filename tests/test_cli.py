@@ -360,3 +360,44 @@ def test_the_fast_pass_still_plots_the_reconstruction_and_pedal_goes_to_csv(tmp_
     assert invoke(wav, "-o", tmp_path / "b.csv", "--pedal", "none", "--weights", weights,
                   "-q").exit_code == 0
     assert (tmp_path / "b.csv").read_text().splitlines()[0] == "onset_s,offset_s,pitch,velocity"
+
+
+def test_jobs_in_worker_processes_write_what_one_process_writes(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    for i in range(3):
+        write_wav(src / f"{i}.wav", seconds=2 + i)
+    (src / "bad.wav").write_bytes(b"RIFF not really")
+    results = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        run = subprocess.run([sys.executable, "-m", "transcribe", str(src), "-o", str(out),
+                              "--weights", str(tiny_weights), "-q", "-f", "csv",
+                              "--jobs", str(jobs)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1, run.stderr  # the bad file fails, the others are written
+        assert run.stderr.count("bad.wav") == 1 and "Traceback" not in run.stderr
+        results[jobs] = {p.name: p.read_text() for p in out.iterdir()}
+    assert sorted(results[2]) == ["0.csv", "1.csv", "2.csv"]
+    assert results[2] == results[1]
+
+
+def test_ctrl_c_in_a_parallel_batch_leaves_no_partial_file(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    for i in range(6):
+        write_wav(src / f"{i}.wav", seconds=40)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", str(src), "-o", str(out),
+                                "--weights", str(tiny_weights), "-q", "--jobs", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    written = sorted(out.iterdir())
+    assert written and len(written) < 6
+    for path in written:
+        assert path.suffix == ".mid"
+        pretty_midi.PrettyMIDI(str(path))

@@ -229,6 +229,9 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
               show_default=True, help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
+@click.option("-j", "--jobs", "jobs_wanted", type=click.IntRange(1), default=1, show_default=True,
+              help="Transcribe this many files at once, in worker processes (one model each); "
+                   "the cores are shared out among them.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for the network.  [default: the cores this process may use "
                    "(affinity, cgroup quota) that other processes are not busy with]")
@@ -256,8 +259,9 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
-def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo_bpm, plot,
-         save_posteriorgram, overwrite, skip_existing, quiet, profile, **decoding):
+def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, model_pass,
+         tempo_bpm, plot, save_posteriorgram, overwrite, skip_existing, quiet, profile,
+         **decoding):
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
@@ -311,11 +315,20 @@ def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo
             from .inference import pick_device, set_threads
             from .weights import load_model
             loaded = None
+            workers = min(jobs_wanted, len(pending))
             try:
                 chosen = pick_device(device)
-                set_threads(threads)
-                if audio_jobs:  # saved posteriorgrams need no network
+                if workers > 1:
+                    # Workers x threads never exceed the cores this process may use.
+                    from .inference import usable_cores
+                    workers = min(workers, usable_cores()) if threads is None else workers
+                    threads_each = threads or max(1, usable_cores() // workers)
+                else:
+                    set_threads(threads)
+                if audio_jobs and workers <= 1:  # saved posteriorgrams need no network
                     loaded = load_model(weights, device=chosen)
+                elif audio_jobs:  # checked here once, so a bad file is one error, not N
+                    load_model(weights, device="cpu")
             except TranscribeError as error:
                 _fail(str(error))
             import torch
@@ -325,10 +338,14 @@ def main(inputs, output, fmt, weights, device, threads, pedal, model_pass, tempo
                 times.synchronize = torch.cuda.synchronize
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             _interrupt_as_exception()
+            settings = JobSettings(options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
+                                   pedal, model_pass)
             with reporter:
-                for job in pending:
-                    _run_job(job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram,
-                             overwrite, reporter, times, pedal, model_pass)
+                if workers > 1:
+                    _run_parallel(pending, workers, threads_each, weights, str(chosen),
+                                  bool(audio_jobs), settings, reporter)
+                else:
+                    _run_serial(pending, loaded, settings, reporter, times)
     except KeyboardInterrupt:
         reporter.stop()
         interrupted()
@@ -362,18 +379,36 @@ def interrupted() -> None:
     sys.exit(EXIT_INTERRUPTED)
 
 
-def _run_job(job: Job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
-             reporter, times, pedal="extend", model_pass=None) -> None:
+@dataclass(frozen=True)
+class JobSettings:
+    """What every job of a batch is asked to write, and how."""
+
+    options: object  # decode.DecodingOptions
+    fmt: str
+    tempo_bpm: float
+    plot: bool
+    save_posteriorgram: bool
+    overwrite: bool
+    pedal: str
+    model_pass: str | None
+
+
+def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) -> list[str]:
+    """Transcribe one job into its files, recording the outcome on ``job``; returns warnings.
+
+    Never raises for a bad input: the batch goes on and the job says why it failed.
+    """
     from .transcriber import transcribe_to_file
 
     started = time.perf_counter()
-    reporter.start_file(job.source)
+    warnings = []
     try:
-        result = transcribe_to_file(job.source, job.output, loaded, options=options, fmt=fmt,
-                                    tempo_bpm=tempo_bpm, plot=plot,
-                                    save_posteriorgram=save_posteriorgram, overwrite=overwrite,
-                                    progress=reporter.advance_file, times=times,
-                                    pedal=pedal, model_pass=model_pass)
+        result = transcribe_to_file(job.source, job.output, loaded, options=settings.options,
+                                    fmt=settings.fmt, tempo_bpm=settings.tempo_bpm,
+                                    plot=settings.plot,
+                                    save_posteriorgram=settings.save_posteriorgram,
+                                    overwrite=settings.overwrite, progress=progress, times=times,
+                                    pedal=settings.pedal, model_pass=settings.model_pass)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.
@@ -389,10 +424,77 @@ def _run_job(job: Job, loaded, options, fmt, tempo_bpm, plot, save_posteriorgram
         job.status = "done"
         job.duration_s, job.notes = result.duration_s, len(result.notes)
         job.message = "; ".join(result.warnings)
-        for warning in result.warnings:
-            reporter.warn(f"{job.source}: {warning}")
+        warnings = [f"{job.source}: {warning}" for warning in result.warnings]
     job.seconds = time.perf_counter() - started
-    reporter.finish_file(job)
+    return warnings
+
+
+def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, times) -> None:
+    for job in pending:
+        reporter.start_file(job.source)
+        for warning in run_job(job, loaded, settings, reporter.advance_file, times):
+            reporter.warn(warning)
+        reporter.finish_file(job)
+
+
+# One worker process of --jobs: its model, loaded once, and whether a job is running.
+_WORKER: dict = {}
+
+
+def _worker_start(weights, device: str, threads: int, needs_model: bool) -> None:
+    import signal
+    # The parent handles Ctrl-C: it stops the workers with SIGTERM, which a running job
+    # turns into KeyboardInterrupt (its temporary file is removed); an idle worker exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+    from .inference import set_threads
+    from .weights import load_model
+    set_threads(threads)
+    _WORKER["loaded"] = load_model(weights, device) if needs_model else None
+    _WORKER["busy"] = False
+
+
+def _worker_stop(signum, frame) -> None:
+    if _WORKER.get("busy"):
+        raise KeyboardInterrupt
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _worker_run(job: Job, settings: JobSettings) -> tuple[Job, list[str]]:
+    _WORKER["busy"] = True
+    try:
+        return job, run_job(job, _WORKER["loaded"], settings)
+    finally:
+        _WORKER["busy"] = False
+
+
+def _run_parallel(pending: list[Job], workers: int, threads: int, weights, device: str,
+                  needs_model: bool, settings: JobSettings, reporter) -> None:
+    """The jobs in ``workers`` processes, each with ``threads`` threads and its own model."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_start,
+                               initargs=(weights, device, threads, needs_model))
+    by_future = {pool.submit(_worker_run, job, settings): job for job in pending}
+    try:
+        for future in as_completed(by_future):
+            job = by_future[future]
+            try:
+                done, warnings = future.result()
+            except Exception as error:  # the worker died (killed, out of memory)
+                job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
+            else:
+                job.__dict__.update(done.__dict__)
+                for warning in warnings:
+                    reporter.warn(warning)
+            reporter.finish_file(job)
+    except KeyboardInterrupt:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run() -> None:
