@@ -63,3 +63,17 @@ def test_threads_follow_the_cores_this_process_may_use():
             "print(usable_cores(), default_threads(), set_threads(), set_threads(3))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "1", "3"]
+
+
+def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, piano_wav):
+    import soundfile as sf
+
+    from transcribe import transcribe
+    from_file = transcribe(piano_wav, tiny_model)
+    samples, rate = sf.read(piano_wav, dtype="int16")  # (samples, 2) integer PCM
+    for array in (samples, samples.T, samples.astype(np.float32) / 32768):
+        result = transcribe(array, tiny_model, sample_rate=rate)
+        np.testing.assert_allclose(result.notes, from_file.notes)
+        assert result.duration_s == pytest.approx(from_file.duration_s)
+    with pytest.raises(TranscribeError, match="sample_rate"):
+        transcribe(samples, tiny_model, sample_rate=0)
