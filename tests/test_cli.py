@@ -148,9 +148,13 @@ def test_plot_writes_the_four_figures(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "a.wav", seconds=3)
     result = invoke(wav, "--plot", "--save-posteriorgram", "--weights", tiny_weights, "-q")
     assert result.exit_code == 0, result.output
+    import matplotlib.image
+    sizes = set()
     for name in ("spectrogram", "posteriorgram", "reconstruction", "pianoroll"):
         png = tmp_path / f"a.{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        sizes.add(matplotlib.image.imread(png).shape)
+    assert len(sizes) == 1  # one size and the same margins: the time axes line up
     saved = np.load(tmp_path / "a.npz")
     assert saved["frame"].shape == (3 * C.SAMPLE_RATE // C.HOP_LENGTH + 1, C.N_KEYS)
 

@@ -27,20 +27,42 @@ def _pool(image: np.ndarray, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray
     return pooled, factor
 
 
+# Every figure has the same size and margins, so their time axes line up when the
+# PNGs are viewed one above the other; the colour bar sits in a fixed strip on the right.
+FIGURE_HEIGHT_IN = 5.0
+MARGINS = {"left": 0.06, "right": 0.90, "bottom": 0.11, "top": 0.90}
+BLACK_KEYS = (1, 3, 6, 8, 10)  # pitch classes: C#, D#, F#, G#, A#
+
+
 def _figure(duration_s: float):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    width = float(np.clip(4 + duration_s / 4, 8, 24))
-    return plt.subplots(figsize=(width, 5), dpi=100, constrained_layout=True)
+    width = float(np.clip(4 + duration_s / 4, 10, 24))
+    fig = plt.figure(figsize=(width, FIGURE_HEIGHT_IN), dpi=100)
+    ax = fig.add_axes([MARGINS["left"], MARGINS["bottom"], MARGINS["right"] - MARGINS["left"],
+                       MARGINS["top"] - MARGINS["bottom"]])
+    colour_axis = fig.add_axes([MARGINS["right"] + 0.015, MARGINS["bottom"], 0.012,
+                                MARGINS["top"] - MARGINS["bottom"]])
+    return fig, ax, colour_axis
 
 
-def _key_axis(ax) -> None:
+def _key_axis(ax, shade: bool = True) -> None:
+    """Keys as on a keyboard: every C and F named (C4 = middle C), black keys shaded."""
     import pretty_midi
-    octaves = [p for p in range(C.MIN_MIDI, C.MAX_MIDI + 1) if p % 12 == 0]  # every C
-    ax.set_yticks(octaves)
-    ax.set_yticklabels([pretty_midi.note_number_to_name(p) for p in octaves])
+    named = [p for p in range(C.MIN_MIDI, C.MAX_MIDI + 1) if p % 12 in (0, 5)]
+    ax.set_yticks(named)
+    ax.set_yticklabels([pretty_midi.note_number_to_name(p) for p in named], fontsize=7)
+    if shade:
+        for pitch in range(C.MIN_MIDI, C.MAX_MIDI + 1):
+            if pitch % 12 in BLACK_KEYS:
+                ax.axhspan(pitch - 0.5, pitch + 0.5, color="0.93", zorder=0, linewidth=0)
+    ax.set_ylim(C.MIN_MIDI - 0.5, C.MAX_MIDI + 0.5)
     ax.set_ylabel("key")
+
+
+def _titled(title: str, name: str | None) -> str:
+    return f"{name}: {title}" if name else title
 
 
 def _save(fig, path: Path, overwrite: bool = True) -> None:
@@ -56,39 +78,67 @@ def _save(fig, path: Path, overwrite: bool = True) -> None:
 
 
 def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: float,
-                       title: str = "Frame posteriorgram", overwrite: bool = True) -> None:
-    """``(frames, 88)`` probabilities as an image, keys labelled."""
+                       title: str = "Frame posteriorgram", overwrite: bool = True,
+                       threshold: float | None = None, notes: np.ndarray | None = None,
+                       name: str | None = None) -> None:
+    """``(frames, 88)`` probabilities as an image on the key axis.
+
+    With ``threshold`` the colour scale turns bright at it (what becomes a note is what
+    stands out); ``notes`` are outlined on top.
+    """
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
     image, factor = _pool(np.asarray(posteriorgram, np.float32))
     duration = len(posteriorgram) / frame_rate_hz
-    fig, ax = _figure(duration)
-    shown = ax.imshow(image.T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
+    fig, ax, colour_axis = _figure(duration)
+    norm = TwoSlopeNorm(vmin=0, vcenter=min(max(threshold, 0.01), 0.99), vmax=1) \
+        if threshold is not None else None
+    shown = ax.imshow(image.T, origin="lower", aspect="auto", cmap="magma",
+                      norm=norm, vmin=None if norm else 0, vmax=None if norm else 1,
                       extent=(0, len(image) * factor / frame_rate_hz, C.MIN_MIDI - 0.5,
                               C.MAX_MIDI + 0.5), interpolation="nearest")
-    _key_axis(ax)
+    for onset, offset, pitch, _ in np.asarray(notes if notes is not None else []).reshape(-1, 4):
+        ax.add_patch(Rectangle((onset, pitch - 0.5), offset - onset, 1.0, fill=False,
+                               edgecolor="cyan", linewidth=0.6))
+    _key_axis(ax, shade=False)
+    ax.set_xlim(0, max(duration, 1e-3))
     ax.set_xlabel("time (s)")
-    ax.set_title(title)
-    fig.colorbar(shown, ax=ax, label="probability", pad=0.01)
+    label = title + (f" (decoding threshold {threshold:g}: the colour turns bright there; "
+                     "decoded notes outlined)" if threshold is not None else "")
+    ax.set_title(_titled(label, name), fontsize=10)
+    fig.colorbar(shown, cax=colour_axis, label="probability")
     _save(fig, path, overwrite)
 
 
 def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
-                     title: str, kind: str = "mel", overwrite: bool = True) -> None:
-    """``(frames, bins)`` scaled log-power as an image, with bin centre frequencies labelled."""
+                     title: str, kind: str = "mel", overwrite: bool = True,
+                     name: str | None = None) -> None:
+    """``(frames, bins)`` log power on the key axis of the other figures, in dB.
+
+    Each bin is drawn at the pitch of its centre frequency (A4 = 440 Hz), so a note's
+    fundamental sits on its key; bins below A0 and above C8 are left out.
+    """
     image, factor = _pool(np.asarray(spectrogram, np.float32))
     duration = len(spectrogram) / frame_rate_hz
-    fig, ax = _figure(duration)
-    shown = ax.imshow(image.T, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                      extent=(0, len(image) * factor / frame_rate_hz, 0, image.shape[1]),
-                      interpolation="nearest")
+    fig, ax, colour_axis = _figure(duration)
     frequencies = _bin_frequencies(kind, image.shape[1])
-    ticks = [f for f in (100, 200, 500, 1000, 2000, 4000, 8000)
-             if frequencies[0] <= f <= frequencies[-1]]
-    ax.set_yticks([np.interp(f, frequencies, np.arange(len(frequencies))) for f in ticks])
-    ax.set_yticklabels([f"{f:g}" if f < 1000 else f"{f // 1000:g}k" for f in ticks])
-    ax.set_ylabel("frequency (Hz)")
+    pitches = 69 + 12 * np.log2(frequencies / 440.0)
+    edges = np.r_[pitches[0] - (pitches[1] - pitches[0]) / 2,
+                  (pitches[1:] + pitches[:-1]) / 2,
+                  pitches[-1] + (pitches[-1] - pitches[-2]) / 2]
+    # The front end's fixed scaling (features.Frontend) undone: 10 log10(power).
+    decibels = 10 / np.log(10) * (image * C.LOG_SCALE + np.log(C.LOG_FLOOR))
+    times = np.arange(len(image) + 1) * factor / frame_rate_hz
+    shown = ax.pcolormesh(times, edges, decibels.T, cmap="viridis", shading="flat",
+                          vmin=float(np.percentile(decibels, 5)) if decibels.size else None,
+                          vmax=float(decibels.max()) if decibels.size else None,
+                          rasterized=True)
+    _key_axis(ax, shade=False)
+    ax.set_xlim(0, max(duration, 1e-3))
     ax.set_xlabel("time (s)")
-    ax.set_title(title)
-    fig.colorbar(shown, ax=ax, label="log power (scaled)", pad=0.01)
+    ax.set_title(_titled(title + " (each bin at the pitch of its centre frequency)", name),
+                 fontsize=10)
+    fig.colorbar(shown, cax=colour_axis, label="power (dB)")
     _save(fig, path, overwrite)
 
 
@@ -101,29 +151,35 @@ def _bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
 
 
 def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
-                    overwrite: bool = True, pedal: np.ndarray | None = None) -> None:
-    """Decoded notes as bars, brightness by velocity; sustain-pedal spans shaded below A0."""
+                    overwrite: bool = True, pedal: np.ndarray | None = None,
+                    name: str | None = None) -> None:
+    """Decoded notes as bars coloured by velocity (with its colour bar) on a keyboard axis;
+    sustain-pedal spans shaded below A0."""
     import matplotlib.pyplot as plt
-    fig, ax = _figure(duration_s)
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    fig, ax, colour_axis = _figure(duration_s)
     notes = np.asarray(notes).reshape(-1, 4)
+    colours = plt.get_cmap("plasma_r")
+    velocity = Normalize(1, 127)
+    _key_axis(ax)
     if len(notes):
-        colours = plt.get_cmap("Blues")(0.35 + 0.65 * notes[:, VELOCITY] / 127)
         ax.barh(notes[:, PITCH], notes[:, OFFSET_S] - notes[:, ONSET_S], left=notes[:, ONSET_S],
-                height=0.8, color=colours, edgecolor="none")
+                height=0.8, color=colours(velocity(notes[:, VELOCITY])), edgecolor="none",
+                zorder=2)
     low = C.MIN_MIDI - 0.5
     if pedal is not None:
         low = C.MIN_MIDI - 3.5
         spans = np.asarray(pedal).reshape(-1, 2)
         ax.barh(np.full(len(spans), C.MIN_MIDI - 2), spans[:, 1] - spans[:, 0], left=spans[:, 0],
-                height=2, color="tab:orange", alpha=0.6, edgecolor="none",
+                height=2, color="tab:green", alpha=0.6, edgecolor="none",
                 label=f"sustain pedal ({len(spans)} presses)")
         ax.legend(loc="upper right", fontsize="small")
     ax.set_xlim(0, max(duration_s, 1e-3))
     ax.set_ylim(low, C.MAX_MIDI + 0.5)
-    _key_axis(ax)
-    ax.grid(axis="y", color="0.9", linewidth=0.5)
     ax.set_xlabel("time (s)")
-    ax.set_title(f"Piano roll: {len(notes)} notes (darker = louder)")
+    ax.set_title(_titled(f"piano roll, {len(notes)} notes", name), fontsize=10)
+    fig.colorbar(ScalarMappable(velocity, colours), cax=colour_axis, label="velocity")
     _save(fig, path, overwrite)
 
 
@@ -131,21 +187,24 @@ def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> l
     """Write ``STEM.spectrogram.png``, ``.posteriorgram.png``, ``.reconstruction.png``
     (when the model reconstructs) and ``.pianoroll.png``; returns the paths."""
     p = result.kept_posteriorgrams()
+    name = Path(result.source).name if result.source else stem.name
     written = []
     if p.spectrogram is not None:
         path = stem.with_name(stem.name + ".spectrogram.png")
-        plot_spectrogram(p.spectrogram, path, p.frame_rate_hz, "Input log-Mel spectrogram", kind,
-                         overwrite)
+        plot_spectrogram(p.spectrogram, path, p.frame_rate_hz, "input log-Mel spectrogram", kind,
+                         overwrite, name)
         written.append(path)
     path = stem.with_name(stem.name + ".posteriorgram.png")
-    plot_posteriorgram(p.frame, path, p.frame_rate_hz, overwrite=overwrite)
+    plot_posteriorgram(p.frame, path, p.frame_rate_hz, "frame posteriorgram", overwrite,
+                       result.options.frame_threshold, result.notes, name)
     written.append(path)
     if p.reconstruction is not None:
         path = stem.with_name(stem.name + ".reconstruction.png")
         plot_spectrogram(p.reconstruction, path, p.frame_rate_hz,
-                         "Reconstructed spectrogram (second U-net)", kind, overwrite)
+                         "spectrogram reconstructed from the posteriorgram (second U-net)", kind,
+                         overwrite, name)
         written.append(path)
     path = stem.with_name(stem.name + ".pianoroll.png")
-    plot_piano_roll(result.notes, path, result.duration_s, overwrite, result.pedal)
+    plot_piano_roll(result.notes, path, result.duration_s, overwrite, result.pedal, name)
     written.append(path)
     return written
