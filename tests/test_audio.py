@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -87,8 +88,37 @@ def test_folder_and_unsupported_container_errors(tmp_path):
         audio.probe(tmp_path)
     m4a = tmp_path / "song.m4a"
     m4a.write_bytes(b"\0" * 100)
-    with pytest.raises(TranscribeError, match="ffmpeg"):
+    expected = "not a readable audio or video file" if shutil.which("ffprobe") else \
+        "read with ffmpeg, which is not installed"
+    with pytest.raises(TranscribeError, match=expected):
         audio.probe(m4a)
+
+
+needs_ffmpeg = pytest.mark.skipif(not shutil.which("ffmpeg") or not shutil.which("ffprobe"),
+                                  reason="ffmpeg is not installed (apt-get install ffmpeg)")
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("suffix, extra", [(".m4a", []), (".mp4", ["-f", "lavfi", "-i",
+                                                                  "color=black:s=64x64:r=5"])])
+def test_phone_recordings_and_videos_stream_through_ffmpeg(tmp_path, suffix, extra):
+    import subprocess
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, np.stack([tone(440, 4.0, 44100), tone(440, 4.0, 44100)], axis=1), 44100)
+    encoded = tmp_path / f"tone{suffix}"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), *extra, "-shortest",
+                    "-c:a", "aac", str(encoded)], check=True)
+    info = audio.probe(encoded)
+    assert info.decoder == "ffmpeg" and info.duration_s == pytest.approx(4.0, abs=0.1)
+    stats = audio.StreamStats()
+    out = np.concatenate(list(audio.stream(encoded, stats=stats, block_s=1.0)))
+    assert abs(len(out) - 4 * C.SAMPLE_RATE) < 0.1 * C.SAMPLE_RATE and stats.shortfall is None
+    assert abs(peak_hz(out[C.SAMPLE_RATE:3 * C.SAMPLE_RATE], C.SAMPLE_RATE) - 440) < 5
+    silent = tmp_path / "silent.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=black:s=64x64:r=5",
+                    "-t", "1", str(silent)], check=True)
+    with pytest.raises(TranscribeError, match="has no audio track"):
+        audio.probe(silent)
 
 
 def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):

@@ -70,3 +70,17 @@ def test_notes_decoded_while_streaming_equal_decoding_the_kept_posteriorgrams(sh
     assert lean.posteriorgrams is None
     with pytest.raises(TranscribeError, match="keep_posteriorgrams"):
         lean.redecode(onset_threshold=0.5)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("ffmpeg"),
+                    reason="ffmpeg is not installed (apt-get install ffmpeg)")
+def test_a_phone_recording_transcribes_as_its_lossless_original(shipped, tmp_path):
+    import subprocess
+    from pathlib import Path
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    phone = tmp_path / "example.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(examples / "example.flac"), "-ac", "1",
+                    "-c:a", "aac", "-b:a", "64k", str(phone)], check=True)
+    result = transcribe(phone, shipped)
+    reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(examples / "example.mid")))
+    assert score(reference, result.notes)["note_f1"] >= EXAMPLE_NOTE_F1_FLOOR

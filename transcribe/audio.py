@@ -23,7 +23,10 @@ from .errors import TranscribeError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
                     ".w64", ".rf64", ".caf")
-UNSUPPORTED_EXTENSIONS = (".m4a", ".aac", ".mp4", ".wma", ".webm", ".mkv", ".ape", ".alac")
+# Phone recordings and videos: decoded by ffmpeg when it is installed.
+FFMPEG_EXTENSIONS = (".m4a", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".wma",
+                     ".ape", ".alac", ".3gp", ".amr")
+UNSUPPORTED_EXTENSIONS = FFMPEG_EXTENSIONS  # without ffmpeg
 BLOCK_S = 30.0
 READ_S = 1.0  # a read that fails loses at most this much of a damaged file
 
@@ -35,6 +38,7 @@ class AudioInfo:
     channels: int
     frames: int  # at the file's own rate
     promised_frames: int | None = None  # what the header declares, where it says more
+    decoder: str = "libsndfile"  # or "ffmpeg"
 
     @property
     def duration_s(self) -> float:
@@ -64,9 +68,8 @@ def probe(path: str | Path) -> AudioInfo:
         raise TranscribeError(f"{path}: the file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise TranscribeError(f"{path}: permission denied (the file is not readable)")
-    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS:
-        raise TranscribeError(f"{path}: {path.suffix} is not supported; convert it first, "
-                              f"e.g. `ffmpeg -i '{path.name}' '{path.stem}.flac'`")
+    if path.suffix.lower() in FFMPEG_EXTENSIONS:
+        return _probe_with_ffmpeg(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as error:
@@ -77,6 +80,82 @@ def probe(path: str | Path) -> AudioInfo:
     promised = _wav_declared_frames(path) if info.format in ("WAV", "WAVEX") else None
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      promised if promised and promised > info.frames else None)
+
+
+def _ffmpeg_tools() -> tuple[str, str] | None:
+    import shutil
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    return (ffmpeg, ffprobe) if ffmpeg and ffprobe else None
+
+
+def _probe_with_ffmpeg(path: Path) -> AudioInfo:
+    """The first audio stream of a phone recording or video, as ffprobe reports it."""
+    import json
+    import subprocess
+    tools = _ffmpeg_tools()
+    if tools is None:
+        raise TranscribeError(f"{path}: {path.suffix} files are read with ffmpeg, which is not "
+                              "installed (apt-get install ffmpeg, brew install ffmpeg); or "
+                              f"convert it: `ffmpeg -i '{path.name}' '{path.stem}.flac'`")
+    command = [tools[1], "-v", "error", "-select_streams", "a:0", "-show_entries",
+               "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        about = json.loads(result.stdout or "{}")
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, OSError) as error:
+        raise TranscribeError(f"{path}: ffprobe could not read it ({error})") from None
+    streams = about.get("streams") or []
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["unreadable"])[-1][:160]
+        raise TranscribeError(f"{path}: not a readable audio or video file ({reason})")
+    if not streams:
+        raise TranscribeError(f"{path}: has no audio track")
+    stream = streams[0]
+    rate = int(stream.get("sample_rate") or 0)
+    duration = float(stream.get("duration") or about.get("format", {}).get("duration") or 0)
+    if rate <= 0:
+        raise TranscribeError(f"{path}: its audio track declares no sample rate")
+    return AudioInfo(path, rate, int(stream.get("channels") or 1), int(duration * rate),
+                     decoder="ffmpeg")
+
+
+def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
+                        stats: StreamStats) -> Iterator[np.ndarray]:
+    """Mono float32 blocks decoded and resampled by ffmpeg, read from its output as it goes."""
+    import subprocess
+    ffmpeg = _ffmpeg_tools()[0]
+    command = [ffmpeg, "-v", "error", "-nostdin", "-i", str(info.path), "-map", "0:a:0",
+               "-vn", "-ac", "1", "-ar", str(target_rate), "-f", "f32le", "-"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    block_bytes = max(1, int(block_s * target_rate)) * 4
+    try:
+        pending = b""
+        while True:
+            chunk = process.stdout.read(block_bytes)
+            if not chunk:
+                break
+            pending += chunk
+            usable = len(pending) // 4 * 4
+            block = sanitize(np.frombuffer(pending[:usable], np.float32).copy(), stats)
+            pending = pending[usable:]
+            stats.samples += len(block)
+            if len(block):
+                yield block
+        error = process.stderr.read().decode(errors="replace").strip()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reason = (error.splitlines() or [""])[-1][:160]
+    if process.returncode != 0 and stats.samples == 0:
+        raise TranscribeError(f"{info.path}: ffmpeg could not decode it ({reason})")
+    promised = info.frames / info.sample_rate
+    read_s = stats.samples / target_rate
+    if process.returncode != 0 or (promised and read_s < promised - 0.5):
+        why = f" ({reason})" if reason else ""
+        stats.shortfall = (f"truncated or damaged: read {read_s:.1f} s of the {promised:.1f} s "
+                           f"the header promises{why}")
 
 
 def _stat_message(path: Path, error: OSError) -> str:
@@ -172,6 +251,9 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     """
     info = info or probe(path)
     stats = stats if stats is not None else StreamStats()
+    if info.decoder == "ffmpeg":
+        yield from _stream_with_ffmpeg(info, target_rate, block_s, stats)
+        return
     resample = Resampler(info.sample_rate, target_rate)
     read_frames = max(1, int(READ_S * info.sample_rate))
     per_block = max(1, int(round(block_s / READ_S)))

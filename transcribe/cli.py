@@ -123,8 +123,8 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
             found = sorted(p for p in source.rglob("*") if p.is_file()
                            and p.suffix.lower() in _audio_suffixes() and not p.name.startswith("."))
             if not found:
-                raise TranscribeError(f"{source}: no audio files found (looked for "
-                                      "WAV, FLAC, OGG, MP3 in all sub-folders)")
+                raise TranscribeError(f"{source}: no audio files found (looked for WAV, FLAC, "
+                                      "OGG, MP3, m4a, mp4... in all sub-folders)")
             base = output if output is not None else source
             jobs += [Job(p, (base / p.relative_to(source)).with_suffix(suffix)) for p in found]
         elif out_is_dir:
@@ -264,8 +264,9 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, mode
          **decoding):
     """Transcribe piano recordings to MIDI.
 
-    INPUTS are audio files (WAV, FLAC, OGG, MP3; any sample rate and channel count)
-    or folders, searched recursively; or posteriorgrams saved with --save-posteriorgram
+    INPUTS are audio files (WAV, FLAC, OGG, MP3; with ffmpeg installed also phone
+    recordings and videos: m4a, aac, mp4, mov, webm...; any sample rate and channel
+    count) or folders, searched recursively; or posteriorgrams saved with --save-posteriorgram
     (.npz), decoded anew with the options given, without the network.
 
     \b
