@@ -405,3 +405,15 @@ def test_ctrl_c_in_a_parallel_batch_leaves_no_partial_file(tmp_path, tiny_weight
     for path in written:
         assert path.suffix == ".mid"
         pretty_midi.PrettyMIDI(str(path))
+
+
+def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):
+    import matplotlib.image
+    wav = write_wav(tmp_path / "long.wav", seconds=65)
+    result = invoke(wav, "--plot", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    kinds = ("pianoroll", "posteriorgram", "reconstruction", "spectrogram")
+    assert pngs == sorted(f"long.{kind}-{page:02d}.png" for kind in kinds for page in (1, 2, 3))
+    # Every page of every figure has one size: 30 s at the same scale, axes aligned.
+    assert len({matplotlib.image.imread(tmp_path / name).shape for name in pngs}) == 1

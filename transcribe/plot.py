@@ -80,7 +80,8 @@ def _save(fig, path: Path, overwrite: bool = True) -> None:
 def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: float,
                        title: str = "Frame posteriorgram", overwrite: bool = True,
                        threshold: float | None = None, notes: np.ndarray | None = None,
-                       name: str | None = None) -> None:
+                       name: str | None = None, start_s: float = 0.0,
+                       width_s: float | None = None) -> None:
     """``(frames, 88)`` probabilities as an image on the key axis.
 
     With ``threshold`` the colour scale turns bright at it (what becomes a note is what
@@ -89,19 +90,19 @@ def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: flo
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
     image, factor = _pool(np.asarray(posteriorgram, np.float32))
-    duration = len(posteriorgram) / frame_rate_hz
+    duration = width_s or len(posteriorgram) / frame_rate_hz
     fig, ax, colour_axis = _figure(duration)
     norm = TwoSlopeNorm(vmin=0, vcenter=min(max(threshold, 0.01), 0.99), vmax=1) \
         if threshold is not None else None
     shown = ax.imshow(image.T, origin="lower", aspect="auto", cmap="magma",
                       norm=norm, vmin=None if norm else 0, vmax=None if norm else 1,
-                      extent=(0, len(image) * factor / frame_rate_hz, C.MIN_MIDI - 0.5,
-                              C.MAX_MIDI + 0.5), interpolation="nearest")
+                      extent=(start_s, start_s + len(image) * factor / frame_rate_hz,
+                              C.MIN_MIDI - 0.5, C.MAX_MIDI + 0.5), interpolation="nearest")
     for onset, offset, pitch, _ in np.asarray(notes if notes is not None else []).reshape(-1, 4):
         ax.add_patch(Rectangle((onset, pitch - 0.5), offset - onset, 1.0, fill=False,
                                edgecolor="cyan", linewidth=0.6))
     _key_axis(ax, shade=False)
-    ax.set_xlim(0, max(duration, 1e-3))
+    ax.set_xlim(start_s, start_s + max(duration, 1e-3))
     ax.set_xlabel("time (s)")
     label = title + (f" (decoding threshold {threshold:g}: the colour turns bright there; "
                      "decoded notes outlined)" if threshold is not None else "")
@@ -112,14 +113,15 @@ def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: flo
 
 def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
                      title: str, kind: str = "mel", overwrite: bool = True,
-                     name: str | None = None) -> None:
+                     name: str | None = None, start_s: float = 0.0,
+                     width_s: float | None = None) -> None:
     """``(frames, bins)`` log power on the key axis of the other figures, in dB.
 
     Each bin is drawn at the pitch of its centre frequency (A4 = 440 Hz), so a note's
     fundamental sits on its key; bins below A0 and above C8 are left out.
     """
     image, factor = _pool(np.asarray(spectrogram, np.float32))
-    duration = len(spectrogram) / frame_rate_hz
+    duration = width_s or len(spectrogram) / frame_rate_hz
     fig, ax, colour_axis = _figure(duration)
     frequencies = _bin_frequencies(kind, image.shape[1])
     pitches = 69 + 12 * np.log2(frequencies / 440.0)
@@ -128,13 +130,13 @@ def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
                   pitches[-1] + (pitches[-1] - pitches[-2]) / 2]
     # The front end's fixed scaling (features.Frontend) undone: 10 log10(power).
     decibels = 10 / np.log(10) * (image * C.LOG_SCALE + np.log(C.LOG_FLOOR))
-    times = np.arange(len(image) + 1) * factor / frame_rate_hz
+    times = start_s + np.arange(len(image) + 1) * factor / frame_rate_hz
     shown = ax.pcolormesh(times, edges, decibels.T, cmap="viridis", shading="flat",
                           vmin=float(np.percentile(decibels, 5)) if decibels.size else None,
                           vmax=float(decibels.max()) if decibels.size else None,
                           rasterized=True)
     _key_axis(ax, shade=False)
-    ax.set_xlim(0, max(duration, 1e-3))
+    ax.set_xlim(start_s, start_s + max(duration, 1e-3))
     ax.set_xlabel("time (s)")
     ax.set_title(_titled(title + " (each bin at the pitch of its centre frequency)", name),
                  fontsize=10)
@@ -152,7 +154,7 @@ def _bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
 
 def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
                     overwrite: bool = True, pedal: np.ndarray | None = None,
-                    name: str | None = None) -> None:
+                    name: str | None = None, start_s: float = 0.0) -> None:
     """Decoded notes as bars coloured by velocity (with its colour bar) on a keyboard axis;
     sustain-pedal spans shaded below A0."""
     import matplotlib.pyplot as plt
@@ -175,7 +177,7 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
                 height=2, color="tab:green", alpha=0.6, edgecolor="none",
                 label=f"sustain pedal ({len(spans)} presses)")
         ax.legend(loc="upper right", fontsize="small")
-    ax.set_xlim(0, max(duration_s, 1e-3))
+    ax.set_xlim(start_s, start_s + max(duration_s, 1e-3))
     ax.set_ylim(low, C.MAX_MIDI + 0.5)
     ax.set_xlabel("time (s)")
     ax.set_title(_titled(f"piano roll, {len(notes)} notes", name), fontsize=10)
@@ -183,28 +185,57 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
     _save(fig, path, overwrite)
 
 
+PAGE_S = 30.0  # a page of every figure: a readable time scale, the same on every page
+
+
+def pages(duration_s: float, page_s: float = PAGE_S) -> int:
+    """How many pages the figures of a recording of ``duration_s`` take."""
+    return max(1, int(np.ceil(duration_s / page_s - 1e-9)))
+
+
+def figure_path(stem: Path, kind: str, page: int, n_pages: int) -> Path:
+    """``STEM.KIND.png``, or ``STEM.KIND-NN.png`` (page NN, from 01) when there are pages."""
+    suffix = f"{kind}.png" if n_pages == 1 else f"{kind}-{page + 1:02d}.png"
+    return stem.with_name(f"{stem.name}.{suffix}")
+
+
 def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> list[Path]:
     """Write ``STEM.spectrogram.png``, ``.posteriorgram.png``, ``.reconstruction.png``
-    (when the model reconstructs) and ``.pianoroll.png``; returns the paths."""
+    (when the model reconstructs) and ``.pianoroll.png``; returns the paths.
+
+    A recording longer than ``PAGE_S`` gets numbered pages of every figure
+    (``STEM.pianoroll-01.png``...), each covering the same ``PAGE_S`` seconds.
+    """
     p = result.kept_posteriorgrams()
     name = Path(result.source).name if result.source else stem.name
+    n_pages = pages(result.duration_s)
+    width = PAGE_S if n_pages > 1 else None
+    rate = p.frame_rate_hz
+    notes = np.asarray(result.notes).reshape(-1, 4)
     written = []
-    if p.spectrogram is not None:
-        path = stem.with_name(stem.name + ".spectrogram.png")
-        plot_spectrogram(p.spectrogram, path, p.frame_rate_hz, "input log-Mel spectrogram", kind,
-                         overwrite, name)
+    for page in range(n_pages):
+        start, end = page * PAGE_S, (page + 1) * PAGE_S
+        frames = slice(int(round(start * rate)), int(round(end * rate)) if n_pages > 1 else None)
+        label = name + (f", page {page + 1} of {n_pages}" if n_pages > 1 else "")
+        shown = notes[(notes[:, OFFSET_S] > start) & (notes[:, ONSET_S] < end)] \
+            if n_pages > 1 else notes
+        if p.spectrogram is not None:
+            path = figure_path(stem, "spectrogram", page, n_pages)
+            plot_spectrogram(p.spectrogram[frames], path, rate, "input log-Mel spectrogram",
+                             kind, overwrite, label, start, width)
+            written.append(path)
+        path = figure_path(stem, "posteriorgram", page, n_pages)
+        plot_posteriorgram(p.frame[frames], path, rate, "frame posteriorgram", overwrite,
+                           result.options.frame_threshold, shown, label, start, width)
         written.append(path)
-    path = stem.with_name(stem.name + ".posteriorgram.png")
-    plot_posteriorgram(p.frame, path, p.frame_rate_hz, "frame posteriorgram", overwrite,
-                       result.options.frame_threshold, result.notes, name)
-    written.append(path)
-    if p.reconstruction is not None:
-        path = stem.with_name(stem.name + ".reconstruction.png")
-        plot_spectrogram(p.reconstruction, path, p.frame_rate_hz,
-                         "spectrogram reconstructed from the posteriorgram (second U-net)", kind,
-                         overwrite, name)
+        if p.reconstruction is not None:
+            path = figure_path(stem, "reconstruction", page, n_pages)
+            plot_spectrogram(p.reconstruction[frames], path, rate,
+                             "spectrogram reconstructed from the posteriorgram (second U-net)",
+                             kind, overwrite, label, start, width)
+            written.append(path)
+        path = figure_path(stem, "pianoroll", page, n_pages)
+        plot_piano_roll(shown, path, width or result.duration_s, overwrite, result.pedal, label,
+                        start)
         written.append(path)
-    path = stem.with_name(stem.name + ".pianoroll.png")
-    plot_piano_roll(result.notes, path, result.duration_s, overwrite, result.pedal, name)
-    written.append(path)
     return written

@@ -259,6 +259,8 @@ def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = Fa
     """The files written beside ``output`` by ``--plot`` and ``--save-posteriorgram``.
 
     ``STEM.reconstruction.png`` is listed too, though only weights that reconstruct write it.
+    Recordings longer than ``plot.PAGE_S`` get numbered pages (``STEM.pianoroll-01.png``)
+    instead, which the atomic publish checks as they are written.
     """
     stem = output.with_suffix("")
     paths = [output.with_suffix(".npz")] if save_posteriorgram else []
