@@ -249,6 +249,10 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
                                            "posteriorgram, reconstructed spectrogram, piano roll.")
+@click.option("--html", is_flag=True,
+              help="Also write a review page (STEM.html, self-contained): the piano roll under "
+                   "a playhead that follows the recording; hear the recording, the "
+                   "transcription, or both.")
 @click.option("--save-posteriorgram", is_flag=True,
               help="Also write the posteriorgrams as .npz, to re-decode without the network.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
@@ -260,7 +264,7 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
 def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, model_pass,
-         tempo_bpm, plot, save_posteriorgram, overwrite, skip_existing, quiet, profile,
+         tempo_bpm, plot, html, save_posteriorgram, overwrite, skip_existing, quiet, profile,
          **decoding):
     """Transcribe piano recordings to MIDI.
 
@@ -290,7 +294,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, mode
     fmt_given = fmt is not None
     if fmt is None:
         fmt = NOTE_SUFFIXES.get(Path(output).suffix.lower(), "mid") if output else "mid"
-    side = [p.name[len("x"):] for p in side_outputs(Path("x.mid"), plot, save_posteriorgram)]
+    side = [p.name[len("x"):] for p in side_outputs(Path("x.mid"), plot, save_posteriorgram, html)]
     try:
         jobs = plan_jobs(tuple(inputs), output, fmt)
         check_outputs(jobs, fmt, fmt_given, side)
@@ -340,7 +344,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, mode
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             _interrupt_as_exception()
             settings = JobSettings(options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
-                                   pedal, model_pass)
+                                   pedal, model_pass, html)
             with reporter:
                 if workers > 1:
                     _run_parallel(pending, workers, threads_each, weights, str(chosen),
@@ -392,6 +396,7 @@ class JobSettings:
     overwrite: bool
     pedal: str
     model_pass: str | None
+    html: bool = False
 
 
 def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) -> list[str]:
@@ -409,7 +414,8 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
                                     plot=settings.plot,
                                     save_posteriorgram=settings.save_posteriorgram,
                                     overwrite=settings.overwrite, progress=progress, times=times,
-                                    pedal=settings.pedal, model_pass=settings.model_pass)
+                                    pedal=settings.pedal, model_pass=settings.model_pass,
+                                    html=settings.html)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.

@@ -255,8 +255,9 @@ def is_posteriorgram_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".npz"
 
 
-def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = False) -> list[Path]:
-    """The files written beside ``output`` by ``--plot`` and ``--save-posteriorgram``.
+def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = False,
+                 html: bool = False) -> list[Path]:
+    """The files written beside ``output`` by ``--plot``, ``--save-posteriorgram`` and ``--html``.
 
     ``STEM.reconstruction.png`` is listed too, though only weights that reconstruct write it.
     Recordings longer than ``plot.PAGE_S`` get numbered pages (``STEM.pianoroll-01.png``)
@@ -264,6 +265,8 @@ def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = Fa
     """
     stem = output.with_suffix("")
     paths = [output.with_suffix(".npz")] if save_posteriorgram else []
+    if html:
+        paths.append(output.with_suffix(".html"))
     if plot:
         paths += [stem.with_name(f"{stem.name}.{kind}.png") for kind in
                   ("spectrogram", "posteriorgram", "reconstruction", "pianoroll")]
@@ -276,7 +279,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        save_posteriorgram: bool = False, overwrite: bool = False,
                        progress: Callable[[float, float], None] | None = None,
                        times: StageTimes | None = None, pedal: str = "extend",
-                       model_pass: str | None = None) -> Transcription:
+                       model_pass: str | None = None, html: bool = False) -> Transcription:
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
     The side files are written first and the notes last, so an existing ``output``
@@ -287,6 +290,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     output = Path(output)
     times = times or StageTimes()
     if is_posteriorgram_file(source):  # saved posteriorgrams: decoded anew, no network
+        if html:
+            raise TranscribeError(f"{source}: --html needs the recording; give the audio file")
         with times.measure("note decoding"):
             result = load_posteriorgrams(source, options)
     else:
@@ -301,6 +306,10 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
         with times.measure("plots"):
             plot_all(result, output.with_suffix(""),
                      model.config.spectrogram if model is not None else "mel", overwrite)
+    if html:
+        from .review import write_review_page
+        with times.measure("review page"):
+            write_review_page(result, source, output.with_suffix(".html"), overwrite)
     with times.measure("output files"):
         result.save(output, fmt, tempo_bpm, overwrite, pedal)
     return result

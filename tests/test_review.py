@@ -1,0 +1,64 @@
+"""The --html review page in a real headless browser (Debian's chromium, driven by Selenium)."""
+
+import shutil
+import time
+
+import pretty_midi
+import pytest
+
+from test_cli import invoke
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+selenium = pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="apt-get install chromium chromium-driver")
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", "--autoplay-policy=no-user-gesture-required",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,800"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_review_page_plays_draws_every_note_and_needs_no_network(tmp_path, piano_wav,
+                                                                      tiny_weights, browser):
+    from selenium.webdriver.common.by import By
+    out = tmp_path / "scale.mid"
+    result = invoke(piano_wav, "-o", out, "--html", "--weights", tiny_weights, "-q",
+                    "--onset-threshold", "0.3", "--frame-threshold", "0.3")
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "scale.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # nothing fetched from anywhere
+    browser.get(page.as_uri())
+    midi_notes = sum(len(i.notes) for i in pretty_midi.PrettyMIDI(str(out)).instruments)
+    assert browser.execute_script("return window.reviewState.drawnNotes") == midi_notes
+    assert browser.find_element(By.ID, "roll").get_attribute("data-drawn-notes") == str(midi_notes)
+    browser.find_element(By.ID, "play").click()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and \
+            browser.execute_script("return window.reviewState.playheadX") < 10:
+        time.sleep(0.1)
+    assert browser.execute_script("return window.reviewState.playheadX") >= 10, \
+        "the playhead did not move while the recording played"
+    assert browser.execute_script("return document.getElementById('audio').currentTime") > 0
+    # Click to seek: the playhead jumps to where the roll was clicked.
+    browser.find_element(By.ID, "play").click()  # pause
+    browser.execute_script(
+        "const c = document.getElementById('roll'); const r = c.getBoundingClientRect();"
+        "c.dispatchEvent(new MouseEvent('click', {clientX: r.left + 180, clientY: r.top + 50}));")
+    assert browser.execute_script("return document.getElementById('audio').currentTime") \
+        == pytest.approx(3.0, abs=0.05)  # 180 px at 60 px a second
+    browser.save_screenshot(str(tmp_path / "review.png"))
+    assert (tmp_path / "review.png").stat().st_size > 1000

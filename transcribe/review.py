@@ -1,0 +1,199 @@
+"""``--html``: one self-contained review page per input, to check a transcription by ear.
+
+The page holds everything it needs (no network, no external script or font): the
+recording, compressed (Ogg Vorbis, mono, 22.05 kHz) and embedded as a data URI; the
+notes and pedal as JSON; a small script that draws the piano roll on a canvas under a
+playhead that follows the recording, seeks where it is clicked, zooms in time, and
+plays the transcription through a WebAudio piano-like synth (decaying partials), the
+recording, or both together.  Embedding makes one file to share or archive: about
+0.5 MB a minute of audio.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from . import audio as audio_io
+from .files import write_atomic
+from .version import __version__
+
+AUDIO_RATE = 22050
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>__TITLE__</title>
+<style>
+body { font: 14px system-ui, sans-serif; margin: 12px; color: #222; }
+#bar { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }
+button { font: inherit; padding: 3px 10px; }
+#roll-box { overflow-x: auto; border: 1px solid #bbb; }
+#facts { color: #555; margin: 6px 0; }
+label { margin-right: 6px; }
+</style></head><body>
+<h2>__TITLE__</h2>
+<div id="facts">__FACTS__</div>
+<div id="bar">
+  <button id="play">Play</button>
+  <span id="clock">0:00.0</span>
+  <span>Hear:
+    <label><input type="radio" name="hear" value="recording"> recording</label>
+    <label><input type="radio" name="hear" value="transcription"> transcription</label>
+    <label><input type="radio" name="hear" value="both" checked> both</label></span>
+  <button id="zoom-out" title="zoom out">&minus;</button>
+  <button id="zoom-in" title="zoom in">+</button>
+</div>
+<div id="roll-box"><canvas id="roll" height="528"></canvas></div>
+<audio id="audio" preload="auto" src="data:audio/ogg;base64,__AUDIO__"></audio>
+<script>
+"use strict";
+const DATA = __DATA__;
+const LOW = 21, HIGH = 108, KEY_PX = 6, BLACK = [1, 3, 6, 8, 10];
+const audio = document.getElementById("audio");
+const canvas = document.getElementById("roll");
+const box = document.getElementById("roll-box");
+const ctx = canvas.getContext("2d");
+let pxPerSecond = 60, synth = null, lastTime = 0, mode = "both";
+const state = { drawnNotes: 0, playheadX: 0, played: 0 };
+window.reviewState = state;
+
+function y(pitch) { return (HIGH - pitch) * KEY_PX; }
+function colour(velocity) {
+  const t = Math.max(0, Math.min(1, velocity / 127));
+  return "hsl(" + Math.round(50 - 50 * t) + ", 85%, " + Math.round(70 - 35 * t) + "%)";
+}
+function draw() {
+  canvas.width = Math.max(box.clientWidth, Math.ceil(DATA.duration_s * pxPerSecond) + 40);
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  for (let p = LOW; p <= HIGH; p++) {
+    if (BLACK.includes(p % 12)) { ctx.fillStyle = "#eee"; ctx.fillRect(0, y(p), canvas.width, KEY_PX); }
+    if (p % 12 === 0) { ctx.fillStyle = "#999"; ctx.fillRect(0, y(p) + KEY_PX - 1, canvas.width, 1); }
+  }
+  for (const [start, end] of DATA.pedal) {
+    ctx.fillStyle = "rgba(40, 160, 80, 0.35)";
+    ctx.fillRect(start * pxPerSecond, canvas.height - 6, (end - start) * pxPerSecond, 6);
+  }
+  let drawn = 0;
+  for (const [onset, offset, pitch, velocity] of DATA.notes) {
+    ctx.fillStyle = colour(velocity);
+    ctx.fillRect(onset * pxPerSecond, y(pitch), Math.max(1, (offset - onset) * pxPerSecond), KEY_PX - 1);
+    drawn++;
+  }
+  ctx.font = "10px sans-serif";
+  for (let p = LOW; p <= HIGH; p += 1) {
+    if (p % 12 !== 0) continue;  // C labels on top, readable over the notes
+    ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(0, y(p) - 6, 22, 11);
+    ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), 2, y(p) + 3);
+  }
+  state.drawnNotes = drawn;
+  canvas.dataset.drawnNotes = String(drawn);
+  drawPlayhead();
+}
+let under = null;
+function drawPlayhead() {
+  if (under) ctx.putImageData(under.image, under.x, 0);
+  const x = Math.round(audio.currentTime * pxPerSecond);
+  under = { x: Math.max(0, x - 1), image: ctx.getImageData(Math.max(0, x - 1), 0, 3, canvas.height) };
+  ctx.fillStyle = "#d00"; ctx.fillRect(x - 1, 0, 2, canvas.height);
+  state.playheadX = x;
+  const seconds = audio.currentTime;
+  document.getElementById("clock").textContent =
+    Math.floor(seconds / 60) + ":" + (seconds % 60).toFixed(1).padStart(4, "0");
+  if (!audio.paused && (x < box.scrollLeft || x > box.scrollLeft + box.clientWidth - 20)) {
+    box.scrollLeft = Math.max(0, x - 40);
+  }
+}
+function strike(pitch, velocity, seconds) {
+  if (!synth) return;
+  const now = synth.currentTime, f = 440 * Math.pow(2, (pitch - 69) / 12);
+  const level = 0.05 + 0.25 * (velocity / 127) ** 2, hold = Math.min(Math.max(seconds, 0.2), 4);
+  [[1, 1], [2, 0.4], [3, 0.15]].forEach(([harmonic, share]) => {
+    const osc = synth.createOscillator(), gain = synth.createGain();
+    osc.type = "sine"; osc.frequency.value = f * harmonic;
+    gain.gain.setValueAtTime(level * share, now);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + hold + 0.3);
+    osc.connect(gain).connect(synth.destination);
+    osc.start(now); osc.stop(now + hold + 0.35);
+  });
+  state.played++;
+}
+function tick() {
+  const t = audio.currentTime;
+  if (!audio.paused && mode !== "recording" && t > lastTime && t - lastTime < 1) {
+    for (const [onset, offset, pitch, velocity] of DATA.notes) {
+      if (onset >= lastTime && onset < t) strike(pitch, velocity, offset - onset);
+    }
+  }
+  lastTime = t;
+  drawPlayhead();
+  requestAnimationFrame(tick);
+}
+function setMode(value) {
+  mode = value;
+  audio.muted = mode === "transcription";
+}
+document.getElementById("play").addEventListener("click", () => {
+  if (!synth) { try { synth = new AudioContext(); } catch (e) { synth = null; } }
+  if (synth && synth.state === "suspended") synth.resume();
+  if (audio.paused) { audio.play(); } else { audio.pause(); }
+});
+audio.addEventListener("play", () => { document.getElementById("play").textContent = "Pause"; });
+audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; });
+canvas.addEventListener("click", (event) => {
+  const rect = canvas.getBoundingClientRect();
+  audio.currentTime = Math.max(0, Math.min(DATA.duration_s, (event.clientX - rect.left) / pxPerSecond));
+  lastTime = audio.currentTime;
+});
+document.querySelectorAll("input[name=hear]").forEach((input) =>
+  input.addEventListener("change", () => setMode(input.value)));
+document.getElementById("zoom-in").addEventListener("click", () => { pxPerSecond *= 1.5; under = null; draw(); });
+document.getElementById("zoom-out").addEventListener("click", () => { pxPerSecond /= 1.5; under = null; draw(); });
+draw();
+requestAnimationFrame(tick);
+</script></body></html>
+"""
+
+
+def page_html(result, recording: bytes, title: str) -> str:
+    """The review page of a ``Transcription`` with the Ogg ``recording`` embedded."""
+    notes, pedal = result.with_pedal("extend")
+    spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
+    data = {"duration_s": round(float(result.duration_s), 3),
+            "notes": [[round(float(a), 4), round(float(b), 4), int(p), int(v)]
+                      for a, b, p, v in np.asarray(notes).reshape(-1, 4)],
+            "pedal": [[round(float(a), 4), round(float(b), 4)]
+                      for a, b in np.asarray(spans).reshape(-1, 2)]}
+    options = result.options
+    facts = (f"{len(data['notes'])} notes, {result.duration_s:.1f} s; thresholds: onset "
+             f"{options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
+             f"{options.offset_threshold:g}, frame onsets {options.frame_onset_threshold:g}, "
+             f"shortest note {options.min_note_ms:g} ms; amt-transcribe {__version__}. "
+             "Click the roll to seek.")
+    return (_PAGE.replace("__TITLE__", html.escape(title))
+            .replace("__FACTS__", html.escape(facts))
+            .replace("__AUDIO__", base64.b64encode(recording).decode("ascii"))
+            # "</" could end the script element early: JSON allows "<\/" instead.
+            .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
+
+
+def encode_recording(source: str | Path) -> bytes:
+    """The recording as mono Ogg Vorbis at ``AUDIO_RATE``, for embedding."""
+    samples = np.concatenate(list(audio_io.stream(source, AUDIO_RATE)) or
+                             [np.zeros(1, np.float32)])
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1, 1), AUDIO_RATE, format="OGG", subtype="VORBIS")
+    return buffer.getvalue()
+
+
+def write_review_page(result, source: str | Path, path: str | Path,
+                      overwrite: bool = True) -> None:
+    """Write ``path``: the review page of ``result``, transcribed from the file ``source``."""
+    page = page_html(result, encode_recording(source), f"{Path(source).name}: transcription")
+    write_atomic(Path(path), page.encode("utf-8"), overwrite)
