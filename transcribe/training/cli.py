@@ -150,7 +150,10 @@ def make_validator(folder: Path, count: int):
         pairs = pair_files(folder, folder)[:count]  # re-read: the set may still be rendering
         if not pairs:
             return {}
-        rows = evaluate_model(LoadedModel(model, frontend, model.config), pairs)
+        # The first pass: the second's BatchNorm statistics are only right once
+        # re-estimated after averaging (amt-train recalibrate).
+        rows = evaluate_model(LoadedModel(model, frontend, model.config), pairs,
+                              model_pass="fast")
         means = mean_scores(rows)
         return {k: round(100 * v, 2) for k, v in means.items() if k.endswith("f1")}
     return validate
