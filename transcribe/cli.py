@@ -174,10 +174,10 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
         suffix = job.output.suffix.lower()
         if suffix in audio:
             raise UsageError(f"{job.output}: an audio file name for the {fmt} output "
-                                  f"(it would replace audio with notes); name it .{fmt}")
+                             f"(it would replace audio with notes); name it .{fmt}")
         if fmt_given and NOTE_SUFFIXES.get(suffix, fmt) != fmt:
             raise UsageError(f"{job.output}: the suffix says {NOTE_SUFFIXES[suffix]} but "
-                                  f"--format {fmt} was asked for; make them agree")
+                             f"--format {fmt} was asked for; make them agree")
         stem = job.output.with_suffix("")
         for path in [job.output] + [stem.with_name(stem.name + s) for s in side]:
             if _key(path) in inputs:
