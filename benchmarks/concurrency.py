@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from speed import bench_audio
+from speed import DEFAULT_MANIFEST, bench_audio
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def command(audio: Path, out: Path, extra: list[str]) -> list[str]:
@@ -53,8 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--manifest", type=Path, default=ROOT.parent / "shared" / "data" / "midi" /
-                        "MANIFEST.tsv")
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     args = parser.parse_args()
     audio = bench_audio(args.minutes, args.manifest)
     cores = os.cpu_count()

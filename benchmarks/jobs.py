@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from speed import bench_audio
+from speed import DEFAULT_MANIFEST, bench_audio
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -29,8 +28,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--manifest", type=Path, default=ROOT.parent / "shared" / "data" / "midi" /
-                        "MANIFEST.tsv")
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     args = parser.parse_args()
     audio = bench_audio(args.minutes, args.manifest)
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,7 @@ from peers import DEFAULT_VENV, basic_pitch
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "cache" / "bench"
+DEFAULT_MANIFEST = ROOT.parent / "shared" / "data" / "midi" / "MANIFEST.tsv"
 
 
 def bench_audio(minutes: float, manifest: Path) -> Path:
@@ -69,8 +70,7 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip basic-pitch")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of amt-transcribe per length; the median is printed")
-    parser.add_argument("--manifest", type=Path,
-                        default=ROOT.parent / "shared" / "data" / "midi" / "MANIFEST.tsv")
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     args = parser.parse_args()
     ours_cmd = [sys.executable, "-m", "transcribe"]
     help_s = min(timed([*ours_cmd, "--help"])[0] for _ in range(3))

@@ -153,9 +153,14 @@ def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
     promised = info.frames / info.sample_rate
     read_s = stats.samples / target_rate
     if process.returncode != 0 or (promised and read_s < promised - 0.5):
-        why = f" ({reason})" if reason else ""
-        stats.shortfall = (f"truncated or damaged: read {read_s:.1f} s of the {promised:.1f} s "
-                           f"the header promises{why}")
+        stats.shortfall = _shortfall(read_s, promised, reason)
+
+
+def _shortfall(read_s: float, promised_s: float, reason: str | None) -> str:
+    """What a damaged file's warning says, whichever decoder read it."""
+    why = f" ({reason})" if reason else ""
+    return (f"truncated or damaged: read {read_s:.1f} s of the {promised_s:.1f} s the header "
+            f"promises{why}")
 
 
 def _stat_message(path: Path, error: OSError) -> str:
@@ -287,9 +292,7 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     if read == 0 and error:
         raise TranscribeError(f"{info.path}: the audio is corrupt; nothing decodes ({error})")
     if error or read < promised - info.sample_rate // 100:
-        why = f" ({error})" if error else ""
-        stats.shortfall = (f"truncated or damaged: read {read / info.sample_rate:.1f} s of the "
-                           f"{promised / info.sample_rate:.1f} s the header promises{why}")
+        stats.shortfall = _shortfall(read / info.sample_rate, promised / info.sample_rate, error)
 
 
 MAX_CHANNELS = 64

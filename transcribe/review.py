@@ -163,7 +163,7 @@ requestAnimationFrame(tick);
 
 def page_html(result, recording: bytes, title: str) -> str:
     """The review page of a ``Transcription`` with the Ogg ``recording`` embedded."""
-    notes, pedal = result.with_pedal("extend")
+    notes, _ = result.with_pedal("extend")
     spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
     data = {"duration_s": round(float(result.duration_s), 3),
             "notes": [[round(float(a), 4), round(float(b), 4), int(p), int(v)]

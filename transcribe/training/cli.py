@@ -233,19 +233,9 @@ def recalibrate(weights, out, cache, batches, seed):
               help="JSON merged into the card (e.g. validation figures).")
 def export(checkpoint, weights, card_path):
     """Write CHECKPOINT's model as inference weights (state_dict + JSON card with SHA-256)."""
-    import torch
-
-    from ..model import ModelConfig, UNetTranscriber
-    from ..weights import save_weights
-    from .train import averaged_state
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = UNetTranscriber(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(averaged_state(state))
-    card = {"training_step": state.get("step"), "validation": state.get("scores"),
-            "git_commit": state.get("git_commit")}
-    if card_path:
-        card.update(json.loads(card_path.read_text()))
-    digest = save_weights(model, weights, card)
+    from .train import export_checkpoint
+    digest = export_checkpoint(checkpoint, weights,
+                               json.loads(card_path.read_text()) if card_path else None)
     click.echo(f"{weights} sha256 {digest}")
 
 

@@ -85,13 +85,8 @@ def register_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     ``REGISTERS``.  Sum over files, then recall = matched / reference and precision =
     matched / estimated.
     """
-    import mir_eval
     ref, est = _valid(reference), _valid(estimate)
-    matched = np.zeros(len(ref), bool)
-    if len(ref) and len(est):
-        pairs = mir_eval.transcription.match_notes(ref[:, TIMES], _hz(ref[:, PITCH]), est[:, TIMES],
-                                                   _hz(est[:, PITCH]), offset_ratio=None)
-        matched[[i for i, _ in pairs]] = True
+    matched = matched_reference(reference, estimate)
     counts = np.zeros((len(REGISTERS), 3), np.int64)
     for row, (_, low, high) in enumerate(REGISTERS):
         in_ref = (ref[:, PITCH] >= low) & (ref[:, PITCH] < high)

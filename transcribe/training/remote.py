@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..model import ModelConfig
     from .corpus import read_manifest, render_corpus
     from .data import load_rooms, training_rooms
-    from .train import TrainConfig, train
+    from .train import TrainConfig, export_checkpoint, train
 
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -74,23 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     rooms = load_rooms(training_rooms(args.bundle / "rir"))
     last = train(model_config, train_config, paths, run_dir, args.device,
                  init_weights=args.init, rooms=rooms, log=lambda line: print(line, flush=True))
-    export(last, args.out / "amt-unet.pt", {"training_rendered_hours": round(rendered_h, 1)})
+    export_checkpoint(last, args.out / "amt-unet.pt",
+                      {"training_rendered_hours": round(rendered_h, 1)})
     shutil.copyfile(run_dir / "log.csv", args.out / "log.csv")
     print(f"done in {time.monotonic() - started:.0f} s", flush=True)
-
-
-def export(checkpoint: Path, weights: Path, extra: dict) -> None:
-    """The checkpoint's averaged weights as inference weights with their card."""
-    import torch
-
-    from ..model import ModelConfig, UNetTranscriber
-    from ..weights import save_weights
-    from .train import averaged_state
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = UNetTranscriber(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(averaged_state(state))
-    save_weights(model, weights, {"training_step": state["step"], **extra,
-                                  "git_commit": state.get("git_commit")})
 
 
 if __name__ == "__main__":

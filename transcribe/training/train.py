@@ -86,6 +86,20 @@ def compute_losses(model: UNetTranscriber, spec: torch.Tensor,
     return losses
 
 
+def export_checkpoint(checkpoint: Path, weights: Path, card: dict | None = None) -> str:
+    """Write a checkpoint's model (its weight average when it has one) as inference weights
+    with their card: the step, the validation scores if any, the git commit, then ``card``.
+    Returns the SHA-256."""
+    from ..weights import save_weights
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = UNetTranscriber(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(averaged_state(state))
+    full = {"training_step": state.get("step"), "git_commit": state.get("git_commit")}
+    if state.get("scores") is not None:
+        full["validation"] = state["scores"]
+    return save_weights(model, weights, {**full, **(card or {})})
+
+
 def averaged_state(state: dict) -> dict:
     """The weights to export from a checkpoint: its weight average when it holds one."""
     if state.get("averaged"):  # a run's last.pt (AveragedModel's state: "module." names)
