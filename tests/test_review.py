@@ -10,13 +10,31 @@ from test_cli import invoke
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-selenium = pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="apt-get install chromium chromium-driver")
+needs_browser = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                   reason="apt-get install chromium chromium-driver")
+
+
+def test_minutes_of_audio_embed_as_ogg_of_the_same_length(tmp_path):
+    # One write of minutes of audio crashed libsndfile's Vorbis encoder (a 10-minute file
+    # killed amt-transcribe --html with a segmentation fault).
+    import numpy as np
+    import soundfile as sf
+
+    from transcribe import constants as C
+    from transcribe.review import AUDIO_RATE, encode_recording
+    wav = tmp_path / "long.wav"
+    seconds = 4 * 60
+    t = np.arange(seconds * C.SAMPLE_RATE) / C.SAMPLE_RATE
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), C.SAMPLE_RATE)
+    ogg = tmp_path / "long.ogg"
+    ogg.write_bytes(encode_recording(wav))
+    info = sf.info(ogg)
+    assert info.samplerate == AUDIO_RATE and info.duration == pytest.approx(seconds, abs=0.1)
 
 
 @pytest.fixture()
 def browser(tmp_path):
+    pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
@@ -31,6 +49,7 @@ def browser(tmp_path):
     driver.quit()
 
 
+@needs_browser
 def test_the_review_page_plays_draws_every_note_and_needs_no_network(tmp_path, piano_wav,
                                                                       tiny_weights, browser):
     from selenium.webdriver.common.by import By

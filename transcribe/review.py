@@ -87,10 +87,13 @@ function draw() {
     drawn++;
   }
   ctx.font = "10px sans-serif";
-  for (let p = LOW; p <= HIGH; p += 1) {
-    if (p % 12 !== 0) continue;  // C labels on top, readable over the notes
-    ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(0, y(p) - 6, 22, 11);
-    ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), 2, y(p) + 3);
+  // C labels on top of the notes, repeated along the roll so a scrolled view shows them.
+  for (let x = 0; x < canvas.width; x += 400) {
+    for (let p = LOW; p <= HIGH; p += 1) {
+      if (p % 12 !== 0) continue;
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x, y(p) - 6, 22, 11);
+      ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), x + 2, y(p) + 3);
+    }
   }
   state.drawnNotes = drawn;
   canvas.dataset.drawnNotes = String(drawn);
@@ -183,12 +186,25 @@ def page_html(result, recording: bytes, title: str) -> str:
             .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
 
 
+ENCODE_BLOCK = AUDIO_RATE  # samples per write
+
+
 def encode_recording(source: str | Path) -> bytes:
-    """The recording as mono Ogg Vorbis at ``AUDIO_RATE``, for embedding."""
-    samples = np.concatenate(list(audio_io.stream(source, AUDIO_RATE)) or
-                             [np.zeros(1, np.float32)])
+    """The recording as mono Ogg Vorbis at ``AUDIO_RATE``, for embedding.
+
+    Written a second at a time as it is decoded: libsndfile 1.2's Vorbis encoder
+    crashes (segmentation fault) when handed minutes of audio in one write.
+    """
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(samples, -1, 1), AUDIO_RATE, format="OGG", subtype="VORBIS")
+    with sf.SoundFile(buffer, "w", AUDIO_RATE, 1, format="OGG", subtype="VORBIS") as encoder:
+        written = 0
+        for block in audio_io.stream(source, AUDIO_RATE):
+            block = np.clip(block, -1, 1)
+            for start in range(0, len(block), ENCODE_BLOCK):
+                encoder.write(block[start:start + ENCODE_BLOCK])
+            written += len(block)
+        if not written:
+            encoder.write(np.zeros(1, np.float32))
     return buffer.getvalue()
 
 
