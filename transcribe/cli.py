@@ -49,6 +49,24 @@ class FiniteFloat(click.ParamType):
 
 
 PROBABILITY = FiniteFloat(0, 1)
+
+
+class RayAddress(click.ParamType):
+    """``--ray [ADDRESS]``: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT``.
+
+    The value is optional, so ``--ray recordings/`` would take the folder for an
+    address: refused with the way to write it instead.
+    """
+
+    name = "address"
+    PATTERN = r"(auto|local|ray://\S+|[\w.\-]+:\d+|\[[0-9a-fA-F:.]+\]:\d+)"
+
+    def convert(self, value, param, ctx):
+        import re
+        if value == "" or re.fullmatch(self.PATTERN, value):
+            return value
+        self.fail(f"{value!r} is not a cluster address (HOST:PORT, ray://HOST:PORT, auto or "
+                  "local); put --ray after the inputs, or write --ray=ADDRESS", param, ctx)
 _DECODING_HELP = {
     "onset_threshold": "Onset probability at which a note may start.",
     "frame_threshold": "Frame probability above which a note keeps sounding.",
@@ -234,7 +252,15 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    "the cores are shared out among them.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for the network.  [default: the cores this process may use "
-                   "(affinity, cgroup quota) that other processes are not busy with]")
+                   "(affinity, cgroup quota) that other processes are not busy with; "
+                   "1 per Ray task]")
+@click.option("--ray", "ray_address", type=RayAddress(), is_flag=False, flag_value="",
+              default=None, metavar="[ADDRESS]",
+              help="Run the batch on a Ray cluster, one task per file (pip install "
+                   "'amt-transcribe[cluster]').  ADDRESS: HOST:PORT of its head; without it "
+                   "RAY_ADDRESS, else the cluster started on this machine, else a new local "
+                   "one.  Every node must see the inputs and outputs at the same paths.  "
+                   "--jobs caps the tasks running at once.")
 @decoding_options
 @click.option("--pedal", type=click.Choice(["extend", "cc64", "none"]), default="extend",
               show_default=True,
@@ -263,7 +289,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
-def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, model_pass,
+def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address, pedal,
+         model_pass,
          tempo_bpm, plot, html, save_posteriorgram, overwrite, skip_existing, quiet, profile,
          **decoding):
     """Transcribe piano recordings to MIDI.
@@ -322,16 +349,21 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, mode
             loaded = None
             workers = min(jobs_wanted, len(pending))
             try:
-                chosen = pick_device(device)
-                if workers > 1:
+                # On a cluster the workers pick their own device; "auto" is checked there.
+                chosen = pick_device("cpu" if ray_address is not None and device == "auto"
+                                     else device)
+                if ray_address is not None:
+                    from .cluster import import_ray
+                    import_ray()
+                elif workers > 1:
                     # Workers x threads never exceed the cores this process may use.
                     from .inference import usable_cores
                     workers = min(workers, usable_cores()) if threads is None else workers
                     threads_each = threads or max(1, usable_cores() // workers)
                 else:
                     set_threads(threads)
-                if audio_jobs and workers <= 1:  # saved posteriorgrams need no network
-                    loaded = load_model(weights, device=chosen)
+                if audio_jobs and workers <= 1 and ray_address is None:
+                    loaded = load_model(weights, device=chosen)  # .npz inputs need no network
                 elif audio_jobs:  # checked here once, so a bad file is one error, not N
                     load_model(weights, device="cpu")
             except TranscribeError as error:
@@ -346,7 +378,16 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, pedal, mode
             settings = JobSettings(options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
                                    pedal, model_pass, html)
             with reporter:
-                if workers > 1:
+                if ray_address is not None:
+                    from .cluster import run_on_ray
+                    try:
+                        run_on_ray(pending, ray_address or None, weights, device, threads or 1,
+                                   jobs_wanted if jobs_wanted > 1 else None, bool(audio_jobs),
+                                   settings, reporter)
+                    except TranscribeError as error:
+                        reporter.stop()
+                        _fail(str(error))
+                elif workers > 1:
                     _run_parallel(pending, workers, threads_each, weights, str(chosen),
                                   bool(audio_jobs), settings, reporter)
                 else:

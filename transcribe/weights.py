@@ -80,10 +80,11 @@ def read_card(weights: Path) -> dict:
     return card
 
 
-def _read_state_dict(path: Path) -> dict:
-    """The tensors of ``path``: a plain ``state_dict``, else ``TranscribeError`` (never a traceback)."""
+def _read_state_dict(data: bytes, path: Path) -> dict:
+    """The tensors in ``data`` (read from ``path``): a plain ``state_dict``, else
+    ``TranscribeError`` (never a traceback)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling reports bad files through many exception types
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else \
             type(error).__name__
@@ -96,16 +97,21 @@ def _read_state_dict(path: Path) -> dict:
     return state
 
 
-def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Build the network from ``weights`` (default: the shipped ones) on ``device``.
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file's bytes and its card, read once: what a cluster ships to its workers."""
 
-    Raises ``TranscribeError`` when no trained weights are installed, the card is
-    missing or malformed, the checksum does not match, the file is not a plain
-    ``state_dict`` or does not fit the card, or ``device`` is not on this machine.
+    data: bytes
+    card: dict
+    path: Path
+
+
+def read_weights(weights: str | Path | None = None) -> WeightsFile:
+    """The bytes and card of ``weights`` (default: the shipped ones), checksum verified.
+
+    ``TranscribeError`` when no trained weights are installed, the card is missing or
+    malformed, or the checksum does not match.
     """
-    from .decode import DecodingOptions
-    from .inference import pick_device
-    device = pick_device(device)
     path = Path(weights) if weights is not None else default_weights_path()
     if not path.is_file():
         if weights is None:
@@ -113,14 +119,40 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
                                   f"{path}); train them with `amt-train` or pass --weights PATH")
         raise TranscribeError(f"{path}: no such weights file")
     card = read_card(path)
+    data = path.read_bytes()
+    _verify_checksum(data, card, path)
+    return WeightsFile(data, card, path)
+
+
+def _verify_checksum(data: bytes, card: dict, path: Path) -> None:
     expected = card.get("sha256")
     if not expected:
         raise TranscribeError(f"{path.with_suffix('.json')}: records no sha256 for {path.name}")
-    actual = sha256_of(path)
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise TranscribeError(f"{path}: SHA-256 {actual[:12]}... does not match the "
                               f"{expected[:12]}... recorded in {path.with_suffix('.json').name}; "
                               "the file is damaged or was replaced")
+
+
+def load_model(weights: str | Path | WeightsFile | None = None,
+               device: str | torch.device = "cpu") -> LoadedModel:
+    """Build the network from ``weights`` (default: the shipped ones) on ``device``.
+
+    ``weights`` is a path or a ``WeightsFile`` already read (whose checksum is
+    verified again: it may have travelled).  Raises ``TranscribeError`` when no
+    trained weights are installed, the card is missing or malformed, the checksum
+    does not match, the file is not a plain ``state_dict`` or does not fit the
+    card, or ``device`` is not on this machine.
+    """
+    from .decode import DecodingOptions
+    from .inference import pick_device
+    device = pick_device(device)
+    if isinstance(weights, WeightsFile):
+        _verify_checksum(weights.data, weights.card, weights.path)
+    else:
+        weights = read_weights(weights)
+    card, path = weights.card, weights.path
     try:
         config = ModelConfig.from_dict(card["model"])
     except (KeyError, TypeError, ValueError) as error:
@@ -130,7 +162,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
     except (TypeError, TranscribeError) as error:
         raise TranscribeError(f"{path.with_suffix('.json')}: bad decoding section ({error})") \
             from None
-    state = _read_state_dict(path)
+    state = _read_state_dict(weights.data, path)
     model = UNetTranscriber(config)
     try:
         model.load_state_dict(state)
