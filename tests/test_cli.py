@@ -376,6 +376,34 @@ def test_the_fast_pass_still_plots_the_reconstruction_and_pedal_goes_to_csv(tmp_
     assert (tmp_path / "b.csv").read_text().splitlines()[0] == "onset_s,offset_s,pitch,velocity"
 
 
+def test_cc64_ends_notes_where_the_key_down_head_says_the_key_came_up(tmp_path):
+    from transcribe.model import ModelConfig, UNetTranscriber
+    from transcribe.weights import save_weights
+    torch.manual_seed(2)
+    weights = tmp_path / "keys.pt"
+    save_weights(UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=16,
+                                             reconstruction=False, pedal=True,
+                                             key_release=True)),
+                 weights, {"note": "random, mechanics only"})
+    wav = write_wav(tmp_path / "a.wav", seconds=4)
+    notes = {}
+    for name, extra in (("sounding", ["--pedal", "none"]),
+                        ("held", ["--pedal", "cc64", "--key-threshold", "0"]),
+                        ("released", ["--pedal", "cc64", "--key-threshold", "1"])):
+        out = tmp_path / f"{name}.json"
+        result = invoke(wav, "-o", out, "--weights", weights, "--onset-threshold", "0.5",
+                        "--frame-threshold", "0.5", "-q", *extra)
+        assert result.exit_code == 0, result.output
+        notes[name] = json.loads(out.read_text())["notes"]
+    assert len(notes["sounding"]) > 5  # random weights, but notes to compare
+    frame_s = 1 / C.FRAME_RATE_HZ
+    for sounding, held, released in zip(notes["sounding"], notes["held"], notes["released"]):
+        assert sounding["onset_s"] == held["onset_s"] == released["onset_s"]
+        assert held["offset_s"] == sounding["offset_s"]  # a key held throughout
+        # Key never down: released one frame after its onset, though the string sounds on.
+        assert released["offset_s"] == pytest.approx(released["onset_s"] + frame_s, abs=1e-3)
+
+
 def test_jobs_in_worker_processes_write_what_one_process_writes(tmp_path, tiny_weights):
     src = tmp_path / "in"
     for i in range(3):

@@ -4,8 +4,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from transcribe import constants as C
-from transcribe.decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
-                              pedal_spans)
+from transcribe.decode import (OFFSET_S, DecodingOptions, NoteStream, extend_through_pedal,
+                               frames_to_notes, key_release_offsets, pedal_spans)
 
 FPS = C.FRAME_RATE_HZ
 
@@ -129,14 +129,20 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
     # at random places (the edges of chunks are where a streaming decoder errs).
     levels = st.sampled_from(np.array([0.05, 0.35, 0.55, 0.95], np.float16))
     heads = [data.draw(arrays(np.float16, (n_frames, 6), elements=levels)) for _ in range(4)]
+    key = np.zeros((n_frames, C.N_KEYS), np.float16)  # a key-down head, on the same 6 keys
+    key[:, :6] = data.draw(arrays(np.float16, (n_frames, 6), elements=levels))
+    heads = [np.pad(head, ((0, 0), (0, C.N_KEYS - 6))) for head in heads]
     cuts = sorted(data.draw(st.lists(st.integers(0, n_frames), max_size=8)))
     options = {"onset_threshold": 0.5, "frame_threshold": 0.3, "offset_threshold": 0.9,
-               "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold}
+               "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold,
+               "key_threshold": 0.5}
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
-        stream.push(*(head[lo:hi] for head in heads))
-    np.testing.assert_array_equal(stream.finish(),
-                                  frames_to_notes(*heads, DecodingOptions(**options)))
+        stream.push(*(head[lo:hi] for head in heads), key[lo:hi])
+    whole = frames_to_notes(*heads, DecodingOptions(**options))
+    np.testing.assert_array_equal(stream.finish(), whole)
+    np.testing.assert_array_equal(stream.key_release_notes(),
+                                  key_release_offsets(whole, key, 0.5, FPS))
 
 
 def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
@@ -149,6 +155,19 @@ def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
                     velocity[lo:lo + 100])
         assert len(stream.buffer[0]) <= 100
     assert len(stream.finish()) == 40
+
+
+def test_notes_end_at_their_key_release_never_after_they_stop_sounding():
+    key = np.zeros((100, C.N_KEYS), np.float32)
+    key[10:30, 60 - C.MIN_MIDI] = 0.9  # C4 held 10..30, sounding to 50 (the pedal)
+    key[10:80, 64 - C.MIN_MIDI] = 0.9  # E4 held past its sounding end
+    key[10:12, 67 - C.MIN_MIDI] = 0.9  # G4 released at once
+    notes = np.array([[10, 50, 60, 80], [10, 40, 64, 80], [10, 40, 67, 80],
+                      [10, 40, 72, 80]], np.float64)  # C5: the key never seen down
+    notes[:, :2] /= FPS
+    released = key_release_offsets(notes, key, 0.5, FPS)
+    np.testing.assert_allclose(released[:, OFFSET_S] * FPS, [30, 40, 12, 11])
+    np.testing.assert_array_equal(released[:, [0, 2, 3]], notes[:, [0, 2, 3]])
 
 
 def test_pedal_spans_bridge_flickers_and_drop_taps():

@@ -51,11 +51,24 @@ def test_pedal_head_and_the_fast_pass():
     torch.testing.assert_close(fast["pedal"], full["pedal_1"])
 
 
+def test_a_key_down_head_beside_the_pedal_in_both_passes():
+    config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True,
+                         pedal=True, key_release=True)
+    out = UNetTranscriber(config).eval()(torch.rand(2, 40, C.N_MELS))
+    assert out["key"].shape == out["key_1"].shape == (2, 40, C.N_KEYS)
+    # Weights without the head (the candidate's) load into it, all but the new layer.
+    older = UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8,
+                                        reconstruction=True, pedal=True))
+    missing = UNetTranscriber(config).load_state_dict(older.state_dict(), strict=False)
+    assert sorted(missing.missing_keys) == ["transcriber.key.bias", "transcriber.key.weight"]
+
+
 def test_a_config_without_the_new_parts_means_no_pedal():
     config = ModelConfig.from_dict({"unet_channels": [4, 8, 8, 8], "lstm_hidden": 8,
                                     "reconstruction": False})
-    assert config.pedal is False
-    assert "pedal" not in UNetTranscriber(config)(torch.rand(1, 16, C.N_MELS))
+    assert config.pedal is False and config.key_release is False
+    out = UNetTranscriber(config)(torch.rand(1, 16, C.N_MELS))
+    assert "pedal" not in out and "key" not in out
     with pytest.raises(ValueError, match="pedal must be true or false"):
         ModelConfig.from_dict({"pedal": 1})
 

@@ -299,24 +299,53 @@ def test_pedal_rolls_mark_down_pressed_and_released_frames():
 
 
 @needs_pianos
+def test_a_piano_render_keeps_the_key_releases_apart_from_the_pedal(tmp_path):
+    from transcribe.training import corpus as corpus_module
+    from transcribe.training import pianos
+    from transcribe.training.data import SegmentSampler
+    from transcribe.features import Frontend
+    piano = {p.name: p for p in pianos.read_pianos(SHARED / "pianos")}["upright-kw"]
+    item = corpus_module.MidiFile(pedalled_midi(tmp_path / "p.mid"), "p.mid", "test", "p",
+                                  "CC0", 3.5)
+    cents = 20.0  # detuned: every time is scaled by the same ratio
+    job = corpus_module.RenderJob(item, "upright-kw", 0, 1.0, cents, (0, 0))
+    audio = corpus_module.render_job(job, tmp_path / "cache", {"upright-kw": piano})
+    ratio = 2 ** (cents / 1200)
+    sounding, keys = np.load(audio.with_suffix(".npy")), np.load(audio.with_suffix(".keys.npy"))
+    # C4 struck at 0 and released at 0.3 s; the pedal holds it until 2.0 s.
+    np.testing.assert_allclose(sounding[:, :2] * ratio, [[0.0, 2.0], [3.0, 3.5]], atol=1e-4)
+    np.testing.assert_allclose(keys[:, :2] * ratio, [[0.0, 0.3], [3.0, 3.5]], atol=1e-4)
+    sampler = SegmentSampler([audio], 96, Frontend(), augment=False)
+    sampler.rng = np.random.default_rng(0)
+    _, rolls = sampler.sample(4)
+    assert rolls["key_known"].tolist() == [1.0] * 4
+    # Where the pedal holds C4 its string sounds (frame) though its key is up.
+    held = (rolls["frame"][..., 60 - C.MIN_MIDI] > 0) & (rolls["key"][..., 60 - C.MIN_MIDI] == 0)
+    assert held.sum() > 0 and not ((rolls["key"] > 0) & (rolls["frame"] == 0)).any()
+
+
+@needs_pianos
 def test_a_tiny_model_with_pedal_and_reconstruction_learns_from_a_sampled_piano(tmp_path):
     from transcribe.training import corpus as corpus_module
     from transcribe.training import pianos
     piano = next(p for p in pianos.read_pianos(SHARED / "pianos") if p.name == "upright-kw")
     midi = pianos.prepare(pedalled_midi(tmp_path / "p.mid"))
     notes, spans = pianos.labels(midi)
-    corpus_module.save_rendered(tmp_path / "a.wav", pianos.render(midi, piano), notes, spans)
+    keys, _ = pianos.labels(midi, sustain=False)
+    corpus_module.save_rendered(tmp_path / "a.wav", pianos.render(midi, piano), notes, spans,
+                                keys)
     model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=16, reconstruction=True,
-                               pedal=True)
+                               pedal=True, key_release=True)
     train_config = TrainConfig(steps=40, batch_size=4, segment_frames=64, log_every=10,
                                learning_rate=3e-3, ema_decay=0, checkpoint_minutes=60,
                                mix_probability=0.3)
     train(model_config, train_config, [tmp_path / "a.wav"], tmp_path / "run", log=lambda _: None)
     with open(tmp_path / "run" / "log.csv", newline="") as handle:
         rows = [json.loads(row["losses"]) for row in csv.DictReader(handle) if row["losses"]]
-    assert {"pedal", "pedal_1", "reconstruction", "frame_1"} <= set(rows[0])
-    # Forty steps on one file: the pedal, the notes and the reconstruction all get better.
-    for name in ("pedal", "frame", "reconstruction"):
+    assert {"pedal", "pedal_1", "key", "key_1", "reconstruction", "frame_1"} <= set(rows[0])
+    # Forty steps on one file: the pedal, the keys, the notes and the reconstruction all
+    # get better.
+    for name in ("pedal", "key", "frame", "reconstruction"):
         assert rows[-1][name] < 0.8 * rows[0][name], (name, rows[0][name], rows[-1][name])
 
 
@@ -348,6 +377,20 @@ def test_scores_that_only_some_files_have_are_averaged_over_those(tmp_path):
     write_csv(rows, tmp_path / "s.csv")
     assert (tmp_path / "s.csv").read_text().splitlines() == [
         "file,note_f1,pedal_frame_f1", "a,0.5000,", "b,0.7000,0.9000"]
+
+
+def test_pedal_scores_come_with_the_floor_of_a_pedal_held_down_throughout():
+    from transcribe.training.metrics import pedal_scores
+    reference = np.array([[1.0, 3.0], [5.0, 8.0]])  # down 5 of 10 s
+    exact = pedal_scores(reference, reference, 10.0)
+    assert exact["pedal_frame_f1"] == pytest.approx(1.0)
+    assert exact["pedal_onset_f1"] == exact["pedal_offset_f1"] == 1.0
+    held = pedal_scores(reference, np.array([[0.0, 10.0]]), 10.0)
+    # Precision 0.5, recall 1: the floor, and it is what holding the pedal scores.
+    assert held["pedal_frame_f1_always_down"] == pytest.approx(2 * 0.5 / 1.5, abs=0.01)
+    assert held["pedal_frame_f1"] == pytest.approx(held["pedal_frame_f1_always_down"], abs=0.01)
+    late = pedal_scores(reference, reference + 0.2, 10.0)  # 200 ms late: no event matches
+    assert late["pedal_onset_f1"] == late["pedal_offset_f1"] == 0.0
 
 
 @needs_pianos

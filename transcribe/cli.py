@@ -76,6 +76,8 @@ _DECODING_HELP = {
                              "above this (an onset the onset head missed); 1 turns it off.",
     "pedal_threshold": "Sustain-pedal probability above which the pedal is down "
                        "(weights with a pedal head).",
+    "key_threshold": "Key-down probability below which a key is up: where --pedal cc64 "
+                     "ends notes (weights with a key-down head).",
 }
 
 
@@ -477,6 +479,14 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
     return warnings
 
 
+def record_outcome(job: Job, done: Job, warnings: list[str], reporter) -> None:
+    """Copy onto ``job`` the outcome a worker process recorded on its copy ``done``;
+    report the warnings."""
+    job.__dict__.update(done.__dict__)
+    for warning in warnings:
+        reporter.warn(warning)
+
+
 def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, times) -> None:
     for job in pending:
         reporter.start_file(job.source)
@@ -533,9 +543,7 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
             except Exception as error:  # the worker died (killed, out of memory)
                 job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
             else:
-                job.__dict__.update(done.__dict__)
-                for warning in warnings:
-                    reporter.warn(warning)
+                record_outcome(job, done, warnings, reporter)
             reporter.finish_file(job)
     except KeyboardInterrupt:
         for process in list(getattr(pool, "_processes", {}).values()):

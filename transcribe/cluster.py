@@ -136,6 +136,7 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
     ``in_flight`` tasks are submitted at once (``None``: all, Ray queues them).
     """
     ray = import_ray()
+    from .cli import record_outcome
     from .version import __version__
     from .weights import read_weights
     started_here = connect(address)
@@ -180,9 +181,7 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
                         job.message = (f"{job.source}: Ray worker lost {RETRIES + 1} times "
                                        f"({type(error).__name__})")
                     else:
-                        job.__dict__.update(done.__dict__)
-                        for warning in warnings:
-                            reporter.warn(warning)
+                        record_outcome(job, done, warnings, reporter)
                     reporter.finish_file(job)
         except KeyboardInterrupt:
             # Ray raises KeyboardInterrupt inside each running task: its temporary

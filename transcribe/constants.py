@@ -40,6 +40,7 @@ FRAME_ONSET_QUIET_LEVEL = 0.3
 # Sustain pedal (models with a pedal head): down where its probability exceeds the
 # threshold; shorter presses and shorter gaps between presses are merged away.
 PEDAL_THRESHOLD = 0.5
+KEY_THRESHOLD = 0.5  # key-down probability below which a key is up
 MIN_PEDAL_MS = 60.0
 PEDAL_MODES = ("extend", "cc64", "none")
 

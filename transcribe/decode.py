@@ -38,7 +38,7 @@ OFF = 1.0
 _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
              "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
              "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD,
-             "pedal_threshold": C.PEDAL_THRESHOLD}
+             "pedal_threshold": C.PEDAL_THRESHOLD, "key_threshold": C.KEY_THRESHOLD}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class DecodingOptions:
     min_note_ms: float | None = None
     frame_onset_threshold: float | None = None
     pedal_threshold: float | None = None  # used by models with a pedal head
+    key_threshold: float | None = None  # used by models with a key-down head (--pedal cc64)
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -161,11 +162,16 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     return np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
 
 
-def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float) -> np.ndarray:
-    """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted."""
+def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
+                offset_column: int = 1) -> np.ndarray:
+    """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted.
+
+    ``offset_column`` picks the rows' column that gives the offsets (4: the key releases
+    a ``NoteStream`` with keys adds); which notes are kept depends on column 1 alone.
+    """
     min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
     rows = rows[rows[:, 1] - rows[:, 0] >= min_frames]
-    notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, 1] / frame_rate_hz,
+    notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, offset_column] / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, rows[:, 3]]).astype(np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
@@ -213,14 +219,19 @@ class NoteStream:
                  frame_rate_hz: float = C.FRAME_RATE_HZ):
         self.options = (options or DecodingOptions()).resolve()
         self.frame_rate_hz = frame_rate_hz
-        self.buffer: list[np.ndarray] | None = None  # frame, onset, offset, velocity
+        self.buffer: list[np.ndarray] | None = None  # frame, onset, offset, velocity[, key]
         self.start = 0  # file frame of buffer[0]
         self.decided_before = 0  # notes ending before this frame were emitted
         self.notes: list[np.ndarray] = []
+        self.keys = False  # whether key-down posteriorgrams are pushed
 
     def _decode(self, final: bool) -> None:
-        frame, onset, offset, velocity = self.buffer
+        frame, onset, offset, velocity = self.buffer[:4]
         rows = _note_frames(frame, onset, offset, velocity, self.options)
+        if len(self.buffer) == 5:  # a key-down head: each note's key release, column 4
+            rows = np.column_stack([rows, _key_release_frames(
+                rows, self.buffer[4], self.options.key_threshold)])
+            rows[:, 4] += self.start
         rows[:, :2] += self.start
         end = self.start + len(frame)
         # Starts too close to the buffer's beginning lack their history; the notes
@@ -237,9 +248,12 @@ class NoteStream:
         self.start += drop
 
     def push(self, frame: np.ndarray, onset: np.ndarray, offset: np.ndarray,
-             velocity: np.ndarray) -> None:
-        """Append ``(frames, 88)`` posteriorgrams that follow the frames pushed before."""
-        new = [np.asarray(array) for array in (frame, onset, offset, velocity)]
+             velocity: np.ndarray, key: np.ndarray | None = None) -> None:
+        """Append ``(frames, 88)`` posteriorgrams that follow the frames pushed before
+        (``key``: a key-down head's, given with every push or never)."""
+        self.keys = key is not None
+        new = [np.asarray(array) for array in (frame, onset, offset, velocity)] + \
+            ([np.asarray(key)] if key is not None else [])
         self.buffer = new if self.buffer is None else [
             np.concatenate([old, part]) for old, part in zip(self.buffer, new)]
         self._decode(final=False)
@@ -248,8 +262,21 @@ class NoteStream:
         """All notes, as ``frames_to_notes`` returns them."""
         if self.buffer is not None:
             self._decode(final=True)
-        rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
-        return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz)
+            self.buffer = None
+        return _to_seconds(self._rows(), self.options.min_note_ms, self.frame_rate_hz)
+
+    def key_release_notes(self) -> np.ndarray | None:
+        """After ``finish``: the same notes ending at their key's release, as
+        ``key_release_offsets`` gives them; None when no key posteriorgram was pushed."""
+        if not self.keys:
+            return None
+        rows = self._rows()
+        if len(rows) == 0:
+            return np.zeros((0, 4))
+        return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, offset_column=4)
+
+    def _rows(self) -> np.ndarray:
+        return np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
 
 
 def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
@@ -285,4 +312,34 @@ def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:
     index = np.searchsorted(spans[:, 0], ends, side="right") - 1
     held = (index >= 0) & (ends < spans[np.maximum(index, 0), 1])
     notes[held, OFFSET_S] = spans[index[held], 1]
+    return notes
+
+
+def _key_release_frames(rows: np.ndarray, key_down: np.ndarray, threshold: float) -> np.ndarray:
+    """For rows ``(onset frame, offset frame, key, ...)``: the first frame after the onset
+    where ``key_down[:, key]`` falls below ``threshold``, else the offset frame."""
+    released = rows[:, 1].copy()
+    for index, (first, last, key) in enumerate(rows[:, :3]):
+        held = key_down[first + 1:last, key] >= threshold
+        if len(held) and not held.all():
+            released[index] = first + 1 + int(np.argmin(held))
+    return released
+
+
+def key_release_offsets(notes: np.ndarray, key_down: np.ndarray,
+                        threshold: float = C.KEY_THRESHOLD,
+                        frame_rate_hz: float = C.FRAME_RATE_HZ) -> np.ndarray:
+    """The notes with each offset moved to its key's release: the first frame after the
+    onset where the key-down probability ``key_down`` ``(frames, 88)`` falls below
+    ``threshold``, never later than the note's own (sounding) offset.
+
+    Notes decoded from the sounding strings end where the pedal lets them go; a
+    player piano's recording (notes plus CC64) ends them where the key came up.
+    """
+    notes = np.array(notes, np.float64).reshape(-1, 4)
+    rows = np.column_stack([np.round(notes[:, ONSET_S] * frame_rate_hz),
+                            np.round(notes[:, OFFSET_S] * frame_rate_hz),
+                            notes[:, PITCH] - C.MIN_MIDI]).astype(np.int64)
+    released = _key_release_frames(rows, np.asarray(key_down).reshape(-1, C.N_KEYS), threshold)
+    notes[:, OFFSET_S] = np.minimum(notes[:, OFFSET_S], released / frame_rate_hz)
     return notes

@@ -113,6 +113,7 @@ class Posteriorgrams:
     spectrogram: np.ndarray | None = None  # (frames, bins) input, if kept
     reconstruction: np.ndarray | None = None  # (frames, bins), if the model has one and kept
     pedal: np.ndarray | None = None  # (frames, 3): pedal down, pressed, released (model.PEDAL_COLUMNS)
+    key: np.ndarray | None = None  # (frames, 88): key held down (a model with a key-down head)
     frame_rate_hz: float = C.FRAME_RATE_HZ
 
     @property
@@ -230,7 +231,8 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     sizes the kept arrays once.  ``times`` collects seconds spent reading audio,
     in the spectrogram and in the network.  ``full=False`` runs only the first pass
     of a model that reconstructs (see ``UNetTranscriber.forward``).  A model with a
-    pedal head adds ``pedal`` ``(frames, 3)`` to the frames and posteriorgrams.
+    pedal head adds ``pedal`` ``(frames, 3)`` to the frames and posteriorgrams, one
+    with a key-down head ``key`` ``(frames, 88)``.
     """
     multiple = model.config.time_multiple
     if chunk_frames % multiple or context_frames % multiple:
@@ -242,11 +244,12 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     cutter = ChunkCutter(times.iterate(blocks, "audio"), frontend, chunk_frames, context_frames)
     keep = slice(context_frames, context_frames + chunk_frames)
     capacity = (expected_frames or 0) + chunk_frames
-    heads = list(HEADS) + (["pedal"] if model.config.pedal else [])
+    heads = list(HEADS) + (["pedal"] if model.config.pedal else []) + \
+        (["key"] if model.config.key_release else [])
     reconstructs = model.config.reconstruction  # the fast pass still draws it for figures
     names = heads + (["spectrogram"] if keep_spectrograms else []) + \
         (["reconstruction"] if keep_spectrograms and reconstructs else [])
-    widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS)}
+    widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS), "key": C.N_KEYS}
     kept = {name: _Rows(widths.get(name, frontend.n_bins), capacity)
             for name in names} if keep_posteriorgrams else {}
     done = 0
@@ -280,4 +283,5 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     return Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"], arrays["velocity"],
                           spectrogram=arrays.get("spectrogram"),
                           reconstruction=arrays.get("reconstruction"),
-                          pedal=arrays.get("pedal"), frame_rate_hz=frontend.frame_rate_hz)
+                          pedal=arrays.get("pedal"), key=arrays.get("key"),
+                          frame_rate_hz=frontend.frame_rate_hz)

@@ -36,6 +36,7 @@ class ModelConfig:
     lstm_hidden: int = C.N_MELS  # per direction; the seed uses the number of bins
     reconstruction: bool = True
     pedal: bool = False  # a sustain-pedal head; weights without it load as before
+    key_release: bool = False  # a key-down head: where each key is held (notes end at release)
     sample_rate: int = C.SAMPLE_RATE
     hop_length: int = C.HOP_LENGTH
 
@@ -74,7 +75,7 @@ class ModelConfig:
             positive_int(name, getattr(self, name))
         for value in self.unet_channels:
             positive_int("unet_channels", value)
-        for name in ("reconstruction", "pedal"):
+        for name in ("reconstruction", "pedal", "key_release"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.spectrogram == "cqt":
@@ -188,8 +189,9 @@ class UNet(nn.Module):
 
 
 class Transcriber(nn.Module):
-    """U-net + BiLSTM -> logits of the four heads, each ``(batch, frames, 88)``, and of the
-    pedal head ``(batch, frames, 3)`` when the config has one."""
+    """U-net + BiLSTM -> logits of the four heads, each ``(batch, frames, 88)``, of the
+    pedal head ``(batch, frames, 3)`` and the key-down head ``key`` ``(batch, frames, 88)``
+    when the config has them."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -204,6 +206,9 @@ class Transcriber(nn.Module):
         # The pedal is one state for the whole keyboard, read from the same hidden
         # state as the notes it holds (Kong et al. 2021 predict it beside the notes).
         self.pedal = nn.Linear(width, len(PEDAL_COLUMNS)) if config.pedal else None
+        # The frame head says where a string sounds; this one where its key is held,
+        # which differs while the pedal holds the string (a player piano's offsets).
+        self.key = nn.Linear(width, C.N_KEYS) if config.key_release else None
 
     def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden, _ = self.lstm(self.unet(spec))
@@ -217,6 +222,8 @@ class Transcriber(nn.Module):
                "velocity": self.velocity(hidden)}
         if self.pedal is not None:
             out["pedal"] = self.pedal(hidden)
+        if self.key is not None:
+            out["key"] = self.key(hidden)
         return out
 
 

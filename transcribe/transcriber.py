@@ -17,7 +17,7 @@ import numpy as np
 from . import constants as C
 from . import audio as audio_io
 from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
-                     pedal_spans)
+                     key_release_offsets, pedal_spans)
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import write_atomic
@@ -41,6 +41,9 @@ class Transcription:
     source: str | None = None
     warnings: list[str] = field(default_factory=list)
     pedal: np.ndarray | None = None  # sustain spans (k, 2) in s; None: the model has no pedal head
+    # The notes ending where their key came up (``notes`` end where the string stops
+    # sounding); None: the model has no key-down head.
+    key_notes: np.ndarray | None = None
     # Which weights made the posteriorgrams: their SHA-256, the thresholds tuned for
     # them (their card's "decoding") and the model pass; saved with the posteriorgrams.
     provenance: dict = field(default_factory=dict)
@@ -66,9 +69,10 @@ class Transcription:
         """(notes, pedal spans to write) for a pedal ``mode`` of ``constants.PEDAL_MODES``.
 
         ``extend``: notes lengthened through the pedal, no pedal events (a score's
-        view); ``cc64``: the notes as decoded and the pedal as CC64 events (a player
-        piano's view); ``none``: the notes alone.  Without a pedal head all three
-        give the notes as decoded.
+        view); ``cc64``: the notes ending at their key's release when the model has a
+        key-down head (else as decoded) and the pedal as CC64 events (a player piano's
+        view); ``none``: the notes alone.  Without a pedal head all three give the notes
+        as decoded.
         """
         if mode not in C.PEDAL_MODES:
             raise TranscribeError(f"pedal mode must be one of {', '.join(C.PEDAL_MODES)}, "
@@ -77,7 +81,7 @@ class Transcription:
             return self.notes, None
         if mode == "extend":
             return extend_through_pedal(self.notes, self.pedal), None
-        return self.notes, self.pedal
+        return (self.notes if self.key_notes is None else self.key_notes), self.pedal
 
     def to_midi(self, tempo_bpm: float = 120.0, pedal: str = "extend"):
         """A ``pretty_midi.PrettyMIDI`` of the notes (times in seconds at any tempo)."""
@@ -105,7 +109,8 @@ class Transcription:
         import json
         buffer = io.BytesIO()
         p = self.kept_posteriorgrams()
-        extra = {"pedal": p.pedal} if p.pedal is not None else {}
+        extra = {name: value for name, value in (("pedal", p.pedal), ("key", p.key))
+                 if value is not None}
         about = {**self.provenance, "software": f"amt-transcribe {__version__}",
                  "options": self.options.as_dict(), "source": self.source}
         np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
@@ -122,7 +127,11 @@ class Transcription:
         kept = self.kept_posteriorgrams()
         pedal = self.pedal if kept.pedal is None else pedal_spans(
             kept.pedal[:, 0], new.pedal_threshold, kept.frame_rate_hz)
-        return dataclasses.replace(self, notes=decode(kept, new), options=new, pedal=pedal)
+        notes = decode(kept, new)
+        key_notes = None if kept.key is None else key_release_offsets(
+            notes, kept.key, new.key_threshold, kept.frame_rate_hz)
+        return dataclasses.replace(self, notes=notes, options=new, pedal=pedal,
+                                   key_notes=key_notes)
 
 
 def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
@@ -186,7 +195,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
 
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
-            decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"])
+            decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"],
+                          frames.get("key"))
             if "pedal" in frames:
                 pedal_down.append(frames["pedal"][:, 0])
 
@@ -205,8 +215,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast"}
-    return Transcription(notes, posteriorgrams,
-                         stats.samples / target, options, source, warnings, pedal, provenance)
+    return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
+                         warnings, pedal=pedal, provenance=provenance,
+                         key_notes=decoder.key_release_notes())
 
 
 def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None) -> Transcription:

@@ -179,8 +179,11 @@ def tune_thresholds_command(weights, validation, files):
     card["decoding"] = {k: v for k, v in dataclasses.asdict(best).items() if v is not None}
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    pedal = (f", pedal frame F1 {100 * means['pedal_frame_f1']:.1f} (held down throughout: "
+             f"{100 * means['pedal_frame_f1_always_down']:.1f})"
+             if "pedal_frame_f1" in means else "")
     click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
-               f"note+offset F1 {100 * means['note_offset_f1']:.1f} on {len(pairs)} files")
+               f"note+offset F1 {100 * means['note_offset_f1']:.1f}{pedal} on {len(pairs)} files")
 
 
 @main.command("gpu-bundle")
@@ -267,6 +270,13 @@ def summary_table(means: dict[str, float], title: str):
     for level in levels:
         table.add_row(level.replace("_", " + " if level.startswith("note") else " "),
                       *(f"{100 * means[f'{level}_{k}']:.1f}" for k in ("precision", "recall", "f1")))
+    if "cc64_note_offset_f1" in means:
+        table.add_row("note + offset, --pedal cc64 vs key releases",
+                      *(f"{100 * means[f'cc64_note_offset_{k}']:.1f}"
+                        for k in ("precision", "recall", "f1")))
+    if "pedal_frame_f1_always_down" in means:
+        table.add_row("pedal frame, held down throughout", "", "",
+                      f"{100 * means['pedal_frame_f1_always_down']:.1f}")
     return table
 
 

@@ -5,7 +5,8 @@ says validation or its corpus is validation-only (piano-midi.de, whose ``set``
 still reads train-midi, and batik_mozart: research use, never trained on).  So
 new corpora (giantmidi) train as soon as the manifest lists them.  Rendered audio
 lives in a cache folder (FLAC, 16 kHz mono) beside a ``.npy`` of its note labels
-and, for renders that know the pedal, a ``.pedal.npy`` of its sustain spans.
+(sounding: held by the pedal) and, for renders that know the pedal, a ``.pedal.npy`` of
+its sustain spans and a ``.keys.npy`` of the notes as the keys were held.
 """
 
 from __future__ import annotations
@@ -147,22 +148,24 @@ def render_job(job: RenderJob, cache_dir: Path, pianos: dict, audio_format: str 
     midi = sampled.prepare(job.item.path, job.transpose, job.velocity_gamma,
                            strip_soft_pedal=piano.strips_soft_pedal)
     notes, spans = sampled.labels(midi)
+    keys, _ = sampled.labels(midi, sustain=False)
     audio = sampled.render(midi, piano)
-    audio, notes, spans = sampled.detune(audio, notes, spans, job.detune_cents)
+    audio, notes, spans, keys = sampled.detune(audio, notes, spans, job.detune_cents,
+                                               keys=keys)
     # Some files hold silence long after their last note (an excerpt's End-of-Track).
     end_s = max(notes[:, 1].max(initial=0.0), spans[:, 1].max(initial=0.0)) + sampled.PAD_S
     audio = audio[:int(end_s * C.SAMPLE_RATE)]
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 0:
         audio = audio * (0.9 / peak)  # gain is randomised later, per segment
-    save_rendered(audio_path, audio, notes, spans)
+    save_rendered(audio_path, audio, notes, spans, keys)
     return audio_path
 
 
 def save_rendered(audio_path: Path, audio: np.ndarray, notes: np.ndarray,
-                  spans: np.ndarray | None = None) -> None:
+                  spans: np.ndarray | None = None, keys: np.ndarray | None = None) -> None:
     """Labels first, the audio last: a cached file counts as rendered once its audio exists."""
-    for suffix, array in ((".pedal.npy", spans), (".npy", notes)):
+    for suffix, array in ((".pedal.npy", spans), (".keys.npy", keys), (".npy", notes)):
         if array is None:
             continue
         buffer = io.BytesIO()

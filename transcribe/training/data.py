@@ -69,7 +69,9 @@ class SegmentSampler:
     ``frontend`` is the model's (its hop and context): real audio is added on each
     side of every segment so the front end yields exactly ``n_frames`` frames.
     Files rendered with their pedal (a ``.pedal.npy`` beside the audio) give pedal
-    labels; for the others ``pedal_known`` is 0 and the pedal loss skips them.
+    labels; for the others ``pedal_known`` is 0 and the pedal loss skips them.  Likewise
+    a ``.keys.npy`` (the notes as the keys were held) gives the ``key`` roll, with
+    ``key_known``.
     """
 
     def __init__(self, audio_paths: list[Path], n_frames: int, frontend,
@@ -85,7 +87,7 @@ class SegmentSampler:
         self.rooms = rooms or []
         self.mix_probability = mix_probability
         self.rng = np.random.default_rng(seed)
-        self.audio, self.notes, self.pedal = [], [], []
+        self.audio, self.notes, self.pedal, self.keys = [], [], [], []
         for path in audio_paths:
             audio, rate = sf.read(path, dtype="int16")
             if rate != C.SAMPLE_RATE:
@@ -94,6 +96,8 @@ class SegmentSampler:
             self.notes.append(np.load(path.with_suffix(".npy")))
             pedal = path.with_suffix(".pedal.npy")
             self.pedal.append(np.load(pedal) if pedal.exists() else None)
+            keys = path.with_suffix(".keys.npy")
+            self.keys.append(np.load(keys) if keys.exists() else None)
         lengths = np.array([len(a) for a in self.audio], dtype=np.float64)
         self.weights = lengths / lengths.sum()
         self.hours = lengths.sum() / C.SAMPLE_RATE / 3600
@@ -116,16 +120,23 @@ class SegmentSampler:
         known = self.pedal[index] is not None
         rolls["pedal"] = pedal_to_roll(self.pedal[index] if known else [], first_frame,
                                        self.n_frames, rate)
+        keys = self.keys[index]
+        rolls["key"] = notes_to_rolls(keys if keys is not None else np.zeros((0, 4)),
+                                      first_frame, self.n_frames, rate)["frame"]
+        rolls["key_known"] = float(keys is not None)
         return audio, rolls, known
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Audio ``(batch, samples)`` float32; rolls ``(batch, n_frames, 88)`` per note head,
-        ``pedal`` ``(batch, n_frames, 3)`` and ``pedal_known`` ``(batch,)``."""
+        """Audio ``(batch, samples)`` float32; rolls ``(batch, n_frames, 88)`` per note head
+        and ``key``, ``pedal`` ``(batch, n_frames, 3)``, ``pedal_known`` and ``key_known``
+        ``(batch,)``."""
         audio = np.zeros((batch_size, self.segment_samples()), np.float32)
         rolls = {name: np.zeros((batch_size, self.n_frames, C.N_KEYS), np.float32)
                  for name in ROLLS}
         rolls["pedal"] = np.zeros((batch_size, self.n_frames, 3), np.float32)
+        rolls["key"] = np.zeros((batch_size, self.n_frames, C.N_KEYS), np.float32)
         rolls["pedal_known"] = np.zeros(batch_size, np.float32)
+        rolls["key_known"] = np.zeros(batch_size, np.float32)
         for row in range(batch_size):
             segment, labels, known = self._segment()
             if self.augment and self.rng.random() < self.mix_probability:
@@ -137,11 +148,14 @@ class SegmentSampler:
                 for name in ROLLS:
                     labels[name] = np.maximum(labels[name], other_labels[name])
                 labels["pedal"] = np.maximum(labels["pedal"], other_labels["pedal"])
+                labels["key"] = np.maximum(labels["key"], other_labels["key"])
+                labels["key_known"] = min(labels["key_known"], other_labels["key_known"])
                 known = known and other_known
             audio[row] = self.augment_audio(segment) if self.augment else segment
-            for name in ROLLS + ("pedal",):
+            for name in ROLLS + ("pedal", "key"):
                 rolls[name][row] = labels[name]
             rolls["pedal_known"][row] = float(known)
+            rolls["key_known"][row] = labels["key_known"]
         return audio, rolls
 
     def augment_audio(self, audio: np.ndarray) -> np.ndarray:

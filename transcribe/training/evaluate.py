@@ -15,12 +15,13 @@ import numpy as np
 from .metrics import band_counts, mean_scores, pedal_scores, register_counts, score
 
 
-def reference_notes(midi_path: Path) -> np.ndarray:
-    """Ground-truth notes of a MIDI file, offsets extended by the sustain pedal."""
+def reference_notes(midi_path: Path, sustain: bool = True) -> np.ndarray:
+    """Ground-truth notes of a MIDI file, offsets extended by the sustain pedal (unless
+    ``sustain`` is false: offsets at the key releases)."""
     import pretty_midi
 
     from .synth import piano_notes
-    return piano_notes(pretty_midi.PrettyMIDI(str(midi_path)))
+    return piano_notes(pretty_midi.PrettyMIDI(str(midi_path)), sustain)
 
 
 def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
@@ -58,7 +59,9 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
 
     Notes are scored as ``--pedal extend`` writes them (lengthened through the
     predicted pedal), against the reference notes lengthened through its pedal.  A
-    model with a pedal head on a reference with pedal also gets ``pedal_scores``.
+    model with a pedal head on a reference with pedal also gets ``pedal_scores`` and
+    ``cc64_note_offset_*``: the notes as ``--pedal cc64`` writes them against the
+    reference's key releases.
     """
     from ..transcriber import transcribe
     rows = []
@@ -73,6 +76,9 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
         spans = reference_pedal(midi)
         if result.pedal is not None and len(spans):
             row.update(pedal_scores(spans, result.pedal, result.duration_s))
+            keys = score(reference_notes(midi, sustain=False), result.with_pedal("cc64")[0])
+            row.update({f"cc64_{name}": value for name, value in keys.items()
+                        if name.startswith("note_offset_")})
         rows.append(row)
         if progress:
             progress(row)
@@ -81,25 +87,41 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
 
 def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),
                     frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0),
-                    frame_onset=(0.4, 0.5, 0.6, 1.0), model_pass: str | None = None):
+                    frame_onset=(0.4, 0.5, 0.6, 1.0),
+                    pedal=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5), model_pass: str | None = None):
     """Grid-search decoding thresholds for the best mean note F1 (ties: note-with-offset F1).
 
-    The network runs once per file; each combination only re-decodes.  Returns
-    (best ``DecodingOptions``, its mean scores, all ``(options, means)`` tried).
+    Weights with a pedal head first get the pedal threshold of the best mean pedal frame
+    F1 on the files whose reference has pedal; the notes are then tuned as ``--pedal
+    extend`` writes them, lengthened through that pedal.  The network runs once per
+    file; each combination only re-decodes.  Returns (best ``DecodingOptions``, its mean
+    scores, all ``(options, means)`` tried).
     """
     import itertools
 
     from ..decode import DecodingOptions
     from ..transcriber import transcribe
-    runs = [(transcribe(audio, loaded, model_pass=model_pass), reference_notes(midi))
-            for audio, midi in pairs]
+    runs = [(transcribe(audio, loaded, model_pass=model_pass), reference_notes(midi),
+             reference_pedal(midi)) for audio, midi in pairs]
+    pedalled = [(result, spans) for result, _, spans in runs
+                if result.pedal is not None and len(spans)]
+    pedal_threshold = None
+    if pedalled:
+        pedal_threshold = max(pedal, key=lambda threshold: np.mean([
+            pedal_scores(spans, result.redecode(pedal_threshold=threshold).pedal,
+                         result.duration_s)["pedal_frame_f1"] for result, spans in pedalled]))
     tried = []
     for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset):
         options = DecodingOptions(onset_threshold=values[0], frame_threshold=values[1],
                                   offset_threshold=values[2], min_note_ms=values[3],
-                                  frame_onset_threshold=values[4])
-        rows = [score(reference, result.redecode(**options.as_dict()).with_pedal("extend")[0])
-                for result, reference in runs]
+                                  frame_onset_threshold=values[4],
+                                  pedal_threshold=pedal_threshold)
+        rows = []
+        for result, reference, spans in runs:
+            decoded = result.redecode(**options.as_dict())
+            rows.append(score(reference, decoded.with_pedal("extend")[0]))
+            if decoded.pedal is not None and len(spans):
+                rows[-1].update(pedal_scores(spans, decoded.pedal, decoded.duration_s))
         tried.append((options, mean_scores(rows)))
     best = max(tried, key=lambda item: (item[1]["note_f1"], item[1]["note_offset_f1"]))
     return best[0], best[1], tried

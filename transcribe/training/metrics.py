@@ -172,8 +172,10 @@ def pedal_scores(reference: np.ndarray, estimate: np.ndarray, duration_s: float,
     ref_roll, est_roll = roll(reference), roll(estimate)
     hits = float((ref_roll & est_roll).sum())
     precision, recall = hits / max(est_roll.sum(), 1), hits / max(ref_roll.sum(), 1)
+    held = float(ref_roll.mean())
     out = {"pedal_frame_precision": precision, "pedal_frame_recall": recall,
-           "pedal_frame_f1": f1(precision, recall)}
+           "pedal_frame_f1": f1(precision, recall),
+           "pedal_frame_f1_always_down": f1(held, 1.0 if held else 0.0)}
     for column, name in ((0, "onset"), (1, "offset")):
         ref_t = np.sort(np.asarray(reference).reshape(-1, 2)[:, column])
         est_t = np.sort(np.asarray(estimate).reshape(-1, 2)[:, column])

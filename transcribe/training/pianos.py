@@ -203,13 +203,17 @@ def render(midi: mido.MidiFile, piano: Piano, sample_rate: int = C.SAMPLE_RATE,
 
 
 def detune(audio: np.ndarray, notes: np.ndarray, spans: np.ndarray, cents: float,
-           sample_rate: int = C.SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           sample_rate: int = C.SAMPLE_RATE, keys: np.ndarray | None = None) -> tuple:
     """Raise the pitch by ``cents`` (a piano not at A440): the audio played faster by that
-    ratio, note and pedal times scaled to match; pitches stay (labels unchanged)."""
+    ratio, note, pedal (and ``keys``: key-held notes) times scaled to match; pitches stay
+    (labels unchanged).  Returns (audio, notes, spans), and keys when given."""
     ratio = 2 ** (cents / 1200)
-    if abs(cents) < 1e-6:
-        return audio, notes, spans
-    audio = soxr.resample(audio, sample_rate * ratio, sample_rate, quality="HQ")
-    notes = notes.copy()
-    notes[:, [ONSET_S, OFFSET_S]] /= ratio
-    return audio.astype(np.float32), notes, spans / ratio
+    scaled = []
+    for labels in (notes, keys):
+        if labels is not None:
+            labels = labels.copy()
+            labels[:, [ONSET_S, OFFSET_S]] /= ratio
+            scaled.append(labels)
+    if abs(cents) >= 1e-6:
+        audio = soxr.resample(audio, sample_rate * ratio, sample_rate, quality="HQ")
+    return (audio.astype(np.float32), *scaled[:1], spans / ratio, *scaled[1:])

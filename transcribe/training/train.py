@@ -73,6 +73,12 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
         each = F.binary_cross_entropy_with_logits(logits["pedal" + suffix], rolls["pedal"],
                                                   reduction="none")
         losses["pedal"] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
+    if "key" + suffix in logits and "key" in rolls:
+        # Where each key is held: taught by renders that know the keys apart from the pedal.
+        known = rolls["key_known"].view(-1, 1, 1)
+        each = F.binary_cross_entropy_with_logits(logits["key" + suffix], rolls["key"],
+                                                  reduction="none")
+        losses["key"] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
     return {name + suffix: value for name, value in losses.items()}
 
 
