@@ -185,3 +185,12 @@ except TranscribeError as error:
     assert f"{tmp_path / 'gone.wav'}: not there" in lines[1]
     assert lines[2] == "1"
     assert "has amt-transcribe" in lines[3] and "install one version on every node" in lines[3]
+
+
+def test_cuda_on_a_cluster_without_a_gpu_is_refused_not_left_waiting(tmp_path, cluster):
+    wav = write_wav(tmp_path / "a.wav")
+    run = amt(wav, f"--ray={cluster}", "--device", "cuda", timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "amt-transcribe: error: --device cuda: no node of the Ray cluster has a GPU")
+    assert not (tmp_path / "a.mid").exists()

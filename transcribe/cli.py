@@ -351,9 +351,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             loaded = None
             workers = min(jobs_wanted, len(pending))
             try:
-                # On a cluster the workers pick their own device; "auto" is checked there.
-                chosen = pick_device("cpu" if ray_address is not None and device == "auto"
-                                     else device)
+                # On a cluster each worker picks and checks its own device.
+                chosen = pick_device("cpu" if ray_address is not None else device)
                 if ray_address is not None:
                     from .cluster import import_ray
                     import_ray()

@@ -122,7 +122,11 @@ def _transcribe_task(weights, device: str, threads: int, cwd: str, job, settings
     if weights is not None:
         key = (weights.card.get("sha256"), device)
         if key not in _MODELS:
-            _MODELS[key] = load_model(weights, device)
+            try:
+                _MODELS[key] = load_model(weights, device)
+            except TranscribeError as error:  # e.g. --device cuda on a node without one
+                job.status, job.message = "failed", f"{job.source}: {error}"
+                return job, []
         loaded = _MODELS[key]
     return job, run_job(job, loaded, settings)
 
@@ -142,8 +146,12 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
     started_here = connect(address)
     try:
         nodes = check_nodes(pending, __version__)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if device.startswith("cuda") and not gpus:  # its tasks would wait for ever
+            raise TranscribeError("--device cuda: no node of the Ray cluster has a GPU")
         reporter.note(f"Ray cluster: {nodes} node{'s' * (nodes != 1)}, "
-                      f"{int(ray.cluster_resources().get('CPU', 0))} CPUs")
+                      f"{int(resources.get('CPU', 0))} CPUs" + (f", {gpus} GPUs" if gpus else ""))
         model_ref = ray.put(read_weights(weights)) if needs_model else None
         task = ray.remote(num_cpus=threads, num_gpus=1 if device.startswith("cuda") else 0,
                           max_retries=0)(_transcribe_task)
