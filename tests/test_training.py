@@ -298,6 +298,29 @@ def test_pedal_rolls_mark_down_pressed_and_released_frames():
     assert np.flatnonzero(roll[:, 2]).tolist() == [15]
 
 
+def test_free_strings_ring_only_while_the_pedal_is_down():
+    from transcribe.training.pianos import damper_resonance
+    rate = C.SAMPLE_RATE
+    t = np.arange(12 * rate) / rate
+    struck = (0.3 * np.sin(2 * np.pi * 261.63 * t) * np.exp(-(t % 2))).astype(np.float32)
+    spans = np.array([[1.0, 5.0], [8.0, 12.0]])
+    rung = damper_resonance(struck, spans, np.random.default_rng(0), level_db=(-12, -12))
+    added = rung - struck
+    # Pedal up (before 1 s, and from 5.04 s, once the dampers are back, until 8 s): untouched.
+    assert not added[:rate].any() and not added[int(5.05 * rate):8 * rate].any()
+    # Pedal down: the strings ring at the level asked for, at what was played (C4's
+    # partials) and not elsewhere.
+    under = slice(int(1.1 * rate), int(4.9 * rate))
+    level_db = 20 * np.log10(np.std(added[under]) / np.std(struck[under]))
+    assert -15 < level_db < -9
+    spectrum = np.abs(np.fft.rfft(added[under]))
+    hz = np.fft.rfftfreq(len(added[under]), 1 / rate)
+    near_c4 = spectrum[(hz > 250) & (hz < 275)].max()
+    assert near_c4 > 30 * np.median(spectrum[(hz > 300) & (hz < 500)])
+    # Nothing under the pedal: the audio itself comes back.
+    assert damper_resonance(struck, np.zeros((0, 2)), np.random.default_rng(0)) is struck
+
+
 @needs_pianos
 def test_a_piano_render_keeps_the_key_releases_apart_from_the_pedal(tmp_path):
     from transcribe.training import corpus as corpus_module

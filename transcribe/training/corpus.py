@@ -150,6 +150,7 @@ def render_job(job: RenderJob, cache_dir: Path, pianos: dict, audio_format: str 
     notes, spans = sampled.labels(midi)
     keys, _ = sampled.labels(midi, sustain=False)
     audio = sampled.render(midi, piano)
+    audio = sampled.damper_resonance(audio, spans, np.random.default_rng(list(job.draw_key)))
     audio, notes, spans, keys = sampled.detune(audio, notes, spans, job.detune_cents,
                                                keys=keys)
     # Some files hold silence long after their last note (an excerpt's End-of-Track).
