@@ -63,6 +63,20 @@ def test_a_key_down_head_beside_the_pedal_in_both_passes():
     assert sorted(missing.missing_keys) == ["transcriber.key.bias", "transcriber.key.weight"]
 
 
+def test_a_pedal_head_with_a_recurrent_layer_of_its_own():
+    config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True,
+                         pedal=True, pedal_hidden=6)
+    model = UNetTranscriber(config).eval()
+    spec = torch.rand(2, 40, C.N_MELS)
+    full, fast = model(spec), model(spec, full=False)
+    assert full["pedal"].shape == (2, 40, 3)
+    torch.testing.assert_close(fast["pedal"], full["pedal_1"])
+    names = {name for name in model.state_dict() if name.startswith("transcriber.pedal.")}
+    assert {"transcriber.pedal.rnn.weight_ih_l0", "transcriber.pedal.out.weight"} <= names
+    with pytest.raises(ValueError, match="pedal_hidden must be a positive integer"):
+        ModelConfig.from_dict({"pedal": True, "pedal_hidden": -2})
+
+
 def test_a_config_without_the_new_parts_means_no_pedal():
     config = ModelConfig.from_dict({"unet_channels": [4, 8, 8, 8], "lstm_hidden": 8,
                                     "reconstruction": False})

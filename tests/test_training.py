@@ -392,6 +392,24 @@ def test_recalibration_changes_only_the_second_pass_and_reconstruction_statistic
     assert any(name.startswith("reconstructor.") and "running_var" in name for name in changed)
 
 
+def test_training_only_a_new_head_leaves_every_other_weight_and_statistic_alone(tmp_path):
+    render_training_file(tmp_path)
+    np.save(tmp_path / "a.keys.npy", np.load(tmp_path / "a.npy"))  # no pedal: keys = notes
+    model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True,
+                               pedal=True, key_release=True)
+    torch.manual_seed(5)
+    start = tmp_path / "start.pt"
+    save_weights(UNetTranscriber(model_config), start)
+    config = TrainConfig(steps=3, batch_size=2, segment_frames=32, learning_rate=1e-2,
+                         ema_decay=0.0, checkpoint_minutes=0.0, train_only=["key"])
+    checkpoint = train(model_config, config, [tmp_path / "a.flac"], tmp_path / "run",
+                       init_weights=start, log=lambda _: None)
+    before = torch.load(start, weights_only=True)
+    after = torch.load(checkpoint, weights_only=False)["model"]
+    changed = {name for name, value in after.items() if not torch.equal(value, before[name])}
+    assert changed == {"transcriber.key.weight", "transcriber.key.bias"}
+
+
 def test_scores_that_only_some_files_have_are_averaged_over_those(tmp_path):
     from transcribe.training.evaluate import write_csv
     from transcribe.training.metrics import mean_scores

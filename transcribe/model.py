@@ -37,6 +37,7 @@ class ModelConfig:
     reconstruction: bool = True
     pedal: bool = False  # a sustain-pedal head; weights without it load as before
     key_release: bool = False  # a key-down head: where each key is held (notes end at release)
+    pedal_hidden: int = 0  # > 0: the pedal head has a recurrent layer of its own, this wide
     sample_rate: int = C.SAMPLE_RATE
     hop_length: int = C.HOP_LENGTH
 
@@ -73,6 +74,8 @@ class ModelConfig:
             raise ValueError(f"spectrogram must be 'mel' or 'cqt', got {self.spectrogram!r}")
         for name in ("n_bins", "lstm_hidden", "sample_rate", "hop_length"):
             positive_int(name, getattr(self, name))
+        if self.pedal_hidden:
+            positive_int("pedal_hidden", self.pedal_hidden)
         for value in self.unet_channels:
             positive_int("unet_channels", value)
         for name in ("reconstruction", "pedal", "key_release"):
@@ -188,6 +191,20 @@ class UNet(nn.Module):
         return torch.sigmoid(self.out(x)).squeeze(1)
 
 
+class PedalHead(nn.Module):
+    """The sustain pedal from the transcriber's hidden state through a BiGRU of its own:
+    one state for the whole keyboard that changes slowly, which Kong et al. (2021) give a
+    network of its own; here a small recurrent layer over the notes' features."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.rnn = nn.GRU(width, hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * hidden, len(PEDAL_COLUMNS))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out(self.rnn(hidden)[0])
+
+
 class Transcriber(nn.Module):
     """U-net + BiLSTM -> logits of the four heads, each ``(batch, frames, 88)``, of the
     pedal head ``(batch, frames, 3)`` and the key-down head ``key`` ``(batch, frames, 88)``
@@ -205,7 +222,10 @@ class Transcriber(nn.Module):
         self.frame = nn.Linear(width + 2 * C.N_KEYS, C.N_KEYS)
         # The pedal is one state for the whole keyboard, read from the same hidden
         # state as the notes it holds (Kong et al. 2021 predict it beside the notes).
-        self.pedal = nn.Linear(width, len(PEDAL_COLUMNS)) if config.pedal else None
+        self.pedal = None
+        if config.pedal:
+            self.pedal = PedalHead(width, config.pedal_hidden) if config.pedal_hidden else \
+                nn.Linear(width, len(PEDAL_COLUMNS))
         # The frame head says where a string sounds; this one where its key is held,
         # which differs while the pedal holds the string (a player piano's offsets).
         self.key = nn.Linear(width, C.N_KEYS) if config.key_release else None

@@ -49,6 +49,9 @@ class TrainConfig:
     mix_probability: float = 0.0  # share of segments that are two pieces summed
     max_minutes: float = 0.0  # stop (and checkpoint) after this much training; 0: no limit
     data_workers: int = 0  # processes drawing batches (a GPU outruns one CPU core)
+    # Train only these heads (e.g. ["key"]): the rest frozen, BatchNorm statistics kept.
+    # A head new to trained weights then learns at a fraction of a whole step's cost.
+    train_only: list[str] = dataclasses.field(default_factory=list)
 
 
 def git_commit() -> str:
@@ -239,6 +242,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                 f"LSTM {model_config.lstm_hidden} (same outputs to start)")
         missing, unexpected = model.load_state_dict(weights, strict=False)
         log(f"initialised from {init_weights}; new parameters: {len(missing)} tensors")
+    if train_config.train_only:
+        heads = tuple(f"transcriber.{head}." for head in train_config.train_only)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.startswith(heads)
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if not trained:
+            raise ValueError(f"train_only {train_config.train_only}: no such head in the model")
+        log(f"training only {', '.join(train_config.train_only)}: {trained:,} parameters")
     # The average starts from the weights as loaded (n_averaged 0 copies them).
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay),
                              use_buffers=True) if train_config.ema_decay > 0 else None
@@ -275,7 +286,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     last_save = time.monotonic()
     running: dict[str, float] = {}
     running_steps = 0
-    model.train()
+    model.train(not train_config.train_only)
     stream = batches(sampler, train_config.batch_size, train_config.data_workers,
                      [train_config.seed, step])
     session_started = time.monotonic()
@@ -325,7 +336,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
             if validate is not None:
                 evaluated.eval()
                 scores = validate(evaluated, frontend)
-                model.train()
+                model.train(not train_config.train_only)
                 log(f"validation at step {step}: {scores}")
                 writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
                                  "", "", json.dumps(scores)])
