@@ -137,7 +137,8 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
     outcome on its job and reporting it as it finishes, as ``cli._run_serial`` does.
 
     Each task takes ``threads`` CPUs (and a GPU when ``device`` is ``cuda``); at most
-    ``in_flight`` tasks are submitted at once (``None``: all, Ray queues them).
+    ``in_flight`` tasks are submitted at once (``None``: twice what the cluster's CPUs
+    run at once, so it never idles and the driver never tracks ten thousand tasks).
     """
     ray = import_ray()
     from .cli import record_outcome
@@ -152,6 +153,7 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
             raise TranscribeError("--device cuda: no node of the Ray cluster has a GPU")
         reporter.note(f"Ray cluster: {nodes} node{'s' * (nodes != 1)}, "
                       f"{int(resources.get('CPU', 0))} CPUs" + (f", {gpus} GPUs" if gpus else ""))
+        in_flight = in_flight or max(1, 2 * int(resources.get("CPU", 1)) // threads)
         model_ref = ray.put(read_weights(weights)) if needs_model else None
         task = ray.remote(num_cpus=threads, num_gpus=1 if device.startswith("cuda") else 0,
                           max_retries=0)(_transcribe_task)
@@ -165,7 +167,7 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
 
         try:
             while queue or running:
-                while queue and (in_flight is None or len(running) < in_flight):
+                while queue and len(running) < in_flight:
                     submit(queue.popleft(), False)
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for reference in ready:
