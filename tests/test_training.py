@@ -201,6 +201,28 @@ def test_training_starts_from_exported_weights(tmp_path):
     assert all(torch.equal(trained[name], shipped[name]) for name in parameters)
 
 
+def test_training_from_a_run_goes_on_from_its_weight_average(tmp_path):
+    """--init RUN/last.pt: the averaged weights it validates and exports, not its last step's."""
+    from transcribe.training.train import averaged_state
+    render_training_file(tmp_path)
+    model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=False)
+    first = train(model_config, TrainConfig(steps=3, batch_size=1, segment_frames=32,
+                                            learning_rate=1e-2, ema_decay=0.5,
+                                            checkpoint_minutes=0.0),
+                  [tmp_path / "a.flac"], tmp_path / "first", log=lambda line: None)
+    state = torch.load(first, weights_only=False)
+    average = averaged_state(state)
+    parameters = [name for name, _ in UNetTranscriber(model_config).named_parameters()]
+    assert not all(torch.equal(average[name], state["model"][name]) for name in parameters)
+    second = train(model_config, TrainConfig(steps=1, batch_size=1, segment_frames=32,
+                                             learning_rate=0.0, ema_decay=0.0,
+                                             checkpoint_minutes=0.0),
+                   [tmp_path / "a.flac"], tmp_path / "second", init_weights=first,
+                   log=lambda line: None)
+    went_on = torch.load(second, weights_only=False)["model"]
+    assert all(torch.equal(went_on[name], average[name]) for name in parameters)
+
+
 def test_training_widens_narrower_weights(tmp_path):
     """--init with a narrower network's weights: the wider run starts from them, widened."""
     render_training_file(tmp_path)

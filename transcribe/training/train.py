@@ -231,9 +231,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         log(f"resumed from {checkpoint_path} at step {step}")
     elif init_weights is not None:
         state = load_checkpoint(init_weights, device)
-        # A run's checkpoint holds the model under "model"; exported weights (weights/*.pt)
-        # are the state_dict itself, so training can go on from the shipped weights.
-        weights = state["model"] if isinstance(state.get("model"), dict) else state
+        # A run's checkpoint holds the model under "model", and its weight average, which
+        # is what it exports and validates, so that is what goes on; exported weights
+        # (weights/*.pt) are the state_dict itself, so training can go on from the shipped
+        # weights.
+        weights = averaged_state(state) if isinstance(state.get("model"), dict) else state
         current = model.state_dict()
         if any(name in current and current[name].shape != value.shape
                for name, value in weights.items()):
