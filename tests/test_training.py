@@ -320,6 +320,26 @@ def test_pedal_rolls_mark_down_pressed_and_released_frames():
     assert np.flatnonzero(roll[:, 2]).tolist() == [15]
 
 
+@needs_pianos
+def test_tuning_picks_the_pedal_and_key_thresholds_of_weights_that_have_those_heads(tmp_path):
+    from transcribe.training import pianos
+    from transcribe.training.evaluate import tune_thresholds
+    from transcribe.weights import load_model
+    piano = {p.name: p for p in pianos.read_pianos(SHARED / "pianos")}["upright-kw"]
+    midi_path = pedalled_midi(tmp_path / "p.mid")
+    sf.write(tmp_path / "p.flac", pianos.render(pianos.prepare(midi_path), piano), C.SAMPLE_RATE)
+    torch.manual_seed(3)
+    save_weights(UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8,
+                                             reconstruction=False, pedal=True,
+                                             key_release=True)), tmp_path / "w.pt")
+    best, means, tried = tune_thresholds(
+        load_model(tmp_path / "w.pt"), [(tmp_path / "p.flac", midi_path)], onset=(0.5,),
+        frame=(0.5,), offset=(1.0,), min_note_ms=(30.0,), frame_onset=(1.0,),
+        pedal=(0.3, 0.6), key_down=(0.2, 0.8))
+    assert best.pedal_threshold in (0.3, 0.6) and best.key_threshold in (0.2, 0.8)
+    assert len(tried) == 1 and "pedal_frame_f1" in means
+
+
 def test_free_strings_ring_only_while_the_pedal_is_down():
     from transcribe.training.pianos import damper_resonance
     rate = C.SAMPLE_RATE

@@ -88,14 +88,17 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
 def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),
                     frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0),
                     frame_onset=(0.4, 0.5, 0.6, 1.0),
-                    pedal=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), model_pass: str | None = None):
+                    pedal=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+                    key_down=(0.1, 0.2, 0.3, 0.4, 0.5), model_pass: str | None = None):
     """Grid-search decoding thresholds for the best mean note F1 (ties: note-with-offset F1).
 
     Weights with a pedal head first get a pedal threshold, on the files whose reference
     has pedal: the best mean pedal frame F1 among the thresholds whose notes, as ``--pedal
     extend`` writes them (lengthened through the predicted pedal), keep their frame F1
-    within 1 point of the best (a pedal found too often lengthens every note).  The
-    notes are then tuned as ``extend`` writes them.  The network runs once per file;
+    within 1 point of the best (a pedal found too often lengthens every note).  Weights
+    with a key-down head get the key threshold of the best note-with-offset F1 of
+    ``--pedal cc64``'s notes against the key releases.  The notes are then tuned as
+    ``extend`` writes them.  The network runs once per file;
     each combination only re-decodes.  Returns (best ``DecodingOptions``, its mean
     scores, all ``(options, means)`` tried).
     """
@@ -105,14 +108,14 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     from ..transcriber import transcribe
     runs = [(transcribe(audio, loaded, model_pass=model_pass), reference_notes(midi),
              reference_pedal(midi)) for audio, midi in pairs]
-    pedalled = [(result, reference, spans) for result, reference, spans in runs
-                if result.pedal is not None and len(spans)]
-    pedal_threshold = None
+    pedalled = [(result, reference, spans, midi) for (result, reference, spans), (_, midi)
+                in zip(runs, pairs) if result.pedal is not None and len(spans)]
+    pedal_threshold = key_threshold = None
     if pedalled:
         by_threshold = {}
         for threshold in pedal:
             decoded = [(result.redecode(pedal_threshold=threshold), reference, spans)
-                       for result, reference, spans in pedalled]
+                       for result, reference, spans, _ in pedalled]
             by_threshold[threshold] = (
                 np.mean([pedal_scores(spans, result.pedal, result.duration_s)["pedal_frame_f1"]
                          for result, _, spans in decoded]),
@@ -122,12 +125,18 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
         pedal_threshold = max((threshold for threshold, (_, frame_f1) in by_threshold.items()
                                if frame_f1 >= best_frame - 0.01),
                               key=lambda threshold: by_threshold[threshold][0])
+    if pedalled and pedalled[0][0].key_notes is not None:
+        releases = [(result, reference_notes(midi, sustain=False))
+                    for result, _, _, midi in pedalled]
+        key_threshold = max(key_down, key=lambda threshold: np.mean([
+            score(reference, result.redecode(key_threshold=threshold).with_pedal("cc64")[0])
+            ["note_offset_f1"] for result, reference in releases]))
     tried = []
     for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset):
         options = DecodingOptions(onset_threshold=values[0], frame_threshold=values[1],
                                   offset_threshold=values[2], min_note_ms=values[3],
                                   frame_onset_threshold=values[4],
-                                  pedal_threshold=pedal_threshold)
+                                  pedal_threshold=pedal_threshold, key_threshold=key_threshold)
         rows = []
         for result, reference, spans in runs:
             decoded = result.redecode(**options.as_dict())
