@@ -26,4 +26,10 @@ def amt_transcribe() -> None:
     signal.signal(signal.SIGINT, _exit_at_once)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .cli import run
-    run()
+    try:
+        run()
+    finally:
+        # Done (its exit status decided): a Ctrl-C while the interpreter shuts down
+        # would otherwise kill it by signal, without a word, after every output was
+        # written.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
