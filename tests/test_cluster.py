@@ -44,6 +44,18 @@ def test_ray_followed_by_an_input_is_refused_with_the_way_to_write_it(tmp_path):
     assert "Traceback" not in run.stderr
 
 
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install '.[cluster]')")
+    wav = write_wav(tmp_path / "a.wav")
+    port = _free_port()  # nothing listens there
+    started = time.monotonic()
+    run = amt(wav, f"--ray=127.0.0.1:{port}", timeout=60)
+    assert run.returncode == 1 and time.monotonic() - started < 30
+    assert run.stderr.strip() == (f"amt-transcribe: error: cannot reach the Ray cluster at "
+                                  f"127.0.0.1:{port} (Connection refused); is Ray running "
+                                  "there (ray start --head)?")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

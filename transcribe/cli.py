@@ -353,9 +353,9 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             try:
                 # On a cluster each worker picks and checks its own device.
                 chosen = pick_device("cpu" if ray_address is not None else device)
-                if ray_address is not None:
-                    from .cluster import import_ray
-                    import_ray()
+                if ray_address is not None:  # joined before any progress is drawn
+                    from .cluster import connect
+                    started_ray = connect(ray_address or None)
                 elif workers > 1:
                     # Workers x threads never exceed the cores this process may use.
                     from .inference import usable_cores
@@ -382,7 +382,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                 if ray_address is not None:
                     from .cluster import run_on_ray
                     try:
-                        run_on_ray(pending, ray_address or None, weights, device, threads or 1,
+                        run_on_ray(pending, started_ray, weights, device, threads or 1,
                                    jobs_wanted if jobs_wanted > 1 else None, bool(audio_jobs),
                                    settings, reporter)
                     except TranscribeError as error:

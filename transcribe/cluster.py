@@ -44,6 +44,11 @@ def connect(address: str | None) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    target = address or os.environ.get("RAY_ADDRESS")
+    unreachable = _unreachable(target) if target else None
+    if unreachable:  # Ray itself would retry for minutes, printing its own log lines
+        raise TranscribeError(f"cannot reach the Ray cluster at {target} ({unreachable}); "
+                              "is Ray running there (ray start --head)?")
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
@@ -53,6 +58,21 @@ def connect(address: str | None) -> bool:
                               f"({str(error).strip().splitlines()[0]}); a cluster that "
                               "requires a token also needs RAY_AUTH_MODE=token here") from None
     return True
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at a ``HOST:PORT`` (or ``ray://HOST:PORT``) address, in 5 s;
+    None when something does, or for ``auto``/``local``."""
+    import re
+    import socket
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address)
+    if not match:
+        return None
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=5).close()
+    except OSError as error:
+        return error.strerror or str(error) or type(error).__name__
+    return None
 
 
 def _probe_node(cwd: str, folders: list[str], sources: list[str]) -> tuple[str, str | None]:
@@ -131,10 +151,11 @@ def _transcribe_task(weights, device: str, threads: int, cwd: str, job, settings
     return job, run_job(job, loaded, settings)
 
 
-def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
+def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                in_flight: int | None, needs_model: bool, settings, reporter) -> None:
-    """Transcribe ``pending`` (``cli.Job``) on the cluster at ``address``, recording each
-    outcome on its job and reporting it as it finishes, as ``cli._run_serial`` does.
+    """Transcribe ``pending`` (``cli.Job``) on the cluster joined by ``connect``, recording
+    each outcome on its job and reporting it as it finishes, as ``cli._run_serial`` does;
+    Ray is shut down at the end if ``connect`` started it (``started_here``).
 
     Each task takes ``threads`` CPUs (and a GPU when ``device`` is ``cuda``); at most
     ``in_flight`` tasks are submitted at once (``None``: twice what the cluster's CPUs
@@ -144,7 +165,6 @@ def run_on_ray(pending, address: str | None, weights, device: str, threads: int,
     from .cli import record_outcome
     from .version import __version__
     from .weights import read_weights
-    started_here = connect(address)
     try:
         nodes = check_nodes(pending, __version__)
         resources = ray.cluster_resources()
