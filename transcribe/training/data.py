@@ -105,7 +105,7 @@ class SegmentSampler:
     def segment_samples(self) -> int:
         return self.frontend.samples_for_frames(self.n_frames)
 
-    def _segment(self) -> tuple[np.ndarray, dict[str, np.ndarray], bool]:
+    def _segment(self) -> tuple[np.ndarray, dict]:
         length = self.segment_samples()
         index = self.rng.choice(len(self.audio), p=self.weights)
         source = self.audio[index]
@@ -117,14 +117,13 @@ class SegmentSampler:
         audio[max(-start, 0):max(-start, 0) + len(piece)] = piece
         rate = self.frontend.frame_rate_hz
         rolls = notes_to_rolls(self.notes[index], first_frame, self.n_frames, rate)
-        known = self.pedal[index] is not None
-        rolls["pedal"] = pedal_to_roll(self.pedal[index] if known else [], first_frame,
+        pedal, keys = self.pedal[index], self.keys[index]
+        rolls["pedal"] = pedal_to_roll(pedal if pedal is not None else [], first_frame,
                                        self.n_frames, rate)
-        keys = self.keys[index]
         rolls["key"] = notes_to_rolls(keys if keys is not None else np.zeros((0, 4)),
                                       first_frame, self.n_frames, rate)["frame"]
-        rolls["key_known"] = float(keys is not None)
-        return audio, rolls, known
+        rolls["pedal_known"], rolls["key_known"] = float(pedal is not None), float(keys is not None)
+        return audio, rolls
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Audio ``(batch, samples)`` float32; rolls ``(batch, n_frames, 88)`` per note head
@@ -138,24 +137,18 @@ class SegmentSampler:
         rolls["pedal_known"] = np.zeros(batch_size, np.float32)
         rolls["key_known"] = np.zeros(batch_size, np.float32)
         for row in range(batch_size):
-            segment, labels, known = self._segment()
+            segment, labels = self._segment()
             if self.augment and self.rng.random() < self.mix_probability:
                 # Two pieces at once: audio summed at a random balance, labels united.
-                # The second piece's pedal is unknown to the labels unless both are known.
-                other, other_labels, other_known = self._segment()
+                # The pedal (the keys) of the sum are known only if both pieces' are.
+                other, other_labels = self._segment()
                 balance = float(self.rng.uniform(0.3, 1.0))
                 segment = segment + balance * other
-                for name in ROLLS:
-                    labels[name] = np.maximum(labels[name], other_labels[name])
-                labels["pedal"] = np.maximum(labels["pedal"], other_labels["pedal"])
-                labels["key"] = np.maximum(labels["key"], other_labels["key"])
-                labels["key_known"] = min(labels["key_known"], other_labels["key_known"])
-                known = known and other_known
+                labels = {name: (min if name.endswith("_known") else np.maximum)(
+                    value, other_labels[name]) for name, value in labels.items()}
             audio[row] = self.augment_audio(segment) if self.augment else segment
-            for name in ROLLS + ("pedal", "key"):
-                rolls[name][row] = labels[name]
-            rolls["pedal_known"][row] = float(known)
-            rolls["key_known"][row] = labels["key_known"]
+            for name, value in labels.items():
+                rolls[name][row] = value
         return audio, rolls
 
     def augment_audio(self, audio: np.ndarray) -> np.ndarray:

@@ -70,18 +70,15 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
     onsets = rolls["onset"]
     velocity = torch.sigmoid(logits["velocity" + suffix])
     losses["velocity"] = (onsets * (velocity - rolls["velocity"]) ** 2).sum() / onsets.sum().clamp(min=1)
-    if "pedal" + suffix in logits and "pedal" in rolls:
-        # Only segments whose render knew the pedal teach it (SoundFont caches do not).
-        known = rolls["pedal_known"].view(-1, 1, 1)
-        each = F.binary_cross_entropy_with_logits(logits["pedal" + suffix], rolls["pedal"],
-                                                  reduction="none")
-        losses["pedal"] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
-    if "key" + suffix in logits and "key" in rolls:
-        # Where each key is held: taught by renders that know the keys apart from the pedal.
-        known = rolls["key_known"].view(-1, 1, 1)
-        each = F.binary_cross_entropy_with_logits(logits["key" + suffix], rolls["key"],
-                                                  reduction="none")
-        losses["key"] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
+    # The pedal and where each key is held are taught only by segments whose render knew
+    # them (sampled pianos; SoundFont caches know neither): binary cross-entropy over
+    # the segments with ``NAME_known`` set.
+    for name in ("pedal", "key"):
+        if name + suffix in logits and name in rolls:
+            known = rolls[f"{name}_known"].view(-1, 1, 1)
+            each = F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name],
+                                                      reduction="none")
+            losses[name] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
     return {name + suffix: value for name, value in losses.items()}
 
 
