@@ -347,8 +347,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     try:
         if pending:
             from .inference import pick_device, set_threads
-            from .weights import load_model
-            loaded = None
+            from .weights import load_model, read_weights
+            loaded = checked = None
             workers = min(jobs_wanted, len(pending))
             try:
                 # On a cluster each worker picks and checks its own device.
@@ -365,8 +365,9 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                     set_threads(threads)
                 if audio_jobs and workers <= 1 and ray_address is None:
                     loaded = load_model(weights, device=chosen)  # .npz inputs need no network
-                elif audio_jobs:  # checked here once, so a bad file is one error, not N
-                    load_model(weights, device="cpu")
+                elif audio_jobs:  # read and checked once here: a bad file is one error, not N
+                    checked = read_weights(weights)  # Ray's object store takes it as read
+                    load_model(checked, device="cpu")
             except TranscribeError as error:
                 _fail(str(error))
             import torch
@@ -382,9 +383,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                 if ray_address is not None:
                     from .cluster import run_on_ray
                     try:
-                        run_on_ray(pending, started_ray, weights, device, threads or 1,
-                                   jobs_wanted if jobs_wanted > 1 else None, bool(audio_jobs),
-                                   settings, reporter)
+                        run_on_ray(pending, started_ray, checked, device, threads or 1,
+                                   jobs_wanted if jobs_wanted > 1 else None, settings, reporter)
                     except TranscribeError as error:
                         reporter.stop()
                         _fail(str(error))

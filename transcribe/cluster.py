@@ -53,8 +53,7 @@ def connect(address: str | None) -> bool:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        where = address or os.environ.get("RAY_ADDRESS") or "a local cluster"
-        raise TranscribeError(f"cannot join the Ray cluster at {where} "
+        raise TranscribeError(f"cannot join the Ray cluster at {target or 'a local cluster'} "
                               f"({str(error).strip().splitlines()[0]}); a cluster that "
                               "requires a token also needs RAY_AUTH_MODE=token here") from None
     return True
@@ -151,9 +150,34 @@ def _transcribe_task(weights, device: str, threads: int, cwd: str, job, settings
     return job, run_job(job, loaded, settings)
 
 
+def _settle(ray, reference, job, attempts: dict, reporter) -> bool:
+    """Record on ``job`` the outcome of its task ``reference``; True when the task must be
+    tried again (its worker or node was lost, fewer than ``RETRIES`` times so far)."""
+    from .cli import record_outcome
+    try:
+        done, warnings = ray.get(reference)
+    except ray.exceptions.RayTaskError as error:  # our code raised: a bug
+        job.status = "failed"
+        job.message = (f"{job.source}: unexpected error on a Ray worker: "
+                       f"{str(error).strip().splitlines()[-1]} (please report this bug)")
+    except ray.exceptions.RayError as error:  # the worker or its node was lost
+        attempts[id(job)] = attempts.get(id(job), 0) + 1
+        if attempts[id(job)] <= RETRIES:
+            reporter.warn(f"{job.source}: Ray worker lost ({type(error).__name__}); "
+                          f"retrying ({attempts[id(job)]} of {RETRIES})")
+            return True
+        job.status = "failed"
+        job.message = f"{job.source}: Ray worker lost {RETRIES + 1} times ({type(error).__name__})"
+    else:
+        record_outcome(job, done, warnings, reporter)
+    return False
+
+
 def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
-               in_flight: int | None, needs_model: bool, settings, reporter) -> None:
-    """Transcribe ``pending`` (``cli.Job``) on the cluster joined by ``connect``, recording
+               in_flight: int | None, settings, reporter) -> None:
+    """Transcribe ``pending`` (``cli.Job``) with ``weights`` (a ``weights.WeightsFile``
+    read once, or None for saved posteriorgrams alone) on the cluster joined by
+    ``connect``, recording
     each outcome on its job and reporting it as it finishes, as ``cli._run_serial`` does;
     Ray is shut down at the end if ``connect`` started it (``started_here``).
 
@@ -162,9 +186,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
     run at once, so it never idles and the driver never tracks ten thousand tasks).
     """
     ray = import_ray()
-    from .cli import record_outcome
     from .version import __version__
-    from .weights import read_weights
     try:
         nodes = check_nodes(pending, __version__)
         resources = ray.cluster_resources()
@@ -174,7 +196,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
         reporter.note(f"Ray cluster: {nodes} node{'s' * (nodes != 1)}, "
                       f"{int(resources.get('CPU', 0))} CPUs" + (f", {gpus} GPUs" if gpus else ""))
         in_flight = in_flight or max(1, 2 * int(resources.get("CPU", 1)) // threads)
-        model_ref = ray.put(read_weights(weights)) if needs_model else None
+        model_ref = ray.put(weights) if weights is not None else None
         task = ray.remote(num_cpus=threads, num_gpus=1 if device.startswith("cuda") else 0,
                           max_retries=0)(_transcribe_task)
         cwd = os.getcwd()
@@ -192,27 +214,10 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for reference in ready:
                     job = running.pop(reference)
-                    try:
-                        done, warnings = ray.get(reference)
-                    except ray.exceptions.RayTaskError as error:  # our code raised: a bug
-                        job.status = "failed"
-                        job.message = (f"{job.source}: unexpected error on a Ray worker: "
-                                       f"{str(error).strip().splitlines()[-1]} "
-                                       "(please report this bug)")
-                    except ray.exceptions.RayError as error:  # the worker or its node was lost
-                        attempts[id(job)] = attempts.get(id(job), 0) + 1
-                        if attempts[id(job)] <= RETRIES:
-                            reporter.warn(f"{job.source}: Ray worker lost "
-                                          f"({type(error).__name__}); retrying "
-                                          f"({attempts[id(job)]} of {RETRIES})")
-                            submit(job, True)
-                            continue
-                        job.status = "failed"
-                        job.message = (f"{job.source}: Ray worker lost {RETRIES + 1} times "
-                                       f"({type(error).__name__})")
+                    if _settle(ray, reference, job, attempts, reporter):
+                        submit(job, True)
                     else:
-                        record_outcome(job, done, warnings, reporter)
-                    reporter.finish_file(job)
+                        reporter.finish_file(job)
         except KeyboardInterrupt:
             # Ray raises KeyboardInterrupt inside each running task: its temporary
             # files are removed on the way out, as in a local run.
