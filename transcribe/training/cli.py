@@ -126,13 +126,14 @@ def fit(run_dir, config_path, cache, validation, validation_files, init_weights,
 
     from ..inference import pick_device
     from ..model import ModelConfig
+    from .corpus import cached_audio
     from .data import load_rooms, training_rooms
     from .train import TrainConfig, train
     torch.set_num_threads(threads or os.cpu_count() or 1)
     sections = json.loads(config_path.read_text()) if config_path else {}
     model_config = ModelConfig.from_dict(sections.get("model", {}))
     train_config = TrainConfig(**sections.get("train", {}))
-    paths = sorted(cache.glob("*.flac"))
+    paths = cached_audio(cache)
     validate = make_validator(validation, validation_files) if validation.exists() else None
     rooms = load_rooms(training_rooms(rooms_dir)) if rooms_dir else None
     train(model_config, train_config, paths, run_dir, str(pick_device(device)),
@@ -216,10 +217,11 @@ def recalibrate(weights, out, cache, batches, seed):
     import json as json_module
 
     from ..weights import load_model, save_weights
+    from .corpus import cached_audio
     from .data import SegmentSampler
     from .train import recalibrate_second_pass
     loaded = load_model(weights, "cpu")
-    paths = sorted(p for p in cache.iterdir() if p.suffix in (".flac", ".wav"))
+    paths = cached_audio(cache)
     sampler = SegmentSampler(paths, 160, loaded.frontend, seed=seed)
     recalibrate_second_pass(loaded.model, loaded.frontend, sampler, batches)
     card = {k: v for k, v in loaded.card.items() if k not in ("model", "sha256")}

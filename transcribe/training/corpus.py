@@ -163,6 +163,11 @@ def render_job(job: RenderJob, cache_dir: Path, pianos: dict, audio_format: str 
     return audio_path
 
 
+def cached_audio(cache_dir: Path) -> list[Path]:
+    """The rendered files of a cache, FLAC or WAV (``render_job``'s ``audio_format``)."""
+    return sorted(p for p in cache_dir.iterdir() if p.suffix in (".flac", ".wav"))
+
+
 def save_rendered(audio_path: Path, audio: np.ndarray, notes: np.ndarray,
                   spans: np.ndarray | None = None, keys: np.ndarray | None = None) -> None:
     """Labels first, the audio last: a cached file counts as rendered once its audio exists."""
