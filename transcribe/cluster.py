@@ -221,9 +221,12 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
         except KeyboardInterrupt:
             # Ray raises KeyboardInterrupt inside each running task: its temporary
             # files are removed on the way out, as in a local run.
-            for reference in running:
+            # Only tasks still running: cancelling one that has just finished trips a
+            # fatal check inside Ray 2.60 (task_manager.cc, "not pending") now and then.
+            _, unfinished = ray.wait(list(running), num_returns=len(running), timeout=0)
+            for reference in unfinished:
                 ray.cancel(reference)
-            ray.wait(list(running), num_returns=len(running), timeout=30)
+            ray.wait(unfinished, num_returns=len(unfinished), timeout=30)
             raise
     finally:
         if started_here:
