@@ -91,8 +91,9 @@ function draw() {
   for (let x = 0; x < canvas.width; x += 400) {
     for (let p = LOW; p <= HIGH; p += 1) {
       if (p % 12 !== 0) continue;
-      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x, y(p) - 6, 22, 11);
-      ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), x + 2, y(p) + 3);
+      const top = Math.max(0, y(p) - 6);  // C8 is the top row: its label stays inside
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x, top, 22, 11);
+      ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), x + 2, top + 9);
     }
   }
   state.drawnNotes = drawn;
