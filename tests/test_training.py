@@ -490,3 +490,13 @@ def test_a_development_excerpt_holds_key_releases_and_the_pedal(tmp_path):
     notes = midi.instruments[0].notes
     assert len(notes) >= 20 and max(n.end for n in notes) <= 10 + 1e-3
     assert any(c.number == 64 for c in midi.instruments[0].control_changes)
+
+
+def test_tuning_prefers_right_lengths_when_note_f1_is_within_half_a_point():
+    from transcribe.training.evaluate import pick_decoding
+    tried = [("long notes", {"note_f1": 0.717, "note_offset_f1": 0.345}),
+             ("right lengths", {"note_f1": 0.714, "note_offset_f1": 0.388}),
+             ("fewer notes", {"note_f1": 0.700, "note_offset_f1": 0.420})]
+    assert pick_decoding(tried)[0] == "right lengths"
+    assert pick_decoding(tried, tolerance=0.0)[0] == "long notes"
+    assert pick_decoding(tried, tolerance=0.02)[0] == "fewer notes"
