@@ -107,8 +107,11 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
 
     from ..decode import DecodingOptions
     from ..transcriber import transcribe
-    runs = [(transcribe(audio, loaded, model_pass=model_pass), reference_notes(midi),
-             reference_pedal(midi)) for audio, midi in pairs]
+    # From the constants, not the card: a card tuned before must not steer the pedal and
+    # key searches below, which decode the notes with these base thresholds.
+    base = DecodingOptions().resolve(None)
+    runs = [(transcribe(audio, loaded, options=base, model_pass=model_pass),
+             reference_notes(midi), reference_pedal(midi)) for audio, midi in pairs]
     pedalled = [(result, reference, spans, midi) for (result, reference, spans), (_, midi)
                 in zip(runs, pairs) if result.pedal is not None and len(spans)]
     pedal_threshold = key_threshold = None
