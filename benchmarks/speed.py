@@ -1,6 +1,7 @@
 """Whole-command speed and peak memory of amt-transcribe, and of basic-pitch in the same run.
 
     python benchmarks/speed.py [--minutes 1 10 60] [--venv cache/bp-venv] [--no-peer] [--repeats 3]
+                               [--weights A.pt B.pt]
 
 Piano audio of each length is rendered once (piano-midi.de pieces through fluidsynth,
 cached in cache/bench/), then each command runs under /usr/bin/time -v: wall seconds,
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of amt-transcribe per length; the median is printed")
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    parser.add_argument("--weights", type=Path, nargs="+", default=[],
+                        help="time these weights (each a row of its own) instead of the shipped")
     args = parser.parse_args()
     ours_cmd = [sys.executable, "-m", "transcribe"]
     help_s = min(timed([*ours_cmd, "--help"])[0] for _ in range(3))
@@ -81,12 +84,15 @@ def main() -> None:
         audio = bench_audio(minutes, args.manifest)
         seconds = sf.info(str(audio)).duration
         with tempfile.TemporaryDirectory() as tmp:
-            runs = sorted(timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q",
-                                 "--overwrite"]) for _ in range(args.repeats))
-            wall, peak = runs[len(runs) // 2]
-            rows[(minutes, "amt-transcribe")] = (wall, peak)
-            print(f"{minutes:>6g} m {'amt-transcribe':>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
-                  flush=True)
+            for weights in args.weights or [None]:
+                chosen = ["--weights", str(weights)] if weights else []
+                runs = sorted(timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q",
+                                     "--overwrite", *chosen]) for _ in range(args.repeats))
+                wall, peak = runs[len(runs) // 2]
+                name = weights.stem if weights else "amt-transcribe"
+                rows.setdefault((minutes, "amt-transcribe"), (wall, peak))
+                print(f"{minutes:>6g} m {name:>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
+                      flush=True)
             if not args.no_peer:
                 wall_bp, peak_bp = timed([str(basic_pitch(args.venv)), tmp, str(audio)])
                 rows[(minutes, "basic-pitch")] = (wall_bp, peak_bp)
@@ -104,7 +110,10 @@ def main() -> None:
     middle = bench_audio(lengths[len(lengths) // 2], args.manifest)
     print(f"\nwhere the time goes ({middle.name}, amt-transcribe --profile):", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([*ours_cmd, str(middle), "-o", f"{tmp}/ours.mid", "--profile"], check=True)
+        for weights in args.weights or [None]:
+            chosen = ["--weights", str(weights)] if weights else []
+            subprocess.run([*ours_cmd, str(middle), "-o", f"{tmp}/ours.mid", "--profile",
+                            "--overwrite", *chosen], check=True)
 
 
 if __name__ == "__main__":
