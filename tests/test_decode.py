@@ -188,3 +188,11 @@ def test_notes_are_extended_through_the_pedal_only_while_it_is_down():
     spans = np.array([[0.4, 2.0]])
     out = extend_through_pedal(notes, spans)
     np.testing.assert_allclose(out[:, 1], [2.0, 0.3, 3.0])
+
+
+def test_a_key_struck_again_under_the_pedal_ends_its_previous_note():
+    notes = np.array([[0.0, 0.5, 60, 80],   # held by the pedal until the same key strikes again
+                      [1.0, 1.3, 60, 80],   # held to the pedal's release
+                      [0.1, 0.4, 62, 80]])  # another key: held to the release
+    out = extend_through_pedal(notes, np.array([[0.2, 3.0]]))
+    np.testing.assert_allclose(out[:, 1], [1.0, 3.0, 3.0])

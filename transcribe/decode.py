@@ -302,7 +302,8 @@ def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:
     """Notes whose offset falls while the pedal is down, lengthened to the pedal's release.
 
     What a score-writer wants of a performance: each note as long as it sounds.
-    A key struck again still ends its previous note (``midi.trim_overlaps``).
+    A key struck again ends its previous note there, as the hammer does the string's
+    sound (the MIDI file, the CSV, the JSON and ``amt-evaluate`` all see the same notes).
     """
     notes = np.array(notes, np.float64).reshape(-1, 4)
     spans = np.asarray(spans, np.float64).reshape(-1, 2)
@@ -311,7 +312,14 @@ def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:
     ends = notes[:, OFFSET_S]
     index = np.searchsorted(spans[:, 0], ends, side="right") - 1
     held = (index >= 0) & (ends < spans[np.maximum(index, 0), 1])
-    notes[held, OFFSET_S] = spans[index[held], 1]
+    # The next onset of each note's key (by key, then onset).
+    order = np.lexsort((notes[:, ONSET_S], notes[:, PITCH]))
+    by_key = notes[order]
+    same_key = np.r_[by_key[1:, PITCH] == by_key[:-1, PITCH], False]
+    next_onset = np.empty(len(notes))
+    next_onset[order] = np.where(same_key, np.r_[by_key[1:, ONSET_S], np.inf], np.inf)
+    lengthened = np.minimum(spans[index[held], 1], next_onset[held])
+    notes[held, OFFSET_S] = np.maximum(ends[held], lengthened)
     return notes
 
 
