@@ -77,3 +77,33 @@ def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, pian
         assert result.duration_s == pytest.approx(from_file.duration_s)
     with pytest.raises(TranscribeError, match="sample_rate"):
         transcribe(samples, tiny_model, sample_rate=0)
+
+
+def test_recurrent_layers_run_on_one_thread_and_the_rest_on_all(tiny_weights):
+    import torch
+
+    from transcribe.weights import load_model
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        loaded = load_model(tiny_weights, "cpu")
+        seen = []
+        recurrent = [m for m in loaded.model.modules() if isinstance(m, torch.nn.RNNBase)]
+        assert recurrent
+        for module in recurrent:
+            module.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        spec = torch.rand(1, 64, loaded.config.n_bins)
+        with torch.inference_mode():
+            out = loaded.model(spec)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2  # restored for the convolutions
+        plain = load_model(tiny_weights, "cpu")  # same weights; compare against no hooks
+        for module in plain.model.modules():
+            module._forward_pre_hooks.clear()
+            module._forward_hooks.clear()
+        with torch.inference_mode():
+            reference = plain.model(spec)
+        for name in reference:
+            torch.testing.assert_close(out[name], reference[name])
+    finally:
+        torch.set_num_threads(before)

@@ -91,6 +91,34 @@ def default_threads() -> int:
     return max(1, usable_cores() - busy_cores())
 
 
+def _one_thread(module: torch.nn.Module, args) -> None:
+    module.threads_outside = torch.get_num_threads()
+    if module.threads_outside > 1:
+        torch.set_num_threads(1)
+
+
+def _threads_back(module: torch.nn.Module, args, output) -> None:
+    if getattr(module, "threads_outside", 1) > 1:
+        torch.set_num_threads(module.threads_outside)
+
+
+def serial_recurrence(model: torch.nn.Module) -> torch.nn.Module:
+    """Run ``model``'s LSTM and GRU layers on one CPU thread, the rest on all of torch's.
+
+    A recurrent layer is hundreds of steps of small matrix products; split over
+    threads that sleep between steps (``OMP_WAIT_POLICY=PASSIVE``, set by the CLI so
+    that concurrent runs do not starve each other), each step waits for a thread to
+    wake.  Measured on 2 cores, 10 minutes of piano: 11.5 s with the BiLSTM and the
+    pedal head's BiGRU on 2 threads, 7.3 s with everything on 1, 5.4 s this way
+    (``benchmarks/speed.py``).  For CPU inference only (``weights.load_model``).
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.RNNBase):
+            module.register_forward_pre_hook(_one_thread)
+            module.register_forward_hook(_threads_back)
+    return model
+
+
 def set_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads (``default_threads()`` when None); returns the number set.
 

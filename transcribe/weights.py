@@ -171,6 +171,9 @@ def load_model(weights: str | Path | WeightsFile | None = None,
                               f"({str(error).splitlines()[0]})") from None
     frontend = Frontend(config.spectrogram, config.sample_rate, config.hop_length, config.n_bins)
     model.to(device, memory_format=torch.channels_last).eval()
+    if device.type == "cpu":
+        from .inference import serial_recurrence
+        serial_recurrence(model)
     frontend.to(device).eval()
     return LoadedModel(model, frontend, config, card, path)
 
