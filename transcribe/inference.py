@@ -108,9 +108,12 @@ def serial_recurrence(model: torch.nn.Module) -> torch.nn.Module:
     A recurrent layer is hundreds of steps of small matrix products; split over
     threads that sleep between steps (``OMP_WAIT_POLICY=PASSIVE``, set by the CLI so
     that concurrent runs do not starve each other), each step waits for a thread to
-    wake.  Measured on 2 cores, 10 minutes of piano: 11.5 s with the BiLSTM and the
-    pedal head's BiGRU on 2 threads, 7.3 s with everything on 1, 5.4 s this way
-    (``benchmarks/speed.py``).  For CPU inference only (``weights.load_model``).
+    wake.  Measured on 2 cores, 10 minutes of piano, the shipped weights in one
+    process: 11.5 s with the BiLSTM and the pedal head's BiGRU on 2 threads, 7.3 s
+    with everything on 1, 5.4 s this way (whole commands: ``benchmarks/README.md``).
+    For CPU inference only (``weights.load_model``).  torch's thread count is one
+    per process: transcriptions in several Python threads of one process at once
+    would see each other's setting (processes, as ``--jobs`` and Ray use, do not).
     """
     for module in model.modules():
         if isinstance(module, torch.nn.RNNBase):
