@@ -312,15 +312,23 @@ def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:
     ends = notes[:, OFFSET_S]
     index = np.searchsorted(spans[:, 0], ends, side="right") - 1
     held = (index >= 0) & (ends < spans[np.maximum(index, 0), 1])
-    # The next onset of each note's key (by key, then onset).
-    order = np.lexsort((notes[:, ONSET_S], notes[:, PITCH]))
-    by_key = notes[order]
-    same_key = np.r_[by_key[1:, PITCH] == by_key[:-1, PITCH], False]
-    next_onset = np.empty(len(notes))
-    next_onset[order] = np.where(same_key, np.r_[by_key[1:, ONSET_S], np.inf], np.inf)
-    lengthened = np.minimum(spans[index[held], 1], next_onset[held])
+    lengthened = np.minimum(spans[index[held], 1], next_key_onsets(notes)[held])
     notes[held, OFFSET_S] = np.maximum(ends[held], lengthened)
     return notes
+
+
+def next_key_onsets(notes: np.ndarray) -> np.ndarray:
+    """For each note ``(n, 4)``, in its order, the next onset of its key (inf: none).
+
+    Notes of one key and onset are ordered by offset: each but the longest gets their
+    common onset (``midi.trim_overlaps`` then drops it).
+    """
+    order = np.lexsort((notes[:, OFFSET_S], notes[:, ONSET_S], notes[:, PITCH]))
+    by_key = notes[order]
+    same_key = np.r_[by_key[1:, PITCH] == by_key[:-1, PITCH], False]
+    onsets = np.empty(len(notes))
+    onsets[order] = np.where(same_key, np.r_[by_key[1:, ONSET_S], np.inf], np.inf)
+    return onsets
 
 
 def _key_release_frames(rows: np.ndarray, key_down: np.ndarray, threshold: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import mido
 import numpy as np
 import pretty_midi
 
-from .decode import NOTE_FIELDS, OFFSET_S, ONSET_S, PITCH, VELOCITY
+from .decode import NOTE_FIELDS, OFFSET_S, ONSET_S, PITCH, VELOCITY, next_key_onsets
 from .files import write_atomic
 
 FORMATS = ("mid", "csv", "json")
@@ -38,11 +38,8 @@ def trim_overlaps(notes: np.ndarray) -> np.ndarray:
     both), so overlapping notes of one pitch are trimmed, not emitted.
     """
     notes = np.asarray(notes, np.float64).reshape(-1, 4)
-    # By key, then onset; of notes with one onset the longest comes last and is kept.
-    notes = notes[np.lexsort((notes[:, OFFSET_S], notes[:, ONSET_S], notes[:, PITCH]))]
-    same_key_next = np.r_[notes[1:, 2] == notes[:-1, 2], False]
-    next_onset = np.r_[notes[1:, 0], np.inf]
-    ends = np.where(same_key_next, np.minimum(notes[:, OFFSET_S], next_onset), notes[:, OFFSET_S])
+    # Of notes with one key and onset the longest is kept (the others end where they begin).
+    ends = np.minimum(notes[:, OFFSET_S], next_key_onsets(notes))
     notes = np.column_stack([notes[:, ONSET_S], ends, notes[:, PITCH:]])
     notes = notes[notes[:, OFFSET_S] - notes[:, ONSET_S] >= SHORTEST_NOTE_S]
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
