@@ -84,21 +84,24 @@ def main() -> None:
         audio = bench_audio(minutes, args.manifest)
         seconds = sf.info(str(audio)).duration
         with tempfile.TemporaryDirectory() as tmp:
+            by_weights = {}  # name -> (wall, peak), one row each
             for weights in args.weights or [None]:
                 chosen = ["--weights", str(weights)] if weights else []
                 runs = sorted(timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q",
                                      "--overwrite", *chosen]) for _ in range(args.repeats))
-                wall, peak = runs[len(runs) // 2]
                 name = weights.stem if weights else "amt-transcribe"
-                rows.setdefault((minutes, "amt-transcribe"), (wall, peak))
+                wall, peak = by_weights[name] = runs[len(runs) // 2]
                 print(f"{minutes:>6g} m {name:>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
                       flush=True)
+            rows[(minutes, "amt-transcribe")] = next(iter(by_weights.values()))  # the first weights
             if not args.no_peer:
                 wall_bp, peak_bp = timed([str(basic_pitch(args.venv)), tmp, str(audio)])
                 rows[(minutes, "basic-pitch")] = (wall_bp, peak_bp)
+                ratios = ", ".join(f"{name} {wall_bp / wall:.2f}x"
+                                   for name, (wall, _) in by_weights.items())
                 print(f"{minutes:>6g} m {'basic-pitch 0.4.0':>16} {wall_bp:8.1f} "
-                      f"{seconds / wall_bp:12.1f} {peak_bp:8.0f}   ours/theirs speed "
-                      f"{wall_bp / wall:.2f}x", flush=True)
+                      f"{seconds / wall_bp:12.1f} {peak_bp:8.0f}   ours/theirs speed: {ratios}",
+                      flush=True)
     lengths = sorted(args.minutes)
     if len(lengths) > 1:
         short, long = lengths[0], lengths[-1]
