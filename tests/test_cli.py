@@ -439,3 +439,15 @@ def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weigh
     assert pngs == sorted(f"long.{kind}-{page:02d}.png" for kind in kinds for page in (1, 2, 3))
     # Every page of every figure has one size: 30 s at the same scale, axes aligned.
     assert len({matplotlib.image.imread(tmp_path / name).shape for name in pngs}) == 1
+
+
+def test_a_piano_roll_page_counts_the_pedal_it_shows(monkeypatch, tmp_path):
+    from transcribe import plot
+    figures = []
+    monkeypatch.setattr(plot, "_save", lambda fig, path, overwrite: figures.append(fig))
+    pedal = np.array([[1.0, 2.0], [29.0, 31.0], [40.0, 41.0], [50.0, 52.0], [70.0, 71.0]])
+    plot.plot_piano_roll(np.zeros((0, 4)), tmp_path / "p.png", 30.0, pedal=pedal, start_s=30.0)
+    legend = figures[0].axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["sustain pedal, down 3 times"]
+    plot.plot_piano_roll(np.zeros((0, 4)), tmp_path / "q.png", 3.0, pedal=pedal[:1])
+    assert figures[1].axes[0].get_legend().get_texts()[0].get_text() == "sustain pedal, down 1 time"

@@ -173,9 +173,11 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
     if pedal is not None:
         low = C.MIN_MIDI - 3.5
         spans = np.asarray(pedal).reshape(-1, 2)
+        # A page of a long recording: the spans it shows, as its notes are (the title's count).
+        spans = spans[(spans[:, 1] > start_s) & (spans[:, 0] < start_s + duration_s)]
         ax.barh(np.full(len(spans), C.MIN_MIDI - 2), spans[:, 1] - spans[:, 0], left=spans[:, 0],
                 height=2, color="tab:green", alpha=0.6, edgecolor="none",
-                label=f"sustain pedal ({len(spans)} presses)")
+                label=f"sustain pedal, down {len(spans)} time{'s' * (len(spans) != 1)}")
         ax.legend(loc="upper right", fontsize="small")
     ax.set_xlim(start_s, start_s + max(duration_s, 1e-3))
     ax.set_ylim(low, C.MAX_MIDI + 0.5)
