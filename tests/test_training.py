@@ -500,3 +500,59 @@ def test_tuning_prefers_right_lengths_when_note_f1_is_within_half_a_point():
     assert pick_decoding(tried)[0] == "right lengths"
     assert pick_decoding(tried, tolerance=0.0)[0] == "long notes"
     assert pick_decoding(tried, tolerance=0.02)[0] == "fewer notes"
+
+
+def test_a_soundfont_sampled_into_a_piano_sounds_like_fluidsynth(tmp_path):
+    """The GPU machine has no fluidsynth: its General-MIDI timbres are SoundFonts sampled
+    into SFZ pianos.  Through sfizz they must sound like fluidsynth's own render, follow
+    its velocity curve and hold notes under the pedal as the labels do."""
+    from transcribe.training import pianos, soundfont_piano
+    from transcribe.features import Frontend
+    soundfont = synth.find_soundfont("TimGM6mb.sf2")
+    folder = tmp_path / "sf-timgm6mb-p0"
+    row = soundfont_piano.convert(soundfont, 0, folder, "sf-timgm6mb-p0", keys=[57, 60, 63],
+                                  layers=(64, 127))
+    assert len(list((folder / "samples").glob("*.flac"))) == 6
+    piano = pianos.Piano(row["name"], tmp_path / row["sfz"], float(row["peak_dbfs_c4_v70"]))
+    phrase = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    track = pretty_midi.Instrument(0)
+    for k, (pitch, velocity) in enumerate([(60, 110), (62, 40), (58, 90), (61, 20), (60, 70)]):
+        track.notes.append(pretty_midi.Note(velocity, pitch, 0.2 + 0.8 * k, 0.8 + 0.8 * k))
+    phrase.instruments.append(track)
+    phrase.write(str(tmp_path / "phrase.mid"))
+    copy = pianos.render(pianos.prepare(tmp_path / "phrase.mid"), piano)
+    original = synth.render(phrase, soundfont)
+    n = min(len(copy), len(original), int(4.4 * C.SAMPLE_RATE))
+    frontend = Frontend("mel", C.SAMPLE_RATE, C.HOP_LENGTH, 229)
+    with torch.no_grad():
+        mels = [frontend(torch.from_numpy(a[None, :n].copy()))[0].numpy() for a in (copy, original)]
+    assert np.corrcoef(mels[0].ravel(), mels[1].ravel())[0, 1] > 0.85
+
+    def note_levels(audio):
+        return np.array([20 * np.log10(np.abs(audio[int((0.2 + 0.8 * k) * C.SAMPLE_RATE):
+                                                    int((0.7 + 0.8 * k) * C.SAMPLE_RATE)]).max())
+                         for k in range(5)])
+    # Loudness against the first note: within 3 dB of fluidsynth's (velocity 20 is 30 dB down).
+    levels = [note_levels(a) - note_levels(a)[0] for a in (copy, original)]
+    np.testing.assert_allclose(levels[0], levels[1], atol=3.0)
+    # The pedal (CC64 >= 64, as the labels read it) holds the key released at 0.3 s.
+    held = pianos.render(pianos.prepare(pedalled_midi(tmp_path / "p.mid")), piano)
+
+    def level(start_s, end_s):
+        part = held[int(start_s * C.SAMPLE_RATE):int(end_s * C.SAMPLE_RATE)]
+        return 20 * np.log10(np.sqrt(np.mean(part ** 2)) + 1e-9)
+    assert level(1.5, 1.9) > level(2.5, 2.9) + 15
+
+
+def test_soundfont_pianos_take_the_soundfonts_share_of_the_renders(tmp_path):
+    files = [corpus.MidiFile(tmp_path / f"{i}.mid", f"c/{i}.mid", "c", str(i), "CC0", 60.0)
+             for i in range(400)]
+    jobs = corpus.plan_renders(files, hours=100, piano_names=["upright-kw", "sf-timgm6mb-p0"],
+                               piano_share=0.75)
+    instruments = [job.instrument for job in jobs]
+    assert set(instruments) == {"upright-kw", "sf-timgm6mb-p0"}  # never fluidsynth itself
+    assert 0.19 < instruments.count("sf-timgm6mb-p0") / len(jobs) < 0.31
+    # Without SoundFont pianos, the plan is the one earlier caches were drawn by.
+    plain = corpus.plan_renders(files, hours=100, piano_names=["upright-kw"], piano_share=0.75)
+    assert {job.instrument for job in plain} >= {"upright-kw"}
+    assert any(job.instrument.startswith("sf2:") for job in plain)

@@ -2,7 +2,8 @@
 packages, no network, and room for 64 MiB of carried files.
 
 ``amt-train gpu-bundle bundle/`` (here) gathers what the run needs into one folder:
-a compact subset of the training MIDI, a few sampled pianos, the measured training
+a compact subset of the training MIDI, a few sampled pianos, two General-MIDI
+SoundFonts' pianos sampled into SFZ (the machine has no fluidsynth), the measured training
 rooms, and our Python dependencies unpacked from their wheels into ``site.zip``
 (pretty_midi without the SoundFont it ships, which nothing here uses).  Wheels for
 the device's Python are fetched beforehand into a folder (``pip download``, see
@@ -22,9 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import read_manifest, split_by_piece, training_files
+from .soundfont_piano import append_rows, convert, soundfont_piano_name
+from .synth import find_soundfont
 
-# What travels (MB): about 8 of MIDI, 28 of pianos, 9 of packages, plus the repository.
+# What travels (MB): about 8 of MIDI, 28 of pianos, 6 of SoundFont pianos, 9 of packages,
+# plus the repository (13, the weights most of it), within the 64 MiB a call carries.
 BUNDLE_PIANOS = ("upright-kw", "headroom-close", "piano-fb")
+# The machine has no fluidsynth: these training SoundFonts travel as sampled pianos
+# (soundfont_piano.py), named so that the render plan gives them the SoundFonts' share.
+BUNDLE_SOUNDFONTS = (("FluidR3_GM.sf2", 0), ("TimGM6mb.sf2", 0))
 MIDI_BUDGET_MB = 8.0
 # The GPU renders faster than a CPU trains: keep every corpus, the pedalled ones whole.
 WHOLE_CORPORA = ("giantmidi", "vienna4x22")
@@ -83,6 +90,11 @@ def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
         folder = Path(row["sfz"]).parts[0]
         if not (piano_root / folder).exists():
             shutil.copytree(pianos_dir / folder, piano_root / folder)
+    converted = []
+    for name, program in BUNDLE_SOUNDFONTS:
+        piano = soundfont_piano_name(Path(name), program)
+        converted.append(convert(find_soundfont(name), program, piano_root / piano, piano))
+    append_rows(piano_root / "PIANOS.tsv", converted)
     room_root = out / "rir"
     room_root.mkdir(exist_ok=True)
     for path in training_rooms(rooms_dir):
@@ -103,4 +115,4 @@ def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
             shutil.copyfile(library.resolve(), lib / library.name)
     megabytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     return {"midi_files": len(chosen), "midi_hours": sum(f.duration_s for f in chosen) / 3600,
-            "pianos": [row["name"] for row in piano_rows], "megabytes": megabytes}
+            "pianos": [row["name"] for row in piano_rows + converted], "megabytes": megabytes}

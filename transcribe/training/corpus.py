@@ -25,6 +25,7 @@ import soundfile as sf
 from .. import constants as C
 from ..files import write_atomic
 from . import synth
+from .soundfont_piano import is_soundfont_piano
 
 VALIDATION_ONLY = ("piano-midi.de", "batik_mozart")
 
@@ -189,10 +190,16 @@ def plan_renders(files: list[MidiFile], hours: float, seed: int = 0, max_transpo
     """Choose files totalling about ``hours`` and draw each one's instrument and variations.
 
     A share ``piano_share`` of the files goes through the sampled pianos (when any are
-    given), the rest through the General-MIDI SoundFonts.  The order is fixed by
+    given), the rest through the General-MIDI SoundFonts (through fluidsynth, or where it
+    is missing through the SoundFonts sampled into ``sf-`` pianos).  The order is fixed by
     ``seed``, so a larger ``hours`` extends a smaller run's cache.
     """
-    soundfonts = synth.available_train_soundfonts() if piano_share < 1 or not piano_names else []
+    # SoundFonts sampled into pianos (soundfont_piano.py, for a machine without
+    # fluidsynth) stand for the SoundFonts: they take their share, fluidsynth none.
+    copies = [name for name in piano_names if is_soundfont_piano(name)]
+    sampled = [name for name in piano_names if not is_soundfont_piano(name)]
+    soundfonts = [] if copies else (
+        synth.available_train_soundfonts() if piano_share < 1 or not piano_names else [])
     if not soundfonts and not piano_names:
         raise synth.SynthesisError("no training SoundFont or sampled piano is available")
     order = np.random.default_rng(seed).permutation(len(files))
@@ -211,7 +218,10 @@ def plan_renders(files: list[MidiFile], hours: float, seed: int = 0, max_transpo
         use_piano = bool(piano_names) and (not soundfonts or draws.random() < piano_share)
         if use_piano:
             from .pianos import velocity_curve
-            instrument = piano_names[draws.integers(len(piano_names))]
+            names = piano_names
+            if sampled and copies:
+                names = sampled if draws.random() < piano_share else copies
+            instrument = names[draws.integers(len(names))]
             gamma = velocity_curve(draws)
             cents = float(draws.uniform(-max_detune_cents, max_detune_cents))
             if max_detune_cents:

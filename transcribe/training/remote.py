@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = []
     for seed in range(args.first_seed, args.first_seed + args.passes):
         paths += render_corpus(files, cache, hours=args.hours, seed=seed, max_transpose=3,
-                               pianos_dir=args.bundle / "pianos", piano_share=1.0,
+                               pianos_dir=args.bundle / "pianos", piano_share=0.75,
                                max_detune_cents=30, jobs=args.jobs, audio_format="wav")
     rendered_h = sum(p.stat().st_size for p in paths) / 2 / 16000 / 3600
     report = (f"{len(paths)} renders, {rendered_h:.1f} h of audio, in "
