@@ -155,10 +155,18 @@ def test_training_steps_run_checkpoint_and_resume(tmp_path):
     # those steps again, so their old rows must go.
     with open(run / "log.csv", "a", newline="") as handle:
         csv.writer(handle).writerow([7, "9.0", "0.1", "0.001", "0.5", "{}", ""])
+    exported = []
+
+    def export(path):  # what a lent machine's run does at each checkpoint (remote.py)
+        with open(run / "log.csv", newline="") as handle:
+            logged = [int(row["step"]) for row in csv.DictReader(handle)]
+        exported.append((torch.load(path, weights_only=False)["step"], logged[-1]))
     resumed = train(model_config, TrainConfig(**{**train_config.__dict__, "steps": 5,
                                                  "log_every": 2}),
-                    [tmp_path / "a.flac"], run, log=seen.append)
+                    [tmp_path / "a.flac"], run, log=seen.append, on_checkpoint=export)
     assert torch.load(resumed, weights_only=False)["step"] == 5
+    # Every checkpoint is handed over, with the log written up to it.
+    assert exported == [(4, 4), (5, 4), (5, 4)]
     assert any("resumed" in line for line in seen)
     with open(run / "log.csv", newline="") as handle:
         losses = {int(row["step"]): float(row["loss"]) for row in csv.DictReader(handle)

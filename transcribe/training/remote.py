@@ -6,7 +6,9 @@
 Uses only torch, numpy and scipy of the machine and the packages in the bundle's
 ``site.zip`` (unpacked onto PYTHONPATH by the calling command).  Writes into OUT:
 ``amt-unet.pt`` and its card (the averaged weights, ready for ``amt-evaluate``),
-``log.csv`` (the training log) and ``render.txt`` (what was rendered, how fast).
+``log.csv`` (the training log), both rewritten at every checkpoint (``checkpoint_minutes``)
+so a call cut off by its time limit still returns weights, and ``render.txt`` (what was
+rendered, how fast).
 """
 
 from __future__ import annotations
@@ -72,11 +74,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_float32_matmul_precision("high")  # TF32 matrix products on the GPU
     run_dir = args.work / "run"
     rooms = load_rooms(training_rooms(args.bundle / "rir"))
-    last = train(model_config, train_config, paths, run_dir, args.device,
-                 init_weights=args.init, rooms=rooms, log=lambda line: print(line, flush=True))
-    export_checkpoint(last, args.out / "amt-unet.pt",
-                      {"training_rendered_hours": round(rendered_h, 1)})
-    shutil.copyfile(run_dir / "log.csv", args.out / "log.csv")
+
+    def export(checkpoint: Path) -> None:
+        """The weights and log so far into OUT: a call that times out still returns them."""
+        export_checkpoint(checkpoint, args.out / "amt-unet.pt",
+                          {"training_rendered_hours": round(rendered_h, 1)})
+        shutil.copyfile(run_dir / "log.csv", args.out / "log.csv")
+
+    train(model_config, train_config, paths, run_dir, args.device, init_weights=args.init,
+          rooms=rooms, log=lambda line: print(line, flush=True), on_checkpoint=export)
     print(f"done in {time.monotonic() - started:.0f} s", flush=True)
 
 

@@ -199,8 +199,12 @@ def batches(sampler: SegmentSampler, batch_size: int, workers: int, seed: list[i
 def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: list[Path],
           run_dir: Path, device: str = "cpu", init_weights: Path | None = None,
           validate: Callable[[UNetTranscriber, Frontend], dict] | None = None,
-          log: Callable[[str], None] = print, rooms: list[np.ndarray] | None = None) -> Path:
+          log: Callable[[str], None] = print, rooms: list[np.ndarray] | None = None,
+          on_checkpoint: Callable[[Path], None] | None = None) -> Path:
     """Train (or resume) in ``run_dir``; returns the path of the last checkpoint.
+
+    ``on_checkpoint`` is called with that path after every checkpoint (a lent machine's
+    run exports it each time, so a run cut short still returns weights).
 
     ``init_weights`` starts a new run from another run's checkpoint or from exported
     weights (e.g. the transcriber pre-trained without reconstruction); missing parameters
@@ -280,6 +284,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                     "train_config": dataclasses.asdict(train_config),
                     "git_commit": git_commit()}, buffer)
         write_atomic(checkpoint_path, buffer.getvalue())
+        if on_checkpoint is not None:
+            log_file.flush()
+            on_checkpoint(checkpoint_path)
 
     segment_s = train_config.segment_frames * model_config.hop_length / model_config.sample_rate
     last_save = time.monotonic()
