@@ -564,3 +564,44 @@ def test_soundfont_pianos_take_the_soundfonts_share_of_the_renders(tmp_path):
     plain = corpus.plan_renders(files, hours=100, piano_names=["upright-kw"], piano_share=0.75)
     assert {job.instrument for job in plain} >= {"upright-kw"}
     assert any(job.instrument.startswith("sf2:") for job in plain)
+
+
+@needs_pianos
+def test_a_darkened_piano_is_duller_the_softer_it_is_played(tmp_path):
+    from transcribe.training import pianos
+    piano = next(p for p in pianos.read_pianos(SHARED / "pianos") if p.name == "piano-fb")
+    dark = pianos.darkened(piano, tmp_path / "dark", cutoff_hz_at_40=1000.0)
+
+    def treble_db(which, velocity):
+        """Energy above 1.5 kHz against the whole, first 0.5 s of C4 (dB)."""
+        midi = mido.MidiFile()
+        midi.tracks.append(mido.MidiTrack([
+            mido.Message("note_on", note=60, velocity=velocity, time=0),
+            mido.Message("note_off", note=60, velocity=0, time=960),
+            mido.MetaMessage("end_of_track", time=0)]))
+        audio = pianos.render(midi, which)[:C.SAMPLE_RATE // 2]
+        power = np.abs(np.fft.rfft(audio)) ** 2
+        return 10 * np.log10(power[np.fft.rfftfreq(len(audio), 1 / C.SAMPLE_RATE) > 1500].sum()
+                             / power.sum())
+    # piano-fb has one velocity layer: as sampled, soft and loud notes are equally bright.
+    assert abs(treble_db(piano, 40) - treble_db(piano, 127)) < 1
+    assert treble_db(dark, 40) < treble_db(piano, 40) - 15
+    assert treble_db(dark, 127) > treble_db(piano, 127) - 3
+    assert treble_db(dark, 40) < treble_db(dark, 80) < treble_db(dark, 127)
+
+
+def test_darkening_is_drawn_for_a_share_of_piano_renders_and_leaves_other_draws_alone(tmp_path):
+    files = [corpus.MidiFile(tmp_path / f"{i}.mid", f"c/{i}.mid", "c", str(i), "CC0", 60.0)
+             for i in range(400)]
+    before = corpus.plan_renders(files, hours=100, piano_names=["upright-kw"], piano_share=1.0)
+    after = corpus.plan_renders(files, hours=100, piano_names=["upright-kw"], piano_share=1.0,
+                                dark_share=0.5)
+    assert [(j.item, j.transpose, j.velocity_gamma, j.detune_cents) for j in before] == \
+        [(j.item, j.transpose, j.velocity_gamma, j.detune_cents) for j in after]
+    cutoffs = np.array([job.dark_cutoff_hz for job in after])
+    assert not any(job.dark_cutoff_hz for job in before)
+    assert 0.4 < np.mean(cutoffs > 0) < 0.6
+    assert cutoffs[cutoffs > 0].min() >= 800 and cutoffs.max() <= 4000
+    # Renders of another darkness are other files in the cache.
+    assert corpus.piano_cache_key("c/1.mid", "upright-kw", 0, 12.0, 1200.0) != \
+        corpus.piano_cache_key("c/1.mid", "upright-kw", 0, 12.0)

@@ -43,10 +43,13 @@ def main():
 @click.option("--detune", "max_detune_cents", type=click.FloatRange(0, 50), default=0.0,
               show_default=True, help="Detune each sampled-piano render by 10..N cents, up "
                                       "or down (labels unchanged): pianos not at A440.")
+@click.option("--dark-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of sampled-piano renders made duller the softer a note is played "
+                   "(a velocity-tracked low-pass, as a real piano's felt hammers sound).")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
               help="Render in this many processes.")
 def render(manifest, cache, hours, seed, max_transpose, pianos_dir, piano_share,
-           max_detune_cents, jobs):
+           max_detune_cents, dark_share, jobs):
     """Render the training corpora of MANIFEST (never validation-only ones) into the cache."""
     import time
 
@@ -56,7 +59,7 @@ def render(manifest, cache, hours, seed, max_transpose, pianos_dir, piano_share,
     out = render_corpus(train, cache, hours, seed, progress=lambda s: click.echo(
         f"{s / 3600:.2f} h rendered in {time.monotonic() - started:.0f} s", err=True),
         max_transpose=max_transpose, pianos_dir=pianos_dir, piano_share=piano_share,
-        max_detune_cents=max_detune_cents, jobs=jobs)
+        max_detune_cents=max_detune_cents, dark_share=dark_share, jobs=jobs)
     click.echo(f"{len(out)} files in {cache}")
 
 

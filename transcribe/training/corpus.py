@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,16 +118,19 @@ class RenderJob:
     velocity_gamma: float
     detune_cents: float
     draw_key: tuple[int, int]  # (seed, file index): the SoundFont render's own draws
+    dark_cutoff_hz: float = 0.0  # pianos.darkened's cutoff at velocity 40; 0: as sampled
 
 
 def _soundfont_instrument(soundfont: Path, program: int) -> str:
     return f"sf2:{soundfont}:{program}"
 
 
-def piano_cache_key(relative: str, piano: str, transpose: int, detune_cents: float) -> str:
+def piano_cache_key(relative: str, piano: str, transpose: int, detune_cents: float,
+                    dark_cutoff_hz: float = 0.0) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(Path(relative).with_suffix("")))
     shifted = f"_t{transpose:+d}" if transpose else ""
-    return f"{stem}__{piano}{shifted}_d{detune_cents:+.0f}"
+    dark = f"_lp{dark_cutoff_hz:.0f}" if dark_cutoff_hz else ""
+    return f"{stem}__{piano}{shifted}_d{detune_cents:+.0f}{dark}"
 
 
 def render_job(job: RenderJob, cache_dir: Path, pianos: dict, audio_format: str = "flac") -> Path:
@@ -142,7 +146,8 @@ def render_job(job: RenderJob, cache_dir: Path, pianos: dict, audio_format: str 
                                job.transpose)
     from . import pianos as sampled
     piano = pianos[job.instrument]
-    key = piano_cache_key(job.item.relative, piano.name, job.transpose, job.detune_cents)
+    key = piano_cache_key(job.item.relative, piano.name, job.transpose, job.detune_cents,
+                          job.dark_cutoff_hz)
     audio_path = cache_dir / f"{key}.{audio_format}"
     if audio_path.exists() and audio_path.with_suffix(".npy").exists():
         return audio_path
@@ -150,7 +155,10 @@ def render_job(job: RenderJob, cache_dir: Path, pianos: dict, audio_format: str 
                            strip_soft_pedal=piano.strips_soft_pedal)
     notes, spans = sampled.labels(midi)
     keys, _ = sampled.labels(midi, sustain=False)
-    audio = sampled.render(midi, piano)
+    with tempfile.TemporaryDirectory() as tmp:
+        if job.dark_cutoff_hz:
+            piano = sampled.darkened(piano, Path(tmp) / "piano", job.dark_cutoff_hz)
+        audio = sampled.render(midi, piano)
     audio = sampled.damper_resonance(audio, spans, np.random.default_rng(list(job.draw_key)))
     audio, notes, spans, keys = sampled.detune(audio, notes, spans, job.detune_cents,
                                                keys=keys)
@@ -186,13 +194,16 @@ def save_rendered(audio_path: Path, audio: np.ndarray, notes: np.ndarray,
 
 def plan_renders(files: list[MidiFile], hours: float, seed: int = 0, max_transpose: int = 0,
                  piano_names: list[str] = (), piano_share: float = 0.75,
-                 max_detune_cents: float = 0.0) -> list[RenderJob]:
+                 max_detune_cents: float = 0.0, dark_share: float = 0.0) -> list[RenderJob]:
     """Choose files totalling about ``hours`` and draw each one's instrument and variations.
 
     A share ``piano_share`` of the files goes through the sampled pianos (when any are
     given), the rest through the General-MIDI SoundFonts (through fluidsynth, or where it
-    is missing through the SoundFonts sampled into ``sf-`` pianos).  The order is fixed by
-    ``seed``, so a larger ``hours`` extends a smaller run's cache.
+    is missing through the SoundFonts sampled into ``sf-`` pianos).  A share
+    ``dark_share`` of the piano renders sound duller the softer they are played
+    (``pianos.darkened``).  The order is fixed by ``seed``, so a larger ``hours`` extends
+    a smaller run's cache; each option draws from its own generator, so the draws of
+    caches made before it existed stay as they were.
     """
     # SoundFonts sampled into pianos (soundfont_piano.py, for a machine without
     # fluidsynth) stand for the SoundFonts: they take their share, fluidsynth none.
@@ -226,16 +237,28 @@ def plan_renders(files: list[MidiFile], hours: float, seed: int = 0, max_transpo
             cents = float(draws.uniform(-max_detune_cents, max_detune_cents))
             if max_detune_cents:
                 cents = float(np.copysign(max(abs(cents), 10.0), cents))  # +-10..max cents
+            dark_hz = dark_cutoff(np.random.default_rng([seed, int(index), 3]), dark_share)
         else:
             instrument, gamma, cents = _soundfont_instrument(soundfont, program), 1.0, 0.0
-        jobs.append(RenderJob(item, instrument, transpose, gamma, cents, (seed, int(index))))
+            dark_hz = 0.0
+        jobs.append(RenderJob(item, instrument, transpose, gamma, cents, (seed, int(index)),
+                              dark_hz))
         total_s += item.duration_s
     return jobs
+
+
+def dark_cutoff(rng: np.random.Generator, share: float) -> float:
+    """With probability ``share``, a cutoff at velocity 40 for ``pianos.darkened``: 800 Hz
+    (very dull) to 4 kHz (a little), log-uniform; else 0 (the piano as sampled)."""
+    if share <= 0 or rng.random() >= share:
+        return 0.0
+    return float(np.round(np.exp(rng.uniform(np.log(800.0), np.log(4000.0))), -1))
 
 
 def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: int = 0,
                   progress=None, max_transpose: int = 0, pianos_dir: Path | None = None,
                   piano_share: float = 0.75, max_detune_cents: float = 0.0,
+                  dark_share: float = 0.0,
                   jobs: int = 1, audio_format: str = "flac") -> list[Path]:
     """Render a random subset of ``files`` totalling about ``hours`` into ``cache_dir``.
 
@@ -253,7 +276,7 @@ def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: in
         from .pianos import training_pianos
         pianos = {p.name: p for p in training_pianos(pianos_dir)}
     planned = plan_renders(files, hours, seed, max_transpose, sorted(pianos), piano_share,
-                           max_detune_cents)
+                           max_detune_cents, dark_share)
     rendered, total_s = [], 0.0
     with ProcessPoolExecutor(max(1, jobs)) as pool:
         futures = [(job, pool.submit(render_job, job, cache_dir, pianos, audio_format))

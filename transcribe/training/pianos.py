@@ -34,6 +34,8 @@ from .synth import SynthesisError
 SOFT_PEDAL_CC = 67
 PAD_S = 3.0  # of silence after the last event, for release tails
 RENDER_TIMEOUT_S = 600
+OPEN_CUTOFF_HZ = 7900.0  # a filter that leaves all below 8 kHz (16 kHz renders) alone
+DARK_TOP_HZ = 7000.0  # darkened(): the cutoff at velocity 127 (below 8 kHz: sfizz renders at 16 kHz)
 # The piano kept out of training: the development set is rendered through it alone.
 DEVELOPMENT_PIANO = "splendid"
 
@@ -95,6 +97,35 @@ def pedal_spans(midi: mido.MidiFile, value: int = 64) -> np.ndarray:
     if down_since is not None:
         spans.append((down_since, seconds))
     return np.array(spans, np.float64).reshape(-1, 2)
+
+
+def darkened(piano: Piano, folder: Path, cutoff_hz_at_40: float,
+             cutoff_hz_at_127: float = DARK_TOP_HZ) -> Piano:
+    """``piano`` with a low-pass whose cutoff rises with velocity: ``cutoff_hz_at_40`` at
+    velocity 40, ``cutoff_hz_at_127`` at 127, log-linear between (SFZ ``fil_veltrack``).
+
+    A real piano's soft notes are darker (the felt of a slow hammer), and sample sets
+    with few velocity layers fake it with such a filter; most training pianos here have
+    one or two layers, so without it soft notes are only quieter, never duller.  The
+    variant SFZ is written into ``folder`` beside links to the piano's own files, so its
+    samples and includes resolve as before."""
+    text = piano.sfz.read_text()
+    if "<global>" not in text:
+        raise SynthesisError(f"{piano.sfz}: no <global> header to add the filter to")
+    octaves = np.log2(cutoff_hz_at_127 / cutoff_hz_at_40) / (1 - 40 / 127)
+    base_hz = cutoff_hz_at_40 / 2 ** (octaves * 40 / 127)  # the cutoff at velocity 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in piano.sfz.parent.iterdir():
+        if entry != piano.sfz:
+            (folder / entry.name).symlink_to(entry.resolve())
+    # The second filter slot, so a piano's own filter (upright-kw's soft regions) stays;
+    # sfizz silences a region whose first filter is undefined when a second exists, so
+    # the first defaults to open (a region's own cutoff overrides it).
+    header = (f"<global>\nfil_type=lpf_2p\ncutoff={OPEN_CUTOFF_HZ:.0f}\n"
+              f"fil2_type=lpf_2p\ncutoff2={base_hz:.1f}\nfil2_veltrack={1200 * octaves:.0f}\n")
+    sfz = folder / piano.sfz.name
+    sfz.write_text(text.replace("<global>\n", header, 1))
+    return Piano(piano.name, sfz, piano.peak_dbfs_c4_v70)
 
 
 def velocity_curve(rng: np.random.Generator) -> float:
