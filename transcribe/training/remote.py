@@ -23,7 +23,8 @@ from pathlib import Path
 
 # Half the piano renders duller the softer they are played (pianos.darkened): before it,
 # development-set notes of velocity 36-40, which its piano plays through a 1 kHz
-# low-pass, were found 29 % of the time, those of 41-44 (unfiltered) 72 %.
+# low-pass, were found 29 % of the time, those of 41-44 (unfiltered) 72 %.  Not yet
+# shown to help on a GPU (weights/README.md, session 9): --dark-share 0 turns it off.
 DARK_SHARE = 0.5
 
 
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="Seeds of the render passes start here (a second run draws anew).")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Instead of the config's (lower, to go on from trained weights).")
+    parser.add_argument("--dark-share", type=float, default=DARK_SHARE,
+                        help="Share of piano renders duller the softer they are played.")
     parser.add_argument("--train-minutes", type=float, default=6.0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in range(args.first_seed, args.first_seed + args.passes):
         paths += render_corpus(files, cache, hours=args.hours, seed=seed, max_transpose=3,
                                pianos_dir=args.bundle / "pianos", piano_share=0.75,
-                               max_detune_cents=30, dark_share=DARK_SHARE, jobs=args.jobs,
+                               max_detune_cents=30, dark_share=args.dark_share, jobs=args.jobs,
                                audio_format="wav")
     rendered_h = sum(p.stat().st_size for p in paths) / 2 / 16000 / 3600
     report = (f"{len(paths)} renders, {rendered_h:.1f} h of audio, in "
