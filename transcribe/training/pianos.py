@@ -34,7 +34,7 @@ from .synth import SynthesisError
 SOFT_PEDAL_CC = 67
 PAD_S = 3.0  # of silence after the last event, for release tails
 RENDER_TIMEOUT_S = 600
-OPEN_CUTOFF_HZ = 7900.0  # a filter that leaves all below 8 kHz (16 kHz renders) alone
+OPEN_CUTOFF_HZ = 7900.0  # an open filter: at most 3 dB off the top of a 16 kHz render
 DARK_TOP_HZ = 7000.0  # darkened(): the cutoff at velocity 127 (below 8 kHz: sfizz renders at 16 kHz)
 # The piano kept out of training: the development set is rendered through it alone.
 DEVELOPMENT_PIANO = "splendid"
