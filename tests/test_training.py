@@ -605,3 +605,18 @@ def test_darkening_is_drawn_for_a_share_of_piano_renders_and_leaves_other_draws_
     # Renders of another darkness are other files in the cache.
     assert corpus.piano_cache_key("c/1.mid", "upright-kw", 0, 12.0, 1200.0) != \
         corpus.piano_cache_key("c/1.mid", "upright-kw", 0, 12.0)
+
+
+def test_amt_train_says_in_one_line_that_a_soundfont_is_missing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from transcribe.training.cli import main
+    monkeypatch.setattr(synth, "SOUNDFONT_DIRS", ())
+    monkeypatch.setenv("AMT_SOUNDFONT_DIR", str(tmp_path))
+    manifest = tmp_path / "MANIFEST.tsv"
+    manifest.write_text("path\tcorpus\n")
+    result = CliRunner().invoke(main, ["gpu-bundle", str(tmp_path / "bundle"), "--wheels",
+                                       str(tmp_path), "--manifest", str(manifest), "--pianos",
+                                       str(tmp_path), "--rooms", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("amt-train: error: SoundFont FluidR3_GM.sf2 not found")
+    assert result.output.count("\n") == 1 and not (tmp_path / "bundle").exists()

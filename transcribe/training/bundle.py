@@ -60,6 +60,7 @@ def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
                  wheels_dir: Path, budget_mb: float = MIDI_BUDGET_MB) -> dict:
     """Write the bundle into ``out``; returns what it holds (files, hours, megabytes)."""
     from .data import training_rooms
+    soundfonts = [(find_soundfont(name), program) for name, program in BUNDLE_SOUNDFONTS]
     out.mkdir(parents=True, exist_ok=True)
     chosen = choose_midi(manifest, budget_mb)
     midi_root = out / "midi"
@@ -91,9 +92,9 @@ def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
         if not (piano_root / folder).exists():
             shutil.copytree(pianos_dir / folder, piano_root / folder)
     converted = []
-    for name, program in BUNDLE_SOUNDFONTS:
-        piano = soundfont_piano_name(Path(name), program)
-        converted.append(convert(find_soundfont(name), program, piano_root / piano, piano))
+    for soundfont, program in soundfonts:
+        piano = soundfont_piano_name(soundfont, program)
+        converted.append(convert(soundfont, program, piano_root / piano, piano))
     append_rows(piano_root / "PIANOS.tsv", converted)
     room_root = out / "rir"
     room_root.mkdir(exist_ok=True)

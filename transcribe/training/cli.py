@@ -20,7 +20,21 @@ from ..cli import decoding_options, pop_decoding_options
 DEFAULT_CACHE = Path("cache")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """A missing synthesizer, SoundFont or piano is one line and exit 1, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            from .synth import SynthesisError
+            if not isinstance(error, SynthesisError):
+                raise
+            click.echo(f"amt-train: error: {error}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Train amt-transcribe's network on MIDI rendered through SoundFonts."""
 
