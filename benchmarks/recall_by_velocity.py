@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from transcribe import transcribe
-from transcribe.decode import VELOCITY
 from transcribe.training.evaluate import pair_files, reference_notes
-from transcribe.training.metrics import _valid, matched_reference
+from transcribe.training.metrics import band_counts
 from transcribe.weights import load_model
 
 
@@ -33,22 +30,19 @@ def main() -> None:
     args = parser.parse_args()
     pairs = pair_files(args.folder, args.folder)
     edges = [1, *args.edges, 128]
-    bands = [f"{low}-{high - 1}" for low, high in zip(edges, edges[1:])]
+    bands = tuple((f"{low}-{high - 1}", low, high) for low, high in zip(edges, edges[1:]))
     columns = []
     for weights in args.weights:
         loaded = load_model(weights, "cpu")
-        found, total = np.zeros(len(bands)), np.zeros(len(bands))
-        for audio, midi in pairs:
-            reference = reference_notes(midi)
-            matched = matched_reference(reference, transcribe(audio, loaded, model_pass="fast").notes)
-            band = np.digitize(_valid(reference)[:, VELOCITY], edges) - 1
-            np.add.at(total, band, 1)
-            np.add.at(found, band, matched)
-        columns.append((str(weights or "shipped"), found, total))
-    print(f"{'velocity':>9} {'notes':>6} " + " ".join(f"{name[-28:]:>28}" for name, _, _ in columns))
-    for row, band in enumerate(bands):
-        print(f"{band:>9} {int(columns[0][2][row]):>6} "
-              + " ".join(f"{100 * found[row] / max(total[row], 1):>27.1f}%" for _, found, total in columns))
+        counts = sum(band_counts(reference_notes(midi),
+                                 transcribe(audio, loaded, model_pass="fast").notes,
+                                 "velocity", bands) for audio, midi in pairs)
+        columns.append((str(weights or "shipped"), counts))
+    print(f"{'velocity':>9} {'notes':>6} " + " ".join(f"{name[-28:]:>28}" for name, _ in columns))
+    for row, (band, _, _) in enumerate(bands):
+        print(f"{band:>9} {columns[0][1][row, 0]:>6} "
+              + " ".join(f"{100 * counts[row, 1] / max(counts[row, 0], 1):>27.1f}%"
+                         for _, counts in columns))
 
 
 if __name__ == "__main__":

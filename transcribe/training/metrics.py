@@ -135,17 +135,19 @@ def sounding_at_onsets(reference: np.ndarray) -> np.ndarray:
             - np.searchsorted(ends, onsets, side="right"))
 
 
-def band_counts(reference: np.ndarray, estimate: np.ndarray, by: str) -> np.ndarray:
+def band_counts(reference: np.ndarray, estimate: np.ndarray, by: str,
+                bands: tuple | None = None) -> np.ndarray:
     """int ``(bands, 2)``: reference notes and those found, per velocity or polyphony band.
 
     ``by`` is ``velocity`` (the reference velocity, ``VELOCITY_BANDS``) or ``polyphony``
-    (notes sounding at the onset, pedal included, ``POLYPHONY_BANDS``).  Sum over files;
-    recall = found / reference.
+    (notes sounding at the onset, pedal included, ``POLYPHONY_BANDS``); ``bands``
+    (label, low, high excluded) replaces those.  Sum over files; recall = found / reference.
     """
     ref = _valid(reference)
     matched = matched_reference(reference, estimate)
-    values, bands = ((ref[:, VELOCITY], VELOCITY_BANDS) if by == "velocity"
-                     else (sounding_at_onsets(reference), POLYPHONY_BANDS))
+    values, default = ((ref[:, VELOCITY], VELOCITY_BANDS) if by == "velocity"
+                       else (sounding_at_onsets(reference), POLYPHONY_BANDS))
+    bands = default if bands is None else bands
     counts = np.zeros((len(bands), 2), np.int64)
     for row, (_, low, high) in enumerate(bands):
         inside = (values >= low) & (values < high)

@@ -116,8 +116,8 @@ def convert(soundfont: Path, program: int, out_dir: Path, name: str,
     gains = velocity_gains(soundfont, program)
     ranges = dict(zip(keys, key_ranges(keys)))
     lines = [f"// {name}: program {program} of {soundfont.name}, sampled through fluidsynth",
-             f"// by amt-train soundfont-piano: keys {keys[0]}-{keys[-1]} every {KEY_STEP}, "
-             f"layers up to velocities {', '.join(map(str, layers))}.",
+             f"// by soundfont_piano.convert (amt-train gpu-bundle): keys {keys[0]}-{keys[-1]}"
+             f" every {KEY_STEP}, layers up to velocities {', '.join(map(str, layers))}.",
              "<global>", "sustain_lo=64", "offset_oncc300=100000000",
              f"ampeg_release={RELEASE_S}"]
     for (key, top, _), audio in zip(plan, notes):
