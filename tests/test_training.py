@@ -175,6 +175,13 @@ def test_training_steps_run_checkpoint_and_resume(tmp_path):
     # Step 4's row is the mean of the one step trained since the resume (a sum over
     # log_every = 2 steps divided by two would halve it).
     assert losses[4] > 0.75 * losses[3]
+    # A stop file ends the run at once, with a checkpoint, however many steps are left.
+    stop = tmp_path / "STOP"
+    stop.touch()
+    stopped = train(model_config, TrainConfig(**{**train_config.__dict__, "steps": 50}),
+                    [tmp_path / "a.flac"], run, log=seen.append, stop_file=stop)
+    assert torch.load(stopped, weights_only=False)["step"] == 5
+    assert any("STOP exists" in line for line in seen)
 
 
 def render_training_file(folder):

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dark-share", type=float, default=DARK_SHARE,
                         help="Share of piano renders duller the softer they are played.")
     parser.add_argument("--train-minutes", type=float, default=6.0)
+    parser.add_argument("--stop-file", type=Path, default=None,
+                        help="Stop training (checkpoint, export) once this file exists.")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copyfile(run_dir / "log.csv", args.out / "log.csv")
 
     train(model_config, train_config, paths, run_dir, args.device, init_weights=args.init,
-          rooms=rooms, log=lambda line: print(line, flush=True), on_checkpoint=export)
+          rooms=rooms, log=lambda line: print(line, flush=True), on_checkpoint=export,
+          stop_file=args.stop_file)
     print(f"done in {time.monotonic() - started:.0f} s", flush=True)
 
 

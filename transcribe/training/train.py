@@ -200,8 +200,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
           run_dir: Path, device: str = "cpu", init_weights: Path | None = None,
           validate: Callable[[UNetTranscriber, Frontend], dict] | None = None,
           log: Callable[[str], None] = print, rooms: list[np.ndarray] | None = None,
-          on_checkpoint: Callable[[Path], None] | None = None) -> Path:
+          on_checkpoint: Callable[[Path], None] | None = None,
+          stop_file: Path | None = None) -> Path:
     """Train (or resume) in ``run_dir``; returns the path of the last checkpoint.
+
+    Training stops, with a checkpoint, after ``max_minutes`` or as soon as ``stop_file``
+    exists (a lent machine's later call ends the run it left going at the time it chooses).
 
     ``on_checkpoint`` is called with that path after every checkpoint (a lent machine's
     run exports it each time, so a run cut short still returns weights).
@@ -300,6 +304,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         if train_config.max_minutes and \
                 time.monotonic() - session_started > train_config.max_minutes * 60:
             log(f"stopping at step {step}: {train_config.max_minutes:g} min of training")
+            break
+        if stop_file is not None and stop_file.exists():
+            log(f"stopping at step {step}: {stop_file} exists")
             break
         started = time.monotonic()
         lr = train_config.learning_rate * train_config.lr_decay ** (step / train_config.lr_decay_steps)
