@@ -112,3 +112,35 @@ def test_shipped_weights_reconstruct_the_spectrogram_and_plot_it(shipped, tmp_pa
     result = CliRunner().invoke(main, [str(copy), "--plot", "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "example.reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_by_default_notes_last_as_heard_and_extend_lengthens_them_to_the_pedal(shipped, tmp_path):
+    """The frame head learned notes held by the pedal, so the default writes them as
+    decoded; ``--pedal extend`` lengthens them further to the predicted pedal's release,
+    and ``amt-evaluate`` scores the default with extend's figures beside it."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from transcribe.cli import main
+    from transcribe.training.evaluate import evaluate_model
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.flac"
+    result = transcribe(example, shipped)
+    default, spans = result.with_pedal()
+    assert spans is None and np.array_equal(default, result.notes)
+    assert result.pedal is not None and len(result.pedal) > 0  # the example is pedalled
+    extended, _ = result.with_pedal("extend")
+    np.testing.assert_array_equal(extended[:, [0, 2]], default[:, [0, 2]])
+    assert (extended[:, 1] >= default[:, 1]).all() and (extended[:, 1] > default[:, 1]).any()
+    copy = tmp_path / "example.flac"
+    copy.write_bytes(example.read_bytes())
+    for name, extra in (("default", []), ("none", ["--pedal", "none"])):
+        outcome = CliRunner().invoke(main, [str(copy), "-o", str(tmp_path / f"{name}.csv"), "-q",
+                                            *extra], catch_exceptions=False)
+        assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "default.csv").read_text() == (tmp_path / "none.csv").read_text()
+    row, = evaluate_model(shipped, [(example, example.with_suffix(".mid"))])
+    reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(example.with_suffix(".mid"))))
+    assert row["note_offset_f1"] == pytest.approx(score(reference, default)["note_offset_f1"])
+    assert row["extend_note_offset_f1"] == pytest.approx(
+        score(reference, extended)["note_offset_f1"])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from . import constants as C
 from .version import __version__
 from .errors import TranscribeError, UsageError
 
@@ -264,11 +265,12 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    "one.  Every node must see the inputs and outputs at the same paths.  "
                    "--jobs caps the tasks running at once.")
 @decoding_options
-@click.option("--pedal", type=click.Choice(["extend", "cc64", "none"]), default="extend",
+@click.option("--pedal", type=click.Choice(list(C.PEDAL_MODES)), default=C.DEFAULT_PEDAL_MODE,
               show_default=True,
-              help="Weights with a pedal head: extend = notes lengthened through the sustain "
-                   "pedal, no pedal events (for score editors); cc64 = notes as decoded plus "
-                   "CC64 pedal events (CSV/JSON: sustain rows); none = notes only.")
+              help="Weights with a pedal head: none = notes as long as they are heard, no "
+                   "pedal events; extend = notes lengthened to the predicted pedal's release "
+                   "(for score editors); cc64 = notes ending at the key's release plus CC64 "
+                   "pedal events (CSV/JSON: sustain rows).")
 @click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
               help="Weights that reconstruct the spectrogram: full = transcribe again from "
                    "the reconstruction (the seed's model), fast = the first pass only.  "

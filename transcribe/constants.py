@@ -43,6 +43,11 @@ PEDAL_THRESHOLD = 0.5
 KEY_THRESHOLD = 0.5  # key-down probability below which a key is up
 MIN_PEDAL_MS = 60.0
 PEDAL_MODES = ("extend", "cc64", "none")
+# The notes as decoded: the frame head learned notes held by the sustain pedal (its labels
+# follow CC64), so they already last as long as they are heard.  Lengthening them further
+# to the predicted pedal's release ("extend") cost note accuracy on the development and
+# tuning excerpts with the session-10 weights (weights/README.md).
+DEFAULT_PEDAL_MODE = "none"
 
 # Streaming: chunk length and context on each side, in frames. Both are
 # multiples of the U-net's total down-sampling (16) so that every chunk sees

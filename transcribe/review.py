@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from . import audio as audio_io
+from . import constants as C
 from .files import write_atomic
 from .version import __version__
 
@@ -165,9 +166,10 @@ requestAnimationFrame(tick);
 """
 
 
-def page_html(result, recording: bytes, title: str) -> str:
-    """The review page of a ``Transcription`` with the Ogg ``recording`` embedded."""
-    notes, _ = result.with_pedal("extend")
+def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE) -> str:
+    """The review page of a ``Transcription`` with the Ogg ``recording`` embedded, its
+    notes as the pedal mode ``pedal`` writes them."""
+    notes, _ = result.with_pedal(pedal)
     spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
     data = {"duration_s": round(float(result.duration_s), 3),
             "notes": [[round(float(a), 4), round(float(b), 4), int(p), int(v)]
@@ -210,7 +212,8 @@ def encode_recording(source: str | Path) -> bytes:
 
 
 def write_review_page(result, source: str | Path, path: str | Path,
-                      overwrite: bool = True) -> None:
+                      overwrite: bool = True, pedal: str = C.DEFAULT_PEDAL_MODE) -> None:
     """Write ``path``: the review page of ``result``, transcribed from the file ``source``."""
-    page = page_html(result, encode_recording(source), f"{Path(source).name}: transcription")
+    page = page_html(result, encode_recording(source), f"{Path(source).name}: transcription",
+                     pedal)
     write_atomic(Path(path), page.encode("utf-8"), overwrite)

@@ -65,14 +65,15 @@ class Transcription:
         return {"software": f"amt-transcribe {__version__}",
                 **self.options.as_dict()}
 
-    def with_pedal(self, mode: str = "extend") -> tuple[np.ndarray, np.ndarray | None]:
+    def with_pedal(self, mode: str = C.DEFAULT_PEDAL_MODE) -> tuple[np.ndarray, np.ndarray | None]:
         """(notes, pedal spans to write) for a pedal ``mode`` of ``constants.PEDAL_MODES``.
 
-        ``extend``: notes lengthened through the pedal, no pedal events (a score's
-        view); ``cc64``: the notes ending at their key's release when the model has a
-        key-down head (else as decoded) and the pedal as CC64 events (a player piano's
-        view); ``none``: the notes alone.  Without a pedal head all three give the notes
-        as decoded.
+        ``none`` (the default): the notes as decoded, which last as long as the frame
+        head hears them, pedal or not; ``extend``: those notes lengthened further to the
+        predicted pedal's release, no pedal events (a score's view); ``cc64``: the notes
+        ending at their key's release when the model has a key-down head (else as
+        decoded) and the pedal as CC64 events (a player piano's view).  Without a pedal
+        head all three give the notes as decoded.
         """
         if mode not in C.PEDAL_MODES:
             raise TranscribeError(f"pedal mode must be one of {', '.join(C.PEDAL_MODES)}, "
@@ -83,14 +84,14 @@ class Transcription:
             return extend_through_pedal(self.notes, self.pedal), None
         return (self.notes if self.key_notes is None else self.key_notes), self.pedal
 
-    def to_midi(self, tempo_bpm: float = 120.0, pedal: str = "extend"):
+    def to_midi(self, tempo_bpm: float = 120.0, pedal: str = C.DEFAULT_PEDAL_MODE):
         """A ``pretty_midi.PrettyMIDI`` of the notes (times in seconds at any tempo)."""
         import json
         notes, spans = self.with_pedal(pedal)
         return notes_to_midi(notes, tempo_bpm, json.dumps(self.metadata, sort_keys=True), spans)
 
     def save(self, path: str | Path, fmt: str | None = None, tempo_bpm: float = 120.0,
-             overwrite: bool = True, pedal: str = "extend") -> None:
+             overwrite: bool = True, pedal: str = C.DEFAULT_PEDAL_MODE) -> None:
         """Write the notes as MIDI, CSV or JSON (from the suffix unless ``fmt``), atomically.
 
         ``pedal`` is the mode of ``with_pedal``.  With ``overwrite=False`` an existing
@@ -289,7 +290,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        tempo_bpm: float = 120.0, plot: bool = False,
                        save_posteriorgram: bool = False, overwrite: bool = False,
                        progress: Callable[[float, float], None] | None = None,
-                       times: StageTimes | None = None, pedal: str = "extend",
+                       times: StageTimes | None = None, pedal: str = C.DEFAULT_PEDAL_MODE,
                        model_pass: str | None = None, html: bool = False) -> Transcription:
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
@@ -320,7 +321,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     if html:
         from .review import write_review_page
         with times.measure("review page"):
-            write_review_page(result, source, output.with_suffix(".html"), overwrite)
+            write_review_page(result, source, output.with_suffix(".html"), overwrite, pedal)
     with times.measure("output files"):
         result.save(output, fmt, tempo_bpm, overwrite, pedal)
     return result

@@ -289,6 +289,11 @@ def summary_table(means: dict[str, float], title: str):
     for level in levels:
         table.add_row(level.replace("_", " + " if level.startswith("note") else " "),
                       *(f"{100 * means[f'{level}_{k}']:.1f}" for k in ("precision", "recall", "f1")))
+    for level in ("frame", "note_offset"):
+        if f"extend_{level}_f1" in means:
+            table.add_row(f"{level.replace('_', ' + ')}, --pedal extend",
+                          *(f"{100 * means[f'extend_{level}_{k}']:.1f}"
+                            for k in ("precision", "recall", "f1")))
     if "cc64_note_offset_f1" in means:
         table.add_row("note + offset, --pedal cc64 vs key releases",
                       *(f"{100 * means[f'cc64_note_offset_{k}']:.1f}"

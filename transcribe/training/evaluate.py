@@ -57,12 +57,14 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
                    progress=None, model_pass: str | None = None) -> list[dict]:
     """Transcribe each audio file with ``loaded`` and score it against its MIDI.
 
-    Notes are scored as ``--pedal extend`` writes them (lengthened through the
-    predicted pedal), against the reference notes lengthened through its pedal.  A
-    model with a pedal head on a reference with pedal also gets ``pedal_scores`` and
-    ``cc64_note_offset_*``: the notes as ``--pedal cc64`` writes them against the
-    reference's key releases.
+    Notes are scored as the default pedal mode writes them (``constants.
+    DEFAULT_PEDAL_MODE``), against the reference notes lengthened through its pedal.  A
+    model with a pedal head on a reference with pedal also gets ``pedal_scores``,
+    ``extend_frame_*`` and ``extend_note_offset_*`` (the notes as ``--pedal extend``
+    writes them, against the same reference) and ``cc64_note_offset_*``: the notes as
+    ``--pedal cc64`` writes them against the reference's key releases.
     """
+    from .. import constants as C
     from ..transcriber import transcribe
     rows = []
     for audio, midi in pairs:
@@ -70,12 +72,15 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
         result = transcribe(audio, loaded, options=options, keep_posteriorgrams=False,
                             model_pass=model_pass)
         reference = reference_notes(midi)
-        notes, _ = result.with_pedal("extend")
+        notes, _ = result.with_pedal(C.DEFAULT_PEDAL_MODE)
         row = {"file": audio.name, "seconds": time.perf_counter() - started,
                **note_rows(reference, notes)}
         spans = reference_pedal(midi)
         if result.pedal is not None and len(spans):
             row.update(pedal_scores(spans, result.pedal, result.duration_s))
+            extended = score(reference, result.with_pedal("extend")[0])
+            row.update({f"extend_{name}": value for name, value in extended.items()
+                        if name.startswith(("frame_", "note_offset_"))})
             keys = score(reference_notes(midi, sustain=False), result.with_pedal("cc64")[0])
             row.update({f"cc64_{name}": value for name, value in keys.items()
                         if name.startswith("note_offset_")})
@@ -98,13 +103,14 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     extend`` writes them (lengthened through the predicted pedal), keep their frame F1
     within 1 point of the best (a pedal found too often lengthens every note).  Weights
     with a key-down head get the key threshold of the best note-with-offset F1 of
-    ``--pedal cc64``'s notes against the key releases.  The notes are then tuned as
-    ``extend`` writes them.  The network runs once per file;
+    ``--pedal cc64``'s notes against the key releases.  The notes are then tuned as the
+    default pedal mode writes them.  The network runs once per file;
     each combination only re-decodes.  Returns (best ``DecodingOptions``, its mean
     scores, all ``(options, means)`` tried).
     """
     import itertools
 
+    from .. import constants as C
     from ..decode import DecodingOptions
     from ..transcriber import transcribe
     # From the constants, not the card: a card tuned before must not steer the pedal and
@@ -144,7 +150,7 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
         rows = []
         for result, reference, spans in runs:
             decoded = result.redecode(**options.as_dict())
-            rows.append(score(reference, decoded.with_pedal("extend")[0]))
+            rows.append(score(reference, decoded.with_pedal(C.DEFAULT_PEDAL_MODE)[0]))
             if decoded.pedal is not None and len(spans):
                 rows[-1].update(pedal_scores(spans, decoded.pedal, decoded.duration_s))
         tried.append((options, mean_scores(rows)))
