@@ -59,9 +59,9 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
 
     Notes are scored as the default pedal mode writes them (``constants.
     DEFAULT_PEDAL_MODE``), against the reference notes lengthened through its pedal.  A
-    model with a pedal head on a reference with pedal also gets ``pedal_scores``,
-    ``extend_frame_*`` and ``extend_note_offset_*`` (the notes as ``--pedal extend``
-    writes them, against the same reference) and ``cc64_note_offset_*``: the notes as
+    model with a pedal head also gets ``extend_frame_*`` and ``extend_note_offset_*``
+    (the notes as ``--pedal extend`` writes them, against the same reference) and, on a
+    reference with pedal, ``pedal_scores`` and ``cc64_note_offset_*``: the notes as
     ``--pedal cc64`` writes them against the reference's key releases.
     """
     from .. import constants as C
@@ -75,12 +75,13 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
         notes, _ = result.with_pedal(C.DEFAULT_PEDAL_MODE)
         row = {"file": audio.name, "seconds": time.perf_counter() - started,
                **note_rows(reference, notes)}
-        spans = reference_pedal(midi)
-        if result.pedal is not None and len(spans):
-            row.update(pedal_scores(spans, result.pedal, result.duration_s))
+        if result.pedal is not None:
             extended = score(reference, result.with_pedal("extend")[0])
             row.update({f"extend_{name}": value for name, value in extended.items()
                         if name.startswith(("frame_", "note_offset_"))})
+        spans = reference_pedal(midi)
+        if result.pedal is not None and len(spans):
+            row.update(pedal_scores(spans, result.pedal, result.duration_s))
             keys = score(reference_notes(midi, sustain=False), result.with_pedal("cc64")[0])
             row.update({f"cc64_{name}": value for name, value in keys.items()
                         if name.startswith("note_offset_")})
