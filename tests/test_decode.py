@@ -181,6 +181,24 @@ def test_pedal_spans_bridge_flickers_and_drop_taps():
     assert len(pedal_spans(np.zeros(10), 0.5, FPS)) == 0
 
 
+def test_a_pedal_span_ends_at_the_release_peak_nearest_its_end():
+    window = C.PEDAL_RELEASE_WINDOW_MS / 1000 * FPS
+    down = np.zeros(300, np.float32)
+    down[10:50] = down[100:150] = down[200:240] = 0.9
+    released = np.zeros(300, np.float32)
+    released[[44, 46]] = [0.2, 0.3]  # before the fall; the higher of two close peaks
+    released[150 + int(window) + 5] = 0.9  # too far from the second span's end
+    released[241] = C.PEDAL_RELEASE_PEAK / 2  # too weak
+    spans = pedal_spans(down, 0.5, FPS, released=released)
+    np.testing.assert_allclose(spans * FPS, [[10, 46], [100, 150], [200, 240]])
+    # A peak past the next span's start never stretches a span over it.
+    down[52:60] = 0.9
+    released[:] = 0
+    released[55] = 0.5
+    spans = pedal_spans(down, 0.5, FPS, min_pedal_ms=0, released=released)
+    assert (spans[1:, 0] >= spans[:-1, 1]).all()
+
+
 def test_notes_are_extended_through_the_pedal_only_while_it_is_down():
     notes = np.array([[0.0, 0.5, 60, 80],   # released while the pedal is down: held to 2.0
                       [0.2, 0.3, 64, 80],   # released before the pedal goes down: kept

@@ -42,6 +42,11 @@ FRAME_ONSET_QUIET_LEVEL = 0.3
 PEDAL_THRESHOLD = 0.5
 KEY_THRESHOLD = 0.5  # key-down probability below which a key is up
 MIN_PEDAL_MS = 60.0
+# A pedal span ends at the pedal head's release peak (its "released" column above this)
+# nearest to where the pedal-down probability falls, when one lies within this window:
+# the down column is late and blurred at releases (weights/README.md, session 10).
+PEDAL_RELEASE_PEAK = 0.05
+PEDAL_RELEASE_WINDOW_MS = 200.0
 PEDAL_MODES = ("extend", "cc64", "none")
 # The notes as decoded: the frame head learned notes held by the sustain pedal (its labels
 # follow CC64), so they already last as long as they are heard.  Lengthening them further

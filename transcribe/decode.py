@@ -279,13 +279,34 @@ class NoteStream:
         return np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
 
 
+def _peaks(series: np.ndarray, threshold: float, min_gap: int) -> np.ndarray:
+    """Frames where ``series`` has a local maximum above ``threshold``; of peaks closer
+    than ``min_gap`` frames, the higher one."""
+    x = np.asarray(series, np.float32).reshape(-1)
+    if len(x) < 3:
+        return np.zeros(0, np.int64)
+    inner = np.flatnonzero((x[1:-1] > threshold) & (x[1:-1] >= x[:-2]) & (x[1:-1] > x[2:])) + 1
+    kept: list[int] = []
+    for index in inner:
+        if kept and index - kept[-1] < min_gap:
+            if x[index] > x[kept[-1]]:
+                kept[-1] = index
+        else:
+            kept.append(int(index))
+    return np.asarray(kept, np.int64)
+
+
 def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
                 frame_rate_hz: float = C.FRAME_RATE_HZ,
-                min_pedal_ms: float = C.MIN_PEDAL_MS) -> np.ndarray:
+                min_pedal_ms: float = C.MIN_PEDAL_MS,
+                released: np.ndarray | None = None) -> np.ndarray:
     """Sustain-pedal-down spans ``(k, 2)`` in seconds from the pedal-down probability ``(frames,)``.
 
     A gap shorter than ``min_pedal_ms`` between two presses is bridged (a flicker of
-    the posteriorgram, not a re-pedal), then presses shorter than it are dropped.
+    the posteriorgram, not a re-pedal), then presses shorter than it are dropped.  With
+    the release probability ``released`` ``(frames,)``, each span ends at the release
+    peak nearest its end within ``PEDAL_RELEASE_WINDOW_MS`` (never at or before its start,
+    never past the next span's start).
     """
     down = np.asarray(down, np.float32).reshape(-1) > threshold
     edges = np.diff(np.r_[0, down.astype(np.int8), 0])
@@ -295,7 +316,16 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
         joined = np.r_[starts[1:] - ends[:-1] >= shortest, True]
         starts, ends = starts[np.r_[True, joined[:-1]]], ends[joined]
     long = ends - starts >= shortest
-    return np.column_stack([starts[long], ends[long]]).astype(np.float64) / frame_rate_hz
+    starts, ends = starts[long], ends[long]
+    if released is not None and len(ends):
+        window = C.PEDAL_RELEASE_WINDOW_MS / 1000 * frame_rate_hz
+        peaks = _peaks(released, C.PEDAL_RELEASE_PEAK, max(1, int(round(window))))
+        if len(peaks):
+            nearest = peaks[np.abs(peaks[None, :] - ends[:, None]).argmin(axis=1)]
+            limit = np.r_[starts[1:], np.iinfo(np.int64).max]
+            moved = (np.abs(nearest - ends) <= window) & (nearest > starts) & (nearest <= limit)
+            ends = np.where(moved, nearest, ends)
+    return np.column_stack([starts, ends]).astype(np.float64) / frame_rate_hz
 
 
 def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:
