@@ -321,7 +321,11 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
         window = C.PEDAL_RELEASE_WINDOW_MS / 1000 * frame_rate_hz
         peaks = _peaks(released, C.PEDAL_RELEASE_PEAK, max(1, int(round(window))))
         if len(peaks):
-            nearest = peaks[np.abs(peaks[None, :] - ends[:, None]).argmin(axis=1)]
+            # Of the peaks on either side of each end, the nearer (no spans x peaks matrix).
+            after = np.minimum(np.searchsorted(peaks, ends), len(peaks) - 1)
+            before = np.maximum(after - 1, 0)
+            nearest = np.where(np.abs(peaks[before] - ends) <= np.abs(peaks[after] - ends),
+                               peaks[before], peaks[after])
             limit = np.r_[starts[1:], np.iinfo(np.int64).max]
             moved = (np.abs(nearest - ends) <= window) & (nearest > starts) & (nearest <= limit)
             ends = np.where(moved, nearest, ends)

@@ -192,16 +192,15 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
     decoder = NoteStream(options, frame_rate_hz=frontend.frame_rate_hz)
 
-    # The pedal-down and released columns alone: 450 kB an hour.
-    pedal_down, pedal_released = [np.zeros(0, np.float16)], [np.zeros(0, np.float16)]
+    # The pedal head's down and released columns alone: 450 kB an hour.
+    pedal_parts = [np.zeros((0, 2), np.float16)]
 
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
             decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"],
                           frames.get("key"))
             if "pedal" in frames:
-                pedal_down.append(frames["pedal"][:, 0])
-                pedal_released.append(frames["pedal"][:, 2])
+                pedal_parts.append(frames["pedal"][:, [0, 2]])
 
     full = resolve_model_pass(model_pass, model.card) == "full"
     posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
@@ -210,9 +209,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                          keep_posteriorgrams=keep_posteriorgrams, full=full)
     with times.measure("note decoding"):
         notes = decoder.finish()
-        pedal = pedal_spans(np.concatenate(pedal_down), options.pedal_threshold,
-                            frontend.frame_rate_hz,
-                            released=np.concatenate(pedal_released)) if model.config.pedal else None
+        pedal_columns = np.concatenate(pedal_parts)
+        pedal = pedal_spans(pedal_columns[:, 0], options.pedal_threshold, frontend.frame_rate_hz,
+                            released=pedal_columns[:, 1]) if model.config.pedal else None
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")

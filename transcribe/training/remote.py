@@ -23,8 +23,9 @@ from pathlib import Path
 
 # Half the piano renders duller the softer they are played (pianos.darkened): before it,
 # development-set notes of velocity 36-40, which its piano plays through a 1 kHz
-# low-pass, were found 29 % of the time, those of 41-44 (unfiltered) 72 %.  Not yet
-# shown to help on a GPU (weights/README.md, session 9): --dark-share 0 turns it off.
+# low-pass, were found 29 % of the time, those of 41-44 (unfiltered) 72 %; after the
+# session-10 run with it, 37 % and 79 %.  Its own share of that gain is unmeasured (no
+# --dark-share 0 run beside it, weights/README.md): --dark-share 0 turns it off.
 DARK_SHARE = 0.5
 
 
