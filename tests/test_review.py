@@ -3,6 +3,7 @@
 import shutil
 import time
 
+import numpy as np
 import pretty_midi
 import pytest
 
@@ -30,6 +31,22 @@ def test_minutes_of_audio_embed_as_ogg_of_the_same_length(tmp_path):
     ogg.write_bytes(encode_recording(wav))
     info = sf.info(ogg)
     assert info.samplerate == AUDIO_RATE and info.duration == pytest.approx(seconds, abs=0.1)
+
+
+def test_the_page_says_which_pedal_mode_its_notes_follow():
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import page_html
+    from transcribe.transcriber import Transcription
+    notes = np.array([[0.5, 0.8, 60, 70], [1.0, 1.2, 64, 70]])
+    pedal = np.array([[0.6, 2.0]])
+    result = Transcription(notes, None, 3.0, DecodingOptions(pedal_threshold=0.6).resolve(),
+                           pedal=pedal)
+    page = page_html(result, b"", "t", pedal="extend")
+    assert "1 sustain-pedal span (threshold 0.6), notes as --pedal extend writes them" in page
+    # extend lengthened both notes to the pedal's release, in the page's data too
+    assert "[0.5, 2.0, 60, 70]" in page and "[1.0, 2.0, 64, 70]" in page
+    without = page_html(Transcription(notes, None, 3.0), b"", "t")
+    assert "pedal" not in without.split('<div id="facts">')[1].split("</div>")[0]
 
 
 @pytest.fixture()

@@ -195,6 +195,61 @@ def render_training_file(folder):
     np.save(folder / "a.npy", synth.piano_notes(midi).astype(np.float32))
 
 
+def test_mixed_precision_training_keeps_float32_recurrence_and_falls_back(tmp_path, monkeypatch):
+    """``amp``: the forward pass under bfloat16 autocast, the LSTMs and GRU in float32; a
+    device where bfloat16 fails goes on in float32 instead of losing the run."""
+    from transcribe.model import recurrent
+    from transcribe.training import train as train_module
+    lstm = torch.nn.LSTM(6, 4, batch_first=True, bidirectional=True)
+    x = torch.randn(2, 10, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = recurrent(lstm, x)
+    assert inside.dtype == torch.float32
+    assert torch.equal(inside, lstm(x)[0])
+    # The whole model's losses under autocast are finite and near float32's.
+    config = ModelConfig(unet_channels=(4, 8), lstm_hidden=8, reconstruction=True,
+                         pedal=True, pedal_hidden=4, key_release=True)
+    model = UNetTranscriber(config).train()
+    torch.manual_seed(0)
+    spec = torch.rand(2, 32, C.N_MELS)
+    rolls = {name: (torch.rand(2, 32, C.N_KEYS) > 0.9).float()
+             for name in ("frame", "onset", "offset", "velocity", "key")}
+    rolls.update(pedal=(torch.rand(2, 32, 3) > 0.5).float(), pedal_known=torch.ones(2),
+                 key_known=torch.ones(2))
+    with torch.no_grad():
+        full = train_module.compute_losses(model, spec, rolls)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = train_module.compute_losses(model, spec, rolls)
+    assert set(mixed) == set(full)
+    for name, value in mixed.items():
+        assert torch.isfinite(value) and value.dtype == torch.float32, name
+        assert float(value) == pytest.approx(float(full[name]), rel=0.1, abs=1e-3), name
+    # A run with amp trains, and its log says how long each step waited for data.
+    render_training_file(tmp_path)
+    seen = []
+    train_config = TrainConfig(steps=2, batch_size=2, segment_frames=32, log_every=1,
+                               checkpoint_minutes=60.0, amp=True)
+    train(config, train_config, [tmp_path / "a.flac"], tmp_path / "run", log=seen.append)
+    steps = [line for line in seen if line.startswith("step ")]
+    assert len(steps) == 2 and all("s waiting for data" in line for line in steps)
+    assert not any("float32" in line for line in seen)
+    # Where autocast fails, the same run goes on in float32 and says so once.
+    real = train_module.compute_losses
+
+    def fails_under_autocast(*args):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("bfloat16 kernel not implemented\nmore detail")
+        return real(*args)
+    monkeypatch.setattr(train_module, "compute_losses", fails_under_autocast)
+    seen.clear()
+    last = train(config, TrainConfig(**{**train_config.__dict__, "steps": 4}),
+                 [tmp_path / "a.flac"], tmp_path / "run", log=seen.append)
+    assert torch.load(last, weights_only=False)["step"] == 4
+    assert [line for line in seen if "float32" in line] == [
+        "bfloat16 autocast failed on cpu (bfloat16 kernel not implemented); "
+        "training goes on in float32"]
+
+
 def test_training_starts_from_exported_weights(tmp_path):
     """--init takes the shipped weights file (a plain state_dict), not only a run's checkpoint."""
     render_training_file(tmp_path)

@@ -93,6 +93,20 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def recurrent(layer: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
+    """``layer``'s output sequence for ``x``, computed in float32 even under autocast.
+
+    Mixed-precision training (``TrainConfig.amp``) runs the U-nets' convolutions in
+    bfloat16; PyTorch's recurrent layers do not autocast (on CUDA a bfloat16 input to
+    a float32 LSTM fails), so they run in float32 as before.  Outside autocast this is
+    ``layer(x)[0]``.
+    """
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return layer(x.float())[0]
+    return layer(x)[0]
+
+
 class PassNorm(nn.BatchNorm2d):
     """BatchNorm with running statistics of its own for each pass of the shared transcriber.
 
@@ -202,7 +216,7 @@ class PedalHead(nn.Module):
         self.out = nn.Linear(2 * hidden, len(PEDAL_COLUMNS))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.out(self.rnn(hidden)[0])
+        return self.out(recurrent(self.rnn, hidden))
 
 
 class Transcriber(nn.Module):
@@ -231,7 +245,7 @@ class Transcriber(nn.Module):
         self.key = nn.Linear(width, C.N_KEYS) if config.key_release else None
 
     def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden, _ = self.lstm(self.unet(spec))
+        hidden = recurrent(self.lstm, self.unet(spec))
         onset = self.onset(hidden)
         offset = self.offset(hidden)
         # As in Onsets and Frames, the frame head is conditioned on the other
@@ -258,7 +272,7 @@ class Reconstructor(nn.Module):
         self.unet = UNet(config.unet_channels)
 
     def forward(self, posteriorgram: torch.Tensor) -> torch.Tensor:
-        hidden, _ = self.lstm(posteriorgram)
+        hidden = recurrent(self.lstm, posteriorgram)
         return self.unet(torch.sigmoid(self.project(hidden)))
 
 

@@ -180,8 +180,12 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     facts = (f"{len(data['notes'])} notes, {result.duration_s:.1f} s; thresholds: onset "
              f"{options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
              f"{options.offset_threshold:g}, frame onsets {options.frame_onset_threshold:g}, "
-             f"shortest note {options.min_note_ms:g} ms; amt-transcribe {__version__}. "
-             "Click the roll to seek.")
+             f"shortest note {options.min_note_ms:g} ms; ")
+    if result.pedal is not None:  # which notes the page shows depends on the pedal mode
+        count = len(data["pedal"])
+        facts += (f"{count} sustain-pedal span{'' if count == 1 else 's'} (threshold "
+                  f"{options.pedal_threshold:g}), notes as --pedal {pedal} writes them; ")
+    facts += f"amt-transcribe {__version__}. Click the roll to seek."
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
             .replace("__AUDIO__", base64.b64encode(recording).decode("ascii"))

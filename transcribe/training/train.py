@@ -52,6 +52,11 @@ class TrainConfig:
     # Train only these heads (e.g. ["key"]): the rest frozen, BatchNorm statistics kept.
     # A head new to trained weights then learns at a fraction of a whole step's cost.
     train_only: list[str] = dataclasses.field(default_factory=list)
+    # Mixed precision: the forward pass under bfloat16 autocast (the U-nets' convolutions;
+    # the recurrent layers stay float32, ``model.recurrent``).  Weights, optimiser and
+    # losses stay float32, so no loss scaling.  Where bfloat16 fails on a device, the run
+    # logs it and goes on in float32.
+    amp: bool = False
 
 
 def git_commit() -> str:
@@ -299,7 +304,18 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     model.train(not train_config.train_only)
     stream = batches(sampler, train_config.batch_size, train_config.data_workers,
                      [train_config.seed, step])
-    session_started = time.monotonic()
+    amp = train_config.amp and (device.type != "cuda" or torch.cuda.is_bf16_supported())
+    if train_config.amp and not amp:
+        log(f"{device} has no bfloat16: training in float32")
+
+    def backward(spec: torch.Tensor, rolls_t: dict, amp: bool) -> dict[str, torch.Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            losses = compute_losses(model, spec, rolls_t)
+        sum(losses.values()).backward()
+        return losses
+
+    session_started = interval_started = time.monotonic()
+    waited_s = 0.0
     while step < train_config.steps:
         if train_config.max_minutes and \
                 time.monotonic() - session_started > train_config.max_minutes * 60:
@@ -313,15 +329,23 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         for group in optimizer.param_groups:
             group["lr"] = lr
         audio, rolls = next(stream)
+        waited_s += time.monotonic() - started
         audio_t = torch.as_tensor(audio).to(device, non_blocking=True)
         rolls_t = {name: torch.as_tensor(roll).to(device, non_blocking=True)
                    for name, roll in rolls.items()}
         with torch.no_grad():
             spec = frontend(audio_t)
-        losses = compute_losses(model, spec, rolls_t)
-        loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            losses = backward(spec, rolls_t, amp)
+        except RuntimeError as error:
+            if not amp:
+                raise
+            amp = False
+            log(f"bfloat16 autocast failed on {device} ({str(error).splitlines()[0]}); "
+                f"training goes on in float32")
+            optimizer.zero_grad(set_to_none=True)
+            losses = backward(spec, rolls_t, amp)
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
         optimizer.step()
         if averaged is not None:
@@ -329,15 +353,21 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         step += 1
         seen_s += train_config.batch_size * segment_s
         elapsed_s += time.monotonic() - started
+        # Summed on the device: reading each loss every step would wait for the GPU.
         for name, value in losses.items():
-            running[name] = running.get(name, 0.0) + value.item()
+            running[name] = running.get(name, 0.0) + value.detach()
         running_steps += 1
         if step % train_config.log_every == 0:
-            means = {name: total / running_steps for name, total in running.items()}
-            running, running_steps = {}, 0
+            means = {name: float(total) / running_steps for name, total in running.items()}
             total = sum(means.values())
+            # The wall time of the steps since the last line, and how much of it the loop
+            # waited for batches (the data workers are the bottleneck when that is most).
+            interval = (time.monotonic() - interval_started) / running_steps
             log(f"step {step} loss {total:.4f} ({', '.join(f'{k} {v:.4f}' for k, v in means.items())}) "
-                f"{elapsed_s / step:.2f} s/step, {seen_s / 3600:.1f} h seen")
+                f"{elapsed_s / step:.2f} s/step, {seen_s / 3600:.1f} h seen; lately {interval:.3f} "
+                f"s/step, {waited_s / running_steps:.3f} s waiting for data")
+            running, running_steps = {}, 0
+            interval_started, waited_s = time.monotonic(), 0.0
             writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
                              f"{total:.5f}", json.dumps({k: round(v, 5) for k, v in means.items()}),
                              ""])
