@@ -402,6 +402,15 @@ def test_cc64_ends_notes_where_the_key_down_head_says_the_key_came_up(tmp_path):
         assert held["offset_s"] == sounding["offset_s"]  # a key held throughout
         # Key never down: released one frame after its onset, though the string sounds on.
         assert released["offset_s"] == pytest.approx(released["onset_s"] + frame_s, abs=1e-3)
+    # Saved posteriorgrams keep the key-down head: re-decoded, cc64 ends the same notes at
+    # the same key releases.
+    assert invoke(wav, "-o", tmp_path / "saved.mid", "--weights", weights, "-q",
+                  "--save-posteriorgram").exit_code == 0
+    again = tmp_path / "again.json"
+    result = invoke(tmp_path / "saved.npz", "-o", again, "--onset-threshold", "0.5",
+                    "--frame-threshold", "0.5", "-q", "--pedal", "cc64", "--key-threshold", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(again.read_text())["notes"] == notes["released"]
 
 
 def test_jobs_in_worker_processes_write_what_one_process_writes(tmp_path, tiny_weights):
