@@ -97,8 +97,9 @@ def recurrent(layer: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
     """``layer``'s output sequence for ``x``, computed in float32 even under autocast.
 
     Mixed-precision training (``TrainConfig.amp``) runs the U-nets' convolutions in
-    bfloat16; PyTorch's recurrent layers do not autocast (on CUDA a bfloat16 input to
-    a float32 LSTM fails), so they run in float32 as before.  Outside autocast this is
+    bfloat16.  Autocast leaves PyTorch's whole-sequence recurrent layers alone on CUDA
+    (a bfloat16 input would meet float32 weights) and runs them in bfloat16 on the CPU;
+    here they run in float32 either way, as they were trained.  Outside autocast this is
     ``layer(x)[0]``.
     """
     if torch.is_autocast_enabled(x.device.type):

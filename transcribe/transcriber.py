@@ -244,7 +244,8 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
     about = json.loads(str(arrays["about"])) if "about" in arrays else {}
     posteriorgrams = Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"],
                                     arrays["velocity"], pedal=arrays.get("pedal"),
-                                    key=arrays.get("key"), frame_rate_hz=float(arrays["frame_rate_hz"]))
+                                    key=arrays.get("key"),
+                                    frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
