@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import constants as C
 from .metrics import band_counts, mean_scores, pedal_scores, register_counts, score
 
 
@@ -64,7 +65,6 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
     reference with pedal, ``pedal_scores`` and ``cc64_note_offset_*``: the notes as
     ``--pedal cc64`` writes them against the reference's key releases.
     """
-    from .. import constants as C
     from ..transcriber import transcribe
     rows = []
     for audio, midi in pairs:
@@ -111,7 +111,6 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     """
     import itertools
 
-    from .. import constants as C
     from ..decode import DecodingOptions
     from ..transcriber import transcribe
     # From the constants, not the card: a card tuned before must not steer the pedal and
