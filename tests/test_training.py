@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import mido
@@ -224,14 +225,21 @@ def test_mixed_precision_training_keeps_float32_recurrence_and_falls_back(tmp_pa
     for name, value in mixed.items():
         assert torch.isfinite(value) and value.dtype == torch.float32, name
         assert float(value) == pytest.approx(float(full[name]), rel=0.1, abs=1e-3), name
-    # A run with amp trains, and its log says how long each step waited for data.
+    # A run with amp trains, and its log says how long each step waited for data and,
+    # profiled, where the steps' time went.
     render_training_file(tmp_path)
     seen = []
     train_config = TrainConfig(steps=2, batch_size=2, segment_frames=32, log_every=1,
-                               checkpoint_minutes=60.0, amp=True)
+                               checkpoint_minutes=60.0, amp=True, profile=[0, 2])
     train(config, train_config, [tmp_path / "a.flac"], tmp_path / "run", log=seen.append)
     steps = [line for line in seen if line.startswith("step ")]
     assert len(steps) == 2 and all("s waiting for data" in line for line in steps)
+    [profile] = [line for line in seen if line.startswith("profile of 2 steps: ")]
+    busy = re.search(r"in operators ([0-9.]+) s/step \(([0-9]+) %\); most of it in (.*)", profile)
+    assert busy and float(busy[1]) > 0 and 0 < int(busy[2]) <= 100, profile
+    # The costliest operators are the network's own, convolutions among them.
+    assert "convolution" in busy[3] and all(part.startswith("aten::")
+                                           for part in busy[3].split(", ")[:3]), profile
     assert not any("float32" in line for line in seen)
     # Where autocast fails, the same run goes on in float32 and says so once.
     real = train_module.compute_losses

@@ -57,6 +57,56 @@ class TrainConfig:
     # losses stay float32, so no loss scaling.  Where bfloat16 fails on a device, the run
     # logs it and goes on in float32.
     amp: bool = False
+    # [after, steps]: once this many steps of a session have run, profile the next
+    # ``steps`` and log where their time went (how busy the GPU was, how many kernels a
+    # step launches, the costliest operators).  A GPU busy for a small share of each step
+    # is waiting on Python and kernel launches: a larger batch then costs little more.
+    profile: list[int] = dataclasses.field(default_factory=list)
+
+
+def _start_profile(device: torch.device) -> torch.profiler.profile:
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+        torch.cuda.synchronize(device)
+    profiler = torch.profiler.profile(activities=activities)
+    profiler.start()
+    return profiler
+
+
+def _profile_summary(profiler: torch.profiler.profile, device: torch.device, steps: int,
+                     started: float) -> str:
+    """One log line: wall time a step, how much of it the device (or, on a CPU, the
+    operators) was busy, and the operators that took most of that."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall_s = (time.monotonic() - started) / steps
+    profiler.stop()
+    events = profiler.key_averages()
+    on_gpu = device.type == "cuda"
+
+    def busy_us(event) -> float:
+        if on_gpu:
+            return getattr(event, "self_device_time_total", None) or \
+                getattr(event, "self_cuda_time_total", 0.0)
+        return event.self_cpu_time_total
+
+    operators = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
+    if on_gpu:  # the kernels' own time; an operator's device time is its kernels'
+        busy_s = sum(busy_us(e) for e in events
+                     if e.device_type != torch.autograd.DeviceType.CPU) / 1e6 / steps
+    else:
+        busy_s = sum(busy_us(e) for e in operators) / 1e6 / steps
+    where = "the GPU busy" if on_gpu else "in operators"
+    line = (f"profile of {steps} steps: {wall_s:.3f} s/step; {where} {busy_s:.3f} s/step "
+            f"({100 * busy_s / wall_s:.0f} %)")
+    if on_gpu:
+        launches = sum(e.count for e in operators if "LaunchKernel" in e.key)
+        line += f", {launches / steps:,.0f} kernel launches a step"
+    total_us = sum(busy_us(e) for e in operators) or 1.0
+    top = sorted(operators, key=busy_us, reverse=True)[:8]
+    return line + "; most of it in " + ", ".join(
+        f"{e.key} {100 * busy_us(e) / total_us:.0f} %" for e in top if busy_us(e) > 0)
 
 
 def git_commit() -> str:
@@ -316,7 +366,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
 
     session_started = interval_started = time.monotonic()
     waited_s = 0.0
+    profile_after, profile_steps = (list(train_config.profile) + [0, 0])[:2]
+    session_steps, profiler = 0, None
     while step < train_config.steps:
+        if profile_steps and session_steps == profile_after:
+            try:
+                profiler, profile_started = _start_profile(device), time.monotonic()
+            except Exception as error:  # a measurement: where it fails, training goes on
+                log(f"profiling failed on {device}: {error}")
         if train_config.max_minutes and \
                 time.monotonic() - session_started > train_config.max_minutes * 60:
             log(f"stopping at step {step}: {train_config.max_minutes:g} min of training")
@@ -351,6 +408,13 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         if averaged is not None:
             averaged.update_parameters(model)
         step += 1
+        session_steps += 1
+        if profiler is not None and session_steps == profile_after + profile_steps:
+            try:
+                log(_profile_summary(profiler, device, profile_steps, profile_started))
+            except Exception as error:  # a measurement: where it fails, training goes on
+                log(f"profiling failed on {device}: {error}")
+            profiler = None
         seen_s += train_config.batch_size * segment_s
         elapsed_s += time.monotonic() - started
         # Summed on the device: reading each loss every step would wait for the GPU.
@@ -391,6 +455,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                             "git_commit": git_commit()}, buffer)
                 write_atomic(run_dir / f"step{step:06d}.pt", buffer.getvalue())
             last_save = time.monotonic()
+    if profiler is not None:  # the run stopped before the profiled steps were done
+        profiler.stop()
     save()  # where a time limit stopped the run, or a no-op rewrite at the last step
     log_file.close()
     return checkpoint_path
