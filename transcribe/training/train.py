@@ -87,8 +87,7 @@ def _profile_summary(profiler: torch.profiler.profile, device: torch.device, ste
 
     def busy_us(event) -> float:
         if on_gpu:
-            return getattr(event, "self_device_time_total", None) or \
-                getattr(event, "self_cuda_time_total", 0.0)
+            return event.self_device_time_total
         return event.self_cpu_time_total
 
     operators = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
