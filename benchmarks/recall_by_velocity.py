@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, nargs="+", default=[None])
     args = parser.parse_args()
     pairs = pair_files(args.folder, args.folder)
-    edges = [1, *args.edges, 128]
+    # MIDI velocities are 1-127; edges outside, repeated or out of order would make empty or
+    # inverted bands.
+    edges = [1, *sorted({edge for edge in args.edges if 1 < edge < 128}), 128]
     bands = tuple((f"{low}-{high - 1}", low, high) for low, high in zip(edges, edges[1:]))
     columns = []
     for weights in args.weights:
