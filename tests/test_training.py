@@ -567,7 +567,29 @@ def test_a_development_excerpt_holds_key_releases_and_the_pedal(tmp_path):
     midi = pretty_midi.PrettyMIDI(str(flac.with_suffix(".mid")))
     notes = midi.instruments[0].notes
     assert len(notes) >= 20 and max(n.end for n in notes) <= 10 + 1e-3
-    assert any(c.number == 64 for c in midi.instruments[0].control_changes)
+    pedal = [c for c in midi.instruments[0].control_changes if c.number == 64]
+    assert pedal
+    # With the strings ringing under the pedal: the same excerpt, room and noise, and the
+    # same labels; the audio differs by the ringing, which is there only while the pedal
+    # is down (and for the room's tail after it comes up).
+    (ringing,) = make_development_set(files, tmp_path / "resonance", SHARED / "pianos",
+                                      SHARED / "rir", count=1, seconds=10, resonance=True)
+    assert ringing.name == flac.name
+    again = pretty_midi.PrettyMIDI(str(ringing.with_suffix(".mid")))
+    assert [(n.pitch, n.start, n.end, n.velocity) for n in again.instruments[0].notes] == \
+        [(n.pitch, n.start, n.end, n.velocity) for n in notes]
+    assert [(c.time, c.value) for c in again.instruments[0].control_changes if c.number == 64] \
+        == [(c.time, c.value) for c in pedal]
+    dry, wet = sf.read(flac)[0], sf.read(ringing)[0]
+    down = np.zeros(len(dry), bool)
+    for change in pedal:
+        down[int(change.time * C.SAMPLE_RATE):] = change.value >= 64
+    assert down.any() and not down.all()
+
+    def added_db(where):  # what the ringing added, against the dry sound there
+        return 10 * np.log10(np.mean((wet - dry)[where] ** 2) / np.mean(dry[where] ** 2))
+    assert -35 < added_db(down) < -3
+    assert added_db(down) > added_db(~down) + 6  # pedal up: the noise's level moved, little else
 
 
 def test_tuning_prefers_right_lengths_when_note_f1_is_within_half_a_point():

@@ -107,13 +107,19 @@ def make_validation(manifest, out, count, seconds, seed):
 @click.option("--count", type=int, default=30, show_default=True)
 @click.option("--seconds", type=float, default=30.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds, seed):
+@click.option("--resonance", is_flag=True,
+              help="Add the strings' ringing while the pedal is down, so the pedal is heard "
+                   "(the same excerpts, rooms and noise as without): a set to score the "
+                   "pedal head on.")
+def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds, seed,
+                     resonance):
     """Batik and piano-midi.de excerpts through the held-out piano, unseen rooms and noise."""
     from .corpus import read_manifest
     from .development import make_development_set
     written = make_development_set(read_manifest(manifest), out, pianos_dir, rooms_dir, part,
                                    count, seconds, seed,
-                                   progress=lambda stem: click.echo(stem, err=True))
+                                   progress=lambda stem: click.echo(stem, err=True),
+                                   resonance=resonance)
     click.echo(f"{len(written)} excerpts in {out}")
 
 

@@ -69,8 +69,15 @@ def pieces(files: list[MidiFile], part: str) -> list[MidiFile]:
 
 def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_dir: Path,
                          part: str = "dev", count: int = 30, seconds: float = 30.0,
-                         seed: int = 0, progress=None) -> list[Path]:
-    """Render ``count`` excerpts of ``part``'s pieces (half Batik, half piano-midi.de)."""
+                         seed: int = 0, progress=None, resonance: bool = False) -> list[Path]:
+    """Render ``count`` excerpts of ``part``'s pieces (half Batik, half piano-midi.de).
+
+    ``resonance`` adds the free strings' ringing while the sustain pedal is down
+    (``pianos.damper_resonance``, as the training renders have it).  The development
+    piano has no resonance samples, so without it pressing the pedal changes nothing
+    audible and the pedal head cannot be scored for what it hears.  The excerpts, rooms
+    and noise are those of the same seed without it: the two sets pair file by file.
+    """
     piano = next(p for p in sampled.read_pianos(pianos_dir) if p.name == sampled.DEVELOPMENT_PIANO)
     rooms = development_rooms(rir_dir)
     rng = np.random.default_rng(seed)
@@ -91,6 +98,9 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
         if len(clip_notes) < 20:
             continue
         audio = sampled.render(midi, piano)
+        if resonance:  # its own generator: the main one must draw as it does without
+            audio = sampled.damper_resonance(audio, spans, np.random.default_rng(
+                [seed, len(written)]))
         audio = audio[int(start * C.SAMPLE_RATE):int((start + seconds) * C.SAMPLE_RATE)]
         name, response = rooms[rng.integers(len(rooms))]
         wet = fftconvolve(audio, response)[:len(audio)]
@@ -104,7 +114,9 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
         audio = audio + noise * (np.sqrt(np.mean(audio ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
                                  * 10 ** (-snr_db / 20))
         midi_bytes = notes_to_smf(
-            clip_notes, metadata=f"development set: {piano.name}, room {name}, SNR {snr_db:.0f} dB",
+            clip_notes, metadata=f"development set: {piano.name}"
+                                 f"{', damper resonance' if resonance else ''}, room {name}, "
+                                 f"SNR {snr_db:.0f} dB",
             pedal=clip_spans)
         written.append(write_excerpt(out_dir, item, start, midi_bytes, audio))
         if progress:
