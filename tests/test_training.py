@@ -712,3 +712,44 @@ def test_amt_train_says_in_one_line_that_a_soundfont_is_missing(tmp_path, monkey
     assert result.exit_code == 1, result.output
     assert result.output.startswith("amt-train: error: SoundFont FluidR3_GM.sf2 not found")
     assert result.output.count("\n") == 1 and not (tmp_path / "bundle").exists()
+
+
+def test_the_gpu_bundle_packs_its_midi_and_another_seed_carries_other_pieces(tmp_path):
+    """What a lent GPU machine renders: a subset of the training MIDI within a budget,
+    packed (the carried megabytes are few), unpacked there file for file."""
+    from transcribe.training.bundle import choose_midi, pack_midi, unpack_midi
+    rows = ["path\tset\tlicence\tduration_s"]
+    for corpus_name, count in (("giantmidi", 3), ("pop909", 40), ("piano-midi.de", 5)):
+        for i in range(count):
+            midi = pretty_midi.PrettyMIDI()
+            piano = pretty_midi.Instrument(0)
+            piano.notes += [pretty_midi.Note(70, 50 + (i + k) % 30, 0.25 * k, 0.25 * k + 0.2)
+                            for k in range(60)]
+            midi.instruments.append(piano)
+            relative = f"{corpus_name}/piece{i:02d}.mid"
+            (tmp_path / corpus_name).mkdir(exist_ok=True)
+            midi.write(str(tmp_path / relative))
+            rows.append(f"{relative}\ttrain-midi\tCC0\t15.0")
+    manifest = tmp_path / "MANIFEST.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    size = (tmp_path / "pop909" / "piece00.mid").stat().st_size
+    budget_mb = (3 + 12) * size / 1e6  # the pedalled corpus whole, then a dozen others
+    first = choose_midi(manifest, budget_mb, seed=0)
+    other = choose_midi(manifest, budget_mb, seed=1)
+    for chosen in (first, other):
+        corpora = [item.corpus for item in chosen]
+        assert corpora.count("giantmidi") == 3 and "piano-midi.de" not in corpora
+        assert 10 <= corpora.count("pop909") <= 12
+        assert sum(item.path.stat().st_size for item in chosen) <= budget_mb * 1e6
+    assert {item.relative for item in first} != {item.relative for item in other}
+    archive = tmp_path / "bundle" / "midi.tar.gz"
+    archive.parent.mkdir()
+    pack_midi(first, manifest, archive)
+    assert archive.stat().st_size < 0.5 * sum(item.path.stat().st_size for item in first)
+    folder = unpack_midi(archive.parent, tmp_path / "work")
+    unpacked = corpus.read_manifest(folder / "MANIFEST.tsv")
+    assert [item.relative for item in unpacked] == [item.relative for item in first]
+    assert all(item.path.read_bytes() == (tmp_path / item.relative).read_bytes()
+               for item in unpacked)
+    # A bundle of the older layout carries a midi/ folder, which is used as it is.
+    assert unpack_midi(tmp_path, tmp_path / "unused") == tmp_path / "midi"

@@ -2,7 +2,8 @@
 packages, no network, and room for 64 MiB of carried files.
 
 ``amt-train gpu-bundle bundle/`` (here) gathers what the run needs into one folder:
-a compact subset of the training MIDI, a few sampled pianos, two General-MIDI
+a subset of the training MIDI (``midi.tar.gz``: packed, MIDI takes half the carried
+megabytes, so twice the music travels), a few sampled pianos, two General-MIDI
 SoundFonts' pianos sampled into SFZ (the machine has no fluidsynth), the measured training
 rooms, and our Python dependencies unpacked from their wheels into ``site.zip``
 (pretty_midi without the SoundFont it ships, which nothing here uses).  Wheels for
@@ -16,7 +17,9 @@ shipped weights for a fixed number of minutes, and exports the averaged weights
 from __future__ import annotations
 
 import csv
+import io
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -26,13 +29,15 @@ from .corpus import read_manifest, split_by_piece, training_files
 from .soundfont_piano import append_rows, convert, soundfont_piano_name
 from .synth import find_soundfont
 
-# What travels (MB): about 8 of MIDI, 28 of pianos, 6 of SoundFont pianos, 9 of packages,
-# plus the repository (13, the weights most of it), within the 64 MiB a call carries.
+# What travels (MB): about 8 of packed MIDI, 28 of pianos, 6 of SoundFont pianos, 9 of
+# packages, plus the repository (14, the weights most of it), within the 64 MiB a call
+# carries.
 BUNDLE_PIANOS = ("upright-kw", "headroom-close", "piano-fb")
 # The machine has no fluidsynth: these training SoundFonts travel as sampled pianos
 # (soundfont_piano.py), named so that the render plan gives them the SoundFonts' share.
 BUNDLE_SOUNDFONTS = (("FluidR3_GM.sf2", 0), ("TimGM6mb.sf2", 0))
-MIDI_BUDGET_MB = 8.0
+MIDI_BUDGET_MB = 16.0  # unpacked: about 52 h of the 140 h of training MIDI
+MIDI_ARCHIVE = "midi.tar.gz"
 # The GPU renders faster than a CPU trains: keep every corpus, the pedalled ones whole.
 WHOLE_CORPORA = ("giantmidi", "vienna4x22")
 LEFT_OUT_OF_SITE = ("pretty_midi/TimGM6mb.sf2",)
@@ -56,26 +61,49 @@ def choose_midi(manifest: Path, budget_mb: float = MIDI_BUDGET_MB, seed: int = 0
     return chosen
 
 
-def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
-                 wheels_dir: Path, budget_mb: float = MIDI_BUDGET_MB) -> dict:
-    """Write the bundle into ``out``; returns what it holds (files, hours, megabytes)."""
-    from .data import training_rooms
-    soundfonts = [(find_soundfont(name), program) for name, program in BUNDLE_SOUNDFONTS]
-    out.mkdir(parents=True, exist_ok=True)
-    chosen = choose_midi(manifest, budget_mb)
-    midi_root = out / "midi"
+def pack_midi(chosen: list, manifest: Path, archive: Path) -> None:
+    """``chosen`` (``MidiFile``s of ``manifest``) and their manifest rows, as ``midi/...``
+    in one gzip-compressed tar (solid compression: MIDI files repeat one another;
+    gzip, not xz: zlib is in every Python, lzma not always)."""
     with open(manifest, newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         fields, rows = reader.fieldnames, {row["path"]: row for row in reader}
-    midi_root.mkdir(exist_ok=True)
-    with open(midi_root / "MANIFEST.tsv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=fields, delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows[item.relative] for item in chosen)
+    with tarfile.open(archive, "w:gz") as tar:
+        data = table.getvalue().encode()
+        info = tarfile.TarInfo("midi/MANIFEST.tsv")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
         for item in chosen:
-            target = midi_root / item.relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(item.path, target)
-            writer.writerow(rows[item.relative])
+            tar.add(item.path, arcname=f"midi/{item.relative}")
+
+
+def unpack_midi(bundle: Path, work: Path) -> Path:
+    """The folder holding the bundle's ``MANIFEST.tsv`` and MIDI: ``midi.tar.gz`` unpacked
+    into ``work``, or a bundle's ``midi/`` as older bundles carried it."""
+    archive = bundle / MIDI_ARCHIVE
+    if not archive.exists():
+        return bundle / "midi"
+    work.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(work, filter="data")  # no paths outside work, no links out
+    return work / "midi"
+
+
+def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
+                 wheels_dir: Path, budget_mb: float = MIDI_BUDGET_MB, midi_seed: int = 0) -> dict:
+    """Write the bundle into ``out``; returns what it holds (files, hours, megabytes).
+
+    ``midi_seed`` draws which files of the corpora not carried whole go: another seed,
+    other pieces, so that each GPU session can hear music the last one did not."""
+    from .data import training_rooms
+    soundfonts = [(find_soundfont(name), program) for name, program in BUNDLE_SOUNDFONTS]
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = choose_midi(manifest, budget_mb, midi_seed)
+    pack_midi(chosen, manifest, out / MIDI_ARCHIVE)
     piano_root = out / "pianos"
     piano_root.mkdir(exist_ok=True)
     with open(pianos_dir / "PIANOS.tsv", newline="") as handle:

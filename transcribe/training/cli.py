@@ -220,10 +220,15 @@ def tune_thresholds_command(weights, validation, files):
               default=Path("../shared/data/rir"), show_default=True)
 @click.option("--wheels", "wheels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               required=True, help="Wheels for the GPU machine's Python (pip download, README.md).")
-def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir):
+@click.option("--midi-mb", type=float, default=None,
+              help="MIDI to carry, unpacked (default: bundle.MIDI_BUDGET_MB, 16).")
+@click.option("--midi-seed", type=int, default=0, show_default=True,
+              help="Which pieces of the corpora not carried whole: a new seed, new pieces.")
+def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir, midi_mb, midi_seed):
     """Gather MIDI, pianos, rooms and packages for a training run on a bare GPU machine."""
-    from .bundle import build_bundle
-    held = build_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir)
+    from .bundle import MIDI_BUDGET_MB, build_bundle
+    held = build_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir,
+                        MIDI_BUDGET_MB if midi_mb is None else midi_mb, midi_seed)
     click.echo(f"{out}: {held['midi_files']} MIDI files ({held['midi_hours']:.1f} h), pianos "
                f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB")
 

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from ..model import ModelConfig
+    from .bundle import unpack_midi
     from .corpus import read_manifest, render_corpus
     from .data import load_rooms, training_rooms
     from .train import TrainConfig, export_checkpoint, train
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.work / "cache"
-    files = [f for f in read_manifest(args.bundle / "midi" / "MANIFEST.tsv") if f.role == "train"]
+    midi = unpack_midi(args.bundle, args.work)
+    files = [f for f in read_manifest(midi / "MANIFEST.tsv") if f.role == "train"]
     paths = []
     for seed in range(args.first_seed, args.first_seed + args.passes):
         paths += render_corpus(files, cache, hours=args.hours, seed=seed, max_transpose=3,
