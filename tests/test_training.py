@@ -753,3 +753,36 @@ def test_the_gpu_bundle_packs_its_midi_and_another_seed_carries_other_pieces(tmp
                for item in unpacked)
     # A bundle of the older layout carries a midi/ folder, which is used as it is.
     assert unpack_midi(tmp_path, tmp_path / "unused") == tmp_path / "midi"
+
+
+def test_the_pedal_loss_weighs_the_frames_around_a_quick_re_pedal():
+    """``pedal_event_weight``: a 3-frame lift between two spans is a few frames in dozens;
+    the frames that say where it is weigh more, so a head cannot smooth over it cheaply."""
+    from transcribe.training.labels import pedal_to_roll
+    from transcribe.training.train import head_losses, pedal_weights
+    rate = C.FRAME_RATE_HZ
+    roll = torch.as_tensor(pedal_to_roll(np.array([[2 / rate, 20 / rate], [23 / rate, 38 / rate]]),
+                                         0, 40))[None]
+    weights = pedal_weights(roll, 10.0)
+    heavy = {column: set(np.flatnonzero(weights[0, :, column].numpy() == 10.0))
+             for column in range(3)}
+    assert heavy == {0: {1, 2, 19, 20, 22, 23, 37, 38}, 1: {2, 23}, 2: {20, 38}}
+    assert float(weights.sum()) == 3 * 40 + 9 * 12
+    assert torch.equal(pedal_weights(roll, 1.0), torch.ones_like(roll))
+    # Holding the pedal down through the lift costs, over a head that lifts with the
+    # reference, seven times as much (two of its three frames weigh 10).
+    logits = {name: torch.zeros(1, 40, C.N_KEYS) for name in ("frame", "onset", "offset",
+                                                              "velocity")}
+    rolls = {name: torch.zeros(1, 40, C.N_KEYS) for name in ("frame", "onset", "offset",
+                                                             "velocity")}
+    rolls.update(pedal=roll, pedal_known=torch.ones(1))
+    through = (roll * 12 - 6).clone()
+    through[0, 20:23, 0] = 6.0  # down through the three lifted frames
+    exact = roll * 12 - 6
+
+    def pedal_loss(pedal_logits, weight):
+        return float(head_losses({**logits, "pedal": pedal_logits}, rolls,
+                                 pedal_event_weight=weight)["pedal"])
+    def penalty(weight):
+        return pedal_loss(through, weight) - pedal_loss(exact, weight)
+    assert penalty(10.0) == pytest.approx(7 * penalty(1.0), rel=0.01)

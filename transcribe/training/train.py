@@ -62,6 +62,11 @@ class TrainConfig:
     # step launches, the costliest operators).  A GPU busy for a small share of each step
     # is waiting on Python and kernel launches: a larger batch then costs little more.
     profile: list[int] = dataclasses.field(default_factory=list)
+    # Weight, in the pedal head's loss, of its pressed and released frames and of the
+    # down column's frames beside each change (``pedal_weights``).  A pianist's quick
+    # re-pedal lifts for 3-7 frames in a span of dozens; at 1 the head smooths over
+    # the lift and two spans decode as one.
+    pedal_event_weight: float = 1.0
 
 
 def _start_profile(device: torch.device) -> torch.profiler.profile:
@@ -116,8 +121,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+def pedal_weights(roll: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-frame weights of the pedal loss for a roll ``(batch, frames, 3)`` (down,
+    pressed, released): ``weight`` on the pressed and released frames and on the down
+    frames on either side of a change, 1 elsewhere."""
+    weights = torch.ones_like(roll)
+    if weight == 1.0:
+        return weights
+    down = roll[..., 0]
+    changes = down[:, 1:] != down[:, :-1]
+    beside = torch.zeros_like(down, dtype=torch.bool)
+    beside[:, 1:] |= changes
+    beside[:, :-1] |= changes
+    weights[..., 0] = torch.where(beside, weight, 1.0)
+    weights[..., 1:] = torch.where(roll[..., 1:] > 0, weight, 1.0)
+    return weights
+
+
 def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
-                suffix: str = "") -> dict[str, torch.Tensor]:
+                suffix: str = "", pedal_event_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Per-head losses of one pass; ``suffix`` picks ``frame_1`` ... for the first pass."""
     losses = {name: F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name])
               for name in ("frame", "onset", "offset")}
@@ -132,16 +154,18 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
             known = rolls[f"{name}_known"].view(-1, 1, 1)
             each = F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name],
                                                       reduction="none")
+            if name == "pedal":
+                each = each * pedal_weights(rolls[name], pedal_event_weight)
             losses[name] = (each * known).sum() / (known.sum() * each[0].numel()).clamp(min=1)
     return {name + suffix: value for name, value in losses.items()}
 
 
-def compute_losses(model: UNetTranscriber, spec: torch.Tensor,
-                   rolls: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def compute_losses(model: UNetTranscriber, spec: torch.Tensor, rolls: dict[str, torch.Tensor],
+                   pedal_event_weight: float = 1.0) -> dict[str, torch.Tensor]:
     out = model(spec)
-    losses = head_losses(out, rolls)
+    losses = head_losses(out, rolls, pedal_event_weight=pedal_event_weight)
     if "reconstruction" in out:
-        losses.update(head_losses(out, rolls, suffix="_1"))
+        losses.update(head_losses(out, rolls, suffix="_1", pedal_event_weight=pedal_event_weight))
         losses["reconstruction"] = F.mse_loss(out["reconstruction"], spec.clamp(0, 1))
     return losses
 
@@ -359,7 +383,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
 
     def backward(spec: torch.Tensor, rolls_t: dict, amp: bool) -> dict[str, torch.Tensor]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            losses = compute_losses(model, spec, rolls_t)
+            losses = compute_losses(model, spec, rolls_t, train_config.pedal_event_weight)
         sum(losses.values()).backward()
         return losses
 
