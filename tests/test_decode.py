@@ -199,6 +199,33 @@ def test_a_pedal_span_ends_at_the_release_peak_nearest_its_end():
     assert (spans[1:, 0] >= spans[:-1, 1]).all()
 
 
+def test_a_quick_re_pedal_splits_a_span_at_the_press_peak():
+    """A pianist lifting the pedal for a few frames: the down column barely dips, the
+    pressed and released columns peak.  The span splits at the press, the first part
+    ending at the release peak before it; without the rule (threshold 1) it stays one."""
+    down = np.zeros(200, np.float32)
+    down[10:150] = 0.9
+    down[60:63] = 0.7  # the lift, above the down threshold
+    pressed = np.zeros(200, np.float32)
+    released = np.zeros(200, np.float32)
+    pressed[10], released[150] = 0.8, 0.6
+    released[59], pressed[63] = 0.4, 0.5  # the re-pedal
+    pressed[100] = 0.2  # too weak to split at 0.3
+    pressed[149] = 0.9  # too near the span's end to leave a part
+    released[30], pressed[33] = 0.5, 0.6  # a release too far from the press: ends at 32
+    released[25] = 0.9
+    spans = pedal_spans(down, 0.5, FPS, released=released, pressed=pressed, split_threshold=0.3)
+    window = int(round(C.PEDAL_SPLIT_WINDOW_MS / 1000 * FPS))
+    assert 33 - 25 < window  # 25 lies within the window too: the higher release peak wins
+    np.testing.assert_allclose(spans * FPS, [[10, 25], [33, 59], [63, 150]])
+    whole = pedal_spans(down, 0.5, FPS, released=released, pressed=pressed)
+    np.testing.assert_allclose(whole * FPS, [[10, 150]])
+    # Without a release peak before the press, the part ends the frame before it.
+    released[[25, 30, 59]] = 0
+    spans = pedal_spans(down, 0.5, FPS, released=released, pressed=pressed, split_threshold=0.3)
+    np.testing.assert_allclose(spans * FPS, [[10, 32], [33, 62], [63, 150]])
+
+
 def test_notes_are_extended_through_the_pedal_only_while_it_is_down():
     notes = np.array([[0.0, 0.5, 60, 80],   # released while the pedal is down: held to 2.0
                       [0.2, 0.3, 64, 80],   # released before the pedal goes down: kept

@@ -413,8 +413,9 @@ def test_tuning_picks_the_pedal_and_key_thresholds_of_weights_that_have_those_he
     best, means, tried = tune_thresholds(
         load_model(tmp_path / "w.pt"), [(tmp_path / "p.flac", midi_path)], onset=(0.5,),
         frame=(0.5,), offset=(1.0,), min_note_ms=(30.0,), frame_onset=(1.0,),
-        pedal=(0.3, 0.6), key_down=(0.2, 0.8))
+        pedal=(0.3, 0.6), pedal_split=(0.4, 1.0), key_down=(0.2, 0.8))
     assert best.pedal_threshold in (0.3, 0.6) and best.key_threshold in (0.2, 0.8)
+    assert best.pedal_split_threshold in (0.4, 1.0)
     assert len(tried) == 1 and "pedal_frame_f1" in means
 
 

@@ -79,6 +79,8 @@ _DECODING_HELP = {
                        "(weights with a pedal head).",
     "key_threshold": "Key-down probability below which a key is up: where --pedal cc64 "
                      "ends notes (weights with a key-down head).",
+    "pedal_split_threshold": "Pedal-press probability at which a sustain-pedal span is split "
+                             "(a quick re-pedal); 1 turns it off.",
 }
 
 

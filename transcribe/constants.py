@@ -47,6 +47,12 @@ MIN_PEDAL_MS = 60.0
 # the down column is late and blurred at releases (weights/README.md, session 10).
 PEDAL_RELEASE_PEAK = 0.05
 PEDAL_RELEASE_WINDOW_MS = 200.0
+# A quick re-pedal (the pedal lifted for 3-7 frames) barely dips the down column, so a
+# span is split where the head's "pressed" column peaks above this inside it; the first
+# part ends at the release peak at most PEDAL_SPLIT_WINDOW_MS before the press.  1 (the
+# fallback) turns it off: weights trained without pedal_event_weight have no such peaks.
+PEDAL_SPLIT_THRESHOLD = 1.0
+PEDAL_SPLIT_WINDOW_MS = 320.0
 PEDAL_MODES = ("extend", "cc64", "none")
 # The notes as decoded: the frame head learned notes held by the sustain pedal (its labels
 # follow CC64), so they already last as long as they are heard.  Lengthening them further

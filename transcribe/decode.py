@@ -38,7 +38,8 @@ OFF = 1.0
 _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_THRESHOLD,
              "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
              "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD,
-             "pedal_threshold": C.PEDAL_THRESHOLD, "key_threshold": C.KEY_THRESHOLD}
+             "pedal_threshold": C.PEDAL_THRESHOLD, "key_threshold": C.KEY_THRESHOLD,
+             "pedal_split_threshold": C.PEDAL_SPLIT_THRESHOLD}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class DecodingOptions:
     frame_onset_threshold: float | None = None
     pedal_threshold: float | None = None  # used by models with a pedal head
     key_threshold: float | None = None  # used by models with a key-down head (--pedal cc64)
+    pedal_split_threshold: float | None = None  # a press peak that splits a pedal span
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -299,12 +301,15 @@ def _peaks(series: np.ndarray, threshold: float, min_gap: int) -> np.ndarray:
 def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
                 frame_rate_hz: float = C.FRAME_RATE_HZ,
                 min_pedal_ms: float = C.MIN_PEDAL_MS,
-                released: np.ndarray | None = None) -> np.ndarray:
+                released: np.ndarray | None = None, pressed: np.ndarray | None = None,
+                split_threshold: float = OFF) -> np.ndarray:
     """Sustain-pedal-down spans ``(k, 2)`` in seconds from the pedal-down probability ``(frames,)``.
 
     A gap shorter than ``min_pedal_ms`` between two presses is bridged (a flicker of
     the posteriorgram, not a re-pedal), then presses shorter than it are dropped.  With
-    the release probability ``released`` ``(frames,)``, each span ends at the release
+    the press probability ``pressed`` ``(frames,)`` and a ``split_threshold`` below 1, a
+    span is split at each press peak above the threshold inside it (``_split_at_presses``).
+    With the release probability ``released`` ``(frames,)``, each span ends at the release
     peak nearest its end within ``PEDAL_RELEASE_WINDOW_MS`` (never at or before its start,
     never past the next span's start).
     """
@@ -317,6 +322,9 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
         starts, ends = starts[np.r_[True, joined[:-1]]], ends[joined]
     long = ends - starts >= shortest
     starts, ends = starts[long], ends[long]
+    if pressed is not None and split_threshold < OFF and len(starts):
+        starts, ends = _split_at_presses(starts, ends, pressed, released, split_threshold,
+                                         shortest, frame_rate_hz)
     if released is not None and len(ends):
         window = C.PEDAL_RELEASE_WINDOW_MS / 1000 * frame_rate_hz
         peaks = _peaks(released, C.PEDAL_RELEASE_PEAK, max(1, int(round(window))))
@@ -330,6 +338,35 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
             moved = (np.abs(nearest - ends) <= window) & (nearest > starts) & (nearest <= limit)
             ends = np.where(moved, nearest, ends)
     return np.column_stack([starts, ends]).astype(np.float64) / frame_rate_hz
+
+
+def _split_at_presses(starts: np.ndarray, ends: np.ndarray, pressed: np.ndarray,
+                      released: np.ndarray | None, threshold: float, shortest: int,
+                      frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Spans (frame ``starts``, exclusive ``ends``) split at the press peaks above
+    ``threshold`` that lie at least ``shortest`` frames inside them: a new span starts at
+    the press; the one before ends at the highest release peak in the
+    ``PEDAL_SPLIT_WINDOW_MS`` before it, else the frame before the press.  A part shorter
+    than ``shortest`` is not split off."""
+    presses = _peaks(pressed, threshold, shortest + 1)
+    lifts = np.zeros(0, np.int64) if released is None else _peaks(released, C.PEDAL_RELEASE_PEAK, 1)
+    lift_strength = None if released is None else np.asarray(released, np.float32).reshape(-1)
+    window = int(round(C.PEDAL_SPLIT_WINDOW_MS / 1000 * frame_rate_hz))
+    new_starts, new_ends = [], []
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        inside = presses[np.searchsorted(presses, start + shortest):
+                         np.searchsorted(presses, end - shortest, side="right")]
+        for press in inside.tolist():
+            near = lifts[np.searchsorted(lifts, max(start + 1, press - window)):
+                         np.searchsorted(lifts, press)]
+            lift = int(near[np.argmax(lift_strength[near])]) if len(near) else press - 1
+            if lift - start >= shortest:
+                new_starts.append(start)
+                new_ends.append(lift)
+                start = press
+        new_starts.append(start)
+        new_ends.append(end)
+    return np.asarray(new_starts, np.int64), np.asarray(new_ends, np.int64)
 
 
 def extend_through_pedal(notes: np.ndarray, spans: np.ndarray) -> np.ndarray:

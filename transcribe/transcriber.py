@@ -127,7 +127,8 @@ class Transcription:
         new = self.options.merged(**options).resolve()
         kept = self.kept_posteriorgrams()
         pedal = self.pedal if kept.pedal is None else pedal_spans(
-            kept.pedal[:, 0], new.pedal_threshold, kept.frame_rate_hz, released=kept.pedal[:, 2])
+            kept.pedal[:, 0], new.pedal_threshold, kept.frame_rate_hz, released=kept.pedal[:, 2],
+            pressed=kept.pedal[:, 1], split_threshold=new.pedal_split_threshold)
         notes = decode(kept, new)
         key_notes = None if kept.key is None else key_release_offsets(
             notes, kept.key, new.key_threshold, kept.frame_rate_hz)
@@ -192,15 +193,15 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     report = (lambda frames: progress(min(frames * frame_s, total_s), total_s)) if progress else None
     decoder = NoteStream(options, frame_rate_hz=frontend.frame_rate_hz)
 
-    # The pedal head's down and released columns alone: 450 kB an hour.
-    pedal_parts = [np.zeros((0, 2), np.float16)]
+    # The pedal head's columns (down, pressed, released): 675 kB an hour.
+    pedal_parts = [np.zeros((0, 3), np.float16)]
 
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
             decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"],
                           frames.get("key"))
             if "pedal" in frames:
-                pedal_parts.append(frames["pedal"][:, [0, 2]])
+                pedal_parts.append(frames["pedal"].copy())  # the buffer may be reused
 
     full = resolve_model_pass(model_pass, model.card) == "full"
     posteriorgrams = run(model.model, model.frontend, blocks, chunk_frames, context_frames,
@@ -211,7 +212,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         notes = decoder.finish()
         pedal_columns = np.concatenate(pedal_parts)
         pedal = pedal_spans(pedal_columns[:, 0], options.pedal_threshold, frontend.frame_rate_hz,
-                            released=pedal_columns[:, 1]) if model.config.pedal else None
+                            released=pedal_columns[:, 2], pressed=pedal_columns[:, 1],
+                            split_threshold=options.pedal_split_threshold
+                            ) if model.config.pedal else None
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")

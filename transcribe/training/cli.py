@@ -204,7 +204,8 @@ def tune_thresholds_command(weights, validation, files):
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     pedal = (f", pedal frame F1 {100 * means['pedal_frame_f1']:.1f} (held down throughout: "
-             f"{100 * means['pedal_frame_f1_always_down']:.1f})"
+             f"{100 * means['pedal_frame_f1_always_down']:.1f}), presses "
+             f"{100 * means['pedal_onset_f1']:.1f}, releases {100 * means['pedal_offset_f1']:.1f}"
              if "pedal_frame_f1" in means else "")
     click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
                f"note+offset F1 {100 * means['note_offset_f1']:.1f}{pedal} on {len(pairs)} files")

@@ -95,14 +95,16 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
                     frame=(0.2, 0.3, 0.4, 0.5), offset=(0.5, 1.0), min_note_ms=(30.0, 60.0),
                     frame_onset=(0.4, 0.5, 0.6, 1.0),
                     pedal=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
+                    pedal_split=(0.2, 0.3, 0.4, 0.5, 1.0),
                     key_down=(0.1, 0.2, 0.3, 0.4, 0.5), model_pass: str | None = None):
     """Grid-search decoding thresholds for the best mean note F1 and, within half a point
     of it, the best note-with-offset F1 (``pick_decoding``).
 
-    Weights with a pedal head first get a pedal threshold, on the files whose reference
-    has pedal: the best mean pedal frame F1 among the thresholds whose notes, as ``--pedal
-    extend`` writes them (lengthened through the predicted pedal), keep their frame F1
-    within 1 point of the best (a pedal found too often lengthens every note).  Weights
+    Weights with a pedal head first get a pedal threshold and a split threshold, on the
+    files whose reference has pedal: the best mean of pedal frame, press and release F1
+    among the pairs whose notes, as ``--pedal extend`` writes them (lengthened through
+    the predicted pedal), keep their frame F1 within 1 point of the best (a pedal found
+    too often lengthens every note).  Weights
     with a key-down head get the key threshold of the best note-with-offset F1 of
     ``--pedal cc64``'s notes against the key releases.  The notes are then tuned as the
     default pedal mode writes them.  The network runs once per file;
@@ -120,21 +122,24 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
              reference_notes(midi), reference_pedal(midi)) for audio, midi in pairs]
     pedalled = [(result, reference, spans, midi) for (result, reference, spans), (_, midi)
                 in zip(runs, pairs) if result.pedal is not None and len(spans)]
-    pedal_threshold = key_threshold = None
+    pedal_threshold = key_threshold = split_threshold = None
     if pedalled:
-        by_threshold = {}
-        for threshold in pedal:
-            decoded = [(result.redecode(pedal_threshold=threshold), reference, spans)
-                       for result, reference, spans, _ in pedalled]
-            by_threshold[threshold] = (
-                np.mean([pedal_scores(spans, result.pedal, result.duration_s)["pedal_frame_f1"]
-                         for result, _, spans in decoded]),
+        by_choice = {}
+        for threshold, split in itertools.product(pedal, pedal_split):
+            decoded = [(result.redecode(pedal_threshold=threshold, pedal_split_threshold=split),
+                        reference, spans) for result, reference, spans, _ in pedalled]
+            events = [pedal_scores(spans, result.pedal, result.duration_s)
+                      for result, _, spans in decoded]
+            by_choice[threshold, split] = (
+                np.mean([np.mean([row[f"pedal_{level}_f1"] for level in ("frame", "onset",
+                                                                            "offset")])
+                         for row in events]),
                 np.mean([score(reference, result.with_pedal("extend")[0])["frame_f1"]
                          for result, reference, _ in decoded]))
-        best_frame = max(frame_f1 for _, frame_f1 in by_threshold.values())
-        pedal_threshold = max((threshold for threshold, (_, frame_f1) in by_threshold.items()
-                               if frame_f1 >= best_frame - 0.01),
-                              key=lambda threshold: by_threshold[threshold][0])
+        best_frame = max(frame_f1 for _, frame_f1 in by_choice.values())
+        pedal_threshold, split_threshold = max(
+            (choice for choice, (_, frame_f1) in by_choice.items()
+             if frame_f1 >= best_frame - 0.01), key=lambda choice: by_choice[choice][0])
     if pedalled and pedalled[0][0].key_notes is not None:
         releases = [(result, reference_notes(midi, sustain=False))
                     for result, _, _, midi in pedalled]
@@ -146,7 +151,8 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
         options = DecodingOptions(onset_threshold=values[0], frame_threshold=values[1],
                                   offset_threshold=values[2], min_note_ms=values[3],
                                   frame_onset_threshold=values[4],
-                                  pedal_threshold=pedal_threshold, key_threshold=key_threshold)
+                                  pedal_threshold=pedal_threshold, key_threshold=key_threshold,
+                                  pedal_split_threshold=split_threshold)
         rows = []
         for result, reference, spans in runs:
             decoded = result.redecode(**options.as_dict())
