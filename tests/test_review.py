@@ -43,6 +43,10 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
                            pedal=pedal)
     page = page_html(result, b"", "t", pedal="extend")
     assert "1 sustain-pedal span (threshold 0.6), notes as --pedal extend writes them" in page
+    split = Transcription(notes, None, 3.0, DecodingOptions(
+        pedal_threshold=0.3, pedal_split_threshold=0.2).resolve(), pedal=pedal)
+    assert "1 sustain-pedal span (threshold 0.3, split at presses above 0.2), notes as " \
+        "--pedal none writes them" in page_html(split, b"", "t")
     # extend lengthened both notes to the pedal's release, in the page's data too
     assert "[0.5, 2.0, 60, 70]" in page and "[1.0, 2.0, 64, 70]" in page
     without = page_html(Transcription(notes, None, 3.0), b"", "t")

@@ -183,8 +183,10 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
              f"shortest note {options.min_note_ms:g} ms; ")
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode
         count = len(data["pedal"])
+        split = (f", split at presses above {options.pedal_split_threshold:g}"
+                 if options.pedal_split_threshold < 1 else "")
         facts += (f"{count} sustain-pedal span{'' if count == 1 else 's'} (threshold "
-                  f"{options.pedal_threshold:g}), notes as --pedal {pedal} writes them; ")
+                  f"{options.pedal_threshold:g}{split}), notes as --pedal {pedal} writes them; ")
     facts += f"amt-transcribe {__version__}. Click the roll to seek."
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
