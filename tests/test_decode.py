@@ -200,13 +200,16 @@ def test_a_pedal_span_ends_at_the_release_peak_nearest_its_end():
 
 
 def test_a_quick_re_pedal_splits_a_span_at_the_press_peak():
-    """A pianist lifting the pedal for a few frames: the down column barely dips, the
-    pressed and released columns peak.  The span splits at the press, the first part
-    ending at the release peak before it; without the rule (threshold 1) it stays one."""
+    """A pianist lifting the pedal for a few frames: the down column dips a little (not
+    below its threshold), the pressed and released columns peak.  The span splits at the
+    press, the first part ending at the release peak before it; a press peak where the
+    down column does not dip is no re-pedal; without the rule (threshold 1) it stays one."""
     down = np.zeros(200, np.float32)
     down[10:150] = 0.9
     down[60:63] = 0.7  # the lift, above the down threshold
+    down[26:33] = 0.8  # another
     pressed = np.zeros(200, np.float32)
+    pressed[120] = 0.9  # a press peak without a dip: not split
     released = np.zeros(200, np.float32)
     pressed[10], released[150] = 0.8, 0.6
     released[59], pressed[63] = 0.4, 0.5  # the re-pedal

@@ -313,7 +313,8 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
     peak nearest its end within ``PEDAL_RELEASE_WINDOW_MS`` (never at or before its start,
     never past the next span's start).
     """
-    down = np.asarray(down, np.float32).reshape(-1) > threshold
+    probability = np.asarray(down, np.float32).reshape(-1)
+    down = probability > threshold
     edges = np.diff(np.r_[0, down.astype(np.int8), 0])
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     shortest = max(1, int(np.ceil(min_pedal_ms / 1000 * frame_rate_hz - 1e-9)))
@@ -323,8 +324,8 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
     long = ends - starts >= shortest
     starts, ends = starts[long], ends[long]
     if pressed is not None and split_threshold < OFF and len(starts):
-        starts, ends = _split_at_presses(starts, ends, pressed, released, split_threshold,
-                                         shortest, frame_rate_hz)
+        starts, ends = _split_at_presses(starts, ends, probability, pressed, released,
+                                         split_threshold, shortest, frame_rate_hz)
     if released is not None and len(ends):
         window = C.PEDAL_RELEASE_WINDOW_MS / 1000 * frame_rate_hz
         peaks = _peaks(released, C.PEDAL_RELEASE_PEAK, max(1, int(round(window))))
@@ -340,14 +341,16 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
     return np.column_stack([starts, ends]).astype(np.float64) / frame_rate_hz
 
 
-def _split_at_presses(starts: np.ndarray, ends: np.ndarray, pressed: np.ndarray,
-                      released: np.ndarray | None, threshold: float, shortest: int,
-                      frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+def _split_at_presses(starts: np.ndarray, ends: np.ndarray, down: np.ndarray,
+                      pressed: np.ndarray, released: np.ndarray | None, threshold: float,
+                      shortest: int, frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """Spans (frame ``starts``, exclusive ``ends``) split at the press peaks above
     ``threshold`` that lie at least ``shortest`` frames inside them: a new span starts at
     the press; the one before ends at the highest release peak in the
     ``PEDAL_SPLIT_WINDOW_MS`` before it, else the frame before the press.  A part shorter
-    than ``shortest`` is not split off."""
+    than ``shortest`` is not split off, nor one where the pedal-down probability ``down``
+    does not dip between the lift and the press ``PEDAL_SPLIT_DIP`` below its median
+    over the part."""
     presses = _peaks(pressed, threshold, shortest + 1)
     lifts = np.zeros(0, np.int64) if released is None else _peaks(released, C.PEDAL_RELEASE_PEAK, 1)
     lift_strength = None if released is None else np.asarray(released, np.float32).reshape(-1)
@@ -360,7 +363,8 @@ def _split_at_presses(starts: np.ndarray, ends: np.ndarray, pressed: np.ndarray,
             near = lifts[np.searchsorted(lifts, max(start + 1, press - window)):
                          np.searchsorted(lifts, press)]
             lift = int(near[np.argmax(lift_strength[near])]) if len(near) else press - 1
-            if lift - start >= shortest:
+            if lift - start >= shortest and down[max(lift - 1, 0):press + 1].min() < \
+                    np.median(down[start:lift]) - C.PEDAL_SPLIT_DIP:
                 new_starts.append(start)
                 new_ends.append(lift)
                 start = press
