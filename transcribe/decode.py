@@ -341,6 +341,15 @@ def pedal_spans(down: np.ndarray, threshold: float = C.PEDAL_THRESHOLD,
     return np.column_stack([starts, ends]).astype(np.float64) / frame_rate_hz
 
 
+def head_pedal_spans(columns: np.ndarray, options: DecodingOptions,
+                     frame_rate_hz: float = C.FRAME_RATE_HZ) -> np.ndarray:
+    """``pedal_spans`` from the pedal head's columns ``(frames, 3)`` (down, pressed,
+    released: ``model.PEDAL_COLUMNS``) with the resolved thresholds of ``options``."""
+    return pedal_spans(columns[:, 0], options.pedal_threshold, frame_rate_hz,
+                       released=columns[:, 2], pressed=columns[:, 1],
+                       split_threshold=options.pedal_split_threshold)
+
+
 def _split_at_presses(starts: np.ndarray, ends: np.ndarray, down: np.ndarray,
                       pressed: np.ndarray, released: np.ndarray | None, threshold: float,
                       shortest: int, frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray]:

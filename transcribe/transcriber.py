@@ -17,7 +17,7 @@ import numpy as np
 from . import constants as C
 from . import audio as audio_io
 from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
-                     key_release_offsets, pedal_spans)
+                     head_pedal_spans, key_release_offsets)
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import write_atomic
@@ -126,9 +126,8 @@ class Transcription:
         """
         new = self.options.merged(**options).resolve()
         kept = self.kept_posteriorgrams()
-        pedal = self.pedal if kept.pedal is None else pedal_spans(
-            kept.pedal[:, 0], new.pedal_threshold, kept.frame_rate_hz, released=kept.pedal[:, 2],
-            pressed=kept.pedal[:, 1], split_threshold=new.pedal_split_threshold)
+        pedal = self.pedal if kept.pedal is None else head_pedal_spans(
+            kept.pedal, new, kept.frame_rate_hz)
         notes = decode(kept, new)
         key_notes = None if kept.key is None else key_release_offsets(
             notes, kept.key, new.key_threshold, kept.frame_rate_hz)
@@ -210,11 +209,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                          keep_posteriorgrams=keep_posteriorgrams, full=full)
     with times.measure("note decoding"):
         notes = decoder.finish()
-        pedal_columns = np.concatenate(pedal_parts)
-        pedal = pedal_spans(pedal_columns[:, 0], options.pedal_threshold, frontend.frame_rate_hz,
-                            released=pedal_columns[:, 2], pressed=pedal_columns[:, 1],
-                            split_threshold=options.pedal_split_threshold
-                            ) if model.config.pedal else None
+        pedal = head_pedal_spans(np.concatenate(pedal_parts), options, frontend.frame_rate_hz
+                                 ) if model.config.pedal else None
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
