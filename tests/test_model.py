@@ -110,3 +110,24 @@ def test_each_pass_normalises_with_its_own_statistics():
         fast = model(spec, full=False, reconstruct=True)
     assert "frame_1" not in fast and fast["reconstruction"].shape == (1, 32, C.N_MELS)
     torch.testing.assert_close(fast["reconstruction"], after["reconstruction"])
+
+
+@pytest.mark.parametrize("norm_class, active_pass", [("Norm", 1), ("PassNorm", 1), ("PassNorm", 2)])
+def test_norms_take_a_bfloat16_input_in_float32(norm_class, active_pass):
+    """Under bfloat16 autocast the U-nets' norms compute in float32 (the kernels of a
+    float32 input), matching a plain BatchNorm fed the same values in float32."""
+    import transcribe.model as M
+    norm = getattr(M, norm_class)(4)
+    norm.active_pass = active_pass
+    reference = torch.nn.BatchNorm2d(4)
+    x = torch.randn(2, 4, 6, 5).to(torch.bfloat16)
+    out = norm(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference(x.float()))
+    if active_pass == 2:
+        torch.testing.assert_close(norm.running_mean_2, reference.running_mean)
+    else:
+        torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    model = UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8))
+    assert all(isinstance(m, M.Norm) for m in model.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))

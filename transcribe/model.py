@@ -108,7 +108,28 @@ def recurrent(layer: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
     return layer(x)[0]
 
 
-class PassNorm(nn.BatchNorm2d):
+class Norm(nn.BatchNorm2d):
+    """BatchNorm that normalises in float32 when autocast hands it a bfloat16 or half input.
+
+    Under bfloat16 autocast (``TrainConfig.amp``) the session-13 GPU profile shows a plain
+    ``nn.BatchNorm2d`` in PyTorch's native kernels (``aten::native_batch_norm``), not
+    cuDNN's, taking 48 % of the GPU's time (forward 16 %, backward 32 %): the likely reason
+    bfloat16 trained no faster than float32.  ATen hands cuDNN float32 inputs, so the
+    input is cast to float32 here (the next convolution casts back).  Whether that is
+    faster on the GPU is for the next run's profile line to say.  Without autocast the
+    input is float32 already and nothing changes; weights load the same.
+    """
+
+    def float_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16) and self.weight.dtype == torch.float32:
+            return x.float()
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.float_input(x))
+
+
+class PassNorm(Norm):
     """BatchNorm with running statistics of its own for each pass of the shared transcriber.
 
     The transcriber reads the spectrogram in the first pass and the reconstruction in
@@ -130,6 +151,7 @@ class PassNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.active_pass == 1:
             return super().forward(x)
+        x = self.float_input(x)
         momentum = self.momentum_2 if self.momentum_2 is not None else self.momentum
         return F.batch_norm(x, self.running_mean_2, self.running_var_2, self.weight, self.bias,
                             self.training, momentum if momentum is not None else 0.1, self.eps)
@@ -151,7 +173,7 @@ def set_pass(module: nn.Module, index: int) -> None:
 class ConvBlock(nn.Module):
     """Two 3x3 conv + BatchNorm + LeakyReLU, with a 1x1 residual path."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm=nn.BatchNorm2d):
+    def __init__(self, in_channels: int, out_channels: int, norm=Norm):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -171,7 +193,7 @@ class UNet(nn.Module):
     with transposed convolutions and skip concatenations.
     """
 
-    def __init__(self, channels: tuple[int, ...], norm=nn.BatchNorm2d):
+    def __init__(self, channels: tuple[int, ...], norm=Norm):
         super().__init__()
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -227,7 +249,7 @@ class Transcriber(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.unet = UNet(config.unet_channels, PassNorm if config.reconstruction else nn.BatchNorm2d)
+        self.unet = UNet(config.unet_channels, PassNorm if config.reconstruction else Norm)
         self.lstm = nn.LSTM(config.n_bins, config.lstm_hidden, batch_first=True,
                             bidirectional=True)
         width = 2 * config.lstm_hidden
