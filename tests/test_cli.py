@@ -451,6 +451,7 @@ def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weigh
 
 
 def test_a_piano_roll_page_counts_the_pedal_it_shows(monkeypatch, tmp_path):
+    import matplotlib.colors
     from transcribe import plot
     figures = []
     monkeypatch.setattr(plot, "_save", lambda fig, path, overwrite: figures.append(fig))
@@ -460,3 +461,11 @@ def test_a_piano_roll_page_counts_the_pedal_it_shows(monkeypatch, tmp_path):
     assert [text.get_text() for text in legend.get_texts()] == ["sustain pedal, down 3 times"]
     plot.plot_piano_roll(np.zeros((0, 4)), tmp_path / "q.png", 3.0, pedal=pedal[:1])
     assert figures[1].axes[0].get_legend().get_texts()[0].get_text() == "sustain pedal, down 1 time"
+    # A page with no span says so, in the pedal's own green.
+    plot.plot_piano_roll(np.zeros((0, 4)), tmp_path / "r.png", 30.0, pedal=pedal, start_s=90.0)
+    legend = figures[2].axes[0].get_legend()
+    assert legend.get_texts()[0].get_text() == "sustain pedal, down 0 times"
+    swatches = [legend.legend_handles[0] for legend in
+                (figures[0].axes[0].get_legend(), legend)]
+    green = matplotlib.colors.to_rgba("tab:green", 0.6)
+    assert all(np.allclose(swatch.get_facecolor(), green) for swatch in swatches)

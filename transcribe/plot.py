@@ -160,6 +160,7 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
     fig, ax, colour_axis = _figure(duration_s)
     notes = np.asarray(notes).reshape(-1, 4)
     colours = plt.get_cmap("plasma_r")
@@ -175,10 +176,13 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
         spans = np.asarray(pedal).reshape(-1, 2)
         # A page of a long recording: the spans it shows, as its notes are (the title's count).
         spans = spans[(spans[:, 1] > start_s) & (spans[:, 0] < start_s + duration_s)]
+        shade = dict(color="tab:green", alpha=0.6)
         ax.barh(np.full(len(spans), C.MIN_MIDI - 2), spans[:, 1] - spans[:, 0], left=spans[:, 0],
-                height=2, color="tab:green", alpha=0.6, edgecolor="none",
-                label=f"sustain pedal, down {len(spans)} time{'s' * (len(spans) != 1)}")
-        ax.legend(loc="upper right", fontsize="small")
+                height=2, edgecolor="none", **shade)
+        # Its own swatch: a page without a span has no bar for the legend to take it from.
+        swatch = Patch(label=f"sustain pedal, down {len(spans)} time{'s' * (len(spans) != 1)}",
+                       **shade)
+        ax.legend(handles=[swatch], loc="upper right", fontsize="small")
     ax.set_xlim(start_s, start_s + max(duration_s, 1e-3))
     ax.set_ylim(low, C.MAX_MIDI + 0.5)
     ax.set_xlabel("time (s)")
