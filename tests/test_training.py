@@ -771,7 +771,8 @@ def test_the_pedal_loss_weighs_the_frames_around_a_quick_re_pedal():
     assert float(weights.sum()) == 3 * 40 + 9 * 12
     assert torch.equal(pedal_weights(roll, 1.0), torch.ones_like(roll))
     # Holding the pedal down through the lift costs, over a head that lifts with the
-    # reference, seven times as much (two of its three frames weigh 10).
+    # reference, seven times as much (two of its three frames weigh 10) within the
+    # pedal's loss, a weighted mean: the 228 weight of the 120 frames' columns.
     logits = {name: torch.zeros(1, 40, C.N_KEYS) for name in ("frame", "onset", "offset",
                                                               "velocity")}
     rolls = {name: torch.zeros(1, 40, C.N_KEYS) for name in ("frame", "onset", "offset",
@@ -786,4 +787,9 @@ def test_the_pedal_loss_weighs_the_frames_around_a_quick_re_pedal():
                                  pedal_event_weight=weight)["pedal"])
     def penalty(weight):
         return pedal_loss(through, weight) - pedal_loss(exact, weight)
-    assert penalty(10.0) == pytest.approx(7 * penalty(1.0), rel=0.01)
+    assert penalty(10.0) == pytest.approx(7 * penalty(1.0) * 120 / 228, rel=0.01)
+    # The pedal's share of the whole loss does not grow with the weight: a head that
+    # knows nothing (every logit 0) costs log 2 a frame at either weight.
+    unsure = torch.zeros_like(roll)
+    assert pedal_loss(unsure, 10.0) == pytest.approx(pedal_loss(unsure, 1.0)) == \
+        pytest.approx(np.log(2))
