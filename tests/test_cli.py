@@ -469,3 +469,7 @@ def test_a_piano_roll_page_counts_the_pedal_it_shows(monkeypatch, tmp_path):
                 (figures[0].axes[0].get_legend(), legend)]
     green = matplotlib.colors.to_rgba("tab:green", 0.6)
     assert all(np.allclose(swatch.get_facecolor(), green) for swatch in swatches)
+    one = np.array([[1.0, 2.0, 60, 80]])  # onset, offset, pitch, velocity
+    plot.plot_piano_roll(one, tmp_path / "s.png", 3.0)
+    assert figures[3].axes[0].get_title() == "piano roll, 1 note"
+    assert figures[2].axes[0].get_title() == "piano roll, 0 notes"

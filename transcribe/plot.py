@@ -186,7 +186,8 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
     ax.set_xlim(start_s, start_s + max(duration_s, 1e-3))
     ax.set_ylim(low, C.MAX_MIDI + 0.5)
     ax.set_xlabel("time (s)")
-    ax.set_title(_titled(f"piano roll, {len(notes)} notes", name), fontsize=10)
+    ax.set_title(_titled(f"piano roll, {len(notes)} note{'s' * (len(notes) != 1)}", name),
+                 fontsize=10)
     fig.colorbar(ScalarMappable(velocity, colours), cax=colour_axis, label="velocity")
     _save(fig, path, overwrite)
 
