@@ -793,3 +793,34 @@ def test_the_pedal_loss_weighs_the_frames_around_a_quick_re_pedal():
     unsure = torch.zeros_like(roll)
     assert pedal_loss(unsure, 10.0) == pytest.approx(pedal_loss(unsure, 1.0)) == \
         pytest.approx(np.log(2))
+
+
+def test_amt_train_average_mixes_two_weights_of_one_lineage(tmp_path, tiny_weights):
+    """``amt-train average``: every float tensor is the weighted mean, the card names both
+    parents, and weights of another architecture are a one-line error."""
+    from click.testing import CliRunner
+    from transcribe.model import ModelConfig, UNetTranscriber
+    from transcribe.training.cli import main
+    from transcribe.weights import load_model, save_weights
+    first = load_model(tiny_weights, "cpu")
+    torch.manual_seed(1)
+    other = UNetTranscriber(first.model.config)
+    second = tmp_path / "second.pt"
+    save_weights(other, second)
+    out = tmp_path / "soup.pt"
+    result = CliRunner().invoke(main, ["average", str(tiny_weights), str(second), str(out),
+                                       "--share", "0.25"])
+    assert result.exit_code == 0, result.output
+    soup = load_model(out, "cpu")
+    a, b, mixed = (m.state_dict() for m in (first.model, other, soup.model))
+    name = "transcriber.onset.weight"
+    torch.testing.assert_close(mixed[name], 0.75 * a[name] + 0.25 * b[name])
+    assert not torch.equal(mixed[name], a[name]) and not torch.equal(mixed[name], b[name])
+    assert "0.75 x tiny.pt" in soup.card["averaged"] and "0.25 x second.pt" in soup.card["averaged"]
+    wider = UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 16), lstm_hidden=16,
+                                        reconstruction=True))
+    save_weights(wider, tmp_path / "wider.pt")
+    result = CliRunner().invoke(main, ["average", str(tiny_weights), str(tmp_path / "wider.pt"),
+                                       str(tmp_path / "bad.pt")])
+    assert result.exit_code == 1 and "different model configs" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()

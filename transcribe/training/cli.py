@@ -261,6 +261,35 @@ def recalibrate(weights, out, cache, batches, seed):
 
 
 @main.command()
+@click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="SECOND's share of the average.")
+def average(first, second, out, share):
+    """Average two weights of one lineage: (1 - share) x FIRST + share x SECOND.
+
+    Every floating-point tensor is averaged (a "model soup"); OUT gets SECOND's card,
+    naming both.  Run tune-thresholds on OUT afterwards: the decoding is SECOND's.
+    """
+    from ..errors import TranscribeError
+    from ..weights import load_model, save_weights
+    from .train import average_state
+    try:
+        a, b = load_model(first, "cpu"), load_model(second, "cpu")
+        if a.model.config != b.model.config:
+            raise ValueError("the two weights have different model configs")
+        a.model.load_state_dict(average_state(a.model.state_dict(), b.model.state_dict(), share))
+    except (TranscribeError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    card = {k: v for k, v in b.card.items() if k not in ("model", "sha256")}
+    card["averaged"] = (f"{1 - share:g} x {first.name} (sha256 {a.card.get('sha256', '?')[:12]}) + "
+                        f"{share:g} x {second.name} (sha256 {b.card.get('sha256', '?')[:12]})")
+    digest = save_weights(a.model, out, card)
+    click.echo(f"{out} sha256 {digest} ({card['averaged']})")
+
+
+@main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--card", "card_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),

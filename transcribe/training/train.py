@@ -234,6 +234,26 @@ def recalibrate_second_pass(model: UNetTranscriber, frontend: Frontend, sampler:
     return model.eval()
 
 
+def average_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor],
+                  share: float) -> dict[str, torch.Tensor]:
+    """``(1 - share) x first + share x second`` for every floating-point tensor of two
+    state dicts of one architecture (a "model soup", Wortsman et al. 2022: weights
+    fine-tuned from one start lie in one basin, and their average often beats both).
+    Integer buffers (BatchNorm's batch counts) are the first's."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must lie in 0-1, not {share}")
+    if first.keys() != second.keys():
+        raise ValueError("the two weights have different tensors: not one architecture")
+    out = {}
+    for name, value in first.items():
+        if value.shape != second[name].shape:
+            raise ValueError(f"{name}: shapes {tuple(value.shape)} and "
+                             f"{tuple(second[name].shape)} differ: not one architecture")
+        out[name] = ((1 - share) * value + share * second[name]
+                     if value.is_floating_point() else value.clone())
+    return out
+
+
 def load_checkpoint(path: Path, device: torch.device) -> dict:
     return torch.load(path, map_location=device, weights_only=False)
 
