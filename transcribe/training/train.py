@@ -157,7 +157,7 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
             # A weighted mean: the event frames weigh more within the pedal's loss, and
             # the pedal's share of the whole loss stays what it was at weight 1.  (A
             # plain mean of the weighted frames tripled it: in the session-13 GPU run
-            # the two pedal losses made 68 % of the loss, where they had made 39 %.)
+            # the two pedal losses made 67 % of the loss, where they had made 39 %.)
             weights = known.expand_as(each)
             if name == "pedal":
                 weights = weights * pedal_weights(rolls[name], pedal_event_weight)
