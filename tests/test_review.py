@@ -47,6 +47,12 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
         pedal_threshold=0.3, pedal_split_threshold=0.2).resolve(), pedal=pedal)
     assert "1 sustain-pedal span (threshold 0.3, split at presses above 0.2), notes as " \
         "--pedal none writes them" in page_html(split, b"", "t")
+    # A threshold of 1 turns its rule off, and the page says "off", not "1".
+    unused = Transcription(notes, None, 3.0, DecodingOptions(
+        offset_threshold=1.0, frame_onset_threshold=0.6).resolve())
+    assert "offset off, frame onsets 0.6," in page_html(unused, b"", "t")
+    assert "offset 0.5," in page_html(Transcription(notes, None, 3.0, DecodingOptions(
+        offset_threshold=0.5).resolve()), b"", "t")
     # extend lengthened both notes to the pedal's release, in the page's data too
     assert "[0.5, 2.0, 60, 70]" in page and "[1.0, 2.0, 64, 70]" in page
     without = page_html(Transcription(notes, None, 3.0), b"", "t")

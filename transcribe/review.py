@@ -22,6 +22,7 @@ import soundfile as sf
 
 from . import audio as audio_io
 from . import constants as C
+from .decode import OFF
 from .files import write_atomic
 from .version import __version__
 
@@ -177,14 +178,16 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
             "pedal": [[round(float(a), 4), round(float(b), 4)]
                       for a, b in np.asarray(spans).reshape(-1, 2)]}
     options = result.options
+    def rule(threshold: float) -> str:  # 1 (decode.OFF) turns a rule off
+        return "off" if threshold >= OFF else f"{threshold:g}"
     facts = (f"{len(data['notes'])} notes, {result.duration_s:.1f} s; thresholds: onset "
              f"{options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
-             f"{options.offset_threshold:g}, frame onsets {options.frame_onset_threshold:g}, "
-             f"shortest note {options.min_note_ms:g} ms; ")
+             f"{rule(options.offset_threshold)}, frame onsets "
+             f"{rule(options.frame_onset_threshold)}, shortest note {options.min_note_ms:g} ms; ")
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode
         count = len(data["pedal"])
         split = (f", split at presses above {options.pedal_split_threshold:g}"
-                 if options.pedal_split_threshold < 1 else "")
+                 if options.pedal_split_threshold < OFF else "")
         facts += (f"{count} sustain-pedal span{'' if count == 1 else 's'} (threshold "
                   f"{options.pedal_threshold:g}{split}), notes as --pedal {pedal} writes them; ")
     facts += f"amt-transcribe {__version__}. Click the roll to seek."
