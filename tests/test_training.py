@@ -591,6 +591,26 @@ def test_a_development_excerpt_holds_key_releases_and_the_pedal(tmp_path):
         return 10 * np.log10(np.mean((wet - dry)[where] ** 2) / np.mean(dry[where] ** 2))
     assert -35 < added_db(down) < -3
     assert added_db(down) > added_db(~down) + 6  # pedal up: the noise's level moved, little else
+    # Diagnosis sets: the same excerpt dry (no room, no noise) and through another piano.
+    (dry_flac,) = make_development_set(files, tmp_path / "dry", SHARED / "pianos", SHARED / "rir",
+                                       count=1, seconds=10, dry=True)
+    (other,) = make_development_set(files, tmp_path / "other", SHARED / "pianos", SHARED / "rir",
+                                    count=1, seconds=10, dry=True, piano_name="upright-kw")
+    assert dry_flac.name == other.name == flac.name
+    plain, noisy, upright = sf.read(dry_flac)[0], dry, sf.read(other)[0]
+    for path in (dry_flac, other):  # the same labels
+        again = pretty_midi.PrettyMIDI(str(path.with_suffix(".mid")))
+        assert [(n.pitch, n.start, n.end) for n in again.instruments[0].notes] == \
+            [(n.pitch, n.start, n.end) for n in notes]
+    # The development excerpt is the dry one (0.6 of it: direct sound) with a room and
+    # noise added: the same music, and no scaling of the dry one comes within 20 dB of it.
+    assert np.corrcoef(plain, noisy)[0, 1] > 0.5
+    residual = noisy - np.dot(noisy, plain) / np.dot(plain, plain) * plain
+    assert 10 * np.log10(np.mean(residual ** 2) / np.mean(noisy ** 2)) > -20
+    assert not np.allclose(plain, upright[:len(plain)], atol=1e-3)
+    with pytest.raises(ValueError, match="no piano 'steinway'"):
+        make_development_set(files, tmp_path / "x", SHARED / "pianos", SHARED / "rir", count=1,
+                             piano_name="steinway")
 
 
 def test_tuning_prefers_right_lengths_when_note_f1_is_within_half_a_point():

@@ -111,15 +111,23 @@ def make_validation(manifest, out, count, seconds, seed):
               help="Add the strings' ringing while the pedal is down, so the pedal is heard "
                    "(the same excerpts, rooms and noise as without): a set to score the "
                    "pedal head on.")
+@click.option("--piano", help="Render through this piano of --pianos instead of the held-out "
+                             "one (diagnosis: what that piano costs; a training piano tests "
+                             "nothing unseen).")
+@click.option("--dry", is_flag=True,
+              help="No room and no noise (the same excerpts): what they cost.")
 def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds, seed,
-                     resonance):
+                     resonance, piano, dry):
     """Batik and piano-midi.de excerpts through the held-out piano, unseen rooms and noise."""
     from .corpus import read_manifest
     from .development import make_development_set
-    written = make_development_set(read_manifest(manifest), out, pianos_dir, rooms_dir, part,
-                                   count, seconds, seed,
-                                   progress=lambda stem: click.echo(stem, err=True),
-                                   resonance=resonance)
+    try:
+        written = make_development_set(read_manifest(manifest), out, pianos_dir, rooms_dir, part,
+                                       count, seconds, seed,
+                                       progress=lambda stem: click.echo(stem, err=True),
+                                       resonance=resonance, piano_name=piano, dry=dry)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"{len(written)} excerpts in {out}")
 
 

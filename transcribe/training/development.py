@@ -69,7 +69,8 @@ def pieces(files: list[MidiFile], part: str) -> list[MidiFile]:
 
 def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_dir: Path,
                          part: str = "dev", count: int = 30, seconds: float = 30.0,
-                         seed: int = 0, progress=None, resonance: bool = False) -> list[Path]:
+                         seed: int = 0, progress=None, resonance: bool = False,
+                         piano_name: str | None = None, dry: bool = False) -> list[Path]:
     """Render ``count`` excerpts of ``part``'s pieces (half Batik, half piano-midi.de).
 
     ``resonance`` adds the free strings' ringing while the sustain pedal is down
@@ -77,8 +78,18 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
     piano has no resonance samples, so without it pressing the pedal changes nothing
     audible and the pedal head cannot be scored for what it hears.  The excerpts, rooms
     and noise are those of the same seed without it: the two sets pair file by file.
+
+    To tell what each part of the set costs, ``piano_name`` renders the same excerpts
+    through another piano of ``pianos_dir`` (None: the held-out one) and ``dry`` leaves out the room and the noise
+    (still drawn, so the excerpts stay the same).  Such sets are for diagnosis only: a
+    training piano is no test of the unseen.
     """
-    piano = next(p for p in sampled.read_pianos(pianos_dir) if p.name == sampled.DEVELOPMENT_PIANO)
+    known = {p.name: p for p in sampled.read_pianos(pianos_dir)}
+    piano_name = piano_name or sampled.DEVELOPMENT_PIANO
+    if piano_name not in known:
+        raise ValueError(f"no piano {piano_name!r} in {pianos_dir} (there: "
+                         f"{', '.join(sorted(known))})")
+    piano = known[piano_name]
     rooms = development_rooms(rir_dir)
     rng = np.random.default_rng(seed)
     candidates = pieces(files, part)
@@ -103,20 +114,22 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
                 [seed, len(written)]))
         audio = audio[int(start * C.SAMPLE_RATE):int((start + seconds) * C.SAMPLE_RATE)]
         name, response = rooms[rng.integers(len(rooms))]
-        wet = fftconvolve(audio, response)[:len(audio)]
-        wet *= np.abs(audio).max() / (np.abs(wet).max() + 1e-9)
-        audio = 0.6 * audio + 0.4 * wet  # the piano from a listener's seat: direct plus room
         noise = rng.standard_normal(len(audio)).astype(np.float32)
-        if rng.random() < 0.5:
-            noise = np.cumsum(noise)
-            noise -= np.linspace(noise[0], noise[-1], len(noise), dtype=np.float32)
+        brown = rng.random() < 0.5
         snr_db = float(rng.uniform(15, 35))
-        audio = audio + noise * (np.sqrt(np.mean(audio ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
-                                 * 10 ** (-snr_db / 20))
+        if not dry:
+            wet = fftconvolve(audio, response)[:len(audio)]
+            wet *= np.abs(audio).max() / (np.abs(wet).max() + 1e-9)
+            audio = 0.6 * audio + 0.4 * wet  # the piano from a listener's seat: direct plus room
+            if brown:
+                noise = np.cumsum(noise)
+                noise -= np.linspace(noise[0], noise[-1], len(noise), dtype=np.float32)
+            audio = audio + noise * (np.sqrt(np.mean(audio ** 2))
+                                     / (np.sqrt(np.mean(noise ** 2)) + 1e-9) * 10 ** (-snr_db / 20))
+        setting = "dry (no room, no noise)" if dry else f"room {name}, SNR {snr_db:.0f} dB"
         midi_bytes = notes_to_smf(
             clip_notes, metadata=f"development set: {piano.name}"
-                                 f"{', damper resonance' if resonance else ''}, room {name}, "
-                                 f"SNR {snr_db:.0f} dB",
+                                 f"{', damper resonance' if resonance else ''}, {setting}",
             pedal=clip_spans)
         written.append(write_excerpt(out_dir, item, start, midi_bytes, audio))
         if progress:
