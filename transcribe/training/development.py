@@ -80,9 +80,9 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
     and noise are those of the same seed without it: the two sets pair file by file.
 
     To tell what each part of the set costs, ``piano_name`` renders the same excerpts
-    through another piano of ``pianos_dir`` (None: the held-out one) and ``dry`` leaves out the room and the noise
-    (still drawn, so the excerpts stay the same).  Such sets are for diagnosis only: a
-    training piano is no test of the unseen.
+    through another piano of ``pianos_dir`` (None: the held-out one), and ``dry`` leaves
+    out the room and the noise (still drawn, so the excerpts stay the same).  Such sets
+    are for diagnosis only: a training piano is no test of the unseen.
     """
     known = {p.name: p for p in sampled.read_pianos(pianos_dir)}
     piano_name = piano_name or sampled.DEVELOPMENT_PIANO
