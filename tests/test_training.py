@@ -513,6 +513,34 @@ def test_recalibration_changes_only_the_second_pass_and_reconstruction_statistic
     assert any(name.startswith("reconstructor.") and "running_var" in name for name in changed)
 
 
+def test_a_room_rings_on_with_the_notes_before_the_segment(tmp_path):
+    """Augmented segments come with ``ROOM_PREROLL_S`` of what came before them, heard only
+    through the room: a tone that stops before a silent segment leaves its room's tail in
+    the segment's first moments, as in a recording, and the segment keeps its length."""
+    from transcribe.features import Frontend
+    from transcribe.training.data import ROOM_PREROLL_S, SegmentSampler
+    render_training_file(tmp_path)
+    sampler = SegmentSampler([tmp_path / "a.flac"], 64, Frontend())
+    length, preroll = sampler.segment_samples(), int(ROOM_PREROLL_S * C.SAMPLE_RATE)
+    tone = np.sin(2 * np.pi * 440 * np.arange(preroll) / C.SAMPLE_RATE).astype(np.float32)
+    before_silence = np.r_[tone, np.zeros(length, np.float32)]
+    def head_over_end(out):  # the first 0.1 s against the last second, by RMS
+        head, end = out[:C.SAMPLE_RATE // 10], out[-C.SAMPLE_RATE:]
+        return np.sqrt(np.mean(head ** 2)) / (np.sqrt(np.mean(end ** 2)) + 1e-12)
+    with_tail, without = [], []
+    for seed in range(20):
+        sampler.rng = np.random.default_rng(seed)
+        out = sampler.augment_audio(before_silence.copy(), preroll)
+        assert len(out) == length
+        with_tail.append(head_over_end(out))
+        sampler.rng = np.random.default_rng(seed)  # the same draws without what came before
+        without.append(head_over_end(sampler.augment_audio(np.zeros(length, np.float32))))
+    # Where a room was drawn, its tail opens the segment loud and dies away; without the
+    # preroll the segment holds at most the added noise, as loud at its end as its start.
+    assert sum(r > 100 for r in with_tail) >= 3
+    assert max(without) < 10
+
+
 def test_training_only_a_new_head_leaves_every_other_weight_and_statistic_alone(tmp_path):
     render_training_file(tmp_path)
     np.save(tmp_path / "a.keys.npy", np.load(tmp_path / "a.npy"))  # no pedal: keys = notes

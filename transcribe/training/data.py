@@ -24,6 +24,10 @@ from .. import constants as C
 from .labels import notes_to_rolls, pedal_to_roll
 
 ROLLS = ("frame", "onset", "offset", "velocity")
+# Audio drawn before each augmented segment, heard only through the room it is convolved
+# with: without it every segment would start in a silent room, with no tail of the notes
+# before it (the modelled rooms ring for up to 2 s).
+ROOM_PREROLL_S = 2.0
 # Measured rooms kept for the development set, never convolved in training.
 DEVELOPMENT_ROOMS = ("openair_st_margarets_church",)
 
@@ -105,13 +109,15 @@ class SegmentSampler:
     def segment_samples(self) -> int:
         return self.frontend.samples_for_frames(self.n_frames)
 
-    def _segment(self) -> tuple[np.ndarray, dict]:
+    def _segment(self, preroll: int = 0) -> tuple[np.ndarray, dict]:
+        """A segment's audio (``preroll`` samples of what came before it first) and rolls."""
         length = self.segment_samples()
         index = self.rng.choice(len(self.audio), p=self.weights)
         source = self.audio[index]
         last_frame = max(1, (len(source) - length) // self.hop)
         first_frame = int(self.rng.integers(0, last_frame))
-        start = first_frame * self.hop - self.context
+        start = first_frame * self.hop - self.context - preroll
+        length += preroll
         audio = np.zeros(length, np.float32)
         piece = source[max(start, 0):start + length].astype(np.float32) / 32768
         audio[max(-start, 0):max(-start, 0) + len(piece)] = piece
@@ -136,28 +142,36 @@ class SegmentSampler:
         rolls["key"] = np.zeros((batch_size, self.n_frames, C.N_KEYS), np.float32)
         rolls["pedal_known"] = np.zeros(batch_size, np.float32)
         rolls["key_known"] = np.zeros(batch_size, np.float32)
+        # With augmentation a segment comes with what was played before it, so that a room
+        # rings on with the notes before the segment as a recording's room does.
+        preroll = int(ROOM_PREROLL_S * C.SAMPLE_RATE) if self.augment else 0
         for row in range(batch_size):
-            segment, labels = self._segment()
+            segment, labels = self._segment(preroll)
             if self.augment and self.rng.random() < self.mix_probability:
                 # Two pieces at once: audio summed at a random balance, labels united.
                 # The pedal (the keys) of the sum are known only if both pieces' are.
-                other, other_labels = self._segment()
+                other, other_labels = self._segment(preroll)
                 balance = float(self.rng.uniform(0.3, 1.0))
                 segment = segment + balance * other
                 labels = {name: (min if name.endswith("_known") else np.maximum)(
                     value, other_labels[name]) for name, value in labels.items()}
-            audio[row] = self.augment_audio(segment) if self.augment else segment
+            audio[row] = self.augment_audio(segment, preroll) if self.augment else segment
             for name, value in labels.items():
                 rolls[name][row] = value
         return audio, rolls
 
-    def augment_audio(self, audio: np.ndarray) -> np.ndarray:
+    def augment_audio(self, audio: np.ndarray, preroll: int = 0) -> np.ndarray:
+        """``audio`` augmented, less its first ``preroll`` samples (heard only through the
+        room's tail)."""
         rng = self.rng
         if rng.random() < 0.6:  # a room: measured when we have some, else modelled
             room = self.rooms[rng.integers(len(self.rooms))] \
                 if self.rooms and rng.random() < 0.5 else modelled_room(rng)
-            wet = fftconvolve(audio, room)[:len(audio)]
+            wet = fftconvolve(audio, room)[preroll:len(audio)]
+            audio = audio[preroll:]
             audio = (wet / (np.abs(wet).max() + 1e-9) * (np.abs(audio).max() + 1e-9)).astype(np.float32)
+        else:
+            audio = audio[preroll:]
         effects = []
         if rng.random() < 0.7:
             effects += [
