@@ -1,18 +1,15 @@
-"""What suppressing a room's late reverberation before transcription would buy.
+"""What suppressing a room's late reverberation before transcription buys (``--dereverb``).
 
+    python benchmarks/dereverb.py cache/development                      # the default settings
     python benchmarks/dereverb.py cache/tuning-all --files 15 --variant 0.8 -10 0.1 --variant 1.2 -10 0.15
-    python benchmarks/dereverb.py cache/development --variant 0.8 -10 0.1
 
 The development set loses 21 points of note+offset F1 to its room and noise (model card,
 `make-development --dry`): a church's tail keeps notes sounding after their dampers fall.
-This prototype removes late reverberation from the audio before the shipped weights
-hear it, by spectral subtraction (Lebart, Boucher and Denbigh 2001): the late
-reverberation's power at time t is estimated as the power ``delay`` seconds earlier,
-decayed as a room of the given RT60 decays, and each STFT bin (512 samples, hop 128)
-keeps ``max(1 - late / power, floor)`` of its power.  It is not in the product: it reads
-a whole file at once (the product streams), and it runs before every head, the pedal's
-included.  Each variant is ``RT60_S FLOOR_DB DELAY_S``; the first row is the audio as it
-is.  Scores are means over the files, the fast pass, the weights' own thresholds.
+`amt-transcribe --dereverb` subtracts late reverberation from the audio before the
+network hears it (``transcribe/dereverb.py``, after Lebart, Boucher and Denbigh 2001).
+This prints the shipped weights' scores on the audio as recorded and through the
+suppressor with each variant ``RT60_S FLOOR_DB DELAY_S`` (default: the product's
+settings), means over the files, the fast pass, the weights' own thresholds.
 """
 
 from __future__ import annotations
@@ -22,27 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import istft, stft
 
 from transcribe import transcribe
+from transcribe.dereverb import DELAY_S, FLOOR_DB, RT60_S, LateReverbSuppressor
 from transcribe.training.evaluate import pair_files, reference_notes, reference_pedal
 from transcribe.training.metrics import pedal_scores, score
 from transcribe.weights import load_model
 
-WINDOW, HOP = 512, 128  # samples: a finer time grid than the model's 32 ms frames
-
-
 def suppress_late_reverb(audio: np.ndarray, rate: int, rt60_s: float, floor_db: float,
                          delay_s: float) -> np.ndarray:
-    """``audio`` with the late reverberation of a room of ``rt60_s`` subtracted."""
-    _, _, spectrum = stft(audio, rate, nperseg=WINDOW, noverlap=WINDOW - HOP)
-    power = np.abs(spectrum) ** 2
-    lag = max(1, int(round(delay_s * rate / HOP)))
-    late = np.zeros_like(power)
-    late[:, lag:] = np.exp(-2 * 3 * np.log(10) / rt60_s * delay_s) * power[:, :-lag]
-    gain = np.maximum(1 - late / (power + 1e-12), 10 ** (floor_db / 10))
-    _, out = istft(spectrum * np.sqrt(gain), rate, nperseg=WINDOW, noverlap=WINDOW - HOP)
-    return out[:len(audio)].astype(np.float32)
+    """``audio`` through the product's suppressor with these settings, in one block."""
+    suppressor = LateReverbSuppressor(rate, rt60_s, floor_db, delay_s)
+    return np.r_[suppressor.process(audio), suppressor.flush()]
 
 
 def main() -> None:
@@ -58,7 +46,8 @@ def main() -> None:
     loaded = load_model(args.weights, "cpu")
     print(f"{args.folder}: {len(pairs)} files; mean F1 (%), fast pass")
     print(f"{'variant':>26}  frame   note  n+off  n+vel  pedal frame/presses/releases")
-    for variant in [None] + [tuple(v) for v in args.variant]:
+    variants = [tuple(v) for v in args.variant] or [(RT60_S, FLOOR_DB, DELAY_S)]
+    for variant in [None] + variants:
         notes, pedal = [], []
         for audio_path, midi in pairs:
             audio, rate = sf.read(audio_path, dtype="float32")

@@ -146,3 +146,36 @@ def test_by_default_notes_last_as_heard_and_extend_lengthens_them_to_the_pedal(s
     assert row["note_offset_f1"] == pytest.approx(score(reference, default)["note_offset_f1"])
     assert row["extend_note_offset_f1"] == pytest.approx(
         score(reference, extended)["note_offset_f1"])
+
+
+def test_dereverb_ends_notes_nearer_their_releases_in_a_reverberant_room(shipped, tmp_path):
+    """``--dereverb``: the written piece in a room that rings for 0.8 s (the room the
+    suppressor assumes) keeps its notes found and gets their ends much more often right;
+    the JSON says the option was on."""
+    import json
+    from click.testing import CliRunner
+    from transcribe.cli import main
+    midi = written_piece()
+    audio = synth.render(midi, synth.find_soundfont("FluidR3_GM.sf2"), sample_rate=16000)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.8 * 16000)) / 16000
+    room = rng.standard_normal(len(t)) * np.exp(-6.9 * t / 0.8)
+    room[:160] = 0  # 10 ms before the first reflections
+    room *= 0.3 / np.abs(room).max()
+    room[0] = 1.0
+    wet = np.convolve(audio, room)[:len(audio)]
+    sf.write(tmp_path / "room.wav", (0.5 * wet / np.abs(wet).max()).astype(np.float32), 16000)
+    reference, scores = synth.piano_notes(midi), {}
+    for name, extra in (("as recorded", []), ("dereverb", ["--dereverb"])):
+        out = tmp_path / f"{name.replace(' ', '_')}.json"
+        result = CliRunner().invoke(main, [str(tmp_path / "room.wav"), "-o", str(out), "-q",
+                                           *extra], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        written = json.loads(out.read_text())
+        assert written["metadata"].get("dereverb", False) is bool(extra)
+        notes = np.array([[n["onset_s"], n["offset_s"], n["pitch"], n["velocity"]]
+                          for n in written["notes"]])
+        scores[name] = score(reference, notes)
+    # Measured: note+offset F1 47.1 as recorded, 61.2 with --dereverb; note F1 91.8, 87.1.
+    assert scores["dereverb"]["note_offset_f1"] > scores["as recorded"]["note_offset_f1"] + 0.08
+    assert scores["dereverb"]["note_f1"] >= NOTE_F1_FLOOR

@@ -277,6 +277,10 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Weights that reconstruct the spectrogram: full = transcribe again from "
                    "the reconstruction (the seed's model), fast = the first pass only.  "
                    "[default: the weights' card]")
+@click.option("--dereverb", is_flag=True,
+              help="Suppress the room's late reverberation before transcribing: notes end "
+                   "closer to their key releases in a reverberant room (a church, a hall); "
+                   "the sustain pedal is found less well.")
 @click.option("--tempo", "tempo_bpm", type=FiniteFloat(1, 1000), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
@@ -296,7 +300,7 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
 def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address, pedal,
-         model_pass,
+         model_pass, dereverb,
          tempo_bpm, plot, html, save_posteriorgram, overwrite, skip_existing, quiet, profile,
          **decoding):
     """Transcribe piano recordings to MIDI.
@@ -382,7 +386,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             _interrupt_as_exception()
             settings = JobSettings(options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
-                                   pedal, model_pass, html)
+                                   pedal, model_pass, html, dereverb)
             with reporter:
                 if ray_address is not None:
                     from .cluster import run_on_ray
@@ -443,6 +447,7 @@ class JobSettings:
     pedal: str
     model_pass: str | None
     html: bool = False
+    dereverb: bool = False
 
 
 def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) -> list[str]:
@@ -461,7 +466,7 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
                                     save_posteriorgram=settings.save_posteriorgram,
                                     overwrite=settings.overwrite, progress=progress, times=times,
                                     pedal=settings.pedal, model_pass=settings.model_pass,
-                                    html=settings.html)
+                                    html=settings.html, dereverb=settings.dereverb)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.

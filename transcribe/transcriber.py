@@ -63,7 +63,8 @@ class Transcription:
     @property
     def metadata(self) -> dict:
         return {"software": f"amt-transcribe {__version__}",
-                **self.options.as_dict()}
+                **self.options.as_dict(),
+                **({"dereverb": True} if self.provenance.get("dereverb") else {})}
 
     def with_pedal(self, mode: str = C.DEFAULT_PEDAL_MODE) -> tuple[np.ndarray, np.ndarray | None]:
         """(notes, pedal spans to write) for a pedal ``mode`` of ``constants.PEDAL_MODES``.
@@ -146,7 +147,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                batch_chunks: int | None = None, keep_spectrograms: bool = False,
                progress: Callable[[float, float], None] | None = None,
                times: StageTimes | None = None,
-               keep_posteriorgrams: bool = True, model_pass: str | None = None) -> Transcription:
+               keep_posteriorgrams: bool = True, model_pass: str | None = None,
+               dereverb: bool = False) -> Transcription:
     """Transcribe a file path, or an audio array with its ``sample_rate`` (Hz).
 
     An array is ``(samples,)`` or two-dimensional in either layout, ``(samples,
@@ -166,6 +168,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     ``model_pass`` of weights that reconstruct: ``full`` transcribes again from the
     reconstructed spectrogram (the seed's model), ``fast`` stops after the first
     pass; None takes the card's ``default_pass`` (else ``full``).
+    ``dereverb`` suppresses the room's late reverberation before the network hears the
+    audio (``dereverb.py``): notes end closer to their key releases in a reverberant room;
+    the pedal head, which hears the pedal in the room's ringing, does worse.
     """
     if model is None:
         from .weights import load_model
@@ -183,6 +188,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
         blocks = audio_io.stream_array(array, rate, target, stats=stats)
+    if dereverb:
+        from .dereverb import dereverberate
+        blocks = dereverberate(blocks, target)
     frontend = model.frontend
     frame_s = 1 / frontend.frame_rate_hz
     # A short recording needs only one chunk of its own length (the output is the same).
@@ -216,7 +224,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
-                  "model_pass": "full" if full and model.config.reconstruction else "fast"}
+                  "model_pass": "full" if full and model.config.reconstruction else "fast",
+                  "dereverb": bool(dereverb)}
     return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
                          warnings, pedal=pedal, provenance=provenance,
                          key_notes=decoder.key_release_notes())
@@ -245,7 +254,8 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     arrays["velocity"], pedal=arrays.get("pedal"),
                                     key=arrays.get("key"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
-    provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass")
+    provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass",
+                                        "dereverb")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
         {"decoding": provenance.get("weights_decoding", {})})
@@ -293,7 +303,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        save_posteriorgram: bool = False, overwrite: bool = False,
                        progress: Callable[[float, float], None] | None = None,
                        times: StageTimes | None = None, pedal: str = C.DEFAULT_PEDAL_MODE,
-                       model_pass: str | None = None, html: bool = False) -> Transcription:
+                       model_pass: str | None = None, html: bool = False,
+                       dereverb: bool = False) -> Transcription:
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
     The side files are written first and the notes last, so an existing ``output``
@@ -311,7 +322,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     else:
         result = transcribe(source, model, options=options, keep_spectrograms=plot,
                             progress=progress, times=times,
-                            keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass)
+                            keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass,
+                            dereverb=dereverb)
     with times.measure("output files"):
         if save_posteriorgram:
             result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
