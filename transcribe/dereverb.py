@@ -13,7 +13,6 @@ output equals the whole-array computation whatever the block sizes.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -40,27 +39,35 @@ class LateReverbSuppressor:
         self.decay = float(np.exp(-2 * 3 * np.log(10) / rt60_s * self.lag * HOP / sample_rate))
         self.floor = 10 ** (floor_db / 10)
         self.pending = np.zeros(WINDOW - HOP)  # input not yet analysed (starts padded)
-        self.overlap = np.zeros(WINDOW)  # synthesis overlap-add
-        self.history: deque[np.ndarray] = deque(maxlen=self.lag)  # past frames' power
+        self.overlap = np.zeros(WINDOW - HOP)  # synthesis overlap-add carried to the next frames
+        self.history = np.zeros((0, WINDOW // 2 + 1))  # the last ``lag`` frames' power
         self.to_skip = WINDOW - HOP  # the padding's output
         self.received = self.emitted = 0
 
     def _frames(self) -> np.ndarray:
-        out = []
-        while len(self.pending) >= WINDOW:
-            spectrum = np.fft.rfft(_WINDOW_FN * self.pending[:WINDOW])
-            power = spectrum.real ** 2 + spectrum.imag ** 2
-            if len(self.history) == self.lag:
-                late = self.decay * self.history[0]
-                gain = np.sqrt(np.maximum(1 - late / (power + 1e-12), self.floor))
-            else:
-                gain = 1.0
-            self.history.append(power)
-            self.overlap += _WINDOW_FN * np.fft.irfft(spectrum * gain, WINDOW)
-            out.append(self.overlap[:HOP] / _OLA_GAIN)
-            self.overlap = np.r_[self.overlap[HOP:], np.zeros(HOP)]
-            self.pending = self.pending[HOP:]
-        samples = np.concatenate(out) if out else np.zeros(0)
+        """Analyse every whole frame pending, all at once; the samples they complete."""
+        n = (len(self.pending) - WINDOW) // HOP + 1 if len(self.pending) >= WINDOW else 0
+        if n == 0:
+            return np.zeros(0)
+        frames = self.pending[np.arange(n)[:, None] * HOP + np.arange(WINDOW)]
+        spectrum = np.fft.rfft(frames * _WINDOW_FN, axis=1)
+        power = spectrum.real ** 2 + spectrum.imag ** 2
+        known = np.concatenate([self.history, power])
+        earlier = len(self.history) + np.arange(n) - self.lag  # each frame's late source
+        gain = np.ones_like(power)
+        has = earlier >= 0
+        gain[has] = np.sqrt(np.maximum(
+            1 - self.decay * known[earlier[has]] / (power[has] + 1e-12), self.floor))
+        self.history = known[-self.lag:]
+        shaped = np.fft.irfft(spectrum * gain, WINDOW, axis=1) * _WINDOW_FN
+        added = np.zeros(n * HOP + WINDOW - HOP)
+        added[:WINDOW - HOP] = self.overlap
+        quarters = added.reshape(-1, HOP)
+        for q in range(WINDOW // HOP):  # frame i's quarter q lands on hop i + q
+            quarters[q:q + n] += shaped[:, q * HOP:(q + 1) * HOP]
+        self.overlap = added[n * HOP:].copy()
+        self.pending = self.pending[n * HOP:]
+        samples = added[:n * HOP] / _OLA_GAIN
         skip = min(self.to_skip, len(samples))
         self.to_skip -= skip
         return samples[skip:]
