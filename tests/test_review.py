@@ -53,6 +53,9 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
     assert "offset off, frame onsets 0.6," in page_html(unused, b"", "t")
     assert "offset 0.5," in page_html(Transcription(notes, None, 3.0, DecodingOptions(
         offset_threshold=0.5).resolve()), b"", "t")
+    assert "(--dereverb)" not in page_html(unused, b"", "t")
+    assert "reverberation suppressed first (--dereverb)" in page_html(Transcription(
+        notes, None, 3.0, DecodingOptions().resolve(), provenance={"dereverb": True}), b"", "t")
     # extend lengthened both notes to the pedal's release, in the page's data too
     assert "[0.5, 2.0, 60, 70]" in page and "[1.0, 2.0, 64, 70]" in page
     without = page_html(Transcription(notes, None, 3.0), b"", "t")

@@ -190,6 +190,8 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
                  if options.pedal_split_threshold < OFF else "")
         facts += (f"{count} sustain-pedal span{'' if count == 1 else 's'} (threshold "
                   f"{options.pedal_threshold:g}{split}), notes as --pedal {pedal} writes them; ")
+    if result.provenance.get("dereverb"):
+        facts += "the room's late reverberation suppressed first (--dereverb); "
     facts += f"amt-transcribe {__version__}. Click the roll to seek."
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
