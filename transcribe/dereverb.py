@@ -1,7 +1,7 @@
 """Late-reverberation suppression of a stream of audio blocks (``--dereverb``).
 
 A room keeps a note sounding after its damper falls, and the network then ends the note
-late: on the development set (a church and a hall) note+offset F1 is 41.8 as recorded
+late: on the development set (rooms training never hears) note+offset F1 is 41.8 as recorded
 and 62.9 dry (model card).  This subtracts the late reverberation by spectral
 subtraction (Lebart, Boucher and Denbigh 2001): in an STFT of 512 samples and hop 128
 (8 ms at 16 kHz, finer than the model's 32 ms frames, where the same rule failed), the
