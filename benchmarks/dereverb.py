@@ -21,16 +21,10 @@ import numpy as np
 import soundfile as sf
 
 from transcribe import transcribe
-from transcribe.dereverb import DELAY_S, FLOOR_DB, RT60_S, LateReverbSuppressor
+from transcribe.dereverb import DELAY_S, FLOOR_DB, RT60_S, dereverberate
 from transcribe.training.evaluate import pair_files, reference_notes, reference_pedal
 from transcribe.training.metrics import pedal_scores, score
 from transcribe.weights import load_model
-
-def suppress_late_reverb(audio: np.ndarray, rate: int, rt60_s: float, floor_db: float,
-                         delay_s: float) -> np.ndarray:
-    """``audio`` through the product's suppressor with these settings, in one block."""
-    suppressor = LateReverbSuppressor(rate, rt60_s, floor_db, delay_s)
-    return np.r_[suppressor.process(audio), suppressor.flush()]
 
 
 def main() -> None:
@@ -53,7 +47,9 @@ def main() -> None:
             audio, rate = sf.read(audio_path, dtype="float32")
             audio = audio.mean(axis=1) if audio.ndim > 1 else audio
             if variant is not None:
-                audio = suppress_late_reverb(audio, rate, *variant)
+                rt60_s, floor_db, delay_s = variant  # the product's suppressor, one block
+                audio = np.concatenate(list(dereverberate(
+                    [audio], rate, rt60_s=rt60_s, floor_db=floor_db, delay_s=delay_s)))
             result = transcribe(audio, loaded, rate, model_pass="fast")
             notes.append(score(reference_notes(midi), result.notes))
             spans = reference_pedal(midi)
