@@ -843,6 +843,40 @@ def test_the_pedal_loss_weighs_the_frames_around_a_quick_re_pedal():
         pytest.approx(np.log(2))
 
 
+def test_the_soft_onset_weight_weighs_the_starts_of_soft_notes():
+    """``soft_onset_weight``: the onset cell of a note below velocity 45 and its first
+    sounding frames weigh more in the onset and frame losses; louder notes, silence and
+    the rest of a soft note weigh 1, and weight 1 leaves the plain mean."""
+    from transcribe.training.train import SOFT_FRAMES, head_losses, soft_note_weights
+    rolls = {name: torch.zeros(1, 20, C.N_KEYS) for name in ("frame", "onset", "offset",
+                                                             "velocity")}
+    for key, velocity in ((40, 30), (41, 44), (50, 45), (60, 90)):
+        rolls["onset"][0, 2, key] = 1
+        rolls["frame"][0, 2:12, key] = 1
+        rolls["velocity"][0, 2, key] = velocity / 127
+    weights = soft_note_weights(rolls, 4.0)
+    heavy = {key: list(np.flatnonzero(weights[0, :, key].numpy() == 4.0)) for key in range(C.N_KEYS)
+             if (weights[0, :, key] != 1).any()}
+    assert heavy == {40: list(range(2, 2 + SOFT_FRAMES)), 41: list(range(2, 2 + SOFT_FRAMES))}
+    assert torch.equal(soft_note_weights(rolls, 1.0), torch.ones_like(weights))
+    logits = {name: torch.zeros(1, 20, C.N_KEYS) for name in ("frame", "onset", "offset",
+                                                              "velocity")}
+    exact = rolls["onset"] * 16 - 8  # sure and right everywhere
+    missed = exact.clone()
+    missed[0, 2, 40] = missed[0, 2, 41] = -8.0  # ...but for the two soft onsets
+    def penalty(weight):
+        def loss(onset):
+            return float(head_losses({**logits, "onset": onset}, rolls,
+                                     soft_onset_weight=weight)["onset"])
+        return loss(missed) - loss(exact)
+    # Missing the soft onsets costs four times as much at weight 4, within a weighted
+    # mean whose weights grew by 24 cells' worth in 1,760; a head that knows nothing
+    # costs log 2 a cell at any weight.
+    assert penalty(4.0) == pytest.approx(4 * penalty(1.0) * 1760 / (1760 + 24), rel=0.001)
+    assert float(head_losses(logits, rolls, soft_onset_weight=4.0)["onset"]) == \
+        pytest.approx(np.log(2))
+
+
 def test_amt_train_average_mixes_two_weights_of_one_lineage(tmp_path, tiny_weights):
     """``amt-train average``: every float tensor is the weighted mean, the card names both
     parents, and weights of another architecture are a one-line error."""

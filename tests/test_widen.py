@@ -17,15 +17,19 @@ def trained_like(config: ModelConfig) -> UNetTranscriber:
     return model.eval()
 
 
-@pytest.mark.parametrize("reconstruction", [False, True])
-def test_widened_model_computes_what_the_narrow_one_did(reconstruction):
+@pytest.mark.parametrize("reconstruction, heads", [
+    (False, {}), (True, {}),
+    # The shipped weights' heads: a recurrent pedal head and a key-down head.
+    (True, {"pedal": True, "pedal_hidden": 3, "key_release": True}),
+    (False, {"pedal": True, "pedal_hidden": 0})])
+def test_widened_model_computes_what_the_narrow_one_did(reconstruction, heads):
     torch.manual_seed(0)
     narrow_config = ModelConfig(n_bins=20, unet_channels=(2, 4, 6), lstm_hidden=5,
-                                reconstruction=reconstruction)
+                                reconstruction=reconstruction, **heads)
     narrow = trained_like(narrow_config)
     assert config_of_state(narrow.state_dict(), narrow_config) == narrow_config
     wide = UNetTranscriber(ModelConfig(n_bins=20, unet_channels=(3, 7, 8), lstm_hidden=9,
-                                       reconstruction=reconstruction))
+                                       reconstruction=reconstruction, **heads))
     wide.load_state_dict(widened_state_dict(narrow.state_dict(), wide))
     wide.eval()
     spec = torch.rand(2, 40, 20)
@@ -56,6 +60,18 @@ def test_new_units_get_gradients():
     first = wide.transcriber.unet.down_blocks[0].body[3]
     assert torch.count_nonzero(first.weight.detach()[:2, 2:]) == 0
     assert torch.count_nonzero(first.weight.grad[:2, 2:]) > 0
+
+
+def test_widening_keeps_the_heads():
+    """A head of the narrow weights cannot be dropped, nor the pedal head's width changed."""
+    narrow = UNetTranscriber(ModelConfig(n_bins=16, unet_channels=(2, 4), lstm_hidden=4,
+                                         pedal=True, pedal_hidden=3, key_release=True))
+    for heads in ({"pedal": True, "pedal_hidden": 3}, {"key_release": True},
+                  {"pedal": True, "pedal_hidden": 5, "key_release": True}):
+        wide = UNetTranscriber(ModelConfig(n_bins=16, unet_channels=(4, 4), lstm_hidden=6,
+                                           **heads))
+        with pytest.raises(ValueError, match="heads must be kept"):
+            widen(wide, narrow)
 
 
 def test_narrowing_is_refused():

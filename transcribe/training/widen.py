@@ -10,7 +10,8 @@ learn from the first step: the zero weights get gradients through the new units'
 (non-zero) activations.
 
 U-net channels and the transcriber's LSTM width may grow; the number of bins and
-of keys may not change.
+of keys may not change.  The pedal and key-down heads read the wider hidden state as the
+note heads do; the pedal head's own recurrent layer keeps its width.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ def config_of_state(state: dict[str, torch.Tensor], like: ModelConfig) -> ModelC
         channels.append(state[_UNET_FIRST_CONV.format(len(channels))].shape[0])
     lstm = state["transcriber.lstm.weight_hh_l0"]
     reconstruction = any(name.startswith("reconstructor.") for name in state)
+    pedal = any(name.startswith("transcriber.pedal.") for name in state)
+    pedal_gru = state.get("transcriber.pedal.rnn.weight_hh_l0")
     return ModelConfig(spectrogram=like.spectrogram, n_bins=state["transcriber.lstm.weight_ih_l0"].shape[1],
                        unet_channels=tuple(channels), lstm_hidden=lstm.shape[1],
                        reconstruction=reconstruction, sample_rate=like.sample_rate,
-                       hop_length=like.hop_length)
+                       hop_length=like.hop_length, pedal=pedal,
+                       pedal_hidden=pedal_gru.shape[1] if pedal_gru is not None else 0,
+                       key_release="transcriber.key.weight" in state)
 
 
 def _put(new: torch.Tensor, old: torch.Tensor, out_map: torch.Tensor,
@@ -119,8 +124,25 @@ def _widen_lstm(new: nn.LSTM, old: nn.LSTM) -> None:
             _put(getattr(new, name + suffix), getattr(old, name + suffix), rows)
 
 
+def _widen_pedal(new: nn.Module, old: nn.Module, hidden_map: torch.Tensor) -> None:
+    """The pedal head: a linear layer, or ``PedalHead``'s GRU (its input widened, its own
+    width kept) and output layer."""
+    if isinstance(old, nn.Linear):
+        _widen_layer(new, old, torch.arange(old.out_features), hidden_map)
+        return
+    rows = torch.arange(old.rnn.weight_ih_l0.shape[0])
+    for suffix in ("_l0", "_l0_reverse"):
+        _put(getattr(new.rnn, "weight_ih" + suffix), getattr(old.rnn, "weight_ih" + suffix),
+             rows, hidden_map)
+        for name in ("weight_hh", "bias_ih", "bias_hh"):
+            getattr(new.rnn, name + suffix).copy_(getattr(old.rnn, name + suffix))
+    new.out.load_state_dict(old.out.state_dict())
+
+
 def widen(new: UNetTranscriber, old: UNetTranscriber) -> None:
-    """Copy ``old``'s weights into the wider ``new`` so that it computes the same outputs."""
+    """Copy ``old``'s weights into the wider ``new`` so that it computes the same outputs.
+
+    A head that ``new`` has and ``old`` lacks keeps its initial weights."""
     new_config, old_config = new.config, old.config
     if (new_config.n_bins != old_config.n_bins or
             len(new_config.unet_channels) != len(old_config.unet_channels) or
@@ -128,6 +150,11 @@ def widen(new: UNetTranscriber, old: UNetTranscriber) -> None:
             new_config.lstm_hidden < old_config.lstm_hidden):
         raise ValueError(f"cannot widen {old_config} into {new_config}: "
                          "only U-net channels and LSTM width may grow")
+    if ((old_config.pedal and (not new_config.pedal
+                               or new_config.pedal_hidden != old_config.pedal_hidden))
+            or (old_config.key_release and not new_config.key_release)):
+        raise ValueError(f"cannot widen {old_config} into {new_config}: the pedal and "
+                         "key-down heads must be kept, the pedal head at its width")
     with torch.no_grad():
         _widen_unet(new.transcriber.unet, old.transcriber.unet, new_config.unet_channels,
                     old_config.unet_channels)
@@ -142,6 +169,10 @@ def widen(new: UNetTranscriber, old: UNetTranscriber) -> None:
         beliefs = 2 * new_config.lstm_hidden + torch.arange(2 * len(keys))
         _widen_layer(new.transcriber.frame, old.transcriber.frame, keys,
                      torch.cat([both_directions, beliefs]))
+        if old.transcriber.key is not None:
+            _widen_layer(new.transcriber.key, old.transcriber.key, keys, both_directions)
+        if old.transcriber.pedal is not None:
+            _widen_pedal(new.transcriber.pedal, old.transcriber.pedal, both_directions)
         if old.reconstructor is not None and new.reconstructor is not None:
             new.reconstructor.lstm.load_state_dict(old.reconstructor.lstm.state_dict())
             new.reconstructor.project.load_state_dict(old.reconstructor.project.state_dict())
