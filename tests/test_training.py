@@ -877,6 +877,37 @@ def test_the_soft_onset_weight_weighs_the_starts_of_soft_notes():
         pytest.approx(np.log(2))
 
 
+def test_amt_train_widen_writes_wider_weights_that_compute_the_same(tmp_path, tiny_weights):
+    """``amt-train widen``: the wider network of the config, the same outputs, the card
+    kept and naming the widening; a narrower config is a one-line error, nothing written."""
+    import json
+
+    from click.testing import CliRunner
+    from transcribe.training.cli import main
+    from transcribe.weights import load_model
+    narrow = load_model(tiny_weights, "cpu")
+    model = dict(json.loads(narrow.model.config.to_json()), lstm_hidden=24,
+                 unet_channels=[4, 8, 12, 8])
+    config = tmp_path / "wide.json"
+    config.write_text(json.dumps({"model": model, "train": {}}))
+    out = tmp_path / "wide.pt"
+    result = CliRunner().invoke(main, ["widen", str(tiny_weights), str(config), str(out)])
+    assert result.exit_code == 0, result.output
+    wide = load_model(out, "cpu")
+    assert wide.model.config.lstm_hidden == 24 and wide.model.config.unet_channels == (4, 8, 12, 8)
+    assert "tiny.pt" in wide.card["widened"] and wide.card["note"] == narrow.card["note"]
+    spec = torch.rand(1, 48, narrow.model.config.n_bins)
+    with torch.no_grad():
+        expected, got = narrow.model.eval()(spec), wide.model.eval()(spec)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
+    config.write_text(json.dumps({"model": dict(model, lstm_hidden=8)}))
+    result = CliRunner().invoke(main, ["widen", str(tiny_weights), str(config),
+                                       str(tmp_path / "bad.pt")])
+    assert result.exit_code == 1 and "only U-net channels and LSTM width may grow" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
 def test_amt_train_average_mixes_two_weights_of_one_lineage(tmp_path, tiny_weights):
     """``amt-train average``: every float tensor is the weighted mean, the card names both
     parents, and weights of another architecture are a one-line error."""

@@ -298,6 +298,36 @@ def average(first, second, out, share):
 
 
 @main.command()
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def widen(weights, config, out):
+    """Widen WEIGHTS into CONFIG's wider network (its 'model' section), same outputs.
+
+    What `fit --init` does to start a wider run, as weights of their own: to time the
+    wider network (benchmarks/speed.py --weights) or check its size before a run.
+    OUT gets WEIGHTS' card (decoding included), naming the widening.
+    """
+    from ..errors import TranscribeError
+    from ..model import ModelConfig, UNetTranscriber
+    from ..weights import load_model, save_weights
+    from .widen import widen as widen_model
+    try:
+        loaded = load_model(weights, "cpu")
+        model = UNetTranscriber(ModelConfig.from_dict(json.loads(config.read_text())["model"]))
+        widen_model(model, loaded.model)
+    except (TranscribeError, ValueError, KeyError, json.JSONDecodeError) as error:
+        raise click.ClickException(str(error)) from None
+    card = {k: v for k, v in loaded.card.items() if k not in ("model", "sha256")}
+    card["widened"] = (f"{weights.name} (sha256 {loaded.card.get('sha256', '?')[:12]}) widened "
+                       f"into {config.name} (amt-train widen): the same outputs")
+    digest = save_weights(model, out, card)
+    parameters = sum(p.numel() for p in model.parameters())
+    click.echo(f"{out} sha256 {digest} ({parameters / 1e6:.2f} M parameters, "
+               f"{out.stat().st_size / 1e6:.1f} MB)")
+
+
+@main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--card", "card_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
