@@ -108,13 +108,14 @@ def test_a_wavering_frame_does_not_split_a_sustained_note():
     key = 50
     onset[10, key] = 0.9
     frame[10:80, key] = 0.8
-    frame[30:32, key] = 0.1  # two quiet frames: fewer than a frame onset needs
-    frame[50:54, key] = 0.35  # four frames, but above the quiet level
+    quiet = C.FRAME_ONSET_QUIET_FRAMES
+    frame[30:30 + quiet - 1, key] = 0.1  # quiet frames, one fewer than a frame onset needs
+    frame[50:54, key] = C.FRAME_ONSET_QUIET_LEVEL + 0.05  # four frames, above the quiet level
     notes = decode_with(frame, onset, offset, velocity, frame_threshold=0.5,
                         frame_onset_threshold=0.5)
     # The frame threshold ends the note at each dip; no dip is followed by a new note.
     np.testing.assert_allclose(notes[:, 0] * FPS, [10])
-    frame[60:64, key] = 0.1  # four quiet frames: a note restarts at the rise
+    frame[60:64, key] = 0.1  # four quiet frames, enough: a note restarts at the rise
     notes = decode_with(frame, onset, offset, velocity, frame_threshold=0.5,
                         frame_onset_threshold=0.5)
     np.testing.assert_allclose(notes[:, 0] * FPS, [10, 64])
