@@ -242,6 +242,15 @@ def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir, midi_mb, midi_s
                f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB")
 
 
+def save_derived(model, out: Path, card: dict, **facts: str) -> str:
+    """Save ``model`` to ``out`` with ``card`` (another weights' card, decoding included)
+    plus ``facts`` saying how they were derived; returns the SHA-256.  The card's model
+    config and checksum are written anew for ``model``."""
+    from ..weights import save_weights
+    derived = {k: v for k, v in card.items() if k not in ("model", "sha256")}
+    return save_weights(model, out, {**derived, **facts})
+
+
 @main.command()
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
@@ -253,7 +262,7 @@ def recalibrate(weights, out, cache, batches, seed):
     """Estimate the second pass's BatchNorm statistics of WEIGHTS (their own); write OUT."""
     import json as json_module
 
-    from ..weights import load_model, save_weights
+    from ..weights import load_model
     from .corpus import cached_audio
     from .data import SegmentSampler
     from .train import recalibrate_second_pass
@@ -261,11 +270,10 @@ def recalibrate(weights, out, cache, batches, seed):
     paths = cached_audio(cache)
     sampler = SegmentSampler(paths, 160, loaded.frontend, seed=seed)
     recalibrate_second_pass(loaded.model, loaded.frontend, sampler, batches)
-    card = {k: v for k, v in loaded.card.items() if k not in ("model", "sha256")}
-    card["second_pass_norms"] = (f"estimated on {batches} batches of 8 x 5.12 s from "
-                                 f"{len(paths)} renders (amt-train recalibrate)")
-    digest = save_weights(loaded.model, out, card)
-    click.echo(f"{out} sha256 {digest} ({json_module.dumps(card['second_pass_norms'])})")
+    fact = (f"estimated on {batches} batches of 8 x 5.12 s from {len(paths)} renders "
+            "(amt-train recalibrate)")
+    digest = save_derived(loaded.model, out, loaded.card, second_pass_norms=fact)
+    click.echo(f"{out} sha256 {digest} ({json_module.dumps(fact)})")
 
 
 @main.command()
@@ -281,7 +289,7 @@ def average(first, second, out, share):
     naming both.  Run tune-thresholds on OUT afterwards: the decoding is SECOND's.
     """
     from ..errors import TranscribeError
-    from ..weights import load_model, save_weights
+    from ..weights import load_model
     from .train import average_state
     try:
         a, b = load_model(first, "cpu"), load_model(second, "cpu")
@@ -290,11 +298,10 @@ def average(first, second, out, share):
         a.model.load_state_dict(average_state(a.model.state_dict(), b.model.state_dict(), share))
     except (TranscribeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    card = {k: v for k, v in b.card.items() if k not in ("model", "sha256")}
-    card["averaged"] = (f"{1 - share:g} x {first.name} (sha256 {a.card.get('sha256', '?')[:12]}) + "
-                        f"{share:g} x {second.name} (sha256 {b.card.get('sha256', '?')[:12]})")
-    digest = save_weights(a.model, out, card)
-    click.echo(f"{out} sha256 {digest} ({card['averaged']})")
+    fact = (f"{1 - share:g} x {first.name} (sha256 {a.card.get('sha256', '?')[:12]}) + "
+            f"{share:g} x {second.name} (sha256 {b.card.get('sha256', '?')[:12]})")
+    digest = save_derived(a.model, out, b.card, averaged=fact)
+    click.echo(f"{out} sha256 {digest} ({fact})")
 
 
 @main.command()
@@ -310,7 +317,7 @@ def widen(weights, config, out):
     """
     from ..errors import TranscribeError
     from ..model import ModelConfig, UNetTranscriber
-    from ..weights import load_model, save_weights
+    from ..weights import load_model
     from .widen import widen as widen_model
     try:
         loaded = load_model(weights, "cpu")
@@ -318,10 +325,9 @@ def widen(weights, config, out):
         widen_model(model, loaded.model)
     except (TranscribeError, ValueError, KeyError, json.JSONDecodeError) as error:
         raise click.ClickException(str(error)) from None
-    card = {k: v for k, v in loaded.card.items() if k not in ("model", "sha256")}
-    card["widened"] = (f"{weights.name} (sha256 {loaded.card.get('sha256', '?')[:12]}) widened "
-                       f"into {config.name} (amt-train widen): the same outputs")
-    digest = save_weights(model, out, card)
+    digest = save_derived(model, out, loaded.card, widened=(
+        f"{weights.name} (sha256 {loaded.card.get('sha256', '?')[:12]}) widened into "
+        f"{config.name} (amt-train widen): the same outputs"))
     parameters = sum(p.numel() for p in model.parameters())
     click.echo(f"{out} sha256 {digest} ({parameters / 1e6:.2f} M parameters, "
                f"{out.stat().st_size / 1e6:.1f} MB)")

@@ -165,15 +165,17 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
                 suffix: str = "", pedal_event_weight: float = 1.0,
                 soft_onset_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Per-head losses of one pass; ``suffix`` picks ``frame_1`` ... for the first pass."""
-    losses = {name: F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name])
-              for name in ("frame", "onset", "offset")}
-    if soft_onset_weight != 1.0:
-        # Weighted means, as the pedal's below: the soft notes weigh more within each loss.
-        weights = soft_note_weights(rolls, soft_onset_weight)
-        for name in ("frame", "onset"):
+    # With a soft-onset weight, the frame and onset losses are weighted means, as the
+    # pedal's below: the soft notes weigh more within each loss.
+    soft = soft_note_weights(rolls, soft_onset_weight) if soft_onset_weight != 1.0 else None
+    losses = {}
+    for name in ("frame", "onset", "offset"):
+        if soft is not None and name != "offset":
             each = F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name],
                                                       reduction="none")
-            losses[name] = (each * weights).sum() / weights.sum()
+            losses[name] = (each * soft).sum() / soft.sum()
+        else:
+            losses[name] = F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name])
     onsets = rolls["onset"]
     velocity = torch.sigmoid(logits["velocity" + suffix])
     losses["velocity"] = (onsets * (velocity - rolls["velocity"]) ** 2).sum() / onsets.sum().clamp(min=1)
