@@ -1,6 +1,6 @@
 """The training run on a lent GPU machine: render the bundle, train, export (see bundle.py).
 
-    python -m transcribe.training.remote BUNDLE OUT --config configs/gpu.json \\
+    python -m transcribe.training.remote BUNDLE OUT --config configs/gpu-wide.json \\
         --init weights/amt-unet.pt --train-minutes 6
 
 Uses only torch, numpy and scipy of the machine and the packages in the bundle's
