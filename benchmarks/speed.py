@@ -3,6 +3,9 @@
     python benchmarks/speed.py [--minutes 1 10 60] [--venv cache/bp-venv] [--no-peer] [--repeats 3]
                                [--weights A.pt B.pt]
 
+With several weights, their runs take turns (A B B A ...) and each row gives the median
+and the range.
+
 Piano audio of each length is rendered once (piano-midi.de pieces through fluidsynth,
 cached in cache/bench/), then each command runs under /usr/bin/time -v: wall seconds,
 x real time (audio seconds / wall seconds, start-up included) and peak resident MB.
@@ -84,15 +87,24 @@ def main() -> None:
         audio = bench_audio(minutes, args.manifest)
         seconds = sf.info(str(audio)).duration
         with tempfile.TemporaryDirectory() as tmp:
+            # Several weights take turns, A B B A A B ..., so that a machine that slows
+            # down or speeds up during the run favours none of them.
+            candidates = args.weights or [None]
+            runs: dict[Path | None, list[tuple[float, float]]] = {w: [] for w in candidates}
+            for repeat in range(args.repeats):
+                for weights in candidates if repeat % 2 == 0 else candidates[::-1]:
+                    chosen = ["--weights", str(weights)] if weights else []
+                    runs[weights].append(timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid",
+                                                "-q", "--overwrite", *chosen]))
             by_weights = {}  # name -> (wall, peak), one row each
-            for weights in args.weights or [None]:
-                chosen = ["--weights", str(weights)] if weights else []
-                runs = sorted(timed([*ours_cmd, str(audio), "-o", f"{tmp}/ours.mid", "-q",
-                                     "--overwrite", *chosen]) for _ in range(args.repeats))
+            for weights in candidates:
                 name = weights.stem if weights else "amt-transcribe"
-                wall, peak = by_weights[name] = runs[len(runs) // 2]
-                print(f"{minutes:>6g} m {name:>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}",
-                      flush=True)
+                ordered = sorted(runs[weights])
+                wall, peak = by_weights[name] = ordered[len(ordered) // 2]
+                spread = (f"   {len(ordered)} runs {ordered[0][0]:.1f}-{ordered[-1][0]:.1f} s"
+                          if len(candidates) > 1 else "")
+                print(f"{minutes:>6g} m {name:>16} {wall:8.1f} {seconds / wall:12.1f} {peak:8.0f}"
+                      f"{spread}", flush=True)
             rows[(minutes, "amt-transcribe")] = next(iter(by_weights.values()))  # the first weights
             if not args.no_peer:
                 wall_bp, peak_bp = timed([str(basic_pitch(args.venv)), tmp, str(audio)])
