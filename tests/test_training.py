@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import mido
@@ -766,7 +767,7 @@ def test_amt_train_says_in_one_line_that_a_soundfont_is_missing(tmp_path, monkey
 def test_the_gpu_bundle_packs_its_midi_and_another_seed_carries_other_pieces(tmp_path):
     """What a lent GPU machine renders: a subset of the training MIDI within a budget,
     packed (the carried megabytes are few), unpacked there file for file."""
-    from transcribe.training.bundle import choose_midi, pack_midi, unpack_midi
+    from transcribe.training.bundle import choose_midi, pack_midi, pack_midi_within, unpack_midi
     rows = ["path\tset\tlicence\tduration_s"]
     for corpus_name, count in (("giantmidi", 3), ("pop909", 40), ("piano-midi.de", 5)):
         for i in range(count):
@@ -802,6 +803,24 @@ def test_the_gpu_bundle_packs_its_midi_and_another_seed_carries_other_pieces(tmp
                for item in unpacked)
     # A bundle of the older layout carries a midi/ folder, which is used as it is.
     assert unpack_midi(tmp_path, tmp_path / "unused") == tmp_path / "midi"
+    # Where what a call carries leaves less room, fewer pieces go, the archive within it.
+    room = archive.stat().st_size * 2 // 3
+    smaller = tmp_path / "smaller.tar.gz"
+    fitted = pack_midi_within(manifest, smaller, budget_mb, 0, max_bytes=room)
+    assert smaller.stat().st_size <= room and len(fitted) < len(first)
+    with pytest.raises(ValueError, match="no room for the MIDI"):
+        pack_midi_within(manifest, smaller, budget_mb, 0, max_bytes=100)
+
+
+def test_what_a_device_call_carries_is_the_checkout_less_what_git_ignores(tmp_path):
+    from transcribe.training.bundle import travelling_bytes
+    assert travelling_bytes(tmp_path) is None  # not a git checkout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("cache/\n")
+    (tmp_path / "kept.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "ignored.bin").write_bytes(b"x" * 5000)
+    assert travelling_bytes(tmp_path) == 1000 + len("cache/\n")
 
 
 def test_the_pedal_loss_weighs_the_frames_around_a_quick_re_pedal():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -29,14 +30,18 @@ from .corpus import read_manifest, split_by_piece, training_files
 from .soundfont_piano import append_rows, convert, soundfont_piano_name
 from .synth import find_soundfont
 
-# What travels (MB): about 8 of packed MIDI, 28 of pianos, 6 of SoundFont pianos, 9 of
-# packages, plus the repository (14, the weights most of it), within the 64 MiB a call
-# carries.
+# What travels (MB): up to 8 of packed MIDI, 28 of pianos, 6 of SoundFont pianos, 9 of
+# packages, plus the repository (17, the weights most of it), within the 64 MiB a call
+# carries; the MIDI gets what the rest leaves (build_bundle's max_bytes).
 BUNDLE_PIANOS = ("upright-kw", "headroom-close", "piano-fb")
 # The machine has no fluidsynth: these training SoundFonts travel as sampled pianos
 # (soundfont_piano.py), named so that the render plan gives them the SoundFonts' share.
 BUNDLE_SOUNDFONTS = (("FluidR3_GM.sf2", 0), ("TimGM6mb.sf2", 0))
 MIDI_BUDGET_MB = 16.0  # unpacked: about 52 h of the 140 h of training MIDI
+# What a device call carries: the repository's files and the bundle together.  The margin
+# leaves room for a card or a log edited after the bundle is built.
+CARRY_LIMIT_BYTES = 64 * 2**20
+CARRY_MARGIN_BYTES = 2**20
 MIDI_ARCHIVE = "midi.tar.gz"
 # The GPU renders faster than a CPU trains: keep every corpus, the pedalled ones whole.
 WHOLE_CORPORA = ("giantmidi", "vienna4x22")
@@ -81,6 +86,35 @@ def pack_midi(chosen: list, manifest: Path, archive: Path) -> None:
             tar.add(item.path, arcname=f"midi/{item.relative}")
 
 
+def pack_midi_within(manifest: Path, archive: Path, budget_mb: float, seed: int,
+                     max_bytes: int | None = None) -> list:
+    """Choose (``choose_midi``) and pack (``pack_midi``) the MIDI; where the archive
+    would pass ``max_bytes``, choose again within a smaller budget.  Returns the chosen."""
+    while True:
+        chosen = choose_midi(manifest, budget_mb, seed)
+        if not chosen:
+            raise ValueError(f"no room for the MIDI: {max(max_bytes or 0, 0) / 1e6:.1f} MB left "
+                             "of what a device call carries")
+        pack_midi(chosen, manifest, archive)
+        size = archive.stat().st_size
+        if max_bytes is None or size <= max_bytes:
+            return chosen
+        budget_mb *= 0.97 * max(max_bytes, 0) / size
+
+
+def travelling_bytes(repo: Path) -> int | None:
+    """What a device call carries of the repository ``repo``: its tracked files and the
+    untracked ones git does not ignore; None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached",
+                                 "--others", "--exclude-standard"],
+                                capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    paths = {repo / name for name in listed.decode().split("\0") if name}
+    return sum(path.stat().st_size for path in paths if path.is_file())
+
+
 def unpack_midi(bundle: Path, work: Path) -> Path:
     """The folder holding the bundle's ``MANIFEST.tsv`` and MIDI: ``midi.tar.gz`` unpacked
     into ``work``, or a bundle's ``midi/`` as older bundles carried it."""
@@ -94,16 +128,17 @@ def unpack_midi(bundle: Path, work: Path) -> Path:
 
 
 def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
-                 wheels_dir: Path, budget_mb: float = MIDI_BUDGET_MB, midi_seed: int = 0) -> dict:
+                 wheels_dir: Path, budget_mb: float = MIDI_BUDGET_MB, midi_seed: int = 0,
+                 max_bytes: int | None = None) -> dict:
     """Write the bundle into ``out``; returns what it holds (files, hours, megabytes).
 
     ``midi_seed`` draws which files of the corpora not carried whole go: another seed,
-    other pieces, so that each GPU session can hear music the last one did not."""
+    other pieces, so that each GPU session can hear music the last one did not.  With
+    ``max_bytes`` the MIDI, packed last, gets what the rest leaves of it."""
     from .data import training_rooms
     soundfonts = [(find_soundfont(name), program) for name, program in BUNDLE_SOUNDFONTS]
     out.mkdir(parents=True, exist_ok=True)
-    chosen = choose_midi(manifest, budget_mb, midi_seed)
-    pack_midi(chosen, manifest, out / MIDI_ARCHIVE)
+    (out / MIDI_ARCHIVE).unlink(missing_ok=True)
     piano_root = out / "pianos"
     piano_root.mkdir(exist_ok=True)
     with open(pianos_dir / "PIANOS.tsv", newline="") as handle:
@@ -142,6 +177,9 @@ def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
     for library in map(Path, RUNTIME_LIBRARIES):
         if library.exists():
             shutil.copyfile(library.resolve(), lib / library.name)
+    rest = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    chosen = pack_midi_within(manifest, out / MIDI_ARCHIVE, budget_mb, midi_seed,
+                              None if max_bytes is None else max_bytes - rest)
     megabytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     return {"midi_files": len(chosen), "midi_hours": sum(f.duration_s for f in chosen) / 3600,
             "pianos": [row["name"] for row in piano_rows + converted], "megabytes": megabytes}

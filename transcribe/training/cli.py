@@ -234,12 +234,24 @@ def tune_thresholds_command(weights, validation, files):
 @click.option("--midi-seed", type=int, default=0, show_default=True,
               help="Which pieces of the corpora not carried whole: a new seed, new pieces.")
 def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir, midi_mb, midi_seed):
-    """Gather MIDI, pianos, rooms and packages for a training run on a bare GPU machine."""
-    from .bundle import MIDI_BUDGET_MB, build_bundle
-    held = build_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir,
-                        MIDI_BUDGET_MB if midi_mb is None else midi_mb, midi_seed)
+    """Gather MIDI, pianos, rooms and packages for a training run on a bare GPU machine.
+
+    A device call carries the checkout too (the weights most of it): the MIDI gets what
+    the 64 MiB leave, less a margin, fewer pieces where the budget would not fit."""
+    from .bundle import (CARRY_LIMIT_BYTES, CARRY_MARGIN_BYTES, MIDI_BUDGET_MB, build_bundle,
+                         travelling_bytes)
+    repo = travelling_bytes(Path(__file__).resolve().parents[2])
+    room = None if repo is None else CARRY_LIMIT_BYTES - CARRY_MARGIN_BYTES - repo
+    try:
+        held = build_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir,
+                            MIDI_BUDGET_MB if midi_mb is None else midi_mb, midi_seed, room)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    carried = "" if repo is None else (
+        f"; with the checkout's {repo / 1e6:.1f} MB, {held['megabytes'] + repo / 1e6:.1f} "
+        f"of the {CARRY_LIMIT_BYTES / 1e6:.1f} MB a device call carries")
     click.echo(f"{out}: {held['midi_files']} MIDI files ({held['midi_hours']:.1f} h), pianos "
-               f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB")
+               f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB{carried}")
 
 
 def save_derived(model, out: Path, card: dict, **facts: str) -> str:
