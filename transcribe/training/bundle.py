@@ -180,6 +180,6 @@ def build_bundle(out: Path, manifest: Path, pianos_dir: Path, rooms_dir: Path,
     rest = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     chosen = pack_midi_within(manifest, out / MIDI_ARCHIVE, budget_mb, midi_seed,
                               None if max_bytes is None else max_bytes - rest)
-    megabytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+    megabytes = (rest + (out / MIDI_ARCHIVE).stat().st_size) / 1e6
     return {"midi_files": len(chosen), "midi_hours": sum(f.duration_s for f in chosen) / 3600,
             "pianos": [row["name"] for row in piano_rows + converted], "megabytes": megabytes}
