@@ -4,6 +4,7 @@ import csv
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import mido
@@ -278,6 +279,98 @@ def test_training_starts_from_exported_weights(tmp_path):
     parameters = [name for name, _ in UNetTranscriber(model_config).named_parameters()]
     assert len(parameters) > 10
     assert all(torch.equal(trained[name], shipped[name]) for name in parameters)
+
+
+def test_a_run_takes_in_files_rendered_while_it_trains(tmp_path):
+    import multiprocessing
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+        render_training_file(folder)
+    more = [([], False), ([second / "a.flac"], False), ([], True)]  # a background render's
+    seen = []
+    train(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8),
+          TrainConfig(steps=4, batch_size=2, segment_frames=32, log_every=1, data_workers=1),
+          [first / "a.flac"], tmp_path / "run", log=seen.append,
+          more_audio=lambda: more.pop(0) if more else ([], True))
+    added = [line for line in seen if line.startswith("step") and "rendered" in line]
+    assert added == ["step 2: 1 more rendered files, now 2 (0.0 h of audio)",
+                     "step 3: all rendered, 2 files (0.0 h)"]
+    assert not more  # polled until the render said it was over, not after
+    assert any(line.startswith("step 4 loss") for line in seen)
+    # The data workers of before and after the new files are gone with the run.
+    assert not multiprocessing.active_children()
+
+
+def test_a_sampler_draws_from_files_added_to_it(tmp_path):
+    from transcribe.features import Frontend
+    from transcribe.training.data import SegmentSampler
+    paths = []
+    for pitch in (60, 72):
+        audio = 0.1 * np.sin(2 * np.pi * 440 * np.arange(3 * C.SAMPLE_RATE) / C.SAMPLE_RATE)
+        sf.write(tmp_path / f"{pitch}.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
+        np.save(tmp_path / f"{pitch}.npy", np.array([[0.0, 3.0, pitch, 80]], np.float32))
+        paths.append(tmp_path / f"{pitch}.flac")
+    sampler = SegmentSampler(paths[:1], 16, Frontend(), augment=False)
+
+    def keys_drawn() -> set[int]:
+        frames = sampler.sample(24)[1]["frame"]
+        return set((np.flatnonzero(frames.max(axis=(0, 1))) + C.MIN_MIDI).tolist())
+    assert keys_drawn() == {60}
+    sampler.add(paths[1:])
+    assert keys_drawn() == {60, 72} and np.isclose(sampler.hours, 6 / 3600, rtol=0.01)
+
+
+def test_a_background_render_lists_the_files_it_finishes_as_a_plain_render_makes_them(tmp_path):
+    items = []
+    for index in range(3):
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(0)
+        piano.notes += [pretty_midi.Note(80, 60 + index, 0.1, 0.4)]
+        midi.instruments.append(piano)
+        midi.write(str(tmp_path / f"p{index}.mid"))
+        items.append(corpus.MidiFile(tmp_path / f"p{index}.mid", f"music21_corpus/p{index}.mid",
+                                     "music21_corpus", f"music21_corpus/p{index}", "PD", 1800.0))
+    planned = corpus.plan_renders(items, hours=10, seed=0)
+    head, rest = corpus.split_plan(planned, hours=0.4)  # each file counts as half an hour
+    assert len(head) == 1 and head + rest == planned
+    assert corpus.split_plan(planned, hours=0.0)[0] == planned[:1]
+    assert corpus.split_plan(planned, hours=99)[0] == planned
+    plain = corpus.render_planned(rest, tmp_path / "plain", {})
+    background = corpus.BackgroundRender(rest, tmp_path / "cache", {}, jobs=2,
+                                         listing=tmp_path / "rendered.txt")
+    listed, over = [], False
+    for _ in range(600):
+        new, over = background.poll()
+        listed += new
+        if over:
+            break
+        time.sleep(0.1)
+    background.stop()
+    assert over and [p.name for p in listed] == [p.name for p in plain]
+    for path, twin in zip(listed, plain):
+        assert np.array_equal(np.load(path.with_suffix(".npy")), np.load(twin.with_suffix(".npy")))
+        assert sf.info(path).frames == sf.info(twin).frames
+    assert background.poll() == ([], True)
+
+
+def test_stopping_a_background_render_ends_its_processes(tmp_path):
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes += [pretty_midi.Note(80, 60, 0.1, 0.4)]
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "p.mid"))
+    items = [corpus.MidiFile(tmp_path / "p.mid", f"music21_corpus/p{i}.mid", "music21_corpus",
+                             f"music21_corpus/p{i}", "PD", 1.0) for i in range(200)]
+    background = corpus.BackgroundRender(corpus.plan_renders(items, hours=10, seed=0),
+                                         tmp_path / "cache", {}, jobs=2,
+                                         listing=tmp_path / "rendered.txt")
+    time.sleep(3)
+    background.stop()
+    assert not background.process.is_alive() and background.poll()[1]
+    renders = len(list((tmp_path / "cache").glob("*.flac")))
+    time.sleep(2)  # its render workers are gone too: nothing more appears
+    assert len(list((tmp_path / "cache").glob("*.flac"))) == renders < 200
 
 
 def test_training_from_a_run_goes_on_from_its_weight_average(tmp_path):

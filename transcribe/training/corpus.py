@@ -14,8 +14,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
+import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +258,14 @@ def dark_cutoff(rng: np.random.Generator, share: float) -> float:
     return float(np.round(np.exp(rng.uniform(np.log(800.0), np.log(4000.0))), -1))
 
 
+def training_pianos_of(pianos_dir: Path | None) -> dict:
+    """The sampled pianos of ``pianos_dir`` that training may use, by name ({} for None)."""
+    if pianos_dir is None:
+        return {}
+    from .pianos import training_pianos
+    return {p.name: p for p in training_pianos(pianos_dir)}
+
+
 def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: int = 0,
                   progress=None, max_transpose: int = 0, pianos_dir: Path | None = None,
                   piano_share: float = 0.75, max_detune_cents: float = 0.0,
@@ -268,15 +279,23 @@ def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: in
     melodies and basses into the keyboard's ends, where the corpora have few notes.
     Renders run in ``jobs`` processes; a file that fails is reported and skipped.
     """
+    pianos = training_pianos_of(pianos_dir)
+    planned = plan_renders(files, hours, seed, max_transpose, sorted(pianos), piano_share,
+                           max_detune_cents, dark_share)
+    return render_planned(planned, cache_dir, pianos, jobs, audio_format, progress)
+
+
+def render_planned(planned: list[RenderJob], cache_dir: Path, pianos: dict, jobs: int = 1,
+                   audio_format: str = "flac", progress=None,
+                   on_rendered: Callable[[Path], None] | None = None) -> list[Path]:
+    """Render ``planned`` in ``jobs`` processes; returns the paths in the plan's order.
+
+    ``progress(seconds of MIDI rendered)`` and ``on_rendered(path)`` are called as each
+    file is done, in the plan's order; a file that fails is reported and skipped.
+    """
     from concurrent.futures import ProcessPoolExecutor
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    pianos = {}
-    if pianos_dir is not None:
-        from .pianos import training_pianos
-        pianos = {p.name: p for p in training_pianos(pianos_dir)}
-    planned = plan_renders(files, hours, seed, max_transpose, sorted(pianos), piano_share,
-                           max_detune_cents, dark_share)
     rendered, total_s = [], 0.0
     with ProcessPoolExecutor(max(1, jobs)) as pool:
         futures = [(job, pool.submit(render_job, job, cache_dir, pianos, audio_format))
@@ -285,9 +304,84 @@ def render_corpus(files: list[MidiFile], cache_dir: Path, hours: float, seed: in
             try:
                 rendered.append(future.result())
             except Exception as error:  # a broken MIDI file must not stop a long render
-                print(f"skipped {job.item.relative} ({job.instrument}): {error}")
+                print(f"skipped {job.item.relative} ({job.instrument}): {error}", flush=True)
                 continue
             total_s += job.item.duration_s
             if progress is not None:
                 progress(total_s)
+            if on_rendered is not None:
+                on_rendered(rendered[-1])
     return rendered
+
+
+def split_plan(planned: list[RenderJob], hours: float) -> tuple[list[RenderJob], list[RenderJob]]:
+    """The plan's first jobs, up to about ``hours`` of MIDI (at least one job), and the rest."""
+    ends = np.cumsum([job.item.duration_s for job in planned]) / 3600
+    first = max(1, int(np.searchsorted(ends, hours, side="left")) + 1) if len(planned) else 0
+    return planned[:first], planned[first:]
+
+
+# The last line of a background render's list of finished files.
+RENDER_DONE = "# done"
+
+
+def _render_in_background(planned: list[RenderJob], cache_dir: Path, pianos: dict, jobs: int,
+                          audio_format: str, listing: Path, niceness: int) -> None:
+    """The body of ``BackgroundRender``'s process: a group of its own, lower priority."""
+    if hasattr(os, "setpgrp"):  # POSIX; elsewhere stop() ends this process alone
+        os.setpgrp()
+        os.nice(niceness)
+    with open(listing, "a") as handle:
+        def on_rendered(path: Path) -> None:
+            handle.write(f"{path}\n")
+            handle.flush()
+        render_planned(planned, cache_dir, pianos, jobs, audio_format, on_rendered=on_rendered)
+        handle.write(RENDER_DONE + "\n")
+
+
+class BackgroundRender:
+    """Renders a plan in another process while training runs on what is already rendered.
+
+    A lent GPU machine otherwise idles for the minutes its cores take to render the
+    whole bundle.  The render runs at lower priority (``niceness``), in a process group
+    of its own, so the training loop and its data workers come first and ``stop`` ends
+    every render process.  Each finished file is one line of ``listing``; ``poll``
+    returns those not returned before and whether the render is over.
+    """
+
+    def __init__(self, planned: list[RenderJob], cache_dir: Path, pianos: dict, jobs: int,
+                 listing: Path, audio_format: str = "flac", niceness: int = 10):
+        import multiprocessing
+        listing.write_text("")
+        self.listing, self._taken, self.finished = listing, 0, False
+        # Spawned, not forked: the caller may hold threads (torch) and a GPU context.
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_render_in_background,
+            args=(planned, cache_dir, pianos, jobs, audio_format, listing, niceness))
+        self.process.start()
+
+    def poll(self) -> tuple[list[Path], bool]:
+        """The files finished since the last call, and whether the render is over (it
+        ended, or its process died: what it finished still counts)."""
+        if self.finished:
+            return [], True
+        alive = self.process.is_alive()
+        text = self.listing.read_text()
+        lines = text[:text.rfind("\n") + 1].splitlines()  # whole lines only
+        new = [Path(line) for line in lines[self._taken:] if not line.startswith("#")]
+        self._taken = len(lines)
+        self.finished = RENDER_DONE in lines or not alive
+        return new, self.finished
+
+    def stop(self) -> None:
+        """End the render and its worker processes (a run that ends before it)."""
+        if self.process.is_alive():
+            try:
+                if hasattr(os, "killpg"):
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                else:
+                    self.process.terminate()
+            except ProcessLookupError:
+                pass
+            self.process.join(10)
+        self.finished = True

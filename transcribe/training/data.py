@@ -92,6 +92,11 @@ class SegmentSampler:
         self.mix_probability = mix_probability
         self.rng = np.random.default_rng(seed)
         self.audio, self.notes, self.pedal, self.keys = [], [], [], []
+        self.add(audio_paths)
+
+    def add(self, audio_paths: list[Path]) -> None:
+        """Load more rendered files; segments are drawn from all, in proportion to length
+        (a run on a lent machine takes in what its background render finishes)."""
         for path in audio_paths:
             audio, rate = sf.read(path, dtype="int16")
             if rate != C.SAMPLE_RATE:

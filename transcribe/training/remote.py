@@ -3,6 +3,10 @@
     python -m transcribe.training.remote BUNDLE OUT --config configs/gpu-wide.json \\
         --init weights/amt-unet.pt --train-minutes 6
 
+With ``--first-hours H`` training starts once about H hours are rendered, and the rest
+renders meanwhile at lower priority (``corpus.BackgroundRender``); the run takes it in as
+it comes (``train(more_audio=...)``), so the GPU does not idle through the whole render.
+
 Uses only torch, numpy and scipy of the machine and the packages in the bundle's
 ``site.zip`` (unpacked onto PYTHONPATH by the calling command).  Writes into OUT:
 ``amt-unet.pt`` and its card (the averaged weights, ready for ``amt-evaluate``),
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dark-share", type=float, default=DARK_SHARE,
                         help="Share of piano renders duller the softer they are played.")
     parser.add_argument("--train-minutes", type=float, default=6.0)
+    parser.add_argument("--first-hours", type=float, default=None,
+                        help="Start training once about this much is rendered; the rest "
+                             "renders meanwhile at low priority (default: render all first).")
     parser.add_argument("--stop-file", type=Path, default=None,
                         help="Stop training (checkpoint, export) once this file exists.")
     parser.add_argument("--device", default="cuda")
@@ -57,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from ..model import ModelConfig
     from .bundle import unpack_midi
-    from .corpus import read_manifest, render_corpus
+    from .corpus import (BackgroundRender, plan_renders, read_manifest, render_planned,
+                         split_plan, training_pianos_of)
     from .data import load_rooms, training_rooms
     from .train import TrainConfig, export_checkpoint, train
 
@@ -66,17 +74,35 @@ def main(argv: list[str] | None = None) -> None:
     cache = args.work / "cache"
     midi = unpack_midi(args.bundle, args.work)
     files = [f for f in read_manifest(midi / "MANIFEST.tsv") if f.role == "train"]
-    paths = []
+    pianos = training_pianos_of(args.bundle / "pianos")
+    planned = []
     for seed in range(args.first_seed, args.first_seed + args.passes):
-        paths += render_corpus(files, cache, hours=args.hours, seed=seed, max_transpose=3,
-                               pianos_dir=args.bundle / "pianos", piano_share=0.75,
-                               max_detune_cents=30, dark_share=args.dark_share, jobs=args.jobs,
-                               audio_format="wav")
-    rendered_h = sum(p.stat().st_size for p in paths) / 2 / 16000 / 3600
-    report = (f"{len(paths)} renders, {rendered_h:.1f} h of audio, in "
-              f"{time.monotonic() - started:.0f} s on {args.jobs} processes\n")
+        planned += plan_renders(files, args.hours, seed, max_transpose=3,
+                                piano_names=sorted(pianos), piano_share=0.75,
+                                max_detune_cents=30, dark_share=args.dark_share)
+    first, rest = split_plan(planned, args.first_hours) if args.first_hours else (planned, [])
+    paths = render_planned(first, cache, pianos, args.jobs, "wav")
+    rendered = list(paths)
+
+    def rendered_hours() -> float:
+        return sum(p.stat().st_size for p in rendered) / 2 / 16000 / 3600
+
+    report = (f"{len(paths)} renders, {rendered_hours():.1f} h of audio, in "
+              f"{time.monotonic() - started:.0f} s on {args.jobs} processes"
+              + (f"; {len(rest)} more rendering while training runs" if rest else "") + "\n")
     (args.out / "render.txt").write_text(report)
     print(report, flush=True)
+    background = BackgroundRender(rest, cache, pianos, args.jobs, args.work / "rendered.txt",
+                                  "wav") if rest else None
+
+    def more_audio() -> tuple[list[Path], bool]:
+        new, over = background.poll()
+        rendered.extend(new)
+        if over:
+            with open(args.out / "render.txt", "a") as handle:
+                handle.write(f"the rest rendered by {time.monotonic() - started:.0f} s: "
+                             f"{len(rendered)} renders, {rendered_hours():.1f} h\n")
+        return new, over
 
     sections = json.loads(args.config.read_text())
     model_config = ModelConfig.from_dict(sections["model"])
@@ -92,12 +118,16 @@ def main(argv: list[str] | None = None) -> None:
     def export(checkpoint: Path) -> None:
         """The weights and log so far into OUT: a call that times out still returns them."""
         export_checkpoint(checkpoint, args.out / "amt-unet.pt",
-                          {"training_rendered_hours": round(rendered_h, 1)})
+                          {"training_rendered_hours": round(rendered_hours(), 1)})
         shutil.copyfile(run_dir / "log.csv", args.out / "log.csv")
 
-    train(model_config, train_config, paths, run_dir, args.device, init_weights=args.init,
-          rooms=rooms, log=lambda line: print(line, flush=True), on_checkpoint=export,
-          stop_file=args.stop_file)
+    try:
+        train(model_config, train_config, paths, run_dir, args.device, init_weights=args.init,
+              rooms=rooms, log=lambda line: print(line, flush=True), on_checkpoint=export,
+              stop_file=args.stop_file, more_audio=more_audio if background else None)
+    finally:
+        if background is not None:
+            background.stop()
     print(f"done in {time.monotonic() - started:.0f} s", flush=True)
 
 

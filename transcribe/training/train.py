@@ -335,7 +335,12 @@ def batches(sampler: SegmentSampler, batch_size: int, workers: int, seed: list[i
     loader = torch.utils.data.DataLoader(_Batches(sampler, batch_size, seed), batch_size=None,
                                          num_workers=workers, prefetch_factor=4,
                                          persistent_workers=True)
-    yield from loader
+    iterator = iter(loader)
+    try:
+        while True:
+            yield next(iterator)
+    finally:  # closed (the run takes in more files): its worker processes end now
+        iterator._shutdown_workers()
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: list[Path],
@@ -343,7 +348,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
           validate: Callable[[UNetTranscriber, Frontend], dict] | None = None,
           log: Callable[[str], None] = print, rooms: list[np.ndarray] | None = None,
           on_checkpoint: Callable[[Path], None] | None = None,
-          stop_file: Path | None = None) -> Path:
+          stop_file: Path | None = None,
+          more_audio: Callable[[], tuple[list[Path], bool]] | None = None) -> Path:
     """Train (or resume) in ``run_dir``; returns the path of the last checkpoint.
 
     Training stops, with a checkpoint, after ``max_minutes`` or as soon as ``stop_file``
@@ -351,6 +357,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
 
     ``on_checkpoint`` is called with that path after every checkpoint (a lent machine's
     run exports it each time, so a run cut short still returns weights).
+
+    ``more_audio()`` returns files rendered since its last call and whether their render
+    is over (``corpus.BackgroundRender.poll``): every ``log_every`` steps the run takes
+    them in once they add a quarter to its files, or the render is over.
 
     ``init_weights`` starts a new run from another run's checkpoint or from exported
     weights (e.g. the transcriber pre-trained without reconstruction); missing parameters
@@ -452,6 +462,26 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         sum(losses.values()).backward()
         return losses
 
+    pending: list[Path] = []
+    growing = more_audio is not None
+
+    def take_in_more() -> None:
+        """More rendered files into the sampler, and data workers that hold them."""
+        nonlocal stream, pending, growing
+        new, over = more_audio()
+        pending += new
+        growing = not over
+        if pending and (over or len(pending) >= len(sampler.audio) / 4):
+            sampler.add(pending)
+            stream.close()  # its workers end; new ones start with every file
+            stream = batches(sampler, train_config.batch_size, train_config.data_workers,
+                             [train_config.seed, step])
+            log(f"step {step}: {len(pending)} more rendered files, now {len(sampler.audio)} "
+                f"({sampler.hours:.1f} h of audio" + (")" if growing else ", all rendered)"))
+            pending = []
+        elif over:
+            log(f"step {step}: all rendered, {len(sampler.audio)} files ({sampler.hours:.1f} h)")
+
     session_started = interval_started = time.monotonic()
     waited_s = 0.0
     profile_after, profile_steps = (list(train_config.profile) + [0, 0])[:2]
@@ -524,6 +554,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
                              f"{total:.5f}", json.dumps({k: round(v, 5) for k, v in means.items()}),
                              ""])
             log_file.flush()
+        if growing and step % train_config.log_every == 0:
+            take_in_more()
         if time.monotonic() - last_save > train_config.checkpoint_minutes * 60 or \
                 step == train_config.steps:
             save()
@@ -545,6 +577,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
             last_save = time.monotonic()
     if profiler is not None:  # the run stopped before the profiled steps were done
         profiler.stop()
+    stream.close()
     save()  # where a time limit stopped the run, or a no-op rewrite at the last step
     log_file.close()
     return checkpoint_path
