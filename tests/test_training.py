@@ -675,6 +675,17 @@ def test_pedal_scores_come_with_the_floor_of_a_pedal_held_down_throughout():
     assert held["pedal_frame_f1"] == pytest.approx(held["pedal_frame_f1_always_down"], abs=0.01)
     late = pedal_scores(reference, reference + 0.2, 10.0)  # 200 ms late: no event matches
     assert late["pedal_onset_f1"] == late["pedal_offset_f1"] == 0.0
+    # Kong et al. give a press 200 ms, a release 20 % of its span (here 0.4 and 0.6 s).
+    assert exact["pedal_onset_kong_f1"] == exact["pedal_onset_offset_kong_f1"] == 1.0
+    near = pedal_scores(reference, reference + 0.1, 10.0)
+    assert near["pedal_onset_f1"] == 0.0
+    assert near["pedal_onset_kong_f1"] == near["pedal_onset_offset_kong_f1"] == 1.0
+    released_late = pedal_scores(reference, reference + [0.0, 0.5], 10.0)
+    assert released_late["pedal_onset_kong_f1"] == 1.0
+    assert released_late["pedal_onset_offset_kong_precision"] == 0.5  # 0.5 s > 0.4 s: one of two
+    far = pedal_scores(reference, reference + 0.25, 10.0)
+    assert far["pedal_onset_kong_f1"] == 0.0
+    assert pedal_scores(reference, np.zeros((0, 2)), 10.0)["pedal_onset_kong_f1"] == 0.0
 
 
 @needs_pianos

@@ -395,6 +395,11 @@ def summary_table(means: dict[str, float], title: str):
         table.add_row("note + offset, --pedal cc64 vs key releases",
                       *(f"{100 * means[f'cc64_note_offset_{k}']:.1f}"
                         for k in ("precision", "recall", "f1")))
+    for level, label in (("pedal_onset_kong", "pedal onset, within 200 ms (Kong et al.)"),
+                         ("pedal_onset_offset_kong", "pedal onset + offset (Kong et al.)")):
+        if f"{level}_f1" in means:
+            table.add_row(label, *(f"{100 * means[f'{level}_{k}']:.1f}"
+                                   for k in ("precision", "recall", "f1")))
     if "pedal_frame_f1_always_down" in means:
         table.add_row("pedal frame, held down throughout", "", "",
                       f"{100 * means['pedal_frame_f1_always_down']:.1f}")
