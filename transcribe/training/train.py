@@ -472,12 +472,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         pending += new
         growing = not over
         if pending and (over or len(pending) >= len(sampler.audio) / 4):
+            started = time.monotonic()
             sampler.add(pending)
             stream.close()  # its workers end; new ones start with every file
             stream = batches(sampler, train_config.batch_size, train_config.data_workers,
                              [train_config.seed, step])
             log(f"step {step}: {len(pending)} more rendered files, now {len(sampler.audio)} "
-                f"({sampler.hours:.1f} h of audio" + (")" if growing else ", all rendered)"))
+                f"({sampler.hours:.1f} h of audio" + ("" if growing else ", all rendered")
+                + f"; loaded and data workers restarted in {time.monotonic() - started:.1f} s)")
             pending = []
         elif over:
             log(f"step {step}: all rendered, {len(sampler.audio)} files ({sampler.hours:.1f} h)")
