@@ -356,6 +356,45 @@ def test_a_background_render_lists_the_files_it_finishes_as_a_plain_render_makes
     assert background.poll() == ([], True)
 
 
+def test_a_lent_machines_run_trains_while_the_rest_of_its_bundle_renders(tmp_path):
+    from transcribe.training import remote
+    from transcribe.training.bundle import pack_midi
+    source, bundle = tmp_path / "src", tmp_path / "bundle"
+    (source / "c").mkdir(parents=True)
+    rows = ["path\tset\tlicence\tduration_s"]
+    for index in range(4):
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(0)
+        piano.notes += [pretty_midi.Note(70, 55 + index + i % 7, 0.3 * i, 0.3 * i + 0.25)
+                        for i in range(20)]
+        midi.instruments.append(piano)
+        midi.write(str(source / "c" / f"{index}.mid"))
+        rows.append(f"c/{index}.mid\ttrain-midi\tCC0\t6.0")
+    (source / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
+    (bundle / "pianos").mkdir(parents=True)  # no sampled pianos: fluidsynth's SoundFonts
+    (bundle / "pianos" / "PIANOS.tsv").write_text("name\tsfz\tpeak_dbfs_c4_v70\n")
+    (bundle / "rir").mkdir()
+    pack_midi(corpus.read_manifest(source / "MANIFEST.tsv"), source / "MANIFEST.tsv",
+              bundle / "midi.tar.gz")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "model": {"unet_channels": [4, 8, 8, 8], "lstm_hidden": 8},
+        "train": {"steps": 400, "batch_size": 2, "segment_frames": 32, "log_every": 1,
+                  "checkpoint_minutes": 0.05}}))
+    out = tmp_path / "out"
+    remote.main([str(bundle), str(out), "--config", str(config), "--device", "cpu",
+                 "--passes", "1", "--first-hours", "0.001", "--train-minutes", "0.3",
+                 "--jobs", "2", "--work", str(tmp_path / "work")])
+    report = (out / "render.txt").read_text().splitlines()
+    # One file rendered before training, the other three while it ran, all taken in.
+    assert report[0].startswith("1 renders") and report[0].endswith("3 more rendering while "
+                                                                    "training runs")
+    assert re.fullmatch(r"the rest rendered by \d+ s: 4 renders, 0\.0 h", report[1])
+    with open(out / "log.csv", newline="") as handle:
+        assert int(list(csv.DictReader(handle))[-1]["step"]) > 1
+    assert json.loads((out / "amt-unet.json").read_text())["model"]["lstm_hidden"] == 8
+
+
 def test_stopping_a_background_render_ends_its_processes(tmp_path):
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)
