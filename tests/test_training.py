@@ -389,7 +389,7 @@ def test_a_lent_machines_run_trains_while_the_rest_of_its_bundle_renders(tmp_pat
     # One file rendered before training, the other three while it ran, all taken in.
     assert report[0].startswith("1 renders") and report[0].endswith("3 more rendering while "
                                                                     "training runs")
-    assert re.fullmatch(r"the rest rendered by \d+ s: 4 renders, 0\.0 h", report[1])
+    assert re.fullmatch(r"the background render over at \d+ s: 4 renders, 0\.0 h", report[1])
     with open(out / "log.csv", newline="") as handle:
         assert int(list(csv.DictReader(handle))[-1]["step"]) > 1
     assert json.loads((out / "amt-unet.json").read_text())["model"]["lstm_hidden"] == 8

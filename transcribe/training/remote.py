@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         rendered.extend(new)
         if over:
             with open(args.out / "render.txt", "a") as handle:
-                handle.write(f"the rest rendered by {time.monotonic() - started:.0f} s: "
-                             f"{len(rendered)} renders, {rendered_hours():.1f} h\n")
+                handle.write(f"the background render over at {time.monotonic() - started:.0f} "
+                             f"s: {len(rendered)} renders, {rendered_hours():.1f} h\n")
         return new, over
 
     sections = json.loads(args.config.read_text())
