@@ -176,13 +176,15 @@ def pedal_scores(reference: np.ndarray, estimate: np.ndarray, duration_s: float,
     """
     import mir_eval
     n_frames = int(np.ceil(duration_s * frame_rate_hz)) + 1
+    ref_spans, est_spans = (np.asarray(spans, np.float64).reshape(-1, 2)
+                            for spans in (reference, estimate))
 
     def roll(spans):
         active = np.zeros(n_frames, bool)
-        for start, end in np.asarray(spans).reshape(-1, 2):
+        for start, end in spans:
             active[int(round(start * frame_rate_hz)):int(round(end * frame_rate_hz))] = True
         return active
-    ref_roll, est_roll = roll(reference), roll(estimate)
+    ref_roll, est_roll = roll(ref_spans), roll(est_spans)
     hits = float((ref_roll & est_roll).sum())
     precision, recall = hits / max(est_roll.sum(), 1), hits / max(ref_roll.sum(), 1)
     held = float(ref_roll.mean())
@@ -190,16 +192,13 @@ def pedal_scores(reference: np.ndarray, estimate: np.ndarray, duration_s: float,
            "pedal_frame_f1": f1(precision, recall),
            "pedal_frame_f1_always_down": f1(held, 1.0 if held else 0.0)}
     for column, name in ((0, "onset"), (1, "offset")):
-        ref_t = np.sort(np.asarray(reference).reshape(-1, 2)[:, column])
-        est_t = np.sort(np.asarray(estimate).reshape(-1, 2)[:, column])
+        ref_t, est_t = np.sort(ref_spans[:, column]), np.sort(est_spans[:, column])
         if len(ref_t) and len(est_t):
             f, p, r = mir_eval.onset.f_measure(ref_t, est_t, window=window_s)
         else:
             f = p = r = 0.0
         out.update({f"pedal_{name}_precision": p, f"pedal_{name}_recall": r,
                     f"pedal_{name}_f1": f})
-    ref_spans, est_spans = (np.asarray(spans, np.float64).reshape(-1, 2)
-                            for spans in (reference, estimate))
     for name, offset_ratio in (("onset_kong", None), ("onset_offset_kong", 0.2)):
         if len(ref_spans) and len(est_spans):
             p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
