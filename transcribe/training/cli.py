@@ -116,8 +116,12 @@ def make_validation(manifest, out, count, seconds, seed):
                              "nothing unseen).")
 @click.option("--dry", is_flag=True,
               help="No room and no noise (the same excerpts): what they cost.")
+@click.option("--dark", "dark_hz", type=click.FloatRange(min=100, max=7000), default=None,
+              help="Play the piano duller the softer it is played, as training's darkened "
+                   "renders do: a low-pass with this cutoff (Hz) at velocity 40 "
+                   "(diagnosis: what dullness costs).")
 def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds, seed,
-                     resonance, piano, dry):
+                     resonance, piano, dry, dark_hz):
     """Batik and piano-midi.de excerpts through the held-out piano, unseen rooms and noise."""
     from .corpus import read_manifest
     from .development import make_development_set
@@ -125,7 +129,8 @@ def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds,
         written = make_development_set(read_manifest(manifest), out, pianos_dir, rooms_dir, part,
                                        count, seconds, seed,
                                        progress=lambda stem: click.echo(stem, err=True),
-                                       resonance=resonance, piano_name=piano, dry=dry)
+                                       resonance=resonance, piano_name=piano, dry=dry,
+                                       dark_hz=dark_hz or 0.0)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{len(written)} excerpts in {out}")

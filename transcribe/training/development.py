@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,8 @@ def pieces(files: list[MidiFile], part: str) -> list[MidiFile]:
 def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_dir: Path,
                          part: str = "dev", count: int = 30, seconds: float = 30.0,
                          seed: int = 0, progress=None, resonance: bool = False,
-                         piano_name: str | None = None, dry: bool = False) -> list[Path]:
+                         piano_name: str | None = None, dry: bool = False,
+                         dark_hz: float = 0.0) -> list[Path]:
     """Render ``count`` excerpts of ``part``'s pieces (half Batik, half piano-midi.de).
 
     ``resonance`` adds the free strings' ringing while the sustain pedal is down
@@ -81,8 +83,10 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
 
     To tell what each part of the set costs, ``piano_name`` renders the same excerpts
     through another piano of ``pianos_dir`` (None: the held-out one), and ``dry`` leaves
-    out the room and the noise (still drawn, so the excerpts stay the same).  Such sets
-    are for diagnosis only: a training piano is no test of the unseen.
+    out the room and the noise (still drawn, so the excerpts stay the same), and
+    ``dark_hz`` plays the piano duller the softer it is played, as training's darkened
+    renders do (``pianos.darkened``, this cutoff at velocity 40).  Such sets are for
+    diagnosis only: a training piano is no test of the unseen.
     """
     known = {p.name: p for p in sampled.read_pianos(pianos_dir)}
     piano_name = piano_name or sampled.DEVELOPMENT_PIANO
@@ -90,6 +94,16 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
         raise ValueError(f"no piano {piano_name!r} in {pianos_dir} (there: "
                          f"{', '.join(sorted(known))})")
     piano = known[piano_name]
+    with tempfile.TemporaryDirectory() as tmp:
+        if dark_hz:
+            piano = sampled.darkened(piano, Path(tmp) / "piano", dark_hz)
+        return _render_set(files, out_dir, piano, rir_dir, part, count, seconds, seed,
+                           progress, resonance, dry, dark_hz)
+
+
+def _render_set(files, out_dir, piano, rir_dir, part, count, seconds, seed, progress,
+                resonance, dry, dark_hz) -> list[Path]:
+    """``make_development_set``'s excerpts through ``piano`` (a ``pianos.Piano``)."""
     rooms = development_rooms(rir_dir)
     rng = np.random.default_rng(seed)
     candidates = pieces(files, part)
@@ -129,6 +143,7 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
         setting = "dry (no room, no noise)" if dry else f"room {name}, SNR {snr_db:.0f} dB"
         midi_bytes = notes_to_smf(
             clip_notes, metadata=f"development set: {piano.name}"
+                                 f"{f', darkened ({dark_hz:.0f} Hz at velocity 40)' if dark_hz else ''}"
                                  f"{', damper resonance' if resonance else ''}, {setting}",
             pedal=clip_spans)
         written.append(write_excerpt(out_dir, item, start, midi_bytes, audio))
