@@ -97,13 +97,16 @@ def make_development_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path,
     with tempfile.TemporaryDirectory() as tmp:
         if dark_hz:
             piano = sampled.darkened(piano, Path(tmp) / "piano", dark_hz)
-        return _render_set(files, out_dir, piano, rir_dir, part, count, seconds, seed,
-                           progress, resonance, dry, dark_hz)
+        return _render_set(files, out_dir, piano, rir_dir, part=part, count=count,
+                           seconds=seconds, seed=seed, progress=progress,
+                           resonance=resonance, dry=dry, dark_hz=dark_hz)
 
 
-def _render_set(files, out_dir, piano, rir_dir, part, count, seconds, seed, progress,
-                resonance, dry, dark_hz) -> list[Path]:
-    """``make_development_set``'s excerpts through ``piano`` (a ``pianos.Piano``)."""
+def _render_set(files: list[MidiFile], out_dir: Path, piano: sampled.Piano, rir_dir: Path, *,
+                part: str, count: int, seconds: float, seed: int, progress, resonance: bool,
+                dry: bool, dark_hz: float) -> list[Path]:
+    """``make_development_set``'s excerpts through ``piano`` (darkened already when
+    ``dark_hz`` is set; here it only names the set)."""
     rooms = development_rooms(rir_dir)
     rng = np.random.default_rng(seed)
     candidates = pieces(files, part)
