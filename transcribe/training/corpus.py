@@ -317,7 +317,9 @@ def render_planned(planned: list[RenderJob], cache_dir: Path, pianos: dict, jobs
 def split_plan(planned: list[RenderJob], hours: float) -> tuple[list[RenderJob], list[RenderJob]]:
     """The plan's first jobs, up to about ``hours`` of MIDI (at least one job), and the rest."""
     ends = np.cumsum([job.item.duration_s for job in planned]) / 3600
-    first = max(1, int(np.searchsorted(ends, hours, side="left")) + 1) if len(planned) else 0
+    # The job whose end reaches ``hours`` is the last of the first part (the first job
+    # when ``hours`` is 0).
+    first = int(np.searchsorted(ends, hours, side="left")) + 1 if len(planned) else 0
     return planned[:first], planned[first:]
 
 
