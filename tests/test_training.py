@@ -239,13 +239,13 @@ def test_mixed_precision_training_keeps_float32_recurrence_and_falls_back(tmp_pa
     [profile] = [line for line in seen if line.startswith("profile of 2 steps: ")]
     busy = re.search(r"in operators ([0-9.]+) s/step \(([0-9]+) %\); most of it in (.*)", profile)
     assert busy and float(busy[1]) > 0 and 0 < int(busy[2]) <= 100, profile
-    # The costliest operator is the network's own convolution (named after the kernels
-    # the CPU has: mkldnn_convolution, or _slow_conv2d_forward ... where oneDNN has no
-    # bfloat16 convolution for it).  Below the convolutions the order is a matter of
-    # load: the optimizer's own overhead (Optimizer.step#Adam.step) took third place from
-    # aten::mm in a CI run on a busy machine.
-    costliest = busy[3].split(", ")[0]
-    assert costliest.startswith("aten::") and "conv" in costliest, profile
+    # The costliest operator is one of the network's own, and convolutions are among the
+    # costliest listed (named after the kernels the CPU has: mkldnn_convolution, or
+    # _slow_conv2d_forward ... where oneDNN has no bfloat16 convolution for it).  The
+    # order below the first is a matter of load: the optimizer's own overhead
+    # (Optimizer.step#Adam.step) took third place in a CI run on a busy machine, and with
+    # the cores oversubscribed the recurrent layers' kernels came first.
+    assert busy[3].startswith("aten::") and "conv" in busy[3], profile
     assert not any("float32" in line for line in seen)
     # Where autocast fails, the same run goes on in float32 and says so once.
     real = train_module.compute_losses
