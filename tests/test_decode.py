@@ -1,11 +1,14 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from transcribe import constants as C
-from transcribe.decode import (OFFSET_S, DecodingOptions, NoteStream, extend_through_pedal,
-                               frames_to_notes, key_release_offsets, pedal_spans)
+from transcribe.decode import (OFFSET_S, VELOCITY, DecodingOptions, NoteStream,
+                               extend_through_pedal, frames_to_notes, key_release_offsets,
+                               pedal_spans)
+from transcribe.errors import TranscribeError
 
 FPS = C.FRAME_RATE_HZ
 
@@ -27,6 +30,38 @@ def test_a_note_spans_onset_to_the_end_of_its_frames():
     notes = frames_to_notes(frame, onset, offset, velocity)
     assert notes.shape == (1, 4)
     np.testing.assert_allclose(notes[0], [10 / FPS, 30 / FPS, 60, round(0.5 * 127)])
+
+
+def test_velocity_adds_the_onset_level_above_the_median_note():
+    frame, onset, offset, velocity = empty()
+    level = np.full((100, C.N_KEYS), 20.0, np.float32)
+    for key, dbs in ((30, 60), (40, 50), (50, 70)):  # onsets at frame 10, velocity head 64
+        onset[10, key], frame[10:40, key], velocity[10, key] = 0.9, 0.8, 64 / 127
+        level[12, key] = dbs  # the attack's peak, two frames in
+        level[20, key] = 90  # past the onset's first frames: not read
+    pitches = np.array([30, 40, 50]) + C.MIN_MIDI
+
+    def velocities(**options):
+        notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(**options),
+                                level=level)
+        np.testing.assert_array_equal(notes[:, 2], pitches)
+        return notes[:, VELOCITY]
+
+    np.testing.assert_array_equal(velocities(velocity_level_weight=0), [64, 64, 64])
+    # 2 steps a dB around the median note (60 dB): 64 -> 64, 44, 84.
+    np.testing.assert_array_equal(velocities(velocity_level_weight=2), [64, 44, 84])
+    np.testing.assert_array_equal(velocities(velocity_level_weight=10), [64, 1, 127])
+    # Without levels (posteriorgrams saved before they were kept) the head alone.
+    notes = frames_to_notes(frame, onset, offset, velocity,
+                            DecodingOptions(velocity_level_weight=2))
+    np.testing.assert_array_equal(notes[:, VELOCITY], [64, 64, 64])
+    # A note shorter than the level's frames reads only its own: one frame at 20 dB,
+    # which moves the median note to 50 dB.
+    frame[11:40, 50] = 0.0
+    np.testing.assert_array_equal(velocities(velocity_level_weight=2, min_note_ms=0),
+                                  [64 + 20, 64, 64 - 60])
+    with pytest.raises(TranscribeError, match="velocity_level_weight must be >= 0"):
+        DecodingOptions(velocity_level_weight=-1)
 
 
 def test_repeated_onsets_split_a_held_key_and_never_overlap():
@@ -132,15 +167,18 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
     heads = [data.draw(arrays(np.float16, (n_frames, 6), elements=levels)) for _ in range(4)]
     key = np.zeros((n_frames, C.N_KEYS), np.float16)  # a key-down head, on the same 6 keys
     key[:, :6] = data.draw(arrays(np.float16, (n_frames, 6), elements=levels))
+    level = np.zeros((n_frames, C.N_KEYS), np.float16)  # the input's key levels, dB
+    level[:, :6] = data.draw(arrays(np.float16, (n_frames, 6),
+                                    elements=st.sampled_from(np.float16([10, 30, 50, 70]))))
     heads = [np.pad(head, ((0, 0), (0, C.N_KEYS - 6))) for head in heads]
     cuts = sorted(data.draw(st.lists(st.integers(0, n_frames), max_size=8)))
     options = {"onset_threshold": 0.5, "frame_threshold": 0.3, "offset_threshold": 0.9,
                "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold,
-               "key_threshold": 0.5}
+               "key_threshold": 0.5, "velocity_level_weight": 1.5}
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
-        stream.push(*(head[lo:hi] for head in heads), key[lo:hi])
-    whole = frames_to_notes(*heads, DecodingOptions(**options))
+        stream.push(*(head[lo:hi] for head in heads), key[lo:hi], level[lo:hi])
+    whole = frames_to_notes(*heads, DecodingOptions(**options), level=level)
     np.testing.assert_array_equal(stream.finish(), whole)
     np.testing.assert_array_equal(stream.key_release_notes(),
                                   key_release_offsets(whole, key, 0.5, FPS))
@@ -154,7 +192,7 @@ def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
     for lo in range(0, 2000, 100):
         stream.push(frame[lo:lo + 100], onset[lo:lo + 100], offset[lo:lo + 100],
                     velocity[lo:lo + 100])
-        assert len(stream.buffer[0]) <= 100
+        assert len(stream.buffer["frame"]) <= 100
     assert len(stream.finish()) == 40
 
 

@@ -58,3 +58,22 @@ def test_mel_equals_nnaudios_mel_spectrogram():
     power = reference(audio)
     expected = ((torch.log(power + C.LOG_FLOOR) - np.log(C.LOG_FLOOR)) / C.LOG_SCALE).transpose(1, 2)
     torch.testing.assert_close(frontend(audio), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_key_levels_read_a_tone_at_its_key_in_decibels():
+    for kind in ("mel", "cqt"):
+        frontend = Frontend(kind)
+        a4 = 69 - C.MIN_MIDI
+        levels = []
+        for amplitude in (0.5, 0.25):
+            audio = torch.from_numpy(tone(440.0, 3.0, C.SAMPLE_RATE, amplitude))[None]
+            levels.append(frontend.key_levels(frontend(audio))[0, 10:-10])
+        assert levels[0].shape[-1] == C.N_KEYS
+        # Half the amplitude: 6 dB lower at A4.
+        np.testing.assert_allclose((levels[0][:, a4] - levels[1][:, a4]).numpy(), 6.02, atol=0.1)
+        # Keys a whole tone or more away, whose partials miss 440 Hz, lie far below (a
+        # semitone away the Mel filters below 1 kHz, 13 Hz apart, still hear it).
+        for neighbour in (a4 - 5, a4 - 2, a4 + 2, a4 + 5):
+            assert (levels[0][:, a4] - levels[0][:, neighbour]).min() > 20, (kind, neighbour)
+        # A3 and D3 have 440 Hz as their second and third partials: they hear it.
+        assert (levels[0][:, a4 - 12] - levels[0][:, a4]).abs().max() < 1

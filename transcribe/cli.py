@@ -81,6 +81,9 @@ _DECODING_HELP = {
                      "ends notes (weights with a key-down head).",
     "pedal_split_threshold": "Pedal-press probability at which a sustain-pedal span is split "
                              "(a quick re-pedal); 1 turns it off.",
+    "velocity_level_weight": "Velocity steps added per dB by which a note's onset is louder "
+                             "than the recording's median note (measured at its partials); "
+                             "0 leaves the velocity to the network alone.",
 }
 
 
@@ -89,8 +92,9 @@ def decoding_options(command):
 
     Each defaults to unset, which means: the value tuned for the weights.
     """
+    from .decode import NON_NEGATIVE_OPTIONS
     for name in reversed(list(_DECODING_HELP)):
-        kind = FiniteFloat(0) if name == "min_note_ms" else PROBABILITY
+        kind = FiniteFloat(0) if name in NON_NEGATIVE_OPTIONS else PROBABILITY
         command = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None,
                                help=_DECODING_HELP[name] + "  [default: tuned for the weights]"
                                )(command)

@@ -61,6 +61,15 @@ PEDAL_SPLIT_WINDOW_MS = 320.0
 # 15 tuning excerpts, dips of 0, 0.05, 0.1, 0.2: mean pedal F1 42.4, 44.6, 44.2, 41.6;
 # 628, 384, 306, 230 spans for 342).
 PEDAL_SPLIT_DIP = 0.05
+# Velocity (decode.py): the velocity head's value plus this many velocity steps per dB by
+# which the note's onset is louder than the recording's median note, its level read from
+# the input spectrogram at the key's first partials over the note's first frames.  The
+# velocity head alone follows the dynamics loosely (on the development set its velocities
+# correlate with the reference's at r = 0.64 per piece); the level measures them.  The
+# fallback of 0 keeps the head alone; weights' cards set the value tuned for them.
+VELOCITY_LEVEL_WEIGHT = 0.0
+VELOCITY_LEVEL_FRAMES = 3  # 96 ms from the onset: the attack's peak
+VELOCITY_LEVEL_PARTIALS = 3  # the fundamental and the next two partials, each +-1 bin
 PEDAL_MODES = ("extend", "cc64", "none")
 # The notes as decoded: the frame head learned notes held by the sustain pedal (its labels
 # follow CC64), so they already last as long as they are heard.  Lengthening them further

@@ -5,8 +5,10 @@ above ``onset_threshold``; it lasts while the onset or frame posteriorgram stays
 above its threshold.  We add two rules of our own: the note ends where the offset
 head fires (above ``offset_threshold``), and a new onset of the same key ends the
 previous note, so no key ever overlaps itself.  Velocity is the mean of the
-velocity head over the onset's frames.  All functions are pure numpy and
-vectorised per key.
+velocity head over the onset's frames, plus, given the input's key levels and a
+``velocity_level_weight``, that many steps per dB by which the note's onset is louder
+than the recording's median note (``blend_velocities``).  All functions are pure
+numpy and vectorised per key.
 
 A third rule recovers notes whose onset the onset head misses (most of them soft
 notes, whose frame posteriorgram often rises cleanly while the onset head stays
@@ -39,7 +41,10 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "offset_threshold": C.OFFSET_THRESHOLD, "min_note_ms": C.MIN_NOTE_MS,
              "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD,
              "pedal_threshold": C.PEDAL_THRESHOLD, "key_threshold": C.KEY_THRESHOLD,
-             "pedal_split_threshold": C.PEDAL_SPLIT_THRESHOLD}
+             "pedal_split_threshold": C.PEDAL_SPLIT_THRESHOLD,
+             "velocity_level_weight": C.VELOCITY_LEVEL_WEIGHT}
+# Options that are not probabilities: each is a number >= 0.
+NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,9 @@ class DecodingOptions:
     probabilities in [0, 1]; 1 (``OFF``) turns a rule off (``offset_threshold``:
     notes end where the frame posteriorgram falls, not where the offset head fires;
     ``frame_onset_threshold``: no onsets inferred from the frame posteriorgram).
-    ``min_note_ms`` drops shorter notes.  Bad values raise ``TranscribeError``.
+    ``min_note_ms`` drops shorter notes.  ``velocity_level_weight`` (velocity steps per
+    dB, >= 0; 0: the velocity head alone) blends the measured loudness of each note's
+    onset into its velocity (``blend_velocities``).  Bad values raise ``TranscribeError``.
     """
 
     onset_threshold: float | None = None
@@ -62,6 +69,7 @@ class DecodingOptions:
     pedal_threshold: float | None = None  # used by models with a pedal head
     key_threshold: float | None = None  # used by models with a key-down head (--pedal cc64)
     pedal_split_threshold: float | None = None  # a press peak that splits a pedal span
+    velocity_level_weight: float | None = None  # velocity steps per dB of onset level
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -71,9 +79,9 @@ class DecodingOptions:
                 raise TranscribeError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise TranscribeError(f"{name} must be a finite number, got {value}")
-            if name == "min_note_ms":
+            if name in NON_NEGATIVE_OPTIONS:
                 if value < 0:
-                    raise TranscribeError(f"min_note_ms must be >= 0, got {value}")
+                    raise TranscribeError(f"{name} must be >= 0, got {value}")
             elif not 0 <= value <= 1:
                 raise TranscribeError(f"{name} is a probability in [0, 1], got {value}")
 
@@ -165,23 +173,56 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
 
 
 def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
-                offset_column: int = 1) -> np.ndarray:
+                offset_column: int = 1, levels: np.ndarray | None = None,
+                level_weight: float = 0.0) -> np.ndarray:
     """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted.
 
     ``offset_column`` picks the rows' column that gives the offsets (4: the key releases
     a ``NoteStream`` with keys adds); which notes are kept depends on column 1 alone.
+    ``levels`` (one per row, ``onset_levels``) blend into the kept notes' velocities
+    with ``level_weight`` (``blend_velocities``).
     """
     min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
-    rows = rows[rows[:, 1] - rows[:, 0] >= min_frames]
+    long = rows[:, 1] - rows[:, 0] >= min_frames
+    rows = rows[long]
+    velocities = rows[:, 3] if levels is None else \
+        blend_velocities(rows[:, 3], np.asarray(levels)[long], level_weight)
     notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, offset_column] / frame_rate_hz,
-                             rows[:, 2] + C.MIN_MIDI, rows[:, 3]]).astype(np.float64).reshape(-1, 4)
+                             rows[:, 2] + C.MIN_MIDI, velocities]).astype(np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
+
+
+def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """For rows ``(start frame, end frame, key, ...)`` over the frames of ``level``
+    ``(frames, 88)`` (each key's level in the input, dB): each note's loudest level in
+    its first ``VELOCITY_LEVEL_FRAMES`` frames (fewer when it ends sooner)."""
+    rows = np.asarray(rows, np.int64)
+    if len(rows) == 0:
+        return np.zeros(0)
+    frames = np.minimum(rows[:, :1] + np.arange(C.VELOCITY_LEVEL_FRAMES), rows[:, 1:2] - 1)
+    return np.asarray(level[frames, rows[:, 2:3]], np.float64).max(axis=1)
+
+
+def blend_velocities(velocities: np.ndarray, levels: np.ndarray, weight: float) -> np.ndarray:
+    """``velocities`` plus ``weight`` steps per dB by which each note's onset level lies
+    above the median of ``levels`` (the recording's notes), rounded, within 1..127.
+
+    Centred on the median, the blend keeps the recording's typical velocity (the head's,
+    which hears the whole mix) and adds the contrast between its notes that the level
+    measures: a quiet recording is not made softer, nor a loud one harder.
+    """
+    velocities = np.asarray(velocities, np.float64)
+    if weight == 0 or len(velocities) == 0:
+        return velocities
+    levels = np.asarray(levels, np.float64)
+    return np.clip(np.round(velocities + weight * (levels - np.median(levels))), 1, 127)
 
 
 def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None = None,
                     velocity: np.ndarray | None = None,
                     options: DecodingOptions | None = None,
-                    frame_rate_hz: float = C.FRAME_RATE_HZ) -> np.ndarray:
+                    frame_rate_hz: float = C.FRAME_RATE_HZ,
+                    level: np.ndarray | None = None) -> np.ndarray:
     """Decode ``(frames, 88)`` posteriorgrams into notes with ``options`` (unset fields: defaults).
 
     Returns a float64 array ``(n, 4)``: onset s, offset s, MIDI pitch (21..108),
@@ -189,14 +230,18 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     lasts at least ``min_note_ms`` and no two notes of one key overlap.  Without an
     offset posteriorgram, or with ``offset_threshold`` 1, the offset head is ignored;
     ``frame_onset_threshold`` below 1 also starts notes where the frame posteriorgram
-    rises from quiet above it (see the module's docstring).
+    rises from quiet above it (see the module's docstring).  With the input's key
+    levels ``level`` ``(frames, 88)`` (dB) and a ``velocity_level_weight`` above 0, the
+    velocities blend in each note's onset level (``blend_velocities``).
     """
     options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
     rows = _note_frames(frame, onset, offset, velocity, options)
-    return _to_seconds(rows, options.min_note_ms, frame_rate_hz)
+    levels = None if level is None else onset_levels(rows, level)
+    return _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
+                       level_weight=options.velocity_level_weight)
 
 
 class NoteStream:
@@ -221,21 +266,25 @@ class NoteStream:
                  frame_rate_hz: float = C.FRAME_RATE_HZ):
         self.options = (options or DecodingOptions()).resolve()
         self.frame_rate_hz = frame_rate_hz
-        self.buffer: list[np.ndarray] | None = None  # frame, onset, offset, velocity[, key]
+        # frame, onset, offset, velocity, and key and level when pushed
+        self.buffer: dict[str, np.ndarray] | None = None
         self.start = 0  # file frame of buffer[0]
         self.decided_before = 0  # notes ending before this frame were emitted
         self.notes: list[np.ndarray] = []
+        self.levels: list[np.ndarray] = []  # each decided note's onset level, with level
         self.keys = False  # whether key-down posteriorgrams are pushed
 
     def _decode(self, final: bool) -> None:
-        frame, onset, offset, velocity = self.buffer[:4]
-        rows = _note_frames(frame, onset, offset, velocity, self.options)
-        if len(self.buffer) == 5:  # a key-down head: each note's key release, column 4
+        buffer = self.buffer
+        rows = _note_frames(buffer["frame"], buffer["onset"], buffer["offset"],
+                            buffer["velocity"], self.options)
+        levels = onset_levels(rows, buffer["level"]) if "level" in buffer else None
+        if "key" in buffer:  # a key-down head: each note's key release, column 4
             rows = np.column_stack([rows, _key_release_frames(
-                rows, self.buffer[4], self.options.key_threshold)])
+                rows, buffer["key"], self.options.key_threshold)])
             rows[:, 4] += self.start
         rows[:, :2] += self.start
-        end = self.start + len(frame)
+        end = self.start + len(buffer["frame"])
         # Starts too close to the buffer's beginning lack their history; the notes
         # they make were decided in an earlier call.
         valid = rows[:, 0] >= self.start + self.HISTORY if self.start > 0 else \
@@ -243,21 +292,26 @@ class NoteStream:
         open_ = valid & (rows[:, 1] >= end)
         decided = valid & (rows[:, 1] >= self.decided_before) & (final | ~open_)
         self.notes.append(rows[decided])
+        if levels is not None:
+            self.levels.append(levels[decided])
         self.decided_before = end
         keep_from = (rows[open_, 0].min() if open_.any() else end) - self.HISTORY
         drop = max(0, keep_from - self.start)
-        self.buffer = [array[drop:] for array in self.buffer]
+        self.buffer = {name: array[drop:] for name, array in buffer.items()}
         self.start += drop
 
     def push(self, frame: np.ndarray, onset: np.ndarray, offset: np.ndarray,
-             velocity: np.ndarray, key: np.ndarray | None = None) -> None:
+             velocity: np.ndarray, key: np.ndarray | None = None,
+             level: np.ndarray | None = None) -> None:
         """Append ``(frames, 88)`` posteriorgrams that follow the frames pushed before
-        (``key``: a key-down head's, given with every push or never)."""
+        (``key``: a key-down head's; ``level``: the input's key levels, dB; each given
+        with every push or never)."""
         self.keys = key is not None
-        new = [np.asarray(array) for array in (frame, onset, offset, velocity)] + \
-            ([np.asarray(key)] if key is not None else [])
-        self.buffer = new if self.buffer is None else [
-            np.concatenate([old, part]) for old, part in zip(self.buffer, new)]
+        new = {name: np.asarray(array) for name, array in
+               (("frame", frame), ("onset", onset), ("offset", offset), ("velocity", velocity),
+                ("key", key), ("level", level)) if array is not None}
+        self.buffer = new if self.buffer is None else {
+            name: np.concatenate([self.buffer[name], part]) for name, part in new.items()}
         self._decode(final=False)
 
     def finish(self) -> np.ndarray:
@@ -265,20 +319,22 @@ class NoteStream:
         if self.buffer is not None:
             self._decode(final=True)
             self.buffer = None
-        return _to_seconds(self._rows(), self.options.min_note_ms, self.frame_rate_hz)
+        return self._to_seconds(1)
 
     def key_release_notes(self) -> np.ndarray | None:
         """After ``finish``: the same notes ending at their key's release, as
         ``key_release_offsets`` gives them; None when no key posteriorgram was pushed."""
         if not self.keys:
             return None
-        rows = self._rows()
-        if len(rows) == 0:
+        if not self.notes or not any(len(rows) for rows in self.notes):
             return np.zeros((0, 4))
-        return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, offset_column=4)
+        return self._to_seconds(4)
 
-    def _rows(self) -> np.ndarray:
-        return np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
+    def _to_seconds(self, offset_column: int) -> np.ndarray:
+        rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
+        levels = np.concatenate(self.levels) if self.levels else None
+        return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, offset_column,
+                           levels, self.options.velocity_level_weight)
 
 
 def _peaks(series: np.ndarray, threshold: float, min_gap: int) -> np.ndarray:

@@ -18,10 +18,42 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import constants as C
+
+
+def bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
+    """Centre frequencies (Hz) of the spectrogram's bins."""
+    if kind == "cqt":
+        return C.CQT_FMIN_HZ * 2 ** (np.arange(n_bins) / C.CQT_BINS_PER_OCTAVE)
+    # Centres of the Slaney-scale Mel filters (n_bins + 2 edges, the ends dropped).
+    from nnAudio.librosa_functions import mel_frequencies
+    return mel_frequencies(n_bins + 2, fmin=C.MEL_FMIN_HZ, fmax=C.MEL_FMAX_HZ, htk=False)[1:-1]
+
+
+def to_decibels(spectrogram):
+    """The front end's fixed scaling undone: ``10 log10(power)`` (array or tensor)."""
+    return 10 / math.log(10) * (spectrogram * C.LOG_SCALE + math.log(C.LOG_FLOOR))
+
+
+def partial_bins(kind: str, n_bins: int, partials: int = C.VELOCITY_LEVEL_PARTIALS) -> np.ndarray:
+    """``(88, width)`` bin indices per key: the bins nearest its first ``partials`` partials
+    (those below the top bin), each with its neighbours; rows padded by repeating a bin."""
+    centres = bin_frequencies(kind, n_bins)
+    rows = []
+    for pitch in range(C.MIN_MIDI, C.MAX_MIDI + 1):
+        fundamental = 440.0 * 2 ** ((pitch - 69) / 12)
+        bins: set[int] = set()
+        for partial in range(1, partials + 1):
+            if partial == 1 or fundamental * partial <= centres[-1]:
+                nearest = int(np.argmin(np.abs(centres - fundamental * partial)))
+                bins |= {max(nearest - 1, 0), nearest, min(nearest + 1, n_bins - 1)}
+        rows.append(sorted(bins))
+    width = max(map(len, rows))
+    return np.array([row + [row[-1]] * (width - len(row)) for row in rows], np.int64)
 
 
 class Frontend(nn.Module):
@@ -62,6 +94,8 @@ class Frontend(nn.Module):
         # Half a window of context each side centres frame j on sample j * hop.
         self.context_samples = kernel_width // 2
         self._log_floor = math.log(C.LOG_FLOOR)
+        self.register_buffer("partials", torch.from_numpy(partial_bins(kind, self.n_bins)),
+                             persistent=False)
 
     @property
     def frame_rate_hz(self) -> float:
@@ -84,3 +118,9 @@ class Frontend(nn.Module):
             power = self.spec(audio) ** 2
         spec = (torch.log(power + C.LOG_FLOOR) - self._log_floor) / C.LOG_SCALE
         return spec.transpose(1, 2)
+
+    def key_levels(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, 88)``: each key's level (dB) in a spectrogram of ``forward``,
+        the loudest bin at its first partials (``partial_bins``): what a note of it adds
+        as it is struck, read by the velocity decoding (``decode.onset_levels``)."""
+        return to_decibels(spec[..., self.partials].amax(-1))

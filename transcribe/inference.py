@@ -146,6 +146,9 @@ class Posteriorgrams:
     pedal: np.ndarray | None = None  # (frames, 3): pedal down, pressed, released (model.PEDAL_COLUMNS)
     key: np.ndarray | None = None  # (frames, 88): key held down (a model with a key-down head)
     frame_rate_hz: float = C.FRAME_RATE_HZ
+    # (frames, 88): each key's level in the input, dB (features.Frontend.key_levels);
+    # None in posteriorgrams saved before it was kept.
+    level: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -263,7 +266,8 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     in the spectrogram and in the network.  ``full=False`` runs only the first pass
     of a model that reconstructs (see ``UNetTranscriber.forward``).  A model with a
     pedal head adds ``pedal`` ``(frames, 3)`` to the frames and posteriorgrams, one
-    with a key-down head ``key`` ``(frames, 88)``.
+    with a key-down head ``key`` ``(frames, 88)``.  Every model adds ``level`` ``(frames,
+    88)``, each key's level in the input spectrogram (dB), which decodes velocities.
     """
     multiple = model.config.time_multiple
     if chunk_frames % multiple or context_frames % multiple:
@@ -278,18 +282,21 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     heads = list(HEADS) + (["pedal"] if model.config.pedal else []) + \
         (["key"] if model.config.key_release else [])
     reconstructs = model.config.reconstruction  # the fast pass still draws it for figures
-    names = heads + (["spectrogram"] if keep_spectrograms else []) + \
+    names = heads + ["level"] + (["spectrogram"] if keep_spectrograms else []) + \
         (["reconstruction"] if keep_spectrograms and reconstructs else [])
-    widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS), "key": C.N_KEYS}
+    widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS), "key": C.N_KEYS,
+                                                   "level": C.N_KEYS}
     kept = {name: _Rows(widths.get(name, frontend.n_bins), capacity)
             for name in names} if keep_posteriorgrams else {}
     done = 0
     for batch in _batched(iter(cutter), batch_chunks):
         with times.measure("spectrogram"):
             spec = frontend(torch.from_numpy(np.stack(batch)).to(device))
+            level = frontend.key_levels(spec[:, keep])
         with times.measure("network"):
             out = model(spec, full=full, reconstruct=keep_spectrograms)
             tensors = {name: torch.sigmoid(out[name][:, keep]) for name in heads}
+            tensors["level"] = level
             if keep_spectrograms:
                 tensors["spectrogram"] = spec[:, keep]
                 if reconstructs:
@@ -315,4 +322,4 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
                           spectrogram=arrays.get("spectrogram"),
                           reconstruction=arrays.get("reconstruction"),
                           pedal=arrays.get("pedal"), key=arrays.get("key"),
-                          frame_rate_hz=frontend.frame_rate_hz)
+                          frame_rate_hz=frontend.frame_rate_hz, level=arrays["level"])

@@ -120,16 +120,16 @@ def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
     Each bin is drawn at the pitch of its centre frequency (A4 = 440 Hz), so a note's
     fundamental sits on its key; bins below A0 and above C8 are left out.
     """
+    from .features import bin_frequencies, to_decibels
     image, factor = _pool(np.asarray(spectrogram, np.float32))
     duration = width_s or len(spectrogram) / frame_rate_hz
     fig, ax, colour_axis = _figure(duration)
-    frequencies = _bin_frequencies(kind, image.shape[1])
+    frequencies = bin_frequencies(kind, image.shape[1])
     pitches = 69 + 12 * np.log2(frequencies / 440.0)
     edges = np.r_[pitches[0] - (pitches[1] - pitches[0]) / 2,
                   (pitches[1:] + pitches[:-1]) / 2,
                   pitches[-1] + (pitches[-1] - pitches[-2]) / 2]
-    # The front end's fixed scaling (features.Frontend) undone: 10 log10(power).
-    decibels = 10 / np.log(10) * (image * C.LOG_SCALE + np.log(C.LOG_FLOOR))
+    decibels = to_decibels(image)
     times = start_s + np.arange(len(image) + 1) * factor / frame_rate_hz
     shown = ax.pcolormesh(times, edges, decibels.T, cmap="viridis", shading="flat",
                           vmin=float(np.percentile(decibels, 5)) if decibels.size else None,
@@ -142,14 +142,6 @@ def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
                  fontsize=10)
     fig.colorbar(shown, cax=colour_axis, label="power (dB)")
     _save(fig, path, overwrite)
-
-
-def _bin_frequencies(kind: str, n_bins: int) -> np.ndarray:
-    if kind == "cqt":
-        return C.CQT_FMIN_HZ * 2 ** (np.arange(n_bins) / C.CQT_BINS_PER_OCTAVE)
-    # Centres of the Slaney-scale Mel filters (n_bins + 2 edges, the ends dropped).
-    from nnAudio.librosa_functions import mel_frequencies
-    return mel_frequencies(n_bins + 2, fmin=C.MEL_FMIN_HZ, fmax=C.MEL_FMAX_HZ, htk=False)[1:-1]
 
 
 def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,

@@ -111,8 +111,8 @@ class Transcription:
         import json
         buffer = io.BytesIO()
         p = self.kept_posteriorgrams()
-        extra = {name: value for name, value in (("pedal", p.pedal), ("key", p.key))
-                 if value is not None}
+        extra = {name: value for name, value in
+                 (("pedal", p.pedal), ("key", p.key), ("level", p.level)) if value is not None}
         about = {**self.provenance, "software": f"amt-transcribe {__version__}",
                  "options": self.options.as_dict(), "source": self.source}
         np.savez_compressed(buffer, frame=p.frame, onset=p.onset, offset=p.offset,
@@ -138,7 +138,8 @@ class Transcription:
 
 def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
     p = posteriorgrams
-    return frames_to_notes(p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz)
+    return frames_to_notes(p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz,
+                           level=p.level)
 
 
 def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,
@@ -206,7 +207,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     def decode_frames(frames: dict[str, np.ndarray]) -> None:
         with times.measure("note decoding"):
             decoder.push(frames["frame"], frames["onset"], frames["offset"], frames["velocity"],
-                          frames.get("key"))
+                         frames.get("key"), frames.get("level"))
             if "pedal" in frames:
                 pedal_parts.append(frames["pedal"].copy())  # the buffer may be reused
 
@@ -252,7 +253,7 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
     about = json.loads(str(arrays["about"])) if "about" in arrays else {}
     posteriorgrams = Posteriorgrams(arrays["frame"], arrays["onset"], arrays["offset"],
                                     arrays["velocity"], pedal=arrays.get("pedal"),
-                                    key=arrays.get("key"),
+                                    key=arrays.get("key"), level=arrays.get("level"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass",
                                         "dereverb")

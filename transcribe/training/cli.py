@@ -221,7 +221,8 @@ def tune_thresholds_command(weights, validation, files):
              f"{100 * means['pedal_onset_f1']:.1f}, releases {100 * means['pedal_offset_f1']:.1f}"
              if "pedal_frame_f1" in means else "")
     click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
-               f"note+offset F1 {100 * means['note_offset_f1']:.1f}{pedal} on {len(pairs)} files")
+               f"note+offset F1 {100 * means['note_offset_f1']:.1f}, note+velocity F1 "
+               f"{100 * means['note_velocity_f1']:.1f}{pedal} on {len(pairs)} files")
 
 
 @main.command("gpu-bundle")

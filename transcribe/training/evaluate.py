@@ -96,7 +96,8 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
                     frame_onset=(0.4, 0.5, 0.6, 1.0),
                     pedal=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
                     pedal_split=(0.2, 0.3, 0.4, 0.5, 1.0),
-                    key_down=(0.1, 0.2, 0.3, 0.4, 0.5), model_pass: str | None = None):
+                    key_down=(0.1, 0.2, 0.3, 0.4, 0.5), velocity_level=(0.0, 1.0, 2.0, 3.0, 4.0),
+                    model_pass: str | None = None):
     """Grid-search decoding thresholds for the best mean note F1 and, within half a point
     of it, the best note-with-offset F1 (``pick_decoding``).
 
@@ -107,9 +108,10 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     too often lengthens every note).  Weights
     with a key-down head get the key threshold of the best note-with-offset F1 of
     ``--pedal cc64``'s notes against the key releases.  The notes are then tuned as the
-    default pedal mode writes them.  The network runs once per file;
-    each combination only re-decodes.  Returns (best ``DecodingOptions``, its mean
-    scores, all ``(options, means)`` tried).
+    default pedal mode writes them.  Last, with those notes, the velocity level weight
+    of the best mean note-with-velocity F1 (it changes velocities only).  The network
+    runs once per file; each combination only re-decodes.  Returns (best
+    ``DecodingOptions``, its mean scores, all ``(options, means)`` tried).
     """
     import itertools
 
@@ -160,8 +162,18 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
             if decoded.pedal is not None and len(spans):
                 rows[-1].update(pedal_scores(spans, decoded.pedal, decoded.duration_s))
         tried.append((options, mean_scores(rows)))
-    best = pick_decoding(tried)
-    return best[0], best[1], tried
+    chosen, means = pick_decoding(tried)
+    by_weight = {}
+    for weight in velocity_level:
+        options = chosen.merged(velocity_level_weight=weight)
+        by_weight[weight] = (options, mean_scores([
+            score(reference, result.redecode(**options.as_dict()).with_pedal(
+                C.DEFAULT_PEDAL_MODE)[0]) for result, reference, _ in runs]))
+    if by_weight:
+        weight = max(by_weight, key=lambda w: by_weight[w][1]["note_velocity_f1"])
+        chosen = by_weight[weight][0]
+        means = {**means, "note_velocity_f1": by_weight[weight][1]["note_velocity_f1"]}
+    return chosen, means, tried
 
 
 NOTE_F1_TOLERANCE = 0.005
