@@ -1120,3 +1120,60 @@ def test_amt_train_average_mixes_two_weights_of_one_lineage(tmp_path, tiny_weigh
                                        str(tmp_path / "bad.pt")])
     assert result.exit_code == 1 and "different model configs" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+def test_the_velocity_loss_correlates_each_segment_alone_whatever_its_scale():
+    from transcribe.training.velocity import correlation_and_error
+    rng = np.random.default_rng(0)
+    onsets = torch.zeros(4, 20, C.N_KEYS, dtype=torch.bool)
+    velocities = torch.zeros(4, 20, C.N_KEYS)
+    for segment, count in enumerate((8, 8, 8, 3)):  # the last has too few onsets
+        onsets[segment, :count, segment] = True
+        velocities[segment, :count, segment] = torch.from_numpy(rng.integers(20, 120, count)
+                                                                .astype(np.float32))
+    predicted = torch.zeros_like(velocities)
+    predicted[0] = 0.5 * velocities[0] + 30  # another scale, the same order: r = 1
+    predicted[1] = 127 - velocities[1]  # the order reversed: r = -1
+    predicted[2] = torch.from_numpy(rng.uniform(1, 127, (20, C.N_KEYS)).astype(np.float32))
+    predicted[3] = velocities[3]
+    r, error = correlation_and_error(predicted, onsets, velocities)
+    assert len(r) == 3
+    expected = np.corrcoef(predicted[2, :8, 2].numpy(), velocities[2, :8, 2].numpy())[0, 1]
+    np.testing.assert_allclose(r.numpy(), [1, -1, expected], atol=1e-4)
+    # The squared error, over every onset, is what keeps the scale.
+    mask = onsets.numpy()
+    np.testing.assert_allclose(float(error), np.mean(
+        ((predicted.numpy() - velocities.numpy())[mask] / 127) ** 2), rtol=1e-5)
+
+
+def test_amt_train_velocity_head_retrains_that_head_alone(tmp_path, tiny_weights):
+    from click.testing import CliRunner
+    from transcribe.training.cli import main
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    rng = np.random.default_rng(2)
+    piano.notes += [pretty_midi.Note(int(rng.choice([30, 70, 115])), 55 + i % 17, i * 0.15,
+                                     i * 0.15 + 0.12) for i in range(120)]
+    midi.instruments.append(piano)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    audio = synth.render(midi, synth.find_soundfont("TimGM6mb.sf2"))
+    sf.write(cache / "a.flac", audio, C.SAMPLE_RATE, subtype="PCM_16")
+    np.save(cache / "a.npy", synth.piano_notes(midi).astype(np.float32))
+    out = tmp_path / "v.pt"
+    arguments = ["velocity-head", str(tiny_weights), str(out), "--cache", str(cache),
+                 "--work", str(tmp_path / "features"), "--segments", "40", "--frames", "64",
+                 "--epochs", "40"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    before = torch.load(tiny_weights, weights_only=True)
+    after = torch.load(out, weights_only=True)
+    changed = {name for name, value in after.items() if not torch.equal(value, before[name])}
+    assert changed == {"transcriber.velocity.weight", "transcriber.velocity.bias"}
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert "40 segments of 64 frames" in card["velocity_head"]
+    r_before, r_after = map(float, re.search(r"correlation (\S+) -> (\S+)", result.output).groups())
+    assert r_after > r_before + 0.1, result.output
+    # An existing output is refused, in one line.
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code == 1 and "exists" in again.output

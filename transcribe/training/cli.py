@@ -225,6 +225,51 @@ def tune_thresholds_command(weights, validation, files):
                f"{100 * means['note_velocity_f1']:.1f}{pedal} on {len(pairs)} files")
 
 
+@main.command("velocity-head")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=DEFAULT_CACHE / "train", show_default=True)
+@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Measured room responses to convolve with, as fit takes them.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_CACHE / "velocity-features", show_default=True,
+              help="Where the frozen hidden states go (2,000 segments of 320 frames: 0.8 GB).")
+@click.option("--segments", type=click.IntRange(2), default=2000, show_default=True)
+@click.option("--frames", type=click.IntRange(16), default=320, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--mse-weight", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Weight of the squared error beside the per-segment correlation.")
+@click.option("--seed", type=int, default=11, show_default=True)
+def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs, mse_weight,
+                  seed):
+    """Retrain WEIGHTS' velocity head alone for relative dynamics; write the weights to OUT.
+
+    The rest of the network is frozen, so its hidden states are computed once for
+    SEGMENTS augmented training segments of the cache (training/velocity.py).
+    """
+    from ..weights import load_model, save_weights
+    from .corpus import cached_audio
+    from .data import load_rooms, training_rooms
+    from .velocity import frozen_features, train_velocity_head
+    for path in (out, out.with_suffix(".json")):
+        if path.exists():
+            raise click.ClickException(f"{path} exists; choose another name")
+    loaded = load_model(weights, "cpu")
+    rooms = load_rooms(training_rooms(rooms_dir)) if rooms_dir else None
+    features = frozen_features(loaded, cached_audio(cache), segments, frames, seed, work, rooms)
+    head = loaded.model.transcriber.velocity
+    before, after = train_velocity_head(head, *features, epochs=epochs, mse_weight=mse_weight,
+                                        seed=seed, log=lambda line: click.echo(line, err=True))
+    card = {k: v for k, v in loaded.card.items() if k != "sha256"}
+    card["velocity_head"] = (f"retrained alone from {weights.name} (amt-train velocity-head: "
+                             f"{segments} segments of {frames} frames of {cache}, {epochs} "
+                             f"epochs, mse weight {mse_weight:g}, seed {seed}); held-out r "
+                             f"{before:.3f} -> {after:.3f}")
+    save_weights(loaded.model, out, card)
+    click.echo(f"{out}: held-out velocity correlation {before:.3f} -> {after:.3f}")
+
+
 @main.command("gpu-bundle")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
