@@ -141,7 +141,7 @@ def test_training_steps_run_checkpoint_and_resume(tmp_path):
     np.save(tmp_path / "a.npy", synth.piano_notes(midi).astype(np.float32))
     model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True)
     train_config = TrainConfig(steps=3, batch_size=2, segment_frames=32, log_every=1,
-                               checkpoint_minutes=0.0)
+                               checkpoint_minutes=0.0, velocity_correlation_weight=1.0)
     run = tmp_path / "run"
     seen = []
     checkpoint = train(model_config, train_config, [tmp_path / "a.flac"], run, log=seen.append,
@@ -1177,3 +1177,42 @@ def test_amt_train_velocity_head_retrains_that_head_alone(tmp_path, tiny_weights
     # An existing output is refused, in one line.
     again = CliRunner().invoke(main, arguments)
     assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_the_velocity_correlation_weight_adds_what_a_segment_gets_wrong_of_its_dynamics():
+    from transcribe.training.train import head_losses
+    rolls = {name: torch.zeros(2, 20, C.N_KEYS) for name in ("frame", "onset", "offset",
+                                                             "velocity")}
+    levels = torch.tensor([20.0, 40, 60, 80, 100, 120]) / 127
+    for segment in range(2):
+        for i, level in enumerate(levels):
+            rolls["onset"][segment, 2 * i, 30 + i] = 1
+            rolls["velocity"][segment, 2 * i, 30 + i] = level
+    logits = {name: torch.zeros(2, 20, C.N_KEYS) for name in ("frame", "onset", "offset",
+                                                              "velocity")}
+
+    def velocity_loss(predicted, weight):
+        velocity = logits["velocity"].clone()
+        for segment in range(2):
+            for i, value in enumerate(predicted[segment]):
+                velocity[segment, 2 * i, 30 + i] = torch.logit(torch.tensor(value))
+        return float(head_losses({**logits, "velocity": velocity}, rolls,
+                                 velocity_correlation_weight=weight)["velocity"])
+
+    in_order = [[0.4, 0.45, 0.5, 0.55, 0.6, 0.65]] * 2  # compressed, but in order: r = 1
+    reversed_ = [in_order[0], in_order[0][::-1]]  # the second segment's order reversed: r = -1
+    for predicted in (in_order, reversed_):
+        assert velocity_loss(predicted, 0.0) > 0  # the squared error alone
+    assert velocity_loss(in_order, 1.0) == pytest.approx(velocity_loss(in_order, 0.0), abs=1e-5)
+    # Mean of (1 - r) over the two segments: (0 + 2) / 2, times the weight.
+    assert velocity_loss(reversed_, 0.5) - velocity_loss(reversed_, 0.0) == \
+        pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs")
+                                        .glob("*.json")), ids=lambda path: path.name)
+def test_every_config_reads_as_a_model_and_a_training(path):
+    # A config a lent GPU machine cannot read costs the run: read each here first.
+    sections = json.loads(path.read_text())
+    ModelConfig.from_dict(sections.get("model", {}))
+    TrainConfig(**sections.get("train", {}))

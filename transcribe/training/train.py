@@ -73,6 +73,11 @@ class TrainConfig:
     # softest layer low-passed at 1 kHz) is found 40 % of the time against 86 % above 45;
     # the frame head often sees such a note while the onset head does not fire.
     soft_onset_weight: float = 1.0
+    # Weight of one minus each segment's correlation of predicted and true velocities at
+    # its onsets, added to the velocity's squared error (``velocity.segment_correlations``):
+    # each piano maps velocity to loudness its own way, and the squared error alone
+    # teaches their average, which compresses any one piano's dynamics (session 18).
+    velocity_correlation_weight: float = 0.0
 
 
 SOFT_VELOCITY = 45
@@ -170,7 +175,8 @@ def weighted_bce(logits: torch.Tensor, target: torch.Tensor,
 
 def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
                 suffix: str = "", pedal_event_weight: float = 1.0,
-                soft_onset_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                soft_onset_weight: float = 1.0,
+                velocity_correlation_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Per-head losses of one pass; ``suffix`` picks ``frame_1`` ... for the first pass."""
     # With a soft-onset weight, the frame and onset losses are weighted means, as the
     # pedal's below: the soft notes weigh more within each loss.
@@ -184,6 +190,11 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
     onsets = rolls["onset"]
     velocity = torch.sigmoid(logits["velocity" + suffix])
     losses["velocity"] = (onsets * (velocity - rolls["velocity"]) ** 2).sum() / onsets.sum().clamp(min=1)
+    if velocity_correlation_weight:
+        from .velocity import segment_correlations
+        r = segment_correlations(velocity, onsets > 0, rolls["velocity"])
+        if len(r):
+            losses["velocity"] = losses["velocity"] + velocity_correlation_weight * (1 - r).mean()
     # The pedal and where each key is held are taught only by segments whose render knew
     # them (sampled pianos; SoundFont caches know neither): binary cross-entropy over
     # the segments with ``NAME_known`` set.
@@ -203,10 +214,11 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
 
 
 def compute_losses(model: UNetTranscriber, spec: torch.Tensor, rolls: dict[str, torch.Tensor],
-                   pedal_event_weight: float = 1.0,
-                   soft_onset_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                   pedal_event_weight: float = 1.0, soft_onset_weight: float = 1.0,
+                   velocity_correlation_weight: float = 0.0) -> dict[str, torch.Tensor]:
     out = model(spec)
-    weights = {"pedal_event_weight": pedal_event_weight, "soft_onset_weight": soft_onset_weight}
+    weights = {"pedal_event_weight": pedal_event_weight, "soft_onset_weight": soft_onset_weight,
+               "velocity_correlation_weight": velocity_correlation_weight}
     losses = head_losses(out, rolls, **weights)
     if "reconstruction" in out:
         losses.update(head_losses(out, rolls, suffix="_1", **weights))
@@ -458,7 +470,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     def backward(spec: torch.Tensor, rolls_t: dict, amp: bool) -> dict[str, torch.Tensor]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             losses = compute_losses(model, spec, rolls_t, train_config.pedal_event_weight,
-                                    train_config.soft_onset_weight)
+                                    train_config.soft_onset_weight,
+                                    train_config.velocity_correlation_weight)
         sum(losses.values()).backward()
         return losses
 

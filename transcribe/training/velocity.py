@@ -58,22 +58,32 @@ def frozen_features(loaded, paths: list[Path], segments: int, frames: int, seed:
     return hidden, onsets, velocities
 
 
-def correlation_and_error(predicted: torch.Tensor, onsets: torch.Tensor,
-                          velocities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Pearson r of predicted and true velocities at the onsets, one per segment of
-    ``(segments, frames, 88)`` with at least ``MIN_ONSETS`` onsets of differing
-    velocity; mean squared error over all onsets, velocities scaled to 0..1)."""
+def segment_correlations(predicted: torch.Tensor, onsets: torch.Tensor,
+                         velocities: torch.Tensor) -> torch.Tensor:
+    """Pearson r of predicted and true velocities at the onsets, one per segment of
+    ``(segments, frames, 88)`` with at least ``MIN_ONSETS`` onsets of differing velocity
+    (any scale: r does not change with it)."""
     mask = onsets.float()
+    predicted, velocities = predicted.float(), velocities.float()
     count = mask.sum((1, 2))
     mean_p = (predicted * mask).sum((1, 2)) / count.clamp(min=1)
     mean_v = (velocities * mask).sum((1, 2)) / count.clamp(min=1)
     dp = (predicted - mean_p[:, None, None]) * mask
     dv = (velocities - mean_v[:, None, None]) * mask
-    spread_v = (dv ** 2).sum((1, 2))
-    # The small constants keep the gradient finite where a segment has no onsets.
-    r = (dp * dv).sum((1, 2)) / (((dp ** 2).sum((1, 2)) + 1e-3).sqrt() * (spread_v + 1e-3).sqrt())
+    spread_p, spread_v = (dp ** 2).sum((1, 2)), (dv ** 2).sum((1, 2))
+    # Relative floors keep the gradient finite where a segment has no onsets.
+    r = (dp * dv).sum((1, 2)) / ((spread_p + 1e-8 * count + 1e-12).sqrt()
+                                 * (spread_v + 1e-8 * count + 1e-12).sqrt())
+    return r[(count >= MIN_ONSETS) & (spread_v > 0)]
+
+
+def correlation_and_error(predicted: torch.Tensor, onsets: torch.Tensor,
+                          velocities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``segment_correlations``; mean squared error over all onsets, velocities 1..127
+    scaled to 0..1)."""
+    mask = onsets.float()
     error = (((predicted - velocities) / 127) ** 2 * mask).sum() / mask.sum().clamp(min=1)
-    return r[(count >= MIN_ONSETS) & (spread_v > 0)], error
+    return segment_correlations(predicted, onsets, velocities), error
 
 
 def train_velocity_head(head: torch.nn.Linear, hidden: np.ndarray, onsets: np.ndarray,
