@@ -267,8 +267,12 @@ class Transcriber(nn.Module):
         # which differs while the pedal holds the string (a player piano's offsets).
         self.key = nn.Linear(width, C.N_KEYS) if config.key_release else None
 
+    def hidden(self, spec: torch.Tensor) -> torch.Tensor:
+        """The state every head reads: U-net, then BiLSTM, ``(batch, frames, 2 x lstm_hidden)``."""
+        return recurrent(self.lstm, self.unet(spec))
+
     def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = recurrent(self.lstm, self.unet(spec))
+        hidden = self.hidden(spec)
         onset = self.onset(hidden)
         offset = self.offset(hidden)
         # As in Onsets and Frames, the frame head is conditioned on the other

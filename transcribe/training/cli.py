@@ -248,7 +248,7 @@ def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs
     The rest of the network is frozen, so its hidden states are computed once for
     SEGMENTS augmented training segments of the cache (training/velocity.py).
     """
-    from ..weights import load_model, save_weights
+    from ..weights import load_model
     from .corpus import cached_audio
     from .data import load_rooms, training_rooms
     from .velocity import frozen_features, train_velocity_head
@@ -261,12 +261,10 @@ def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs
     head = loaded.model.transcriber.velocity
     before, after = train_velocity_head(head, *features, epochs=epochs, mse_weight=mse_weight,
                                         seed=seed, log=lambda line: click.echo(line, err=True))
-    card = {k: v for k, v in loaded.card.items() if k != "sha256"}
-    card["velocity_head"] = (f"retrained alone from {weights.name} (amt-train velocity-head: "
-                             f"{segments} segments of {frames} frames of {cache}, {epochs} "
-                             f"epochs, mse weight {mse_weight:g}, seed {seed}); held-out r "
-                             f"{before:.3f} -> {after:.3f}")
-    save_weights(loaded.model, out, card)
+    save_derived(loaded.model, out, loaded.card, velocity_head=(
+        f"retrained alone from {weights.name} (amt-train velocity-head: {segments} segments "
+        f"of {frames} frames of {cache}, {epochs} epochs, mse weight {mse_weight:g}, seed "
+        f"{seed}); held-out r {before:.3f} -> {after:.3f}"))
     click.echo(f"{out}: held-out velocity correlation {before:.3f} -> {after:.3f}")
 
 

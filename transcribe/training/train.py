@@ -30,6 +30,7 @@ from ..features import Frontend
 from ..files import write_atomic
 from ..model import ModelConfig, UNetTranscriber
 from .data import SegmentSampler
+from .velocity import velocity_loss
 from .widen import widened_state_dict
 
 
@@ -187,14 +188,9 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
             losses[name] = weighted_bce(logits[name + suffix], rolls[name], soft)
         else:
             losses[name] = F.binary_cross_entropy_with_logits(logits[name + suffix], rolls[name])
-    onsets = rolls["onset"]
-    velocity = torch.sigmoid(logits["velocity" + suffix])
-    losses["velocity"] = (onsets * (velocity - rolls["velocity"]) ** 2).sum() / onsets.sum().clamp(min=1)
-    if velocity_correlation_weight:
-        from .velocity import segment_correlations
-        r = segment_correlations(velocity, onsets > 0, rolls["velocity"])
-        if len(r):
-            losses["velocity"] = losses["velocity"] + velocity_correlation_weight * (1 - r).mean()
+    losses["velocity"] = velocity_loss(torch.sigmoid(logits["velocity" + suffix]),
+                                       rolls["onset"], rolls["velocity"],
+                                       velocity_correlation_weight)
     # The pedal and where each key is held are taught only by segments whose render knew
     # them (sampled pianos; SoundFont caches know neither): binary cross-entropy over
     # the segments with ``NAME_known`` set.

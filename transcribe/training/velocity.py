@@ -31,7 +31,7 @@ def frozen_features(loaded, paths: list[Path], segments: int, frames: int, seed:
     """(hidden ``(segments, frames, width)`` float16 memory map in ``work``, onsets
     ``(segments, frames, 88)`` bool, velocities uint8 1..127 at the onsets) of segments
     drawn and augmented as ``fit`` draws them, through the first pass of ``loaded``."""
-    from ..model import recurrent, set_pass
+    from ..model import set_pass
     from .data import SegmentSampler
     net, frontend = loaded.model.transcriber, loaded.frontend
     set_pass(net, 1)
@@ -50,8 +50,7 @@ def frozen_features(loaded, paths: list[Path], segments: int, frames: int, seed:
             audio, rolls = sampler.sample(size)
             spec = frontend(torch.as_tensor(audio))
             spec = torch.nn.functional.pad(spec, (0, 0, 0, -spec.shape[1] % multiple))
-            hidden[start:start + size] = recurrent(net.lstm, net.unet(spec))[:, :frames] \
-                .numpy().astype(np.float16)
+            hidden[start:start + size] = net.hidden(spec)[:, :frames].numpy().astype(np.float16)
             onsets[start:start + size] = rolls["onset"][:, :frames] > 0.5
             velocities[start:start + size] = np.round(rolls["velocity"][:, :frames] * 127)
     hidden.flush()
@@ -77,13 +76,33 @@ def segment_correlations(predicted: torch.Tensor, onsets: torch.Tensor,
     return r[(count >= MIN_ONSETS) & (spread_v > 0)]
 
 
+def onset_squared_error(predicted: torch.Tensor, onsets: torch.Tensor,
+                        velocities: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of predicted velocities over the onset cells (``onsets``: a
+    0/1 roll or a boolean mask), in the velocities' own scale."""
+    weights = onsets.float()
+    return (weights * (predicted - velocities) ** 2).sum() / weights.sum().clamp(min=1)
+
+
+def velocity_loss(predicted: torch.Tensor, onsets: torch.Tensor, velocities: torch.Tensor,
+                  correlation_weight: float = 0.0) -> torch.Tensor:
+    """The velocity head's loss in training (velocities in 0..1): the squared error at
+    the onsets plus ``correlation_weight`` times the mean of one minus each segment's
+    correlation (segments that have none add nothing)."""
+    loss = onset_squared_error(predicted, onsets, velocities)
+    if correlation_weight:
+        r = segment_correlations(predicted, onsets > 0, velocities)
+        if len(r):
+            loss = loss + correlation_weight * (1 - r).mean()
+    return loss
+
+
 def correlation_and_error(predicted: torch.Tensor, onsets: torch.Tensor,
                           velocities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(``segment_correlations``; mean squared error over all onsets, velocities 1..127
     scaled to 0..1)."""
-    mask = onsets.float()
-    error = (((predicted - velocities) / 127) ** 2 * mask).sum() / mask.sum().clamp(min=1)
-    return segment_correlations(predicted, onsets, velocities), error
+    return (segment_correlations(predicted, onsets, velocities),
+            onset_squared_error(predicted / 127, onsets, velocities / 127))
 
 
 def train_velocity_head(head: torch.nn.Linear, hidden: np.ndarray, onsets: np.ndarray,
