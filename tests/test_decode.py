@@ -6,8 +6,8 @@ from hypothesis.extra.numpy import arrays
 
 from transcribe import constants as C
 from transcribe.decode import (OFFSET_S, VELOCITY, DecodingOptions, NoteStream,
-                               extend_through_pedal, frames_to_notes, key_release_offsets,
-                               pedal_spans)
+                               blend_velocities, extend_through_pedal, frames_to_notes,
+                               key_release_offsets, pedal_spans)
 from transcribe.errors import TranscribeError
 
 FPS = C.FRAME_RATE_HZ
@@ -62,6 +62,33 @@ def test_velocity_adds_the_onset_level_above_the_median_note():
                                   [64 + 20, 64, 64 - 60])
     with pytest.raises(TranscribeError, match="velocity_level_weight must be >= 0"):
         DecodingOptions(velocity_level_weight=-1)
+
+
+def test_the_level_loses_the_register_balance_the_velocity_head_does_not_hear():
+    # Twenty notes at ten keys, each key once soft (level +0 dB) and once loud (+6 dB),
+    # the velocity head at 64 for all; the instrument's bass reads 0.5 dB a semitone louder.
+    keys = np.repeat(np.arange(30, 50, 2), 2)
+    loud = np.tile([0.0, 6.0], 10)
+    head = np.full(20, 64.0)
+    levels = 50 - 0.5 * (keys - 40) + loud
+    # The register's 10 dB would swamp the playing's 6; without it, soft 58 and loud 70
+    # at every key.
+    assert np.ptp(blend_velocities(head, levels, 2.0)[loud == 0]) >= 18
+    balanced = blend_velocities(head, levels, 2.0, keys)
+    np.testing.assert_array_equal(balanced, np.where(loud > 0, 70, 58))
+    # A trend over pitch that the head hears too (louder notes up high, in the head's
+    # velocities as in the levels) is the playing's: kept as it is.
+    head = 40 + 2.0 * (keys - 30) + np.tile([0.0, 8.0], 10)
+    levels = 20 + 0.5 * head
+    np.testing.assert_array_equal(blend_velocities(head, levels, 2.0, keys),
+                                  blend_velocities(head, levels, 2.0))
+    # Too few notes to fit a balance: the levels as read.
+    few = slice(C.VELOCITY_REGISTER_MIN_NOTES - 1)
+    sloped = levels - keys
+    np.testing.assert_array_equal(blend_velocities(head[few], sloped[few], 2.0, keys[few]),
+                                  blend_velocities(head[few], sloped[few], 2.0))
+    assert not np.array_equal(blend_velocities(head, sloped, 2.0, keys),
+                              blend_velocities(head, sloped, 2.0))
 
 
 def test_repeated_onsets_split_a_held_key_and_never_overlap():

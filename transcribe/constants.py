@@ -70,6 +70,8 @@ PEDAL_SPLIT_DIP = 0.05
 VELOCITY_LEVEL_WEIGHT = 0.0
 VELOCITY_LEVEL_FRAMES = 3  # 96 ms from the onset: the attack's peak
 VELOCITY_LEVEL_PARTIALS = 3  # the fundamental and the next two partials, each +-1 bin
+# Below this many notes a recording's register balance is not fitted (decode.register_balanced).
+VELOCITY_REGISTER_MIN_NOTES = 10
 PEDAL_MODES = ("extend", "cc64", "none")
 # The notes as decoded: the frame head learned notes held by the sustain pedal (its labels
 # follow CC64), so they already last as long as they are heard.  Lengthening them further

@@ -7,7 +7,8 @@ head fires (above ``offset_threshold``), and a new onset of the same key ends th
 previous note, so no key ever overlaps itself.  Velocity is the mean of the
 velocity head over the onset's frames, plus, given the input's key levels and a
 ``velocity_level_weight``, that many steps per dB by which the note's onset is louder
-than the recording's median note (``blend_velocities``).  All functions are pure
+than the recording's median note, the recording's register balance removed
+(``blend_velocities``).  All functions are pure
 numpy and vectorised per key.
 
 A third rule recovers notes whose onset the onset head misses (most of them soft
@@ -186,7 +187,7 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
     long = rows[:, 1] - rows[:, 0] >= min_frames
     rows = rows[long]
     velocities = rows[:, 3] if levels is None else \
-        blend_velocities(rows[:, 3], np.asarray(levels)[long], level_weight)
+        blend_velocities(rows[:, 3], np.asarray(levels)[long], level_weight, rows[:, 2])
     notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, offset_column] / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, velocities]).astype(np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
@@ -203,18 +204,46 @@ def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
     return np.asarray(level[frames, rows[:, 2:3]], np.float64).max(axis=1)
 
 
-def blend_velocities(velocities: np.ndarray, levels: np.ndarray, weight: float) -> np.ndarray:
+def register_balanced(levels: np.ndarray, velocities: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``levels`` less the recording's register balance: the part of their linear trend
+    over pitch that the velocity head's ``velocities`` do not explain.
+
+    Over the recording's notes, ``levels ~ a + b velocities + c key`` (least squares);
+    ``c (key - mean key)`` is removed.  At equal velocity an instrument, its microphones
+    and the room make one register louder than another (FluidR3's bass at velocity 55
+    reads as loud as its treble at 70), which says nothing of the playing; the head,
+    trained over many pianos, judges the registers, and the level the contrast within
+    them.  Fewer than ``VELOCITY_REGISTER_MIN_NOTES`` notes: ``levels`` unchanged.
+    """
+    levels = np.asarray(levels, np.float64)
+    if len(levels) < C.VELOCITY_REGISTER_MIN_NOTES:
+        return levels
+    velocities = np.asarray(velocities, np.float64)
+    centred = np.asarray(keys, np.float64) - np.mean(keys)
+    # Fitted in one order whatever the notes' (a stream decides them in another), so the
+    # same notes always get the same velocities, to the last bit.
+    order = np.lexsort((levels, velocities, centred))
+    design = np.column_stack([np.ones(len(levels)), velocities, centred])[order]
+    trend = np.linalg.lstsq(design, levels[order], rcond=None)[0][2]
+    return levels - trend * centred
+
+
+def blend_velocities(velocities: np.ndarray, levels: np.ndarray, weight: float,
+                     keys: np.ndarray | None = None) -> np.ndarray:
     """``velocities`` plus ``weight`` steps per dB by which each note's onset level lies
     above the median of ``levels`` (the recording's notes), rounded, within 1..127.
 
     Centred on the median, the blend keeps the recording's typical velocity (the head's,
     which hears the whole mix) and adds the contrast between its notes that the level
-    measures: a quiet recording is not made softer, nor a loud one harder.
+    measures: a quiet recording is not made softer, nor a loud one harder.  Given the
+    notes' ``keys``, the levels' register balance is removed first (``register_balanced``).
     """
     velocities = np.asarray(velocities, np.float64)
     if weight == 0 or len(velocities) == 0:
         return velocities
     levels = np.asarray(levels, np.float64)
+    if keys is not None:
+        levels = register_balanced(levels, velocities, keys)
     return np.clip(np.round(velocities + weight * (levels - np.median(levels))), 1, 127)
 
 
