@@ -51,6 +51,10 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
     unused = Transcription(notes, None, 3.0, DecodingOptions(
         offset_threshold=1.0, frame_onset_threshold=0.6).resolve())
     assert "offset off, frame onsets 0.6," in page_html(unused, b"", "t")
+    # How the velocities were made (--velocity-level-weight).
+    assert "velocities add 2 steps a dB of onset level;" in page_html(Transcription(
+        notes, None, 3.0, DecodingOptions(velocity_level_weight=2).resolve()), b"", "t")
+    assert "velocities from the velocity head alone;" in page_html(unused, b"", "t")
     assert "offset 0.5," in page_html(Transcription(notes, None, 3.0, DecodingOptions(
         offset_threshold=0.5).resolve()), b"", "t")
     assert "(--dereverb)" not in page_html(unused, b"", "t")

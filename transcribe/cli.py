@@ -82,7 +82,8 @@ _DECODING_HELP = {
     "pedal_split_threshold": "Pedal-press probability at which a sustain-pedal span is split "
                              "(a quick re-pedal); 1 turns it off.",
     "velocity_level_weight": "Velocity steps added per dB by which a note's onset is louder "
-                             "than the recording's median note (measured at its partials); "
+                             "than the recording's median note (measured at its partials, "
+                             "the recording's register balance removed); "
                              "0 leaves the velocity to the network alone.",
 }
 

@@ -183,7 +183,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     facts = (f"{len(data['notes'])} notes, {result.duration_s:.1f} s; thresholds: onset "
              f"{options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
              f"{rule(options.offset_threshold)}, frame onsets "
-             f"{rule(options.frame_onset_threshold)}, shortest note {options.min_note_ms:g} ms; ")
+             f"{rule(options.frame_onset_threshold)}, shortest note {options.min_note_ms:g} ms; "
+             + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
+                if options.velocity_level_weight else "velocities from the velocity head alone; "))
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode
         count = len(data["pedal"])
         split = (f", split at presses above {options.pedal_split_threshold:g}"

@@ -1,0 +1,67 @@
+"""Note+velocity F1 and velocity correlation by velocity level weight, on a folder.
+
+    python benchmarks/velocity_levels.py cache/tuning-all --files 15
+    python benchmarks/velocity_levels.py examples
+
+Each excerpt is transcribed once (fast pass, the weights' card) and re-decoded at each
+``--velocity-level-weight`` (0: the velocity head alone).  Printed per weight: the mean
+note+velocity F1 over the files (mir_eval, as ``amt-evaluate`` scores it) and the mean
+per-file correlation of the velocities of the notes matched by onset and pitch with the
+reference's (what a listener hears of the dynamics, before mir_eval's tolerance).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from transcribe import transcribe
+from transcribe.training.evaluate import pair_files, reference_notes
+from transcribe.training.metrics import score
+from transcribe.weights import load_model
+
+
+def matched_correlation(reference: np.ndarray, notes: np.ndarray) -> float:
+    """Correlation of reference and transcribed velocities over notes matched by onset and pitch."""
+    import mir_eval
+    hz = 440 * 2 ** ((reference[:, 2] - 69) / 12), 440 * 2 ** ((notes[:, 2] - 69) / 12)
+    pairs = np.array(mir_eval.transcription.match_notes(
+        reference[:, :2], hz[0], notes[:, :2], hz[1], offset_ratio=None)).reshape(-1, 2)
+    if len(pairs) < 3:
+        return float("nan")
+    return float(np.corrcoef(reference[pairs[:, 0], 3], notes[pairs[:, 1], 3])[0, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="Audio with MIDI files of the same names.")
+    parser.add_argument("--files", type=int, default=None, help="Only the first FILES pairs.")
+    parser.add_argument("--levels", type=float, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="Velocity level weights to decode with.")
+    parser.add_argument("--weights", type=Path, default=None)
+    args = parser.parse_args()
+    pairs = pair_files(args.folder, args.folder)[:args.files]
+    if not pairs:
+        parser.error(f"no audio with a MIDI file of the same name in {args.folder}")
+    model = load_model(args.weights, "cpu")
+    f1 = {weight: [] for weight in args.levels}
+    correlation = {weight: [] for weight in args.levels}
+    for audio, midi in pairs:
+        reference = reference_notes(midi)
+        result = transcribe(audio, model, model_pass="fast")
+        for weight in args.levels:
+            notes = result.redecode(velocity_level_weight=weight).notes
+            f1[weight].append(score(reference, notes)["note_velocity_f1"])
+            correlation[weight].append(matched_correlation(reference, notes))
+    print(f"{len(pairs)} files in {args.folder}; card weight "
+          f"{result.options.velocity_level_weight:g}")
+    print(f"{'weight':>7} {'note+velocity F1':>17} {'velocity r':>11}")
+    for weight in args.levels:
+        print(f"{weight:>7g} {100 * np.mean(f1[weight]):>17.2f} "
+              f"{np.nanmean(correlation[weight]):>11.3f}")
+
+
+if __name__ == "__main__":
+    main()
