@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 from transcribe import constants as C
 from transcribe.decode import (OFFSET_S, VELOCITY, DecodingOptions, NoteStream,
                                blend_velocities, extend_through_pedal, frames_to_notes,
-                               key_release_offsets, pedal_spans)
+                               key_release_offsets, note_levels, pedal_spans)
 from transcribe.errors import TranscribeError
 
 FPS = C.FRAME_RATE_HZ
@@ -89,6 +89,24 @@ def test_the_level_loses_the_register_balance_the_velocity_head_does_not_hear():
                                   blend_velocities(head[few], sloped[few], 2.0))
     assert not np.array_equal(blend_velocities(head, sloped, 2.0, keys),
                               blend_velocities(head, sloped, 2.0))
+
+
+def test_the_lower_note_of_an_octave_reads_its_level_at_odd_partials():
+    # Rows: start frame, end frame, key, velocity.  C3 and C4 struck together, G3 a frame
+    # after G5 (two octaves up), E3 alone, and C4's upper note itself.
+    rows = np.array([[10, 40, 27, 64], [10, 40, 39, 64], [11, 40, 34, 64], [10, 30, 58, 64],
+                     [30, 60, 31, 64]])
+    # Each note's level at its partials 1-3: the second partial is the loudest.
+    levels = np.tile([50.0, 60.0, 40.0], (5, 1))
+    # The lower notes of octaves (C3, G3) read 50, the loudest of their odd partials: their
+    # second partial is where their octave's fundamental sounds.  The rest read 60.
+    np.testing.assert_array_equal(note_levels(rows, levels), [50, 60, 50, 60, 60])
+    # Two frames apart is not struck together; a tenth is not an octave.
+    apart = rows.copy()
+    apart[2, 0], apart[1, 2] = 12, 43
+    np.testing.assert_array_equal(note_levels(apart, levels), [60, 60, 60, 60, 60])
+    # Levels saved in session 18, one a key, are read as they are.
+    np.testing.assert_array_equal(note_levels(rows, levels.max(axis=1)), [60] * 5)
 
 
 def test_repeated_onsets_split_a_held_key_and_never_overlap():
@@ -189,15 +207,19 @@ def test_a_wavering_frame_does_not_split_a_sustained_note():
 def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms,
                                                       frame_onset_threshold):
     # Posteriorgrams of a few keys that cross the thresholds often, cut into chunks
-    # at random places (the edges of chunks are where a streaming decoder errs).
+    # at random places (the edges of chunks are where a streaming decoder errs).  The
+    # keys lie in octaves, whose lower notes read their levels at odd partials.
+    keys = [0, 1, 12, 13, 24, 36]
     levels = st.sampled_from(np.array([0.05, 0.35, 0.55, 0.95], np.float16))
-    heads = [data.draw(arrays(np.float16, (n_frames, 6), elements=levels)) for _ in range(4)]
-    key = np.zeros((n_frames, C.N_KEYS), np.float16)  # a key-down head, on the same 6 keys
-    key[:, :6] = data.draw(arrays(np.float16, (n_frames, 6), elements=levels))
-    level = np.zeros((n_frames, C.N_KEYS), np.float16)  # the input's key levels, dB
-    level[:, :6] = data.draw(arrays(np.float16, (n_frames, 6),
-                                    elements=st.sampled_from(np.float16([10, 30, 50, 70]))))
-    heads = [np.pad(head, ((0, 0), (0, C.N_KEYS - 6))) for head in heads]
+
+    def posteriorgram(width=1, elements=levels):
+        drawn = np.zeros((n_frames, C.N_KEYS, width), np.float16)
+        drawn[:, keys] = data.draw(arrays(np.float16, (n_frames, 6, width), elements=elements))
+        return drawn.reshape(n_frames, C.N_KEYS * width)
+    heads = [posteriorgram() for _ in range(4)]
+    key = posteriorgram()  # a key-down head
+    # The input's key levels, dB, at each key's first partials.
+    level = posteriorgram(C.VELOCITY_LEVEL_PARTIALS, st.sampled_from(np.float16([10, 30, 50, 70])))
     cuts = sorted(data.draw(st.lists(st.integers(0, n_frames), max_size=8)))
     options = {"onset_threshold": 0.5, "frame_threshold": 0.3, "offset_threshold": 0.9,
                "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold,

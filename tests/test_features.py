@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from transcribe import constants as C
-from transcribe.features import Frontend
+from transcribe.features import Frontend, to_decibels
 from conftest import tone
 
 
@@ -67,13 +67,24 @@ def test_key_levels_read_a_tone_at_its_key_in_decibels():
         levels = []
         for amplitude in (0.5, 0.25):
             audio = torch.from_numpy(tone(440.0, 3.0, C.SAMPLE_RATE, amplitude))[None]
-            levels.append(frontend.key_levels(frontend(audio))[0, 10:-10])
-        assert levels[0].shape[-1] == C.N_KEYS
-        # Half the amplitude: 6 dB lower at A4.
-        np.testing.assert_allclose((levels[0][:, a4] - levels[1][:, a4]).numpy(), 6.02, atol=0.1)
+            flat = frontend.key_levels(frontend(audio))[0, 10:-10]
+            assert flat.shape[-1] == C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS
+            levels.append(flat.reshape(len(flat), C.N_KEYS, C.VELOCITY_LEVEL_PARTIALS))
+        loudest = levels[0].amax(-1)
+        # Half the amplitude: 6 dB lower at A4's fundamental.
+        np.testing.assert_allclose((levels[0][:, a4, 0] - levels[1][:, a4, 0]).numpy(), 6.02,
+                                   atol=0.1)
         # Keys a whole tone or more away, whose partials miss 440 Hz, lie far below (a
         # semitone away the Mel filters below 1 kHz, 13 Hz apart, still hear it).
         for neighbour in (a4 - 5, a4 - 2, a4 + 2, a4 + 5):
-            assert (levels[0][:, a4] - levels[0][:, neighbour]).min() > 20, (kind, neighbour)
-        # A3 and D3 have 440 Hz as their second and third partials: they hear it.
-        assert (levels[0][:, a4 - 12] - levels[0][:, a4]).abs().max() < 1
+            assert (loudest[:, a4] - loudest[:, neighbour]).min() > 20, (kind, neighbour)
+        # A3 and D3 have 440 Hz as their second and third partials: they hear it there,
+        # and not at their fundamentals.
+        for key, partial in ((a4 - 12, 1), (a4 - 19, 2)):
+            assert (levels[0][:, key, partial] - levels[0][:, a4, 0]).abs().max() < 1
+            assert (levels[0][:, a4, 0] - levels[0][:, key, 0]).min() > 20, (kind, key)
+        # C8's third partial lies above the top bin: it reads silence, never a neighbour.
+        assert frontend.unheard[-1, 2]
+        np.testing.assert_allclose(levels[0][:, -1, 2].numpy(), to_decibels(0.0), rtol=1e-6)
+
+

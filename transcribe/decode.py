@@ -7,8 +7,9 @@ head fires (above ``offset_threshold``), and a new onset of the same key ends th
 previous note, so no key ever overlaps itself.  Velocity is the mean of the
 velocity head over the onset's frames, plus, given the input's key levels and a
 ``velocity_level_weight``, that many steps per dB by which the note's onset is louder
-than the recording's median note, the recording's register balance removed
-(``blend_velocities``).  All functions are pure
+than the recording's median note (``blend_velocities``): the lower notes of octaves
+read at their odd partials (``note_levels``), the recording's register balance removed
+(``register_balanced``).  All functions are pure
 numpy and vectorised per key.
 
 A third rule recovers notes whose onset the onset head misses (most of them soft
@@ -187,21 +188,46 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
     long = rows[:, 1] - rows[:, 0] >= min_frames
     rows = rows[long]
     velocities = rows[:, 3] if levels is None else \
-        blend_velocities(rows[:, 3], np.asarray(levels)[long], level_weight, rows[:, 2])
+        blend_velocities(rows[:, 3], note_levels(rows, np.asarray(levels)[long]), level_weight,
+                         rows[:, 2])
     notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, offset_column] / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, velocities]).astype(np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
 
 def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """For rows ``(start frame, end frame, key, ...)`` over the frames of ``level``
-    ``(frames, 88)`` (each key's level in the input, dB): each note's loudest level in
-    its first ``VELOCITY_LEVEL_FRAMES`` frames (fewer when it ends sooner)."""
+    """For rows ``(start frame, end frame, key, ...)`` over the frames of ``level`` (the
+    input's key levels, dB: ``(frames, 88 x partials)`` as ``Frontend.key_levels`` gives
+    them, or ``(frames, 88)``, one level a key, as files saved before session 19 hold
+    them): ``(n, partials)``, each note's loudest level at each partial in its first
+    ``VELOCITY_LEVEL_FRAMES`` frames (fewer when it ends sooner)."""
     rows = np.asarray(rows, np.int64)
+    level = np.asarray(level)
+    per_key = level.reshape(len(level), C.N_KEYS, level.shape[1] // C.N_KEYS)
     if len(rows) == 0:
-        return np.zeros(0)
+        return np.zeros((0, per_key.shape[-1]))
     frames = np.minimum(rows[:, :1] + np.arange(C.VELOCITY_LEVEL_FRAMES), rows[:, 1:2] - 1)
-    return np.asarray(level[frames, rows[:, 2:3]], np.float64).max(axis=1)
+    return np.asarray(per_key[frames, rows[:, 2:3]], np.float64).max(axis=1)
+
+
+def note_levels(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """One onset level a note from ``onset_levels``'s ``(n, partials)``: the loudest partial,
+    but for a note struck with its octave above (one, two or three octaves, within a frame
+    of it) the loudest odd partial, as that note's fundamental and partials sound where
+    its even ones are (an octave in the bass read as loud as its upper note).  Rows are
+    the notes' ``(start frame, end frame, key, ...)``, all the recording's."""
+    levels = np.asarray(levels, np.float64)
+    if levels.ndim == 1:
+        return levels
+    if levels.shape[1] < 3:
+        return levels.max(axis=1)
+    rows = np.asarray(rows, np.int64)
+    codes = rows[:, 0] * 128 + rows[:, 2]  # keys < 88, so start and key never collide
+    octave_above = np.zeros(len(rows), bool)
+    for lag in (-1, 0, 1):
+        for interval in (12, 24, 36):
+            octave_above |= np.isin(codes + 128 * lag + interval, codes)
+    return np.where(octave_above, levels[:, 0::2].max(axis=1), levels.max(axis=1))
 
 
 def register_balanced(levels: np.ndarray, velocities: np.ndarray, keys: np.ndarray) -> np.ndarray:

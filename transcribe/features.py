@@ -40,20 +40,18 @@ def to_decibels(spectrogram):
 
 
 def partial_bins(kind: str, n_bins: int, partials: int = C.VELOCITY_LEVEL_PARTIALS) -> np.ndarray:
-    """``(88, width)`` bin indices per key: the bins nearest its first ``partials`` partials
-    (those below the top bin), each with its neighbours; rows padded by repeating a bin."""
+    """``(88, partials, 3)`` bin indices: for each key and each of its first ``partials``
+    partials, the nearest bin and its neighbours; a partial above the top bin, which no
+    bin hears, is -1."""
     centres = bin_frequencies(kind, n_bins)
-    rows = []
-    for pitch in range(C.MIN_MIDI, C.MAX_MIDI + 1):
+    rows = np.full((C.N_KEYS, partials, 3), -1, np.int64)
+    for key, pitch in enumerate(range(C.MIN_MIDI, C.MAX_MIDI + 1)):
         fundamental = 440.0 * 2 ** ((pitch - 69) / 12)
-        bins: set[int] = set()
         for partial in range(1, partials + 1):
             if partial == 1 or fundamental * partial <= centres[-1]:
                 nearest = int(np.argmin(np.abs(centres - fundamental * partial)))
-                bins |= {max(nearest - 1, 0), nearest, min(nearest + 1, n_bins - 1)}
-        rows.append(sorted(bins))
-    width = max(map(len, rows))
-    return np.array([row + [row[-1]] * (width - len(row)) for row in rows], np.int64)
+                rows[key, partial - 1] = [max(nearest - 1, 0), nearest, min(nearest + 1, n_bins - 1)]
+    return rows
 
 
 class Frontend(nn.Module):
@@ -94,8 +92,9 @@ class Frontend(nn.Module):
         # Half a window of context each side centres frame j on sample j * hop.
         self.context_samples = kernel_width // 2
         self._log_floor = math.log(C.LOG_FLOOR)
-        self.register_buffer("partials", torch.from_numpy(partial_bins(kind, self.n_bins)),
-                             persistent=False)
+        bins = partial_bins(kind, self.n_bins)
+        self.register_buffer("partials", torch.from_numpy(np.maximum(bins, 0)), persistent=False)
+        self.register_buffer("unheard", torch.from_numpy(bins[..., 0] < 0), persistent=False)
 
     @property
     def frame_rate_hz(self) -> float:
@@ -120,7 +119,10 @@ class Frontend(nn.Module):
         return spec.transpose(1, 2)
 
     def key_levels(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(batch, frames, 88)``: each key's level (dB) in a spectrogram of ``forward``,
-        the loudest bin at its first partials (``partial_bins``): what a note of it adds
-        as it is struck, read by the velocity decoding (``decode.onset_levels``)."""
-        return to_decibels(spec[..., self.partials].amax(-1))
+        """``(batch, frames, 88 x VELOCITY_LEVEL_PARTIALS)``: each key's level (dB) at each
+        of its first partials in a spectrogram of ``forward`` (key by key: the partials of
+        key 0, then of key 1 ...), the loudest of the partial's bins (``partial_bins``);
+        a partial above the top bin reads silence.  What a note of the key adds as it is
+        struck, read by the velocity decoding (``decode.onset_levels``)."""
+        levels = spec[..., self.partials].amax(-1).masked_fill(self.unheard, 0.0)
+        return to_decibels(levels.flatten(-2))

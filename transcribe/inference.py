@@ -146,8 +146,9 @@ class Posteriorgrams:
     pedal: np.ndarray | None = None  # (frames, 3): pedal down, pressed, released (model.PEDAL_COLUMNS)
     key: np.ndarray | None = None  # (frames, 88): key held down (a model with a key-down head)
     frame_rate_hz: float = C.FRAME_RATE_HZ
-    # (frames, 88): each key's level in the input, dB (features.Frontend.key_levels);
-    # None in posteriorgrams saved before it was kept.
+    # (frames, 88 x 3): each key's level in the input at its first 3 partials, dB
+    # (features.Frontend.key_levels); (frames, 88), one level a key, in posteriorgrams
+    # saved in session 18; None in those saved before.
     level: np.ndarray | None = None
 
     @property
@@ -267,7 +268,8 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     of a model that reconstructs (see ``UNetTranscriber.forward``).  A model with a
     pedal head adds ``pedal`` ``(frames, 3)`` to the frames and posteriorgrams, one
     with a key-down head ``key`` ``(frames, 88)``.  Every model adds ``level`` ``(frames,
-    88)``, each key's level in the input spectrogram (dB), which decodes velocities.
+    88 x VELOCITY_LEVEL_PARTIALS)``, each key's level in the input spectrogram at each of its
+    first partials (dB), which decodes velocities.
     """
     multiple = model.config.time_multiple
     if chunk_frames % multiple or context_frames % multiple:
@@ -285,7 +287,7 @@ def run(model: UNetTranscriber, frontend: Frontend, blocks: Iterable[np.ndarray]
     names = heads + ["level"] + (["spectrogram"] if keep_spectrograms else []) + \
         (["reconstruction"] if keep_spectrograms and reconstructs else [])
     widths = {name: C.N_KEYS for name in HEADS} | {"pedal": len(PEDAL_COLUMNS), "key": C.N_KEYS,
-                                                   "level": C.N_KEYS}
+                                                   "level": C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS}
     kept = {name: _Rows(widths.get(name, frontend.n_bins), capacity)
             for name in names} if keep_posteriorgrams else {}
     done = 0
