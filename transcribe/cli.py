@@ -83,7 +83,8 @@ _DECODING_HELP = {
                              "(a quick re-pedal); 1 turns it off.",
     "velocity_level_weight": "Velocity steps added per dB by which a note's onset is louder "
                              "than the recording's median note (measured at its partials, "
-                             "the recording's register balance removed); "
+                             "odd ones for the lower note of an octave, the recording's "
+                             "register balance removed); "
                              "0 leaves the velocity to the network alone.",
 }
 
