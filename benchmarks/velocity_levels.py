@@ -19,19 +19,16 @@ import numpy as np
 
 from transcribe import transcribe
 from transcribe.training.evaluate import pair_files, reference_notes
-from transcribe.training.metrics import score
+from transcribe.training.metrics import matched_velocities, score
 from transcribe.weights import load_model
 
 
 def matched_correlation(reference: np.ndarray, notes: np.ndarray) -> float:
     """Correlation of reference and transcribed velocities over notes matched by onset and pitch."""
-    import mir_eval
-    hz = 440 * 2 ** ((reference[:, 2] - 69) / 12), 440 * 2 ** ((notes[:, 2] - 69) / 12)
-    pairs = np.array(mir_eval.transcription.match_notes(
-        reference[:, :2], hz[0], notes[:, :2], hz[1], offset_ratio=None)).reshape(-1, 2)
-    if len(pairs) < 3:
+    written, played = matched_velocities(reference, notes)
+    if len(written) < 3:
         return float("nan")
-    return float(np.corrcoef(reference[pairs[:, 0], 3], notes[pairs[:, 1], 3])[0, 1])
+    return float(np.corrcoef(written, played)[0, 1])
 
 
 def main() -> None:

@@ -106,7 +106,8 @@ def test_the_lower_note_of_an_octave_reads_its_level_at_odd_partials():
     apart[2, 0], apart[1, 2] = 12, 43
     np.testing.assert_array_equal(note_levels(apart, levels), [60, 60, 60, 60, 60])
     # Levels saved in session 18, one a key, are read as they are.
-    np.testing.assert_array_equal(note_levels(rows, levels.max(axis=1)), [60] * 5)
+    np.testing.assert_array_equal(note_levels(rows, levels.max(axis=1, keepdims=True)),
+                                  [60] * 5)
 
 
 def test_repeated_onsets_split_a_held_key_and_never_overlap():

@@ -7,7 +7,7 @@ import soundfile as sf
 
 from transcribe import load_model, transcribe
 from transcribe.training import synth
-from transcribe.training.metrics import score
+from transcribe.training.metrics import matched_velocities, score
 
 # Floors well above chance (a random or silent transcriber scores ~0) and below what
 # the shipped weights measure on these same renders (weights/README.md): 97.8 through
@@ -66,15 +66,6 @@ def test_shipped_example_transcribes(shipped):
     result = transcribe(examples / "example.flac", shipped)
     reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(examples / "example.mid")))
     assert score(reference, result.notes)["note_f1"] >= EXAMPLE_NOTE_F1_FLOOR
-
-
-def matched_velocities(reference, notes):
-    """Reference and transcribed velocities of the notes matched by onset and pitch."""
-    import mir_eval
-    hz = 440 * 2 ** ((reference[:, 2] - 69) / 12), 440 * 2 ** ((notes[:, 2] - 69) / 12)
-    pairs = np.array(mir_eval.transcription.match_notes(
-        reference[:, :2], hz[0], notes[:, :2], hz[1], offset_ratio=None))
-    return reference[pairs[:, 0], 3], notes[pairs[:, 1], 3]
 
 
 def test_the_example_accents_its_melody_over_the_accompaniment(shipped):

@@ -217,8 +217,6 @@ def note_levels(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
     its even ones are (an octave in the bass read as loud as its upper note).  Rows are
     the notes' ``(start frame, end frame, key, ...)``, all the recording's."""
     levels = np.asarray(levels, np.float64)
-    if levels.ndim == 1:
-        return levels
     if levels.shape[1] < 3:
         return levels.max(axis=1)
     rows = np.asarray(rows, np.int64)
@@ -286,8 +284,9 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     offset posteriorgram, or with ``offset_threshold`` 1, the offset head is ignored;
     ``frame_onset_threshold`` below 1 also starts notes where the frame posteriorgram
     rises from quiet above it (see the module's docstring).  With the input's key
-    levels ``level`` ``(frames, 88)`` (dB) and a ``velocity_level_weight`` above 0, the
-    velocities blend in each note's onset level (``blend_velocities``).
+    levels ``level`` (dB, ``(frames, 88 x partials)`` or ``(frames, 88)``: ``onset_levels``)
+    and a ``velocity_level_weight`` above 0, the velocities blend in each note's onset
+    level (``blend_velocities``).
     """
     options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)

@@ -113,17 +113,32 @@ VELOCITY_BANDS = (("< 30", 0, 30), ("30-44", 30, 45), ("45-59", 45, 60), ("60-74
 POLYPHONY_BANDS = (("1-4", 1, 5), ("5-9", 5, 10), ("10-14", 10, 15), (">= 15", 15, 10 ** 6))
 
 
+def _note_pairs(ref: np.ndarray, est: np.ndarray) -> np.ndarray:
+    """int ``(pairs, 2)``: indices of (valid) reference and estimated notes matched at
+    mir_eval's note level (pitch, 50 ms onset)."""
+    import mir_eval
+    if not (len(ref) and len(est)):
+        return np.zeros((0, 2), np.int64)
+    pairs = mir_eval.transcription.match_notes(ref[:, TIMES], _hz(ref[:, PITCH]),
+                                               est[:, TIMES], _hz(est[:, PITCH]),
+                                               offset_ratio=None)
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
 def matched_reference(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """Boolean per (valid) reference note: found at mir_eval's note level (pitch, 50 ms onset)."""
-    import mir_eval
-    ref, est = _valid(reference), _valid(estimate)
+    ref = _valid(reference)
     matched = np.zeros(len(ref), bool)
-    if len(ref) and len(est):
-        pairs = mir_eval.transcription.match_notes(ref[:, TIMES], _hz(ref[:, PITCH]),
-                                                   est[:, TIMES], _hz(est[:, PITCH]),
-                                                   offset_ratio=None)
-        matched[[i for i, _ in pairs]] = True
+    matched[_note_pairs(ref, _valid(estimate))[:, 0]] = True
     return matched
+
+
+def matched_velocities(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(reference velocities, estimated velocities) of the notes matched at mir_eval's note
+    level: what a listener compares of the dynamics, before mir_eval's velocity tolerance."""
+    ref, est = _valid(reference), _valid(estimate)
+    pairs = _note_pairs(ref, est)
+    return ref[pairs[:, 0], VELOCITY], est[pairs[:, 1], VELOCITY]
 
 
 def sounding_at_onsets(reference: np.ndarray) -> np.ndarray:
