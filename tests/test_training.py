@@ -976,6 +976,88 @@ def test_the_gpu_bundle_packs_its_midi_and_another_seed_carries_other_pieces(tmp
         pack_midi_within(manifest, smaller, budget_mb, 0, max_bytes=100)
 
 
+THREE_LAYERS = """<global>
+amp_veltrack=73
+<group> lovel=1 hivel=40
+<region> sample=C4v1.flac lokey=59 hikey=61 pitch_keycenter=60
+<region> sample=E4v1.flac lokey=62 hikey=65 pitch_keycenter=64
+<group> lovel=41 hivel=90
+<region> sample=C4v2.flac lokey=59 hikey=61 pitch_keycenter=60
+<region> sample=E4v2.flac lokey=62 hikey=65 pitch_keycenter=64
+<group> lovel=91 hivel=127
+<region> sample=C4v3.flac lokey=59 hikey=61 pitch_keycenter=60
+<region> sample=E4v3.flac lokey=62 hikey=65 pitch_keycenter=64
+<group> trigger=release volume=-37
+<region> sample=rel60.flac key=60
+"""
+
+
+def test_thinned_velocity_layers_still_play_every_velocity():
+    """Salamander's 16 layers do not all fit in a device call: a dropped layer's
+    velocities go to the kept layer above, and only its own samples are left out."""
+    from transcribe.training.bundle import thin_layers
+    text, dropped = thin_layers(THREE_LAYERS, (1, 3))
+    groups = re.findall(r"<group> lovel=(\d+) hivel=(\d+)", text)
+    assert groups == [("1", "40"), ("41", "127")]
+    assert dropped == ["C4v2.flac", "E4v2.flac"]
+    assert "sample=E4v3.flac" in text and "trigger=release" in text and "rel60.flac" in text
+    assert thin_layers(THREE_LAYERS, (1, 2, 3))[0] == THREE_LAYERS
+    with pytest.raises(ValueError, match="loudest"):
+        thin_layers(THREE_LAYERS, (1, 2))  # velocities 91-127 would fall silent
+    with pytest.raises(ValueError, match="3 velocity layers"):
+        thin_layers(THREE_LAYERS, (1, 4))
+    with pytest.raises(ValueError, match="more than regions"):
+        thin_layers(THREE_LAYERS.replace("<region> sample=C4v2", "#define $X 1\n<region> sample=C4v2"),
+                    (1, 3))
+    if (SHARED / "pianos" / "salamander" / "salamander.sfz").exists():
+        from transcribe.training.bundle import BUNDLE_LAYERS
+        real, dropped = thin_layers((SHARED / "pianos" / "salamander" / "salamander.sfz").read_text(),
+                                    BUNDLE_LAYERS["salamander"])
+        bounds = [(int(a), int(b)) for a, b in re.findall(r"<group> lovel=(\d+) hivel=(\d+)", real)]
+        assert bounds[0][0] == 1 and bounds[-1][1] == 127
+        assert all(b + 1 == c for (_, b), (c, _) in zip(bounds, bounds[1:]))
+        assert len(bounds) == len(BUNDLE_LAYERS["salamander"]) and len(dropped) == 30 * (16 - 9)
+
+
+@needs_pianos
+def test_a_compacted_piano_sounds_as_sampled_and_a_lost_sample_is_caught(tmp_path):
+    """The bundle's pianos travel as Ogg Vorbis at the training rate (half their FLAC or less):
+    every key must keep its level, the device decodes them to WAV before rendering, and a
+    piano whose SFZ counts sample frames (loop points) travels untouched."""
+    from transcribe.training import pianos
+    from transcribe.training.bundle import (COMPACT_LEVEL_DB, compact_piano, compare_pianos,
+                                            unpack_pianos)
+    source, folder = SHARED / "pianos" / "piano-fb", tmp_path / "pianos" / "piano-fb"
+    how = compact_piano(source, "piano-fb.sfz", folder)
+    assert how == f"Ogg Vorbis at {C.SAMPLE_RATE} Hz"
+    samples = sorted(folder.rglob("*.ogg"))
+    assert len(samples) == 78 and not list(folder.rglob("*.flac"))
+    assert all(sf.info(path).samplerate == C.SAMPLE_RATE for path in samples)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 0.5 * sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    original = pianos.Piano("piano-fb", source / "piano-fb.sfz", 0.0)
+    copy = pianos.Piano("piano-fb", folder / "piano-fb.sfz", 0.0)
+    assert compare_pianos(original, copy) < COMPACT_LEVEL_DB
+    # On the device: decoded to WAV once, so that no render decodes Ogg again.
+    (tmp_path / "pianos" / "PIANOS.tsv").write_text(
+        "name\tsfz\tpeak_dbfs_c4_v70\npiano-fb\tpiano-fb/piano-fb.sfz\t-22.4\n")
+    unpacked = unpack_pianos(tmp_path / "pianos", tmp_path / "work")
+    assert unpacked == tmp_path / "work" / "pianos"
+    assert len(list(unpacked.rglob("*.wav"))) == 78 and not list(unpacked.rglob("*.ogg"))
+    decoded = pianos.read_pianos(unpacked)[0]
+    assert compare_pianos(copy, decoded) < 0.5
+    assert unpack_pianos(SHARED / "pianos", tmp_path / "other") == SHARED / "pianos"  # no Ogg
+    # Where Ogg cannot be decoded there, sfizz renders from the Ogg files as they came.
+    samples[1].write_bytes(b"OggS, but not really")
+    assert unpack_pianos(tmp_path / "pianos", tmp_path / "again") == tmp_path / "pianos"
+    assert not (tmp_path / "again" / "pianos").exists()
+    # A sample gone on the way: its key is silent, and the comparison says so.
+    samples[0].unlink()
+    assert compare_pianos(original, copy) > 20
+    looped = compact_piano(SHARED / "pianos" / "upright-kw", "upright-kw.sfz", tmp_path / "kw")
+    assert "as sampled" in looped and not list((tmp_path / "kw").rglob("*.ogg"))
+
+
 def test_what_a_device_call_carries_is_the_checkout_less_what_git_ignores(tmp_path):
     from transcribe.training.bundle import travelling_bytes
     assert travelling_bytes(tmp_path) is None  # not a git checkout

@@ -279,7 +279,8 @@ def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs
 @click.option("--wheels", "wheels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               required=True, help="Wheels for the GPU machine's Python (pip download, README.md).")
 @click.option("--midi-mb", type=float, default=None,
-              help="MIDI to carry, unpacked (default: bundle.MIDI_BUDGET_MB, 16).")
+              help="MIDI to carry, unpacked (default: bundle.MIDI_BUDGET_MB, 40, or what "
+                   "the 64 MiB leave).")
 @click.option("--midi-seed", type=int, default=0, show_default=True,
               help="Which pieces of the corpora not carried whole: a new seed, new pieces.")
 def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir, midi_mb, midi_seed):
@@ -299,8 +300,9 @@ def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir, midi_mb, midi_s
     carried = "" if repo is None else (
         f"; with the checkout's {repo / 1e6:.1f} MB, {held['megabytes'] + repo / 1e6:.1f} "
         f"of the {CARRY_LIMIT_BYTES / 1e6:.1f} MB a device call carries")
-    click.echo(f"{out}: {held['midi_files']} MIDI files ({held['midi_hours']:.1f} h), pianos "
-               f"{', '.join(held['pianos'])}; {held['megabytes']:.1f} MB{carried}")
+    pianos = "; ".join(f"{name} ({how})" for name, how in held["pianos"].items())
+    click.echo(f"{out}: {held['midi_files']} MIDI files ({held['midi_hours']:.1f} h); pianos: "
+               f"{pianos}; {held['megabytes']:.1f} MB{carried}")
 
 
 def save_derived(model, out: Path, card: dict, **facts: str) -> str:

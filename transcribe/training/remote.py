@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from ..model import ModelConfig
-    from .bundle import unpack_midi
+    from .bundle import unpack_midi, unpack_pianos
     from .corpus import (BackgroundRender, plan_renders, read_manifest, render_planned,
                          split_plan, training_pianos_of)
     from .data import load_rooms, training_rooms
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = args.work / "cache"
     midi = unpack_midi(args.bundle, args.work)
     files = [f for f in read_manifest(midi / "MANIFEST.tsv") if f.role == "train"]
-    pianos = training_pianos_of(args.bundle / "pianos")
+    pianos = training_pianos_of(unpack_pianos(args.bundle / "pianos", args.work, args.jobs))
     planned = []
     for seed in range(args.first_seed, args.first_seed + args.passes):
         planned += plan_renders(files, args.hours, seed, max_transpose=3,
