@@ -233,11 +233,14 @@ def register_balanced(levels: np.ndarray, velocities: np.ndarray, keys: np.ndarr
     over pitch that the velocity head's ``velocities`` do not explain.
 
     Over the recording's notes, ``levels ~ a + b velocities + c key`` (least squares);
-    ``c (key - mean key)`` is removed.  At equal velocity an instrument, its microphones
-    and the room make one register louder than another (FluidR3's bass at velocity 55
-    reads as loud as its treble at 70), which says nothing of the playing; the head,
-    trained over many pianos, judges the registers, and the level the contrast within
-    them.  Fewer than ``VELOCITY_REGISTER_MIN_NOTES`` notes: ``levels`` unchanged.
+    ``c (key - mean key)`` is removed, ``c`` shrunk first by its own uncertainty: scaled
+    by ``max(0, 1 - 1/t**2)``, ``t`` its t-statistic, so a trend the notes barely show (a
+    few notes at random pitches, where part of the fit is the samples' own) is mostly
+    left alone and a clear one removed nearly whole.  At equal velocity an instrument, its
+    microphones and the room make one register louder than another (FluidR3's bass at
+    velocity 55 reads as loud as its treble at 70), which says nothing of the playing; the
+    head, trained over many pianos, judges the registers, and the level the contrast
+    within them.  Fewer than ``VELOCITY_REGISTER_MIN_NOTES`` notes: ``levels`` unchanged.
     """
     levels = np.asarray(levels, np.float64)
     if len(levels) < C.VELOCITY_REGISTER_MIN_NOTES:
@@ -248,8 +251,13 @@ def register_balanced(levels: np.ndarray, velocities: np.ndarray, keys: np.ndarr
     # same notes always get the same velocities, to the last bit.
     order = np.lexsort((levels, velocities, centred))
     design = np.column_stack([np.ones(len(levels)), velocities, centred])[order]
-    trend = np.linalg.lstsq(design, levels[order], rcond=None)[0][2]
-    return levels - trend * centred
+    fit = np.linalg.lstsq(design, levels[order], rcond=None)[0]
+    residual = levels[order] - design @ fit
+    trend = fit[2]
+    variance = (residual @ residual / (len(levels) - 3)
+                * np.linalg.pinv(design.T @ design)[2, 2])  # of the fitted trend
+    shrink = 1 - variance / trend ** 2 if trend ** 2 > variance else 0.0
+    return levels - shrink * trend * centred
 
 
 def blend_velocities(velocities: np.ndarray, levels: np.ndarray, weight: float,
