@@ -3,15 +3,16 @@ packages, no network, and room for 64 MiB of carried files.
 
 ``amt-train gpu-bundle bundle/`` (here) gathers what the run needs into one folder:
 a subset of the training MIDI (``midi.tar.gz``: packed, MIDI takes half the carried
-megabytes, so twice the music travels), a few sampled pianos, two General-MIDI
-SoundFonts' pianos sampled into SFZ (the machine has no fluidsynth), the measured training
-rooms, and our Python dependencies unpacked from their wheels into ``site.zip``
-(pretty_midi without the SoundFont it ships, which nothing here uses).  Wheels for
-the device's Python are fetched beforehand into a folder (``pip download``, see
-README.md).  On the device, ``python -m transcribe.training.remote bundle/ OUT``
-renders the MIDI through the pianos on every core, trains on the GPU from the
-shipped weights for a fixed number of minutes, and exports the averaged weights
-(about 13 MB) into OUT.  Nothing is downloaded there.
+megabytes, so twice the music travels), four sampled pianos and two General-MIDI
+SoundFonts' pianos sampled into SFZ (the machine has no fluidsynth), their samples as Ogg
+Vorbis (``compact_piano``), the measured training rooms, and our Python dependencies
+unpacked from their wheels into ``site.zip`` (pretty_midi without the SoundFont it ships,
+which nothing here uses).  Wheels for the device's Python are fetched beforehand into a
+folder (``pip download``, see README.md).  On the device, ``python -m
+transcribe.training.remote bundle/ OUT`` decodes the samples (``unpack_pianos``), renders
+the MIDI through the pianos on every core, trains on the GPU from the shipped weights for
+a fixed number of minutes, and exports the averaged weights (15 MB) into OUT.  Nothing is
+downloaded there.
 """
 
 from __future__ import annotations
