@@ -51,7 +51,7 @@ VORBIS_LEVEL = 0.5  # soundfile's compression_level: 0 the best quality, 1 the s
 BUNDLE_LAYERS = {"salamander": (1, 2, 4, 6, 8, 10, 12, 14, 16)}
 # A compacted piano must sound as sampled: every key's level within this (dB) at the
 # velocities compare_pianos plays, which lie in kept layers (Salamander: 1, 8 and 14); a
-# lost sample leaves its key the last note's tail, tens of dB down.  Measured: 0.17-0.29 dB.
+# lost sample leaves its key the last note's tail, tens of dB down.  Measured: 0.10-0.29 dB.
 COMPACT_LEVEL_DB = 1.5
 # The machine has no fluidsynth: these training SoundFonts travel as sampled pianos
 # (soundfont_piano.py), named so that the render plan gives them the SoundFonts' share.
