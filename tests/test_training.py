@@ -1054,6 +1054,15 @@ def test_a_compacted_piano_sounds_as_sampled_and_a_lost_sample_is_caught(tmp_pat
     # A sample gone on the way: its key is silent, and the comparison says so.
     samples[0].unlink()
     assert compare_pianos(original, copy) > 20
+    # No sample readable at all: a render fails, rather than give silence to train on.
+    for path in samples[1:]:
+        path.unlink()
+    phrase = mido.MidiFile()
+    phrase.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=90, time=0),
+                                         mido.Message("note_off", note=60, time=480),
+                                         mido.MetaMessage("end_of_track", time=0)]))
+    with pytest.raises(synth.SynthesisError, match="as silence"):
+        pianos.render(phrase, copy)
     looped = compact_piano(SHARED / "pianos" / "upright-kw", "upright-kw.sfz", tmp_path / "kw")
     assert "as sampled" in looped and not list((tmp_path / "kw").rglob("*.ogg"))
 

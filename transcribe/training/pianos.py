@@ -34,6 +34,12 @@ from .synth import SynthesisError
 SOFT_PEDAL_CC = 67
 PAD_S = 3.0  # of silence after the last event, for release tails
 RENDER_TIMEOUT_S = 600
+# sfizz plays a region whose sample it cannot read as silence, without an error.  A render
+# of notes whose peak stays below this (dBFS) is silence to sfizz_render's 16 bits (their
+# last bit is -90 dBFS): a piano that did not load, or notes too soft to be music once
+# training scales them up (Headroom's C4 at velocity 10 peaks at -71 dBFS, the others' at
+# -58 to -45).  Such a render fails and its file is skipped.
+SILENT_RENDER_DBFS = -85.0
 OPEN_CUTOFF_HZ = 7900.0  # an open filter: at most 3 dB off the top of a 16 kHz render
 DARK_TOP_HZ = 7000.0  # darkened(): the cutoff at velocity 127 (below 8 kHz: sfizz renders at 16 kHz)
 # The piano kept out of training: the development set is rendered through it alone.
@@ -230,6 +236,11 @@ def render(midi: mido.MidiFile, piano: Piano, sample_rate: int = C.SAMPLE_RATE,
         audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
     if rate != sample_rate:
         raise SynthesisError(f"sfizz_render wrote {rate} Hz, not {sample_rate}")
+    struck = any(m.type == "note_on" and m.velocity > 0 for track in midi.tracks for m in track)
+    if struck and np.abs(audio).max(initial=0.0) < 10 ** (SILENT_RENDER_DBFS / 20):
+        raise SynthesisError(f"sfizz_render played {piano.name}'s notes as silence (below "
+                             f"{SILENT_RENDER_DBFS:.0f} dBFS): its samples did not load, or "
+                             "the notes are too soft")
     return audio[:, 0]  # the channels are identical (no CC10 pan in piano files)
 
 
