@@ -27,13 +27,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import mido
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .. import constants as C
 from .corpus import read_manifest, split_by_piece, training_files
-from .pianos import Piano
+from .pianos import Piano, read_pianos
+from .pianos import render as render_piano
 from .soundfont_piano import append_rows, convert, soundfont_piano_name
 from .synth import find_soundfont
 
@@ -200,6 +202,13 @@ def _without_comments(text: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
+def _rename_extension(texts: list[Path], old: str, new: str) -> None:
+    """In the SFZ ``texts``, samples' extension ``old`` becomes ``new``: in their names and
+    in an extension macro (Headroom's ``#define $EXT flac``)."""
+    for path in texts:
+        path.write_text(re.sub(rf"\b{old}\b", new, path.read_text()))
+
+
 def compact_piano(source: Path, sfz_name: str, dest: Path, sample_rate: int = C.SAMPLE_RATE,
                   level: float = VORBIS_LEVEL, keep_layers: tuple[int, ...] | None = None) -> str:
     """Copy the sampled piano folder ``source`` (its SFZ ``sfz_name`` inside) to ``dest``,
@@ -231,9 +240,7 @@ def compact_piano(source: Path, sfz_name: str, dest: Path, sample_rate: int = C.
         sf.write(path.with_suffix(".ogg"), audio, sample_rate, format="OGG", subtype="VORBIS",
                  compression_level=level)
         path.unlink()
-    for path in texts:
-        # The samples' own names and an extension macro (Headroom's "#define $EXT flac").
-        path.write_text(re.sub(r"\bflac\b", "ogg", path.read_text()))
+    _rename_extension(texts, "flac", "ogg")
     return ", ".join(how + [f"Ogg Vorbis at {sample_rate} Hz"])
 
 
@@ -250,9 +257,7 @@ def unpack_pianos(pianos_dir: Path, work: Path, jobs: int = 1) -> Path:
     ``pianos_dir`` itself where this machine's libsndfile cannot decode Ogg."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from .pianos import read_pianos
-    samples = sorted(pianos_dir.rglob("*.ogg"))
-    if not samples:
+    if not any(pianos_dir.rglob("*.ogg")):
         return pianos_dir
     unpacked = work / "pianos"
     shutil.rmtree(unpacked, ignore_errors=True)
@@ -265,18 +270,15 @@ def unpack_pianos(pianos_dir: Path, work: Path, jobs: int = 1) -> Path:
         shutil.rmtree(unpacked, ignore_errors=True)
         return pianos_dir
     for piano in read_pianos(unpacked):
-        for path in sfz_texts(piano.sfz):
-            path.write_text(re.sub(r"\bogg\b", "wav", path.read_text()))
+        _rename_extension(sfz_texts(piano.sfz), "ogg", "wav")
     return unpacked
 
 
-def compare_pianos(original, copy, velocities: tuple[int, ...] = (20, 60, 110)) -> float:
+def compare_pianos(original: Piano, copy: Piano,
+                   velocities: tuple[int, ...] = (20, 60, 110)) -> float:
     """The largest difference (dB) between the two pianos' level of any key of the 88 at
     ``velocities`` (each key struck alone, its first 0.3 s); a sample lost on the way
-    leaves its key only the tail of the note before, tens of dB quieter.  ``original`` and ``copy`` are ``pianos.Piano``."""
-    import mido
-
-    from .pianos import render
+    leaves its key only the tail of the note before, tens of dB quieter."""
     step = 240  # ticks at 480 a beat and 120 bpm: 0.25 s
     track = mido.MidiTrack()
     for velocity in velocities:
@@ -289,8 +291,8 @@ def compare_pianos(original, copy, velocities: tuple[int, ...] = (20, 60, 110)) 
     midi = mido.MidiFile(ticks_per_beat=480)
     midi.tracks.append(track)
 
-    def levels(piano) -> np.ndarray:
-        audio = render(midi, piano)
+    def levels(piano: Piano) -> np.ndarray:
+        audio = render_piano(midi, piano)
         starts = (0.25 + 0.5 * np.arange(len(velocities) * C.N_KEYS)) * C.SAMPLE_RATE
         return np.array([20 * np.log10(np.sqrt(np.mean(
             audio[int(s):int(s + 0.3 * C.SAMPLE_RATE)] ** 2)) + 1e-9) for s in starts])
