@@ -264,6 +264,46 @@ def test_mixed_precision_training_keeps_float32_recurrence_and_falls_back(tmp_pa
         "training goes on in float32"]
 
 
+def test_full_pass_every_trains_the_second_pass_on_every_nth_step_only(tmp_path):
+    """``full_pass_every``: the other steps run and train the first pass alone, whose
+    losses are the ones a full step computes for it; the reconstruction stays as it was."""
+    from transcribe.training.train import compute_losses
+    render_training_file(tmp_path)
+    model_config = ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8, reconstruction=True)
+    model = UNetTranscriber(model_config).eval()
+    spec = torch.rand(2, 32, model_config.n_bins)
+    rolls = {name: torch.as_tensor(roll)[None].expand(2, -1, -1) for name, roll in notes_to_rolls(
+        np.array([[0.1, 0.5, 60, 80]]), 0, 32).items()}
+    with torch.no_grad():
+        both = compute_losses(model, spec, rolls)
+        first = compute_losses(model, spec, rolls, full=False)
+    assert set(first) == {name for name in both if name.endswith("_1")} and \
+        {"frame_1", "onset_1", "velocity_1"} <= set(first)
+    for name, value in first.items():
+        assert float(value) == pytest.approx(float(both[name]), rel=1e-5), name
+
+    train_config = TrainConfig(steps=1, batch_size=2, segment_frames=32, log_every=1,
+                               checkpoint_minutes=0.0, ema_decay=0.0, full_pass_every=2)
+    run = tmp_path / "run"
+    states = [torch.load(train(model_config, TrainConfig(**{**train_config.__dict__,
+                                                             "steps": steps}),
+                               [tmp_path / "a.flac"], run, log=lambda line: None),
+                         weights_only=False)["model"] for steps in (1, 2, 3)]
+
+    def moved(before, after, prefix):
+        return any(not torch.equal(before[name], after[name]) for name in before
+                   if name.startswith(prefix) and before[name].is_floating_point())
+    # Step 0 is a full one, step 1 trains the first pass alone, step 2 both again.
+    assert moved(states[0], states[1], "transcriber.")
+    assert not moved(states[0], states[1], "reconstructor.")
+    assert moved(states[1], states[2], "reconstructor.")
+    with open(run / "log.csv", newline="") as handle:
+        logged = [set(json.loads(row["losses"])) for row in csv.DictReader(handle)]
+    assert "reconstruction" in logged[0] and "frame" in logged[0]
+    assert logged[1] == set(first)
+    assert "reconstruction" in logged[2]
+
+
 def test_training_starts_from_exported_weights(tmp_path):
     """--init takes the shipped weights file (a plain state_dict), not only a run's checkpoint."""
     render_training_file(tmp_path)

@@ -79,6 +79,14 @@ class TrainConfig:
     # each piano maps velocity to loudness its own way, and the squared error alone
     # teaches their average, which compresses any one piano's dynamics (session 18).
     velocity_correlation_weight: float = 0.0
+    # For a model that reconstructs: train the second pass (the reconstruction and the
+    # transcription of it) on every this-many-th step only; the others train the first
+    # pass alone, the one transcription runs by default (the card's ``default_pass``).  On
+    # 2 CPU cores a step of the wide model costs 11 s with both passes and 2.4 s with the
+    # first alone (batch 8 x 320 frames), and the gradients the two passes' losses send
+    # into the shared transcriber point the same way (cosine 0.86 over six batches of the
+    # shipped weights, session 21): the second pass adds little to the first but its cost.
+    full_pass_every: int = 1
 
 
 SOFT_VELOCITY = 45
@@ -211,10 +219,17 @@ def head_losses(logits: dict[str, torch.Tensor], rolls: dict[str, torch.Tensor],
 
 def compute_losses(model: UNetTranscriber, spec: torch.Tensor, rolls: dict[str, torch.Tensor],
                    pedal_event_weight: float = 1.0, soft_onset_weight: float = 1.0,
-                   velocity_correlation_weight: float = 0.0) -> dict[str, torch.Tensor]:
-    out = model(spec)
+                   velocity_correlation_weight: float = 0.0,
+                   full: bool = True) -> dict[str, torch.Tensor]:
+    """The losses of one batch, named by head; a model that reconstructs names its first
+    pass's ``frame_1`` ..., and with ``full=False`` (``TrainConfig.full_pass_every``) runs
+    and returns that pass alone."""
     weights = {"pedal_event_weight": pedal_event_weight, "soft_onset_weight": soft_onset_weight,
                "velocity_correlation_weight": velocity_correlation_weight}
+    if model.reconstructor is not None and not full:
+        first = {f"{name}_1": value for name, value in model(spec, full=False).items()}
+        return head_losses(first, rolls, suffix="_1", **weights)
+    out = model(spec)
     losses = head_losses(out, rolls, **weights)
     if "reconstruction" in out:
         losses.update(head_losses(out, rolls, suffix="_1", **weights))
@@ -455,6 +470,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
     segment_s = train_config.segment_frames * model_config.hop_length / model_config.sample_rate
     last_save = time.monotonic()
     running: dict[str, float] = {}
+    counts: dict[str, int] = {}  # steps that had each loss (full_pass_every: not all do)
     running_steps = 0
     model.train(not train_config.train_only)
     stream = batches(sampler, train_config.batch_size, train_config.data_workers,
@@ -464,10 +480,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         log(f"{device} has no bfloat16: training in float32")
 
     def backward(spec: torch.Tensor, rolls_t: dict, amp: bool) -> dict[str, torch.Tensor]:
+        full = step % max(1, train_config.full_pass_every) == 0
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             losses = compute_losses(model, spec, rolls_t, train_config.pedal_event_weight,
                                     train_config.soft_onset_weight,
-                                    train_config.velocity_correlation_weight)
+                                    train_config.velocity_correlation_weight, full)
         sum(losses.values()).backward()
         return losses
 
@@ -549,9 +566,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
         # Summed on the device: reading each loss every step would wait for the GPU.
         for name, value in losses.items():
             running[name] = running.get(name, 0.0) + value.detach()
+            counts[name] = counts.get(name, 0) + 1
         running_steps += 1
         if step % train_config.log_every == 0:
-            means = {name: float(total) / running_steps for name, total in running.items()}
+            means = {name: float(total) / counts[name] for name, total in running.items()}
             total = sum(means.values())
             # The wall time of the steps since the last line, and how much of it the loop
             # waited for batches (the data workers are the bottleneck when that is most).
@@ -559,7 +577,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, audio_paths: lis
             log(f"step {step} loss {total:.4f} ({', '.join(f'{k} {v:.4f}' for k, v in means.items())}) "
                 f"{elapsed_s / step:.2f} s/step, {seen_s / 3600:.1f} h seen; lately {interval:.3f} "
                 f"s/step, {waited_s / running_steps:.3f} s waiting for data")
-            running, running_steps = {}, 0
+            running, counts, running_steps = {}, {}, 0
             interval_started, waited_s = time.monotonic(), 0.0
             writer.writerow([step, f"{elapsed_s:.1f}", f"{seen_s / 3600:.3f}", f"{lr:.6f}",
                              f"{total:.5f}", json.dumps({k: round(v, 5) for k, v in means.items()}),
