@@ -82,10 +82,11 @@ class TrainConfig:
     # For a model that reconstructs: train the second pass (the reconstruction and the
     # transcription of it) on every this-many-th step only; the others train the first
     # pass alone, the one transcription runs by default (the card's ``default_pass``).  On
-    # 2 CPU cores a step of the wide model costs 11 s with both passes and 2.4 s with the
-    # first alone (batch 8 x 320 frames), and the gradients the two passes' losses send
-    # into the shared transcriber point the same way (cosine 0.86 over six batches of the
-    # shipped weights, session 21): the second pass adds little to the first but its cost.
+    # 2 CPU cores a step of the wide model (batch 8 x 320 frames) took 10.9-13.9 s with
+    # both passes and 2.2-3.9 s with the first alone; at 4, 4.2 s on average over 85
+    # minutes.  The gradients the two passes' losses send into the shared transcriber
+    # point the same way (cosine 0.86 over six batches, shipped weights, session 21): the
+    # second pass adds little to the first but its cost.
     full_pass_every: int = 1
 
 
