@@ -1348,13 +1348,3 @@ def test_every_config_reads_as_a_model_and_a_training(path):
     ModelConfig.from_dict(sections.get("model", {}))
     TrainConfig(**sections.get("train", {}))
 
-
-def test_every_config_in_configs_loads():
-    """A key misspelt in a config stops a lent GPU's run at its start, after the device
-    time to reach it: every config here must build its model and training settings."""
-    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.json"))
-    assert len(configs) >= 5
-    for path in configs:
-        sections = json.loads(path.read_text())
-        ModelConfig.from_dict(sections["model"])
-        TrainConfig(**sections.get("train", {}))
