@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transcribe.errors import TranscribeError
 from transcribe.training.evaluate import evaluate_model, pair_files
 from transcribe.training.metrics import POLYPHONY_BANDS, VELOCITY_BANDS
 from transcribe.weights import load_model
@@ -60,13 +61,21 @@ def main() -> None:
         parser.error(f"{args.folder}: no audio with a MIDI file of the same name")
     print(f"{len(pairs)} files of {args.folder}, the {args.model_pass} pass; F1 in %, "
           f"difference to {args.weights[0]} per file with its 95 % bootstrap interval")
+    if len(pairs) < 10 and len(args.weights) > 1:
+        print(f"(the intervals of {len(pairs)} files say little: resampling so few files "
+              f"repeats the same few differences)")
+    try:  # every weights file checked before the first is run on the files
+        models = [(name, load_model(None if name == "shipped" else Path(name), "cpu"))
+                  for name in args.weights]
+    except TranscribeError as error:
+        parser.error(str(error))
     baseline = None
-    for name in args.weights:
-        loaded = load_model(None if name == "shipped" else Path(name), "cpu")
+    for name, loaded in models:
         rows = evaluate_model(loaded, pairs, model_pass=args.model_pass)
         cells = []
         for label, key in SCORES:
-            have = [i for i, row in enumerate(rows) if key in row]
+            have = [i for i, row in enumerate(rows)
+                    if key in row and (baseline is None or key in baseline[i])]
             if not have:
                 continue
             values = np.array([100 * rows[i][key] for i in have])
@@ -79,7 +88,8 @@ def main() -> None:
         cells.append(f"recall, velocity < 45: {pooled_recall(rows, 'velocities', SOFT)}")
         cells.append(f"recall, 10+ sounding: {pooled_recall(rows, 'polyphony', DENSE)}")
         print(f"{name}:\n  " + "\n  ".join(cells), flush=True)
-        baseline = baseline or rows
+        if baseline is None:
+            baseline = rows
 
 
 if __name__ == "__main__":
