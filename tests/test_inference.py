@@ -65,6 +65,30 @@ def test_threads_follow_the_cores_this_process_may_use():
     assert out.stdout.split() == ["1", "1", "1", "3"]
 
 
+def test_busy_cores_ignore_a_moment_and_see_a_busy_process(monkeypatch):
+    import io
+    import subprocess
+    import sys
+    import time
+
+    from transcribe import inference
+    # A process kept busy is runnable at every read.
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert inference.busy_cores() >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # Two others runnable at two reads of five (a kernel thread waking): none busy.
+    reads = iter(["0.9 0.8 0.7 3/80 1", "0.9 0.8 0.7 1/80 1"] * 2 + ["0.9 0.8 0.7 1/80 1"])
+    monkeypatch.setattr(inference, "open", lambda *_: io.StringIO(next(reads)), raising=False)
+    assert inference.busy_cores() == 0
+    # Another at three reads of five (a run that waits for the disk now and then): busy.
+    reads = iter(["0.9 0.8 0.7 2/80 1"] * 3 + ["0.9 0.8 0.7 1/80 1"] * 2)
+    assert inference.busy_cores() == 1
+
+
 def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, piano_wav):
     import soundfile as sf
 
@@ -79,7 +103,59 @@ def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, pian
         transcribe(samples, tiny_model, sample_rate=0)
 
 
-def test_recurrent_layers_run_on_one_thread_and_the_rest_on_all(tiny_weights):
+def _plain_copy(loaded):
+    """The same network without ``threaded_recurrence``: the layers' own forward."""
+    import copy
+
+    import torch
+    plain = copy.deepcopy(loaded.model)
+    for module in plain.modules():
+        if isinstance(module, torch.nn.RNNBase):
+            del module.forward
+            module.__dict__.pop("directions", None)
+    return plain
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_recurrent_directions_run_one_thread_each_and_at_once(tiny_weights, threads):
+    import threading
+
+    import torch
+
+    from transcribe.weights import load_model
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        loaded = load_model(tiny_weights, "cpu")
+        recurrent = [m for m in loaded.model.modules() if isinstance(m, torch.nn.RNNBase)]
+        assert len(recurrent) >= 2  # the transcriber's BiLSTM and the reconstructor's
+        seen, calls = [], []
+        for module in recurrent:
+            module.register_forward_pre_hook(lambda *_: calls.append(1))
+            for direction in module.__dict__["directions"]:
+                direction.register_forward_pre_hook(
+                    lambda *_: seen.append((threading.get_ident(), torch.get_num_threads())))
+        spec = torch.rand(1, 64, loaded.config.n_bins)
+        with torch.inference_mode():
+            out = loaded.model(spec)
+        assert torch.get_num_threads() == threads  # restored for the convolutions
+        if threads == 1:
+            assert seen == []  # one thread: the layers' own forward, nothing at once
+        else:
+            assert len(seen) == 2 * len(calls) >= 2 * len(recurrent)
+            assert {count for _, count in seen} == {1}
+            assert {ident for ident, _ in seen} - {threading.get_ident()}  # a second thread
+        with torch.inference_mode():
+            reference = _plain_copy(loaded)(spec)
+        for name in reference:
+            assert torch.equal(out[name], reference[name]), name
+        assert loaded.model.state_dict().keys() == _plain_copy(loaded).state_dict().keys()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threaded_recurrence_trains_through_the_layers_own_parameters(tiny_weights):
+    """With gradients on, the layers run as before and train their own parameters."""
     import torch
 
     from transcribe.weights import load_model
@@ -87,23 +163,17 @@ def test_recurrent_layers_run_on_one_thread_and_the_rest_on_all(tiny_weights):
     torch.set_num_threads(2)
     try:
         loaded = load_model(tiny_weights, "cpu")
-        seen = []
-        recurrent = [m for m in loaded.model.modules() if isinstance(m, torch.nn.RNNBase)]
-        assert recurrent
-        for module in recurrent:
-            module.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        lstm = loaded.model.transcriber.lstm
         spec = torch.rand(1, 64, loaded.config.n_bins)
+        loaded.model(spec)["onset"].sum().backward()
+        assert lstm.weight_hh_l0_reverse.grad is not None
+        assert lstm.weight_hh_l0_reverse.grad.abs().sum() > 0
+        # Weights changed in place (as load_state_dict does) are the ones the directions use.
+        with torch.no_grad():
+            lstm.weight_hh_l0_reverse.mul_(0.5)
         with torch.inference_mode():
             out = loaded.model(spec)
-        assert seen and set(seen) == {1}
-        assert torch.get_num_threads() == 2  # restored for the convolutions
-        plain = load_model(tiny_weights, "cpu")  # same weights; compare against no hooks
-        for module in plain.model.modules():
-            module._forward_pre_hooks.clear()
-            module._forward_hooks.clear()
-        with torch.inference_mode():
-            reference = plain.model(spec)
-        for name in reference:
-            torch.testing.assert_close(out[name], reference[name])
+            reference = _plain_copy(loaded)(spec)
+        assert torch.equal(out["onset"], reference["onset"])
     finally:
         torch.set_num_threads(before)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from transcribe import constants as C
-from transcribe.model import HEADS, ModelConfig, UNetTranscriber
+from transcribe.model import HEADS, ConvBlock, ModelConfig, UNetTranscriber, upsample
 
 
 @pytest.mark.parametrize("reconstruction", [False, True])
@@ -131,3 +131,45 @@ def test_norms_take_a_bfloat16_input_in_float32(norm_class, active_pass):
     model = UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8))
     assert all(isinstance(m, M.Norm) for m in model.modules()
                if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("size", [(8, 9), (9, 8), (9, 9), (8, 8)])
+def test_upsample_equals_the_layer_with_an_output_size(size):
+    """The U-net's fast path for odd sizes gives the layer's own values and gradients."""
+    torch.manual_seed(0)
+    up = torch.nn.ConvTranspose2d(3, 5, 2, stride=2)
+    x = torch.randn(2, 3, size[0] // 2, size[1] // 2, requires_grad=True)
+    expected = up(x, output_size=size)
+    weights = torch.randn_like(expected)
+    (expected * weights).sum().backward()
+    grads = [t.grad.clone() for t in (x, up.weight, up.bias)]
+    for t in (x, up.weight, up.bias):
+        t.grad = None
+    got = upsample(up, x, torch.Size(size))
+    (got * weights).sum().backward()
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected)
+    for before, t in zip(grads, (x, up.weight, up.bias)):
+        torch.testing.assert_close(t.grad, before)
+
+
+def test_conv_block_in_place_trains_as_the_out_of_place_sum():
+    """ConvBlock adds and activates in place; in training its gradients are the plain sum's."""
+    torch.manual_seed(0)
+    block = ConvBlock(2, 4).train()
+    x = torch.randn(3, 2, 6, 7, requires_grad=True)
+    body, skip = block.body, block.skip
+    reference = torch.nn.functional.leaky_relu(
+        torch.nn.Sequential(body[0], body[1], torch.nn.LeakyReLU(0.01), body[3], body[4])(x)
+        + skip(x), 0.01)
+    weights = torch.randn_like(reference)
+    (reference * weights).sum().backward()
+    params = [x, *block.parameters()]
+    grads = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    got = block(x)
+    (got * weights).sum().backward()
+    torch.testing.assert_close(got, reference)
+    for before, p in zip(grads, params):
+        torch.testing.assert_close(p.grad, before)

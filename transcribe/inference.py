@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 import os
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -77,13 +80,28 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+BUSY_SAMPLES = 5
+BUSY_SAMPLE_GAP_S = 0.005
+
+
 def busy_cores() -> int:
-    """Runnable threads of other processes now (``/proc/loadavg``), 0 where unknown."""
-    try:
-        running = int(open("/proc/loadavg").read().split()[3].split("/")[0])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return max(0, running - 1)  # this process is one of them
+    """Threads of other processes that stay runnable (``/proc/loadavg``), 0 where unknown.
+
+    The median of ``BUSY_SAMPLES`` reads ``BUSY_SAMPLE_GAP_S`` apart: a process that keeps
+    a core busy (or another transcription, which now and then waits for the disk) is
+    runnable at most reads, while a kernel thread or a shell that wakes for a moment is
+    not.  One read alone saw such a blip at about one start in 30 on this idle 2-core
+    machine, and that run then transcribed on one thread of two.
+    """
+    counts = []
+    for sample in range(BUSY_SAMPLES):
+        if sample:
+            time.sleep(BUSY_SAMPLE_GAP_S)
+        try:
+            counts.append(int(open("/proc/loadavg").read().split()[3].split("/")[0]))
+        except (OSError, IndexError, ValueError):
+            return 0
+    return max(0, sorted(counts)[len(counts) // 2] - 1)  # this process is one of them
 
 
 def default_threads() -> int:
@@ -91,34 +109,81 @@ def default_threads() -> int:
     return max(1, usable_cores() - busy_cores())
 
 
-def _one_thread(module: torch.nn.Module, args) -> None:
-    module.threads_outside = torch.get_num_threads()
-    if module.threads_outside > 1:
-        torch.set_num_threads(1)
+_DIRECTION_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _threads_back(module: torch.nn.Module, args, output) -> None:
-    if getattr(module, "threads_outside", 1) > 1:
-        torch.set_num_threads(module.threads_outside)
+def _direction_pool() -> ThreadPoolExecutor:
+    """One worker thread, shared by every model of the process, for the backward directions
+    (a forked child, which inherits the pool but not its thread, makes its own)."""
+    global _DIRECTION_POOL
+    if _DIRECTION_POOL is None or _DIRECTION_POOL[0] != os.getpid():
+        _DIRECTION_POOL = (os.getpid(),
+                           ThreadPoolExecutor(1, thread_name_prefix="amt-recurrence"))
+    return _DIRECTION_POOL[1]
 
 
-def serial_recurrence(model: torch.nn.Module) -> torch.nn.Module:
-    """Run ``model``'s LSTM and GRU layers on one CPU thread, the rest on all of torch's.
+def _one_direction(layer: torch.nn.RNNBase, suffix: str) -> torch.nn.RNNBase:
+    """A one-way layer of ``layer``'s type sharing the parameters of one of its directions."""
+    one = type(layer)(layer.input_size, layer.hidden_size, batch_first=True, bias=layer.bias)
+    for name in one._flat_weights_names:
+        setattr(one, name, getattr(layer, name + suffix))  # the same Parameter, not a copy
+    return one.eval()
+
+
+def _run_backward(layer: torch.nn.RNNBase, x: torch.Tensor, inference: bool) -> torch.Tensor:
+    # A new thread starts with every core for its own OpenMP regions; this one gets one.
+    # (The caller holds torch at one thread while this runs, so nothing else changes.)
+    # Grad and inference modes are per thread: the caller's hold here too.
+    torch.set_num_threads(1)
+    with torch.no_grad(), torch.inference_mode(inference):
+        return layer(x.flip(1))[0].flip(1)
+
+
+def _recurrent_forward(module: torch.nn.RNNBase, x, hx=None):
+    """``module.forward`` on the CPU: the layer on one thread, and, where torch has two or
+    more and no gradient is wanted, its two directions at once on two threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        directions = module.__dict__.get("directions")
+        if (threads < 2 or directions is None or hx is not None or torch.is_grad_enabled()
+                or not isinstance(x, torch.Tensor) or x.dim() != 3 or x.device.type != "cpu"):
+            return type(module).forward(module, x, hx)
+        ahead, behind = directions
+        later = _direction_pool().submit(_run_backward, behind, x,
+                                         torch.is_inference_mode_enabled())
+        return torch.cat([ahead(x)[0], later.result()], dim=-1), None
+    finally:
+        torch.set_num_threads(threads)
+
+
+def threaded_recurrence(model: torch.nn.Module) -> torch.nn.Module:
+    """Run ``model``'s LSTM and GRU layers one thread per direction, the rest on all of torch's.
 
     A recurrent layer is hundreds of steps of small matrix products; split over
     threads that sleep between steps (``OMP_WAIT_POLICY=PASSIVE``, set by the CLI so
     that concurrent runs do not starve each other), each step waits for a thread to
-    wake.  Measured on 2 cores, 10 minutes of piano, the shipped weights in one
-    process: 11.5 s with the BiLSTM and the pedal head's BiGRU on 2 threads, 7.3 s
-    with everything on 1, 5.4 s this way (whole commands: ``benchmarks/README.md``).
-    For CPU inference only (``weights.load_model``).  torch's thread count is one
-    per process: transcriptions in several Python threads of one process at once
-    would see each other's setting (processes, as ``--jobs`` and Ray use, do not).
+    wake.  So each direction runs on one thread; and where torch has two or more and
+    no gradient is wanted, the two directions of a bidirectional layer run at once,
+    the backward one on a worker thread, with the same values to the bit.  Measured on
+    2 cores, 10 minutes of piano, the shipped weights in one process: 11.5 s with the
+    BiLSTM and the pedal head's BiGRU on 2 threads, 7.3 s with everything on 1, 5.4 s
+    with the layers on one thread (session 8; whole commands: ``benchmarks/README.md``);
+    a 20 s chunk's BiLSTM took 62 ms on one thread and 35 ms with its directions at
+    once, the BiGRU 35 and 23 ms (session 23).  For CPU inference only
+    (``weights.load_model``).  torch's thread count is one per process: transcriptions
+    in several Python threads of one process at once would see each other's setting
+    (processes, as ``--jobs`` and Ray use, do not).
     """
     for module in model.modules():
-        if isinstance(module, torch.nn.RNNBase):
-            module.register_forward_pre_hook(_one_thread)
-            module.register_forward_hook(_threads_back)
+        if not isinstance(module, torch.nn.RNNBase):
+            continue
+        if isinstance(module, (torch.nn.LSTM, torch.nn.GRU)) and module.bidirectional \
+                and module.num_layers == 1 and module.batch_first and module.proj_size == 0:
+            # In __dict__, not as submodules: the state_dict stays as it was.
+            module.__dict__["directions"] = (_one_direction(module, ""),
+                                             _one_direction(module, "_reverse"))
+        module.forward = types.MethodType(_recurrent_forward, module)
     return model
 
 

@@ -177,13 +177,38 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            norm(out_channels), nn.LeakyReLU(0.01),
+            norm(out_channels), nn.LeakyReLU(0.01, inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             norm(out_channels))
         self.skip = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.body(x) + self.skip(x), 0.01)
+        # In place: at full resolution each of these maps is 16 x frames x 229 floats,
+        # and on the CPU a fresh one for every step costs more than the arithmetic.
+        out = self.body(x)
+        out += self.skip(x)
+        return F.leaky_relu_(out, 0.01)
+
+
+def upsample(up: nn.ConvTranspose2d, x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """``up(x, output_size=size)`` for a kernel-2, stride-2 ``up``, without its slow path.
+
+    Such a layer writes each input pixel into its own 2x2 block, so an odd ``size`` only
+    adds a last row or column that no input reaches: it holds the bias alone.  On the
+    CPU, PyTorch runs a transposed convolution with ``output_padding`` outside oneDNN
+    (16 channels at full resolution: 8.7-17.6 ms, against 2.3-2.5 ms this way for the
+    same values), so the layer runs without it and that row or column gets the bias.
+    """
+    y = F.conv_transpose2d(x, up.weight, up.bias, stride=up.stride)
+    pad_h, pad_w = size[0] - y.shape[-2], size[1] - y.shape[-1]
+    if pad_h or pad_w:
+        y = F.pad(y, (0, pad_w, 0, pad_h))
+        bias = up.bias[:, None, None] if up.bias is not None else 0.0
+        if pad_w:
+            y[..., y.shape[-1] - pad_w:] = bias
+        if pad_h:
+            y[..., y.shape[-2] - pad_h:, :] = bias
+    return y
 
 
 class UNet(nn.Module):
@@ -223,7 +248,7 @@ class UNet(nn.Module):
             x = down(x)
         for up, block in zip(self.ups, self.up_blocks):
             skip = skips.pop()
-            x = up(x, output_size=skip.shape[-2:])
+            x = upsample(up, x, skip.shape[-2:])
             x = block(torch.cat([x, skip], dim=1))
         return torch.sigmoid(self.out(x)).squeeze(1)
 

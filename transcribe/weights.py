@@ -172,8 +172,8 @@ def load_model(weights: str | Path | WeightsFile | None = None,
     frontend = Frontend(config.spectrogram, config.sample_rate, config.hop_length, config.n_bins)
     model.to(device, memory_format=torch.channels_last).eval()
     if device.type == "cpu":
-        from .inference import serial_recurrence
-        serial_recurrence(model)
+        from .inference import threaded_recurrence
+        threaded_recurrence(model)
     frontend.to(device).eval()
     return LoadedModel(model, frontend, config, card, path)
 
