@@ -78,7 +78,8 @@ def worktree(revision: str, folder: Path) -> Path:
     result = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q",
                              str(folder), revision], capture_output=True, text=True)
     if result.returncode != 0:
-        sys.exit(f"--code {revision}: {result.stderr.strip().splitlines()[-1]}")
+        said = result.stderr.strip().splitlines() or [f"git exited with {result.returncode}"]
+        sys.exit(f"--code {revision}: {said[-1]}")
     return folder
 
 
