@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -101,7 +102,7 @@ def busy_cores() -> int:
             counts.append(int(open("/proc/loadavg").read().split()[3].split("/")[0]))
         except (OSError, IndexError, ValueError):
             return 0
-    return max(0, sorted(counts)[len(counts) // 2] - 1)  # this process is one of them
+    return max(0, statistics.median_low(counts) - 1)  # this process is one of them
 
 
 def default_threads() -> int:
@@ -114,11 +115,17 @@ _DIRECTION_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 def _direction_pool() -> ThreadPoolExecutor:
     """One worker thread, shared by every model of the process, for the backward directions
-    (a forked child, which inherits the pool but not its thread, makes its own)."""
+    (a forked child, which inherits the pool but not its thread, makes its own).
+
+    A new thread starts with every core for its OpenMP regions; the worker is set to one
+    once, when it starts (inside ``_recurrent_forward``, while the caller holds torch at one
+    thread too), and keeps it whatever the caller sets later.
+    """
     global _DIRECTION_POOL
     if _DIRECTION_POOL is None or _DIRECTION_POOL[0] != os.getpid():
-        _DIRECTION_POOL = (os.getpid(),
-                           ThreadPoolExecutor(1, thread_name_prefix="amt-recurrence"))
+        _DIRECTION_POOL = (os.getpid(), ThreadPoolExecutor(
+            1, thread_name_prefix="amt-recurrence", initializer=torch.set_num_threads,
+            initargs=(1,)))
     return _DIRECTION_POOL[1]
 
 
@@ -131,10 +138,7 @@ def _one_direction(layer: torch.nn.RNNBase, suffix: str) -> torch.nn.RNNBase:
 
 
 def _run_backward(layer: torch.nn.RNNBase, x: torch.Tensor, inference: bool) -> torch.Tensor:
-    # A new thread starts with every core for its own OpenMP regions; this one gets one.
-    # (The caller holds torch at one thread while this runs, so nothing else changes.)
     # Grad and inference modes are per thread: the caller's hold here too.
-    torch.set_num_threads(1)
     with torch.no_grad(), torch.inference_mode(inference):
         return layer(x.flip(1))[0].flip(1)
 

@@ -205,9 +205,9 @@ def upsample(up: nn.ConvTranspose2d, x: torch.Tensor, size: torch.Size) -> torch
         y = F.pad(y, (0, pad_w, 0, pad_h))
         bias = up.bias[:, None, None] if up.bias is not None else 0.0
         if pad_w:
-            y[..., y.shape[-1] - pad_w:] = bias
+            y[..., -pad_w:] = bias
         if pad_h:
-            y[..., y.shape[-2] - pad_h:, :] = bias
+            y[..., -pad_h:, :] = bias
     return y
 
 
