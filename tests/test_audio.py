@@ -168,6 +168,21 @@ def test_a_file_of_which_nothing_decodes_is_an_error(tmp_path):
         list(audio.stream(cut))
 
 
+def test_a_file_that_holds_no_samples_is_an_error(tmp_path):
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), C.SAMPLE_RATE)
+    assert audio.probe(empty).frames == 0
+    with pytest.raises(TranscribeError, match=r"empty.wav: holds no audio \(0 samples\)"):
+        list(audio.stream(empty))
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.zeros(3 * C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE, subtype="PCM_16")
+    header_only = tmp_path / "header.wav"
+    header_only.write_bytes(whole.read_bytes()[:44])  # the header, no data
+    with pytest.raises(TranscribeError, match="header promises 3.0 s of audio but the file "
+                                              "holds none"):
+        list(audio.stream(header_only))
+
+
 def test_links_pipes_and_unreadable_files_are_named_for_what_they_are(tmp_path):
     loop = tmp_path / "loop.wav"
     loop.symlink_to(loop)

@@ -328,6 +328,22 @@ def test_a_truncated_file_is_transcribed_with_a_warning_even_when_quiet(tmp_path
     assert (tmp_path / "cut.mid").exists()
 
 
+def test_a_file_with_no_audio_writes_nothing_and_fails_alone_in_a_batch(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_wav(src / "good.wav", seconds=2)
+    (src / "header-only.wav").write_bytes(write_wav(tmp_path / "whole.wav", seconds=3)
+                                          .read_bytes()[:44])
+    single = invoke(src / "header-only.wav", "-o", tmp_path / "one.mid", "--weights",
+                    tiny_weights, "-q")
+    assert single.exit_code == 1 and not (tmp_path / "one.mid").exists()
+    assert "header promises 3.0 s of audio but the file holds none" in single.output
+    batch = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")
+    assert batch.exit_code == 1, batch.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mid"]
+    assert "header-only.wav" in batch.output
+
+
 def test_saved_posteriorgrams_re_decode_as_a_direct_transcription_would(tmp_path, piano_wav,
                                                                         tiny_weights):
     from transcribe import load_model, load_posteriorgrams, transcribe

@@ -151,6 +151,8 @@ def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
     if process.returncode != 0 and stats.samples == 0:
         raise TranscribeError(f"{info.path}: ffmpeg could not decode it ({reason})")
     promised = info.frames / info.sample_rate
+    if stats.samples == 0:
+        raise TranscribeError(_no_audio(info.path, promised))
     read_s = stats.samples / target_rate
     if process.returncode != 0 or (promised and read_s < promised - 0.5):
         stats.shortfall = _shortfall(read_s, promised, reason)
@@ -161,6 +163,14 @@ def _shortfall(read_s: float, promised_s: float, reason: str | None) -> str:
     why = f" ({reason})" if reason else ""
     return (f"truncated or damaged: read {read_s:.1f} s of the {promised_s:.1f} s the header "
             f"promises{why}")
+
+
+def _no_audio(path: Path, promised_s: float) -> str:
+    """The error for a file that holds no samples at all: nothing to transcribe."""
+    if promised_s > 0:
+        return (f"{path}: truncated: the header promises {promised_s:.1f} s of audio but the "
+                "file holds none")
+    return f"{path}: holds no audio (0 samples)"
 
 
 def _stat_message(path: Path, error: OSError) -> str:
@@ -251,8 +261,8 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     silence (counted in ``stats``).  A damaged file yields what decodes (read a
     second at a time, so at most a second before the damage is lost) and says in
     ``stats.shortfall`` how much was read of how much the header promised; a file
-    of which nothing decodes raises ``TranscribeError``.  ``info`` is the file's
-    ``probe``, if already made.
+    of which nothing decodes, or that holds no samples, raises ``TranscribeError``.
+    ``info`` is the file's ``probe``, if already made.
     """
     info = info or probe(path)
     stats = stats if stats is not None else StreamStats()
@@ -291,6 +301,8 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     promised = max(info.frames, info.promised_frames or 0)
     if read == 0 and error:
         raise TranscribeError(f"{info.path}: the audio is corrupt; nothing decodes ({error})")
+    if read == 0:
+        raise TranscribeError(_no_audio(info.path, promised / info.sample_rate))
     if error or read < promised - info.sample_rate // 100:
         stats.shortfall = _shortfall(read / info.sample_rate, promised / info.sample_rate, error)
 
