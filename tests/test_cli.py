@@ -59,6 +59,17 @@ def test_format_follows_the_output_suffix(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "a.wav")
     assert invoke(wav, "-o", tmp_path / "notes.csv", "--weights", tiny_weights, "-q").exit_code == 0
     assert (tmp_path / "notes.csv").read_text().startswith("onset_s,offset_s,pitch,velocity")
+    # A suffix we do not write is refused, unless --format says what to write under it.
+    refused = invoke(wav, "-o", tmp_path / "notes.txt", "--weights", tiny_weights, "-q")
+    assert refused.exit_code == 2 and "writes no .txt files" in refused.output
+    assert not (tmp_path / "notes.txt").exists()
+    assert invoke(wav, "-o", tmp_path / "notes.txt", "-f", "csv", "--weights", tiny_weights,
+                  "-q").exit_code == 0
+    assert (tmp_path / "notes.txt").read_text().startswith("onset_s,offset_s,pitch,velocity")
+    # A dot inside a name is not a format: the MIDI is written under the name given.
+    assert invoke(wav, "-o", tmp_path / "Prelude op.28", "--weights", tiny_weights,
+                  "-q").exit_code == 0
+    assert (tmp_path / "Prelude op.28").read_bytes().startswith(b"MThd")
 
 
 def test_unwritable_output_is_a_one_line_error(tmp_path, tiny_weights):

@@ -207,6 +207,10 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
         if fmt_given and NOTE_SUFFIXES.get(suffix, fmt) != fmt:
             raise UsageError(f"{job.output}: the suffix says {NOTE_SUFFIXES[suffix]} but "
                              f"--format {fmt} was asked for; make them agree")
+        # notes.txt or score.xml would get MIDI bytes; "op.28" is a name, not a format.
+        if not fmt_given and suffix[1:].isalpha() and suffix not in NOTE_SUFFIXES:
+            raise UsageError(f"{job.output}: amt-transcribe writes no {suffix} files; name it "
+                             f".mid, .csv or .json, or give --format to use this name")
         stem = job.output.with_suffix("")
         for path in [job.output] + [stem.with_name(stem.name + s) for s in side]:
             if _key(path) in inputs:
@@ -253,7 +257,7 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    "ending in /). Default: beside each input, with the format's suffix.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default=None,
               help="MIDI file, or note events (onset s, offset s, pitch, velocity) as CSV or "
-                   "JSON.  [default: from the -o suffix, else mid]")
+                   "JSON.  [default: from the -o suffix (.mid, .midi, .csv, .json), else mid]")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
