@@ -101,6 +101,11 @@ def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, pian
         assert result.duration_s == pytest.approx(from_file.duration_s)
     with pytest.raises(TranscribeError, match="sample_rate"):
         transcribe(samples, tiny_model, sample_rate=0)
+    # A path carries its own rate: one that disagrees is a mistake, one that agrees is fine.
+    with pytest.raises(TranscribeError, match=f"the file's own rate \\({rate} Hz\\)"):
+        transcribe(piano_wav, tiny_model, sample_rate=rate // 2)
+    np.testing.assert_allclose(transcribe(piano_wav, tiny_model, sample_rate=rate).notes,
+                               from_file.notes)
 
 
 def _plain_copy(loaded):

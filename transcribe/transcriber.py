@@ -152,6 +152,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                dereverb: bool = False) -> Transcription:
     """Transcribe a file path, or an audio array with its ``sample_rate`` (Hz).
 
+    A file's rate is read from the file; a ``sample_rate`` given with a path must
+    agree with it.
+
     An array is ``(samples,)`` or two-dimensional in either layout, ``(samples,
     channels)`` (soundfile) or ``(channels, samples)`` (librosa, torchaudio): the
     axis of at most ``audio.MAX_CHANNELS`` entries that is the shorter one holds
@@ -182,6 +185,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     target = model.config.sample_rate
     if isinstance(audio, (str, os.PathLike)):
         info = audio_io.probe(audio)
+        if sample_rate is not None and sample_rate != info.sample_rate:
+            raise TranscribeError(f"{audio}: sample_rate={sample_rate} is for audio arrays; "
+                                  f"the file's own rate ({info.sample_rate} Hz) is read from it")
         total_s, source = info.duration_s, str(audio)
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
