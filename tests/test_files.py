@@ -53,3 +53,26 @@ def test_an_unwritable_folder_is_found_before_any_work(tmp_path):
     check_writable(tmp_path)
     with pytest.raises(TranscribeError, match="cannot write there"):
         check_writable(type(tmp_path)("/proc"))
+
+
+def test_a_failed_write_names_its_output_and_leaves_nothing(tmp_path):
+    import subprocess
+    import sys
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(TranscribeError, match=f"{blocker / 'x.mid'}: cannot write it"):
+        write_atomic(blocker / "x.mid", b"MThd")
+    # A full disk, as the kernel reports it: a file-size limit makes write() fail (EFBIG).
+    target = tmp_path / "big.png"
+    script = ("import resource, signal, sys\n"
+              "from transcribe.files import write_atomic\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+              "try:\n"
+              f"    write_atomic({str(target)!r}, bytes(100_000))\n"
+              "except Exception as error:\n"
+              "    print(type(error).__name__, error)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == f"TranscribeError {target}: cannot write it (File too large)", \
+        result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]

@@ -48,11 +48,15 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
 
     With ``overwrite=False`` an existing ``path`` (even one created by another
     process while this one was writing) raises ``OutputExists`` and is left as
-    it was.  The temporary file is removed on any failure or interruption.
+    it was.  The temporary file is removed on any failure or interruption; a
+    failed write (disk full...) raises ``TranscribeError`` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -60,9 +64,17 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
         _publish(tmp, path, overwrite)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise _cannot_write(path, error) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _cannot_write(path: Path, error: OSError) -> TranscribeError:
+    """A failed write (disk full, permissions, a vanished folder) named by its output."""
+    return TranscribeError(f"{path}: cannot write it ({error.strerror or error})")
 
 
 def check_writable(folder: Path) -> None:
