@@ -131,6 +131,36 @@ def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
     assert float(row["note_precision"]) == pytest.approx(2 / 4)
 
 
+def test_amt_evaluate_names_an_unreadable_file_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    ref, pred, header = tmp_path / "ref", tmp_path / "pred", tmp_path / "header"
+    for folder in (ref, pred, header):
+        folder.mkdir()
+    sf.write(ref / "a.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
+    sf.write(tmp_path / "whole.wav", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE,
+             subtype="PCM_16")
+    (header / "a.wav").write_bytes((tmp_path / "whole.wav").read_bytes()[:44])  # no samples
+    good = pretty_midi.PrettyMIDI()
+    good.instruments.append(pretty_midi.Instrument(0))
+    good.instruments[0].notes.append(pretty_midi.Note(80, 60, 0.1, 0.5))
+    good.write(str(tmp_path / "good.mid"))
+    good, bad = (tmp_path / "good.mid").read_bytes(), b"MThd not a MIDI file"
+    code = "from transcribe.training.cli import evaluate_main; evaluate_main()"
+    scored = ["--predictions", str(pred), str(ref), str(ref)]
+    runs = [(bad, good, scored, f"{ref / 'a.mid'}: not a readable MIDI file"),
+            (good, bad, scored, f"{pred / 'a.mid'}: not a readable MIDI file"),
+            (good, good, [str(header), str(ref)], f"{header / 'a.wav'}: truncated")]
+    for reference, predicted, args, message in runs:
+        (ref / "a.mid").write_bytes(reference)
+        (pred / "a.mid").write_bytes(predicted)
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                                text=True)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.startswith("amt-evaluate: error: ") and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_training_steps_run_checkpoint_and_resume(tmp_path):
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)

@@ -21,14 +21,16 @@ DEFAULT_CACHE = Path("cache")
 
 
 class _Commands(click.Group):
-    """A missing synthesizer, SoundFont or piano is one line and exit 1, not a traceback."""
+    """A missing synthesizer, SoundFont or piano, or a file that cannot be read or
+    written, is one line and exit 1, not a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except Exception as error:
+            from ..errors import TranscribeError
             from .synth import SynthesisError
-            if not isinstance(error, SynthesisError):
+            if not isinstance(error, (SynthesisError, TranscribeError)):
                 raise
             click.echo(f"amt-train: error: {error}", err=True)
             sys.exit(1)
@@ -504,25 +506,27 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
         console.print(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of "
                       f"the same name in {midi_dir}")
         sys.exit(1)
-    if predictions is not None:
-        rows = evaluate_predictions(pairs, predictions, midi_dir)
-        title = f"{predictions} on {len(rows)} files"
-    else:
-        from ..inference import pick_device
-        from ..weights import load_model
-        try:
+    # A file that cannot be read or written ends the run in one line: a mean over the
+    # other files would not be the set's.
+    try:
+        if predictions is not None:
+            rows = evaluate_predictions(pairs, predictions, midi_dir)
+            title = f"{predictions} on {len(rows)} files"
+        else:
+            from ..inference import pick_device
+            from ..weights import load_model
             loaded = load_model(weights, pick_device(device))
-        except TranscribeError as error:
-            console.print(f"amt-evaluate: error: {error}")
-            sys.exit(1)
-        options = pop_decoding_options(decoding)
-        rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
-            f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False),
-            model_pass=model_pass)
-        title = f"{loaded.path} on {len(rows)} files" + (f" ({model_pass} pass)" if model_pass
-                                                          else "")
-    if csv_path:
-        write_csv(rows, csv_path)
+            options = pop_decoding_options(decoding)
+            rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
+                f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False),
+                model_pass=model_pass)
+            title = f"{loaded.path} on {len(rows)} files" + (
+                f" ({model_pass} pass)" if model_pass else "")
+        if csv_path:
+            write_csv(rows, csv_path)
+    except TranscribeError as error:
+        console.print(f"amt-evaluate: error: {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
     Console().print(summary_table(mean_scores(rows), title))
     if by_register:
         counts = sum(row["registers"] for row in rows)

@@ -16,13 +16,26 @@ from .. import constants as C
 from .metrics import band_counts, mean_scores, pedal_scores, register_counts, score
 
 
+def read_midi(midi_path: Path, reader: str = "pretty_midi"):
+    """``midi_path`` parsed by pretty_midi (or ``reader="mido"``); a file that does not
+    parse raises ``TranscribeError`` naming it."""
+    from ..errors import TranscribeError
+    try:
+        if reader == "mido":
+            import mido
+            return mido.MidiFile(str(midi_path))
+        import pretty_midi
+        return pretty_midi.PrettyMIDI(str(midi_path))
+    except Exception as error:  # the parsers raise many types for a damaged file
+        why = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise TranscribeError(f"{midi_path}: not a readable MIDI file ({why})") from None
+
+
 def reference_notes(midi_path: Path, sustain: bool = True) -> np.ndarray:
     """Ground-truth notes of a MIDI file, offsets extended by the sustain pedal (unless
     ``sustain`` is false: offsets at the key releases)."""
-    import pretty_midi
-
     from .synth import piano_notes
-    return piano_notes(pretty_midi.PrettyMIDI(str(midi_path)), sustain)
+    return piano_notes(read_midi(midi_path), sustain)
 
 
 def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
@@ -41,10 +54,8 @@ def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
 
 def reference_pedal(midi_path: Path) -> np.ndarray:
     """Sustain-pedal spans ``(k, 2)`` of a MIDI file, read from every track."""
-    import mido
-
     from .pianos import pedal_spans
-    return pedal_spans(mido.MidiFile(str(midi_path)))
+    return pedal_spans(read_midi(midi_path, "mido"))
 
 
 def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
@@ -196,13 +207,12 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
                          reference_root: Path) -> list[dict]:
     """Score MIDI files another transcriber wrote (mirroring the reference tree) against the references."""
     from ..midi import midi_to_notes
-    import pretty_midi
     rows = []
     for audio, midi in pairs:
         predicted = predictions / midi.relative_to(reference_root)
         if not predicted.exists():
             predicted = predicted.with_suffix(".mid")
-        estimate = midi_to_notes(pretty_midi.PrettyMIDI(str(predicted))) if predicted.exists() \
+        estimate = midi_to_notes(read_midi(predicted)) if predicted.exists() \
             else np.zeros((0, 4))
         reference = reference_notes(midi)
         rows.append({"file": audio.name, **note_rows(reference, estimate)})
