@@ -178,5 +178,6 @@ def measure(args: argparse.Namespace, codes: dict[str, str | None]) -> None:
                                     "--overwrite")
             subprocess.run(cmd, check=True, env=env, cwd=cwd)
 
+
 if __name__ == "__main__":
     main()
