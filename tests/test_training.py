@@ -1232,7 +1232,7 @@ def test_amt_train_widen_writes_wider_weights_that_compute_the_same(tmp_path, ti
     narrow = load_model(tiny_weights, "cpu")
     model = dict(json.loads(narrow.model.config.to_json()), lstm_hidden=24,
                  unet_channels=[4, 8, 12, 8])
-    config = tmp_path / "wide.json"
+    config = tmp_path / "wide-config.json"  # not wide.json: OUT's card is written there
     config.write_text(json.dumps({"model": model, "train": {}}))
     out = tmp_path / "wide.pt"
     result = CliRunner().invoke(main, ["widen", str(tiny_weights), str(config), str(out)])
@@ -1281,6 +1281,31 @@ def test_amt_train_average_mixes_two_weights_of_one_lineage(tmp_path, tiny_weigh
                                        str(tmp_path / "bad.pt")])
     assert result.exit_code == 1 and "different model configs" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["average", "widen", "recalibrate", "export", "velocity-head"])
+def test_amt_train_never_replaces_weights_unless_asked(tmp_path, tiny_weights, command):
+    """``amt-train average A B A`` once wrote over A, the shipped weights included: every
+    command that writes weights refuses an existing OUT, in one line, before any work."""
+    import shutil
+    from click.testing import CliRunner
+    from transcribe.training.cli import main
+    out = tmp_path / "kept.pt"
+    shutil.copy(tiny_weights, out)
+    shutil.copy(tiny_weights.with_suffix(".json"), out.with_suffix(".json"))
+    before = out.read_bytes(), out.with_suffix(".json").read_bytes()
+    arguments = {"average": [tiny_weights, out, out], "widen": [out, out.with_suffix(".json"), out],
+                 "recalibrate": [out, out, "--cache", tmp_path],
+                 "export": [out, out], "velocity-head": [out, out, "--cache", tmp_path]}[command]
+    result = CliRunner().invoke(main, [command, *map(str, arguments)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (f"amt-train: error: {out} exists; choose another name, "
+                                     "or --overwrite to replace it")
+    assert (out.read_bytes(), out.with_suffix(".json").read_bytes()) == before
+    if command == "average":  # asked: replaced
+        again = CliRunner().invoke(main, [command, *map(str, arguments), "--overwrite"])
+        assert again.exit_code == 0, again.output
+        assert "0.5 x tiny.pt" in json.loads(out.with_suffix(".json").read_text())["averaged"]
 
 
 def test_the_velocity_loss_correlates_each_segment_alone_whatever_its_scale():

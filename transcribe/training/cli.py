@@ -4,7 +4,7 @@ and ``amt-evaluate`` (score weights or another transcriber's MIDI with mir_eval)
     amt-train render ../shared/data/midi/MANIFEST.tsv --hours 12
     amt-train make-validation ../shared/data/midi/MANIFEST.tsv
     amt-train fit runs/phase1 --config configs/phase1.json
-    amt-train export runs/phase1/step012000.pt weights/amt-unet.pt
+    amt-train export runs/phase1/step012000.pt weights/amt-unet.pt --overwrite
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class _Commands(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError:
+            raise  # click's usage message, exit 2
+        except click.ClickException as error:  # a command's own refusal: the same one line
+            click.echo(f"amt-train: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
         except Exception as error:
             from ..errors import TranscribeError
             from .synth import SynthesisError
@@ -230,6 +235,7 @@ def tune_thresholds_command(weights, validation, files):
 @main.command("velocity-head")
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
 @click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "train", show_default=True)
 @click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -244,7 +250,7 @@ def tune_thresholds_command(weights, validation, files):
               help="Weight of the squared error beside the per-segment correlation.")
 @click.option("--seed", type=int, default=11, show_default=True)
 def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs, mse_weight,
-                  seed):
+                  seed, overwrite):
     """Retrain WEIGHTS' velocity head alone for relative dynamics; write the weights to OUT.
 
     The rest of the network is frozen, so its hidden states are computed once for
@@ -254,9 +260,7 @@ def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs
     from .corpus import cached_audio
     from .data import load_rooms, training_rooms
     from .velocity import frozen_features, train_velocity_head
-    for path in (out, out.with_suffix(".json")):
-        if path.exists():
-            raise click.ClickException(f"{path} exists; choose another name")
+    refuse_existing(out, overwrite)
     loaded = load_model(weights, "cpu")
     rooms = load_rooms(training_rooms(rooms_dir)) if rooms_dir else None
     features = frozen_features(loaded, cached_audio(cache), segments, frames, seed, work, rooms)
@@ -307,6 +311,15 @@ def gpu_bundle(out, manifest, pianos_dir, rooms_dir, wheels_dir, midi_mb, midi_s
                f"{pianos}; {held['megabytes']:.1f} MB{carried}")
 
 
+def refuse_existing(out: Path, overwrite: bool) -> None:
+    """Weights are never replaced unless asked: an existing OUT or its card is a one-line
+    error before any work, naming ``--overwrite``."""
+    for path in (out, out.with_suffix(".json")):
+        if path.exists() and not overwrite:
+            raise click.ClickException(f"{path} exists; choose another name, or --overwrite "
+                                       "to replace it")
+
+
 def save_derived(model, out: Path, card: dict, **facts: str) -> str:
     """Save ``model`` to ``out`` with ``card`` (another weights' card, decoding included)
     plus ``facts`` saying how they were derived; returns the SHA-256.  The card's model
@@ -319,11 +332,12 @@ def save_derived(model, out: Path, card: dict, **facts: str) -> str:
 @main.command()
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
 @click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
               required=True, help="Rendered training audio (amt-train render) to measure on.")
 @click.option("--batches", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def recalibrate(weights, out, cache, batches, seed):
+def recalibrate(weights, out, cache, batches, seed, overwrite):
     """Estimate the second pass's BatchNorm statistics of WEIGHTS (their own); write OUT."""
     import json as json_module
 
@@ -331,6 +345,7 @@ def recalibrate(weights, out, cache, batches, seed):
     from .corpus import cached_audio
     from .data import SegmentSampler
     from .train import recalibrate_second_pass
+    refuse_existing(out, overwrite)
     loaded = load_model(weights, "cpu")
     paths = cached_audio(cache)
     sampler = SegmentSampler(paths, 160, loaded.frontend, seed=seed)
@@ -345,9 +360,10 @@ def recalibrate(weights, out, cache, batches, seed):
 @click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
 @click.option("--share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="SECOND's share of the average.")
-def average(first, second, out, share):
+def average(first, second, out, share, overwrite):
     """Average two weights of one lineage: (1 - share) x FIRST + share x SECOND.
 
     Every floating-point tensor is averaged (a "model soup"); OUT gets SECOND's card,
@@ -356,6 +372,7 @@ def average(first, second, out, share):
     from ..errors import TranscribeError
     from ..weights import load_model
     from .train import average_state
+    refuse_existing(out, overwrite)
     try:
         a, b = load_model(first, "cpu"), load_model(second, "cpu")
         if a.model.config != b.model.config:
@@ -373,7 +390,8 @@ def average(first, second, out, share):
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-def widen(weights, config, out):
+@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
+def widen(weights, config, out, overwrite):
     """Widen WEIGHTS into CONFIG's wider network (its 'model' section), same outputs.
 
     What `fit --init` does to start a wider run, as weights of their own: to time the
@@ -384,6 +402,7 @@ def widen(weights, config, out):
     from ..model import ModelConfig, UNetTranscriber
     from ..weights import load_model
     from .widen import widen as widen_model
+    refuse_existing(out, overwrite)
     try:
         loaded = load_model(weights, "cpu")
         model = UNetTranscriber(ModelConfig.from_dict(json.loads(config.read_text())["model"]))
@@ -403,9 +422,11 @@ def widen(weights, config, out):
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--card", "card_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON merged into the card (e.g. validation figures).")
-def export(checkpoint, weights, card_path):
+@click.option("--overwrite", is_flag=True, help="Replace WEIGHTS (and its card) if they exist.")
+def export(checkpoint, weights, card_path, overwrite):
     """Write CHECKPOINT's model as inference weights (state_dict + JSON card with SHA-256)."""
     from .train import export_checkpoint
+    refuse_existing(weights, overwrite)
     digest = export_checkpoint(checkpoint, weights,
                                json.loads(card_path.read_text()) if card_path else None)
     click.echo(f"{weights} sha256 {digest}")
