@@ -71,6 +71,29 @@ def test_nan_and_inf_become_silence_and_are_counted(tmp_path):
     assert stats.nonfinite == 11
 
 
+def test_the_peak_is_the_mono_mix_of_finite_samples_in_files_and_arrays(tmp_path):
+    left = tone(440, 3.0, 44100, amplitude=0.6)
+    data = np.stack([left, -0.5 * left], axis=1)  # the mix's peak is 0.15, not 0.6
+    data[1000, 0] = np.nan
+    path = tmp_path / "stereo.wav"
+    sf.write(path, data, 44100, subtype="FLOAT")
+    assert audio.peak(path) == pytest.approx(0.15, rel=1e-4)
+    assert audio.array_peak(audio.as_samples_first(data)) == pytest.approx(0.15, rel=1e-4)
+    # A damaged file: the peak of what decodes (the transcribing pass reports the damage).
+    cut = cut_file(tmp_path, "cut.flac")
+    read = np.concatenate(list(audio.stream(cut)))
+    assert audio.peak(cut) == pytest.approx(np.abs(read).max(), rel=1e-4)
+
+
+def test_the_level_gain_brings_the_peak_to_the_tuned_level_within_its_cap():
+    assert audio.level_gain(0.08) == pytest.approx(C.INPUT_PEAK / 0.08)
+    assert audio.level_gain(8.0) == pytest.approx(C.INPUT_PEAK / 8.0)  # a float file past 0 dBFS
+    assert audio.level_gain(1e-7) == pytest.approx(10 ** (C.MAX_INPUT_GAIN_DB / 20))
+    assert audio.level_gain(0.0) == 1.0  # silence stays silence
+    blocks = list(audio.scaled(iter([np.full(4, 0.25, np.float32)]), 2.0))
+    assert blocks[0].dtype == np.float32 and np.all(blocks[0] == 0.5)
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: None, "no such file"),
     (lambda p: p.write_bytes(b""), "empty"),

@@ -458,6 +458,30 @@ def test_jobs_in_worker_processes_write_what_one_process_writes(tmp_path, tiny_w
     assert results[2] == results[1]
 
 
+def test_the_input_gain_is_recorded_and_no_normalize_reaches_worker_processes(tmp_path,
+                                                                             tiny_weights):
+    src = tmp_path / "in"
+    for name in ("a", "b"):  # the same noise, its peak about -6 dBFS, scaled to -46 dBFS
+        path = write_wav(src / f"{name}.wav", subtype="FLOAT")
+        data, rate = sf.read(path, dtype="float32")
+        sf.write(path, data * 0.01, rate, subtype="FLOAT")
+    peak = float(np.abs(sf.read(src / "a.wav", dtype="float32")[0]).max())
+    out = tmp_path / "level.json"
+    assert invoke(src / "a.wav", "-o", out, "--weights", tiny_weights, "-q").exit_code == 0
+    gain_db = json.loads(out.read_text())["metadata"]["input_gain_db"]
+    assert gain_db == pytest.approx(20 * np.log10(C.INPUT_PEAK / peak), abs=0.05) and gain_db > 35
+    run = subprocess.run([sys.executable, "-m", "transcribe", str(src), "-o", str(tmp_path / "out"),
+                          "--weights", str(tiny_weights), "-q", "-f", "json", "--jobs", "2",
+                          "--no-normalize", "--save-posteriorgram"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    for name in ("a", "b"):
+        metadata = json.loads((tmp_path / "out" / f"{name}.json").read_text())["metadata"]
+        assert metadata["normalize"] is False and "input_gain_db" not in metadata
+        from transcribe import load_posteriorgrams
+        assert load_posteriorgrams(tmp_path / "out" / f"{name}.npz").metadata["normalize"] is False
+
+
 def test_ctrl_c_in_a_parallel_batch_leaves_no_partial_file(tmp_path, tiny_weights):
     src = tmp_path / "in"
     for i in range(6):

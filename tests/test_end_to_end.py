@@ -114,6 +114,28 @@ def test_a_phone_recording_transcribes_as_its_lossless_original(shipped, tmp_pat
     assert score(reference, result.notes)["note_f1"] >= EXAMPLE_NOTE_F1_FLOOR
 
 
+@pytest.mark.parametrize("peak_dbfs, subtype", [(-60.0, "PCM_24"), (20.0, "FLOAT")])
+def test_a_recording_at_any_level_gives_the_notes_of_the_same_recording_at_full_level(
+        shipped, tmp_path, peak_dbfs, subtype):
+    """Recorded with too little gain (the network alone, at -60 dBFS, finds 69 of the
+    example's 108 notes), or a float file past full scale: the level is brought to the
+    tuned one first, and the notes are those of the example as it ships."""
+    from pathlib import Path
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    audio, rate = sf.read(examples / "example.flac")
+    path = tmp_path / "level.wav"
+    sf.write(path, audio * (10 ** (peak_dbfs / 20) / np.abs(audio).max()), rate, subtype=subtype)
+    result = transcribe(path, shipped)
+    assert result.provenance["input_gain_db"] == pytest.approx(-1.94 - peak_dbfs, abs=0.01)
+    as_shipped = transcribe(examples / "example.flac", shipped)
+    assert score(as_shipped.notes, result.notes)["note_f1"] >= 0.98
+    reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(examples / "example.mid")))
+    assert score(reference, result.notes)["note_f1"] >= EXAMPLE_NOTE_F1_FLOOR
+    as_recorded = transcribe(path, shipped, normalize=False)
+    assert "input_gain_db" not in as_recorded.provenance
+    assert as_recorded.metadata["normalize"] is False
+
+
 def test_shipped_weights_reconstruct_the_spectrogram_and_plot_it(shipped, tmp_path):
     """The seed's whole model: the second U-net rebuilds the input spectrogram from the
     posteriorgram, and `--plot` shows it beside the others."""

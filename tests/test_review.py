@@ -60,6 +60,12 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
     assert "(--dereverb)" not in page_html(unused, b"", "t")
     assert "reverberation suppressed first (--dereverb)" in page_html(Transcription(
         notes, None, 3.0, DecodingOptions().resolve(), provenance={"dereverb": True}), b"", "t")
+    # A quiet recording's gain (--normalize) is said; a gain under a dB is not.
+    assert "the recording raised by 43 dB to the level the weights were tuned at;" in page_html(
+        Transcription(notes, None, 3.0, DecodingOptions().resolve(),
+                      provenance={"input_gain_db": 43.2}), b"", "t")
+    assert "to the level the weights" not in page_html(Transcription(
+        notes, None, 3.0, DecodingOptions().resolve(), provenance={"input_gain_db": 0.4}), b"", "t")
     # extend lengthened both notes to the pedal's release, in the page's data too
     assert "[0.5, 2.0, 60, 70]" in page and "[1.0, 2.0, 64, 70]" in page
     without = page_html(Transcription(notes, None, 3.0), b"", "t")

@@ -291,6 +291,11 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Suppress the room's late reverberation before transcribing: notes end "
                    "closer to their key releases in a reverberant room (a church, a hall); "
                    "the sustain pedal is found less well.")
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="Scale each recording so its peak is at the level the weights were tuned "
+                   "at (-1.9 dBFS; a quiet one raised at most 60 dB): the notes do not depend "
+                   "on the recording level, and a quiet recording is heard whole.  "
+                   "--no-normalize: the samples as they are.")
 @click.option("--tempo", "tempo_bpm", type=FiniteFloat(1, 1000), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "
@@ -310,7 +315,7 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    "network, note decoding, output) at the end.")
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
 def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address, pedal,
-         model_pass, dereverb,
+         model_pass, dereverb, normalize,
          tempo_bpm, plot, html, save_posteriorgram, overwrite, skip_existing, quiet, profile,
          **decoding):
     """Transcribe piano recordings to MIDI.
@@ -396,7 +401,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             _interrupt_as_exception()
             settings = JobSettings(options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
-                                   pedal, model_pass, html, dereverb)
+                                   pedal, model_pass, html, dereverb, normalize)
             with reporter:
                 if ray_address is not None:
                     from .cluster import run_on_ray
@@ -458,6 +463,7 @@ class JobSettings:
     model_pass: str | None
     html: bool = False
     dereverb: bool = False
+    normalize: bool = True
 
 
 def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) -> list[str]:
@@ -476,7 +482,8 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
                                     save_posteriorgram=settings.save_posteriorgram,
                                     overwrite=settings.overwrite, progress=progress, times=times,
                                     pedal=settings.pedal, model_pass=settings.model_pass,
-                                    html=settings.html, dereverb=settings.dereverb)
+                                    html=settings.html, dereverb=settings.dereverb,
+                                    normalize=settings.normalize)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.

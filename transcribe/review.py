@@ -192,6 +192,10 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
                  if options.pedal_split_threshold < OFF else "")
         facts += (f"{count} sustain-pedal span{'' if count == 1 else 's'} (threshold "
                   f"{options.pedal_threshold:g}{split}), notes as --pedal {pedal} writes them; ")
+    gain_db = result.provenance.get("input_gain_db") or 0.0
+    if abs(gain_db) >= 1:
+        facts += (f"the recording {'raised' if gain_db > 0 else 'lowered'} by {abs(gain_db):.0f} dB "
+                  f"to the level the weights were tuned at; ")
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
     facts += f"amt-transcribe {__version__}. Click the roll to seek."

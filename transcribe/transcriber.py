@@ -64,7 +64,9 @@ class Transcription:
     def metadata(self) -> dict:
         return {"software": f"amt-transcribe {__version__}",
                 **self.options.as_dict(),
-                **({"dereverb": True} if self.provenance.get("dereverb") else {})}
+                **({"dereverb": True} if self.provenance.get("dereverb") else {}),
+                **{key: self.provenance[key] for key in ("input_gain_db", "normalize")
+                   if key in self.provenance}}
 
     def with_pedal(self, mode: str = C.DEFAULT_PEDAL_MODE) -> tuple[np.ndarray, np.ndarray | None]:
         """(notes, pedal spans to write) for a pedal ``mode`` of ``constants.PEDAL_MODES``.
@@ -149,7 +151,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                progress: Callable[[float, float], None] | None = None,
                times: StageTimes | None = None,
                keep_posteriorgrams: bool = True, model_pass: str | None = None,
-               dereverb: bool = False) -> Transcription:
+               dereverb: bool = False, normalize: bool = True) -> Transcription:
     """Transcribe a file path, or an audio array with its ``sample_rate`` (Hz).
 
     A file's rate is read from the file; a ``sample_rate`` given with a path must
@@ -175,6 +177,10 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     ``dereverb`` suppresses the room's late reverberation before the network hears the
     audio (``dereverb.py``): notes end closer to their key releases in a reverberant room;
     the pedal head, which hears the pedal in the room's ringing, does worse.
+    ``normalize`` scales the audio so that its peak is ``constants.INPUT_PEAK``, the level
+    the weights were tuned at (raised at most ``MAX_INPUT_GAIN_DB``), so the notes do not
+    depend on the recording level and a quiet recording is heard whole; a file is then
+    read twice.  The gain applied is in ``provenance["input_gain_db"]``.
     """
     if model is None:
         from .weights import load_model
@@ -189,12 +195,16 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
             raise TranscribeError(f"{audio}: sample_rate={sample_rate} is for audio arrays; "
                                   f"the file's own rate ({info.sample_rate} Hz) is read from it")
         total_s, source = info.duration_s, str(audio)
+        with times.measure("input level (a first read)"):
+            gain = audio_io.level_gain(audio_io.peak(audio, info, target)) if normalize else 1.0
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
         array = audio_io.as_samples_first(audio)
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
+        gain = audio_io.level_gain(audio_io.array_peak(array)) if normalize else 1.0
         blocks = audio_io.stream_array(array, rate, target, stats=stats)
+    blocks = audio_io.scaled(blocks, gain)
     if dereverb:
         from .dereverb import dereverberate
         blocks = dereverberate(blocks, target)
@@ -232,7 +242,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
-                  "dereverb": bool(dereverb)}
+                  "dereverb": bool(dereverb),
+                  **({"input_gain_db": round(20 * math.log10(gain), 2)} if normalize
+                     else {"normalize": False})}
     return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
                          warnings, pedal=pedal, provenance=provenance,
                          key_notes=decoder.key_release_notes())
@@ -262,7 +274,7 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     key=arrays.get("key"), level=arrays.get("level"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass",
-                                        "dereverb")
+                                        "dereverb", "input_gain_db", "normalize")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
         {"decoding": provenance.get("weights_decoding", {})})
@@ -311,7 +323,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        progress: Callable[[float, float], None] | None = None,
                        times: StageTimes | None = None, pedal: str = C.DEFAULT_PEDAL_MODE,
                        model_pass: str | None = None, html: bool = False,
-                       dereverb: bool = False) -> Transcription:
+                       dereverb: bool = False, normalize: bool = True) -> Transcription:
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
     The side files are written first and the notes last, so an existing ``output``
@@ -330,7 +342,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
         result = transcribe(source, model, options=options, keep_spectrograms=plot,
                             progress=progress, times=times,
                             keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass,
-                            dereverb=dereverb)
+                            dereverb=dereverb, normalize=normalize)
     with times.measure("output files"):
         if save_posteriorgram:
             result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
