@@ -33,6 +33,35 @@ def test_minutes_of_audio_embed_as_ogg_of_the_same_length(tmp_path):
     assert info.samplerate == AUDIO_RATE and info.duration == pytest.approx(seconds, abs=0.1)
 
 
+@pytest.mark.parametrize("peak_dbfs", [-60.0, 20.0])
+def test_the_page_plays_the_recording_at_the_level_the_network_heard(tmp_path, peak_dbfs):
+    """A recording made at -60 dBFS was inaudible beside the transcription; a float file
+    at +20 dBFS was clipped to a square wave.  Both play at the normalized level."""
+    import soundfile as sf
+
+    from transcribe import constants as C
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    wav = tmp_path / "level.wav"
+    t = np.arange(3 * C.SAMPLE_RATE) / C.SAMPLE_RATE
+    sf.write(wav, (10 ** (peak_dbfs / 20) * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
+             C.SAMPLE_RATE, subtype="FLOAT")
+    gain_db = 20 * np.log10(C.INPUT_PEAK) - peak_dbfs
+    result = Transcription(np.zeros((0, 4)), None, 3.0, DecodingOptions().resolve(),
+                           provenance={"input_gain_db": gain_db})
+    write_review_page(result, wav, tmp_path / "level.html")
+    import base64
+    import re
+    embedded = re.search(r'base64,([A-Za-z0-9+/=]+)', (tmp_path / "level.html").read_text())
+    ogg = tmp_path / "embedded.ogg"
+    ogg.write_bytes(base64.b64decode(embedded.group(1)))
+    played, _ = sf.read(ogg, dtype="float32")
+    middle = played[len(played) // 4: 3 * len(played) // 4]
+    assert np.abs(middle).max() == pytest.approx(C.INPUT_PEAK, rel=0.05)
+    assert np.sqrt(np.mean(middle ** 2)) == pytest.approx(C.INPUT_PEAK / np.sqrt(2), rel=0.05)
+
+
 def test_the_page_says_which_pedal_mode_its_notes_follow():
     from transcribe.decode import DecodingOptions
     from transcribe.review import page_html
@@ -61,7 +90,8 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
     assert "reverberation suppressed first (--dereverb)" in page_html(Transcription(
         notes, None, 3.0, DecodingOptions().resolve(), provenance={"dereverb": True}), b"", "t")
     # A quiet recording's gain (--normalize) is said; a gain under a dB is not.
-    assert "the recording raised by 43 dB to the level the weights were tuned at;" in page_html(
+    assert "the recording raised by 43 dB to the level the weights were tuned at (and played " \
+        "so here);" in page_html(
         Transcription(notes, None, 3.0, DecodingOptions().resolve(),
                       provenance={"input_gain_db": 43.2}), b"", "t")
     assert "to the level the weights" not in page_html(Transcription(

@@ -195,7 +195,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     gain_db = result.provenance.get("input_gain_db") or 0.0
     if abs(gain_db) >= 1:
         facts += (f"the recording {'raised' if gain_db > 0 else 'lowered'} by {abs(gain_db):.0f} dB "
-                  f"to the level the weights were tuned at; ")
+                  f"to the level the weights were tuned at (and played so here); ")
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
     facts += f"amt-transcribe {__version__}. Click the roll to seek."
@@ -209,8 +209,8 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
 ENCODE_BLOCK = AUDIO_RATE  # samples per write
 
 
-def encode_recording(source: str | Path) -> bytes:
-    """The recording as mono Ogg Vorbis at ``AUDIO_RATE``, for embedding.
+def encode_recording(source: str | Path, gain: float = 1.0) -> bytes:
+    """The recording times ``gain`` as mono Ogg Vorbis at ``AUDIO_RATE``, for embedding.
 
     Written a second at a time as it is decoded: libsndfile 1.2's Vorbis encoder
     crashes (segmentation fault) when handed minutes of audio in one write.
@@ -219,7 +219,7 @@ def encode_recording(source: str | Path) -> bytes:
     with sf.SoundFile(buffer, "w", AUDIO_RATE, 1, format="OGG", subtype="VORBIS") as encoder:
         written = 0
         for block in audio_io.stream(source, AUDIO_RATE):
-            block = np.clip(block, -1, 1)
+            block = np.clip(block * np.float32(gain), -1, 1)
             for start in range(0, len(block), ENCODE_BLOCK):
                 encoder.write(block[start:start + ENCODE_BLOCK])
             written += len(block)
@@ -230,7 +230,12 @@ def encode_recording(source: str | Path) -> bytes:
 
 def write_review_page(result, source: str | Path, path: str | Path,
                       overwrite: bool = True, pedal: str = C.DEFAULT_PEDAL_MODE) -> None:
-    """Write ``path``: the review page of ``result``, transcribed from the file ``source``."""
-    page = page_html(result, encode_recording(source), f"{Path(source).name}: transcription",
-                     pedal)
+    """Write ``path``: the review page of ``result``, transcribed from the file ``source``.
+
+    The recording plays at the level the network heard it (``--normalize``'s gain): a
+    quiet one is audible beside the transcription, a float file past full scale does
+    not clip."""
+    gain = 10 ** ((result.provenance.get("input_gain_db") or 0.0) / 20)
+    page = page_html(result, encode_recording(source, gain),
+                     f"{Path(source).name}: transcription", pedal)
     write_atomic(Path(path), page.encode("utf-8"), overwrite)
