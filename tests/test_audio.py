@@ -77,12 +77,18 @@ def test_the_peak_is_the_mono_mix_of_finite_samples_in_files_and_arrays(tmp_path
     data[1000, 0] = np.nan
     path = tmp_path / "stereo.wav"
     sf.write(path, data, 44100, subtype="FLOAT")
-    assert audio.peak(path) == pytest.approx(0.15, rel=1e-4)
-    assert audio.array_peak(audio.as_samples_first(data)) == pytest.approx(0.15, rel=1e-4)
+    for peaks in (audio.peak(path), audio.array_peak(audio.as_samples_first(data)),
+                  audio.array_peak(audio.as_samples_first(data.T))):
+        assert peaks.mix == pytest.approx(0.15, rel=1e-4)
+        assert peaks.channels == pytest.approx(0.6, rel=1e-4) and not peaks.cancelled
     # A damaged file: the peak of what decodes (the transcribing pass reports the damage).
     cut = cut_file(tmp_path, "cut.flac")
     read = np.concatenate(list(audio.stream(cut)))
-    assert audio.peak(cut) == pytest.approx(np.abs(read).max(), rel=1e-4)
+    assert audio.peak(cut).mix == pytest.approx(np.abs(read).max(), rel=1e-4)
+    # Channels that cancel: one polarity-inverted, the other a little louder.
+    inverted = np.stack([left, -1.05 * left], axis=1)
+    assert audio.array_peak(inverted).cancelled
+    assert audio.array_peak(inverted).mix == pytest.approx(0.015, rel=1e-3)
 
 
 def test_the_level_gain_brings_the_peak_to_the_tuned_level_within_its_cap():

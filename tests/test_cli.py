@@ -339,6 +339,22 @@ def test_a_truncated_file_is_transcribed_with_a_warning_even_when_quiet(tmp_path
     assert (tmp_path / "cut.mid").exists()
 
 
+def test_channels_that_cancel_in_the_mono_mix_are_warned_of(tmp_path, tiny_weights):
+    """A stereo file with one channel polarity-inverted mixes to silence: it wrote an empty
+    MIDI without a word.  Now a warning says why and how to transcribe one channel."""
+    rng = np.random.default_rng(0)
+    left = (rng.standard_normal(2 * C.SAMPLE_RATE) * 0.1).astype(np.float32)
+    path = tmp_path / "inverted.wav"
+    sf.write(path, np.stack([left, -left], axis=1), C.SAMPLE_RATE, subtype="FLOAT")
+    result = invoke(path, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert (f"amt-transcribe: warning: {path}: its channels cancel when mixed to mono (the mix "
+            "falls to silence; is one polarity-inverted?): transcribe one channel, e.g. ffmpeg "
+            "-i inverted.wav -af 'pan=mono|c0=c0' inverted-left.wav") in result.output
+    sf.write(path, np.stack([left, 0.5 * left], axis=1), C.SAMPLE_RATE, subtype="FLOAT")
+    assert "cancel" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
+
+
 def test_a_file_with_no_audio_writes_nothing_and_fails_alone_in_a_batch(tmp_path, tiny_weights):
     src = tmp_path / "in"
     src.mkdir()

@@ -12,7 +12,7 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -365,37 +365,69 @@ def _block_peak(block: np.ndarray) -> float:
     return peak
 
 
+class Peaks(NamedTuple):
+    """A recording's largest finite sample magnitudes: of its mono mix, and of its
+    loudest channel (the mix's, where ffmpeg mixes)."""
+
+    mix: float
+    channels: float
+
+    @property
+    def cancelled(self) -> bool:
+        """The mix far quieter than a channel: its channels cancel (one polarity-inverted)."""
+        return self.mix < self.channels * 10 ** (-CANCELLED_DB / 20)
+
+
+CANCELLED_DB = 20.0  # a mix this far below its loudest channel has channels that cancel
+
+
+def _peaks(block: np.ndarray) -> Peaks:
+    """``Peaks`` of a ``(samples, channels)`` block."""
+    mix = _block_peak(to_mono(block))
+    return Peaks(mix, _block_peak(block.reshape(-1)) if block.shape[1] > 1 else mix)
+
+
+def _largest(peaks: Iterator[Peaks]) -> Peaks:
+    found = list(peaks)
+    return Peaks(max((p.mix for p in found), default=0.0),
+                 max((p.channels for p in found), default=0.0))
+
+
 def peak(path: str | Path, info: AudioInfo | None = None,
-         target_rate: int = C.SAMPLE_RATE) -> float:
-    """The largest finite sample magnitude of a file's mono mix: a pass over the file
+         target_rate: int = C.SAMPLE_RATE) -> Peaks:
+    """The largest finite sample magnitudes of a file (``Peaks``): a pass over the file
     before the one that transcribes it (about 4 % of the time for a FLAC).  Read as far
     as it decodes; a file that cannot be opened raises as ``stream`` does."""
     info = info or probe(path)
     if info.decoder == "ffmpeg":
-        return max((_block_peak(block) for block in
-                    _stream_with_ffmpeg(info, target_rate, BLOCK_S, StreamStats())), default=0.0)
+        return _largest(_peaks(block[:, None]) for block in
+                        _stream_with_ffmpeg(info, target_rate, BLOCK_S, StreamStats()))
     try:
         handle = sf.SoundFile(str(info.path))
     except (sf.LibsndfileError, RuntimeError, OSError) as failure:
         raise TranscribeError(f"{info.path}: cannot be read any more ({_reason(failure)})") from None
-    largest, read_frames = 0.0, max(1, int(READ_S * info.sample_rate))
-    with handle:
+    read_frames = max(1, int(READ_S * info.sample_rate))
+
+    def blocks() -> Iterator[Peaks]:
         while True:
             try:  # a second at a time, as ``stream`` reads: a damaged file loses little
                 block = handle.read(read_frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError):
-                break  # the transcribing pass reports the damage
+                return  # the transcribing pass reports the damage
             if not len(block):
-                break
-            largest = max(largest, _block_peak(to_mono(block)))
-    return largest
+                return
+            yield _peaks(block)
+
+    with handle:
+        return _largest(blocks())
 
 
-def array_peak(audio: np.ndarray) -> float:
+def array_peak(audio: np.ndarray) -> Peaks:
     """``peak`` of an array from ``as_samples_first``, a block at a time."""
     step = 1 << 20
-    return max((_block_peak(to_mono(audio[start:start + step]))
-                for start in range(0, len(audio), step)), default=0.0)
+    return _largest(_peaks(audio[start:start + step].reshape(-1, 1) if audio.ndim == 1
+                           else audio[start:start + step])
+                    for start in range(0, len(audio), step))
 
 
 def level_gain(peak_value: float, target: float = C.INPUT_PEAK,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -196,14 +197,15 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                                   f"the file's own rate ({info.sample_rate} Hz) is read from it")
         total_s, source = info.duration_s, str(audio)
         with times.measure("input level (a first read)"):
-            gain = audio_io.level_gain(audio_io.peak(audio, info, target)) if normalize else 1.0
+            peaks = audio_io.peak(audio, info, target) if normalize else None
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
         array = audio_io.as_samples_first(audio)
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
-        gain = audio_io.level_gain(audio_io.array_peak(array)) if normalize else 1.0
+        peaks = audio_io.array_peak(array) if normalize else None
         blocks = audio_io.stream_array(array, rate, target, stats=stats)
+    gain = audio_io.level_gain(peaks.mix) if peaks is not None else 1.0
     blocks = audio_io.scaled(blocks, gain)
     if dereverb:
         from .dereverb import dereverberate
@@ -239,6 +241,14 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
+    if peaks is not None and peaks.cancelled:
+        level = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
+                 "channel" if peaks.mix > 0 else "to silence")
+        one = ("audio[:, 0]" if source is None else "ffmpeg -i " + shlex.quote(
+            Path(source).name) + " -af 'pan=mono|c0=c0' " + shlex.quote(Path(source).stem
+                                                               + "-left.wav"))
+        warnings.append(f"its channels cancel when mixed to mono (the mix falls {level}; "
+                        f"is one polarity-inverted?): transcribe one channel, e.g. {one}")
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
