@@ -147,6 +147,14 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, tiny_weights, setup, messa
     assert result.output.strip().count("\n") == 0, result.output
 
 
+def test_a_dash_for_standard_input_is_refused_in_one_line(tmp_path, tiny_weights, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("-", "--weights", tiny_weights)
+    assert result.exit_code == 1
+    assert result.output.strip() == ("amt-transcribe: error: -: audio is not read from "
+                                     "standard input; save it to a file first")
+
+
 def test_missing_default_weights_say_so(tmp_path, monkeypatch):
     import transcribe.weights as weights
     monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "none.pt")

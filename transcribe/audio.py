@@ -180,6 +180,8 @@ def _stat_message(path: Path, error: OSError) -> str:
     if error.errno == errno.ENOENT:
         if path.is_symlink():
             return f"{path}: a symbolic link to a file that does not exist"
+        if str(path) == "-":  # a Unix habit: the whole file is read twice, so not a pipe
+            return "-: audio is not read from standard input; save it to a file first"
         return f"{path}: no such file"
     if error.errno == errno.EACCES:
         return f"{path}: permission denied"
