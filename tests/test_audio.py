@@ -85,6 +85,13 @@ def test_the_peak_is_the_mono_mix_of_finite_samples_in_files_and_arrays(tmp_path
     cut = cut_file(tmp_path, "cut.flac")
     read = np.concatenate(list(audio.stream(cut)))
     assert audio.peak(cut).mix == pytest.approx(np.abs(read).max(), rel=1e-4)
+    # Read in parts by threads: the same peaks, a damaged file's too.
+    long = tmp_path / "long.flac"
+    ramp = np.linspace(0.1, 1, 70 * 44100)[:, None]  # the loudest sample near the end
+    sf.write(long, np.tile(np.stack([left, -0.5 * left], axis=1)[:44100], (70, 1)) * ramp, 44100)
+    assert audio.peak(long, parts=2) == audio.peak(long) and audio.peak(long).mix > 0.1
+    cut_long = cut_file(tmp_path, "cut-long.flac", seconds=90.0)
+    assert audio.peak(cut_long, parts=3) == audio.peak(cut_long)
     # Channels that cancel: one polarity-inverted, the other a little louder.
     inverted = np.stack([left, -1.05 * left], axis=1)
     assert audio.array_peak(inverted).cancelled

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from . import constants as C
 from . import audio as audio_io
@@ -197,7 +198,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                                   f"the file's own rate ({info.sample_rate} Hz) is read from it")
         total_s, source = info.duration_s, str(audio)
         with times.measure("input level (a first read)"):
-            peaks = audio_io.peak(audio, info, target) if normalize else None
+            # As many readers as the network has threads: the cores it is about to use.
+            peaks = audio_io.peak(audio, info, target, parts=torch.get_num_threads()) \
+                if normalize else None
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
         array = audio_io.as_samples_first(audio)
