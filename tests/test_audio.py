@@ -49,6 +49,16 @@ def test_streaming_matches_whole_file_and_downmixes_many_channels(tmp_path):
     np.testing.assert_allclose(small, large, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_the_mono_mix_is_the_mean_of_the_channels(channels):
+    block = np.random.default_rng(channels).standard_normal((4410, channels)).astype(np.float32)
+    mean = block.mean(axis=1, dtype=np.float32)
+    if channels <= 6:  # the same float32 values, so the figures of mono and stereo files hold
+        np.testing.assert_array_equal(audio.to_mono(block), mean)
+    np.testing.assert_allclose(audio.to_mono(block), mean, rtol=0, atol=1e-6)
+    assert audio.to_mono(block[:, 0]).dtype == np.float32
+
+
 def test_array_stream_matches_file_stream(tmp_path):
     rate = 22050
     data = tone(330, 1.5, rate)
