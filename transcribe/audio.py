@@ -39,6 +39,7 @@ class AudioInfo:
     frames: int  # at the file's own rate
     promised_frames: int | None = None  # what the header declares, where it says more
     decoder: str = "libsndfile"  # or "ffmpeg"
+    format: str = ""  # libsndfile's container ("WAV", "FLAC", "MP3"...); "" through ffmpeg
 
     @property
     def duration_s(self) -> float:
@@ -79,7 +80,8 @@ def probe(path: str | Path) -> AudioInfo:
         raise TranscribeError(f"{path}: the file declares no samples")
     promised = _wav_declared_frames(path) if info.format in ("WAV", "WAVEX") else None
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
-                     promised if promised and promised > info.frames else None)
+                     promised if promised and promised > info.frames else None,
+                     format=info.format)
 
 
 def _ffmpeg_tools() -> tuple[str, str] | None:
@@ -267,6 +269,14 @@ def sanitize(block: np.ndarray, stats: StreamStats) -> np.ndarray:
     return block
 
 
+def _open(info: AudioInfo) -> sf.SoundFile:
+    """The probed file opened for reading; ``TranscribeError`` if that fails now."""
+    try:
+        return sf.SoundFile(str(info.path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as failure:
+        raise TranscribeError(f"{info.path}: cannot be read any more ({_reason(failure)})") from None
+
+
 def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = BLOCK_S,
            stats: StreamStats | None = None, info: AudioInfo | None = None) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of ``path`` at ``target_rate``.
@@ -288,10 +298,7 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     per_block = max(1, int(round(block_s / READ_S)))
     read = 0  # frames at the file's rate
     error = None
-    try:
-        handle = sf.SoundFile(str(info.path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as failure:
-        raise TranscribeError(f"{info.path}: cannot be read any more ({_reason(failure)})") from None
+    handle = _open(info)
     with handle:
         last = False
         while not last:
@@ -417,10 +424,7 @@ def _part_peaks(info: AudioInfo, start: int, stop: int | None) -> Peaks:
     """``Peaks`` of frames ``start`` to ``stop`` (None: the end) of a file libsndfile reads,
     a second at a time as ``stream`` reads (a damaged file loses little); as far as it
     decodes."""
-    try:
-        handle = sf.SoundFile(str(info.path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as failure:
-        raise TranscribeError(f"{info.path}: cannot be read any more ({_reason(failure)})") from None
+    handle = _open(info)
     read_frames = max(1, int(READ_S * info.sample_rate))
 
     def blocks() -> Iterator[Peaks]:
@@ -453,18 +457,11 @@ def peak(path: str | Path, info: AudioInfo | None = None,
     if info.decoder == "ffmpeg":
         return _largest(_peaks(block[:, None]) for block in
                         _stream_with_ffmpeg(info, target_rate, BLOCK_S, StreamStats()))
-    frames = info.frames
     parts = max(1, min(parts, int(info.duration_s // PART_MIN_S)))
-    if parts > 1:
-        try:
-            exact = sf.info(str(info.path)).format in SEEK_EXACT
-        except (sf.LibsndfileError, RuntimeError, OSError):
-            exact = False
-        parts = parts if exact else 1
-    if parts == 1:
+    if parts == 1 or info.format not in SEEK_EXACT:
         return _part_peaks(info, 0, None)
     from concurrent.futures import ThreadPoolExecutor
-    edges = [round(frames * k / parts) for k in range(parts)] + [None]  # the last: to the end
+    edges = [round(info.frames * k / parts) for k in range(parts)] + [None]  # the last: to the end
     with ThreadPoolExecutor(parts) as pool:
         return _largest(pool.map(lambda k: _part_peaks(info, edges[k], edges[k + 1]),
                                  range(parts)))
