@@ -41,6 +41,11 @@ class _Commands(click.Group):
             sys.exit(1)
 
 
+# Commands that write weights to OUT never replace them unless asked (``refuse_existing``).
+OVERWRITE_OUT = click.option("--overwrite", is_flag=True,
+                             help="Replace OUT (and its card) if it exists.")
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Train amt-transcribe's network on MIDI rendered through SoundFonts."""
@@ -235,7 +240,7 @@ def tune_thresholds_command(weights, validation, files):
 @main.command("velocity-head")
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
+@OVERWRITE_OUT
 @click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "train", show_default=True)
 @click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -332,7 +337,7 @@ def save_derived(model, out: Path, card: dict, **facts: str) -> str:
 @main.command()
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
+@OVERWRITE_OUT
 @click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
               required=True, help="Rendered training audio (amt-train render) to measure on.")
 @click.option("--batches", type=int, default=200, show_default=True)
@@ -360,7 +365,7 @@ def recalibrate(weights, out, cache, batches, seed, overwrite):
 @click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
+@OVERWRITE_OUT
 @click.option("--share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="SECOND's share of the average.")
 def average(first, second, out, share, overwrite):
@@ -390,7 +395,7 @@ def average(first, second, out, share, overwrite):
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace OUT (and its card) if it exists.")
+@OVERWRITE_OUT
 def widen(weights, config, out, overwrite):
     """Widen WEIGHTS into CONFIG's wider network (its 'model' section), same outputs.
 
