@@ -167,6 +167,27 @@ def test_phone_recordings_and_videos_stream_through_ffmpeg(tmp_path, suffix, ext
         audio.probe(silent)
 
 
+@needs_ffmpeg
+def test_ffmpeg_files_are_mixed_and_leveled_as_their_lossless_original(tmp_path):
+    """ffmpeg's own downmix raised a stereo mix by 3 dB, and its mix hid channels that
+    cancel: it now hands over the channels, mixed here as libsndfile's are."""
+    import subprocess
+    left = tone(440, 4.0, 48000, amplitude=0.5) * np.minimum(1, np.linspace(0, 8, 4 * 48000))
+    for name, right in (("same", left), ("inverted", -1.05 * left)):
+        wav = tmp_path / f"{name}.wav"
+        sf.write(wav, np.stack([left, right], axis=1), 48000, subtype="FLOAT")
+        m4a = tmp_path / f"{name}.m4a"
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "192k",
+                        str(m4a)], check=True)
+        lossless, phone = audio.peak(wav), audio.peak(m4a)
+        assert phone.channels == pytest.approx(lossless.channels, rel=0.05)
+        assert phone.mix == pytest.approx(lossless.mix, rel=0.05, abs=0.005)
+        assert phone.cancelled == lossless.cancelled == (name == "inverted")
+    middle = slice(C.SAMPLE_RATE, 3 * C.SAMPLE_RATE)
+    heard = np.abs(np.concatenate(list(audio.stream(tmp_path / "same.m4a")))[middle]).max()
+    assert heard == pytest.approx(np.abs(audio.load(tmp_path / "same.wav")[middle]).max(), rel=0.05)
+
+
 def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):
     """A noise file of ``seconds`` cut after the fraction ``keep`` of its bytes."""
     whole = tmp_path / f"whole-{name}"

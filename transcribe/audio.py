@@ -121,15 +121,20 @@ def _probe_with_ffmpeg(path: Path) -> AudioInfo:
                      decoder="ffmpeg")
 
 
-def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
-                        stats: StreamStats) -> Iterator[np.ndarray]:
-    """Mono float32 blocks decoded and resampled by ffmpeg, read from its output as it goes."""
+def _ffmpeg_blocks(info: AudioInfo, block_s: float, stats: StreamStats) -> Iterator[np.ndarray]:
+    """``(samples, channels)`` float32 blocks of a file ffmpeg decodes, at the file's own rate
+    and channel count, read from ffmpeg's output as it goes: mixed and resampled here as
+    libsndfile's are, so a recording is heard the same from any container (ffmpeg's own
+    downmix raises a stereo mix 3 dB)."""
     import subprocess
     ffmpeg = _ffmpeg_tools()[0]
+    channels = max(1, info.channels)
     command = [ffmpeg, "-v", "error", "-nostdin", "-i", str(info.path), "-map", "0:a:0",
-               "-vn", "-ac", "1", "-ar", str(target_rate), "-f", "f32le", "-"]
+               "-vn", "-ac", str(channels), "-ar", str(info.sample_rate), "-f", "f32le", "-"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    block_bytes = max(1, int(block_s * target_rate)) * 4
+    frame_bytes = 4 * channels
+    block_bytes = max(1, int(block_s * info.sample_rate)) * frame_bytes
+    read = 0  # frames at the file's rate
     try:
         pending = b""
         while True:
@@ -137,10 +142,10 @@ def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
             if not chunk:
                 break
             pending += chunk
-            usable = len(pending) // 4 * 4
-            block = sanitize(np.frombuffer(pending[:usable], np.float32).copy(), stats)
+            usable = len(pending) // frame_bytes * frame_bytes
+            block = np.frombuffer(pending[:usable], np.float32).reshape(-1, channels).copy()
             pending = pending[usable:]
-            stats.samples += len(block)
+            read += len(block)
             if len(block):
                 yield block
         error = process.stderr.read().decode(errors="replace").strip()
@@ -150,14 +155,32 @@ def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
             process.kill()
             process.wait()
     reason = (error.splitlines() or [""])[-1][:160]
-    if process.returncode != 0 and stats.samples == 0:
+    if process.returncode != 0 and read == 0:
         raise TranscribeError(f"{info.path}: ffmpeg could not decode it ({reason})")
     promised = info.frames / info.sample_rate
-    if stats.samples == 0:
+    if read == 0:
         raise TranscribeError(_no_audio(info.path, promised))
-    read_s = stats.samples / target_rate
+    read_s = read / info.sample_rate
     if process.returncode != 0 or (promised and read_s < promised - 0.5):
         stats.shortfall = _shortfall(read_s, promised, reason)
+
+
+def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
+                        stats: StreamStats) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``target_rate`` of a file ffmpeg decodes (``_ffmpeg_blocks``)."""
+    resample = Resampler(info.sample_rate, target_rate)
+    blocks = _ffmpeg_blocks(info, block_s, stats)
+    try:
+        block = next(blocks, None)  # raises for a file of which nothing decodes
+        while block is not None:
+            following = next(blocks, None)  # one ahead: the resampler is told the last block
+            out = resample(sanitize(to_mono(block), stats), last=following is None)
+            stats.samples += len(out)
+            if len(out):
+                yield out
+            block = following
+    finally:
+        blocks.close()  # stops ffmpeg when the reader stops early
 
 
 def _shortfall(read_s: float, promised_s: float, reason: str | None) -> str:
@@ -390,7 +413,7 @@ def _block_peak(block: np.ndarray) -> float:
 
 class Peaks(NamedTuple):
     """A recording's largest finite sample magnitudes: of its mono mix, and of its
-    loudest channel (the mix's, where ffmpeg mixes)."""
+    loudest channel."""
 
     mix: float
     channels: float
@@ -446,8 +469,7 @@ def _part_peaks(info: AudioInfo, start: int, stop: int | None) -> Peaks:
         return _largest(blocks())
 
 
-def peak(path: str | Path, info: AudioInfo | None = None,
-         target_rate: int = C.SAMPLE_RATE, parts: int = 1) -> Peaks:
+def peak(path: str | Path, info: AudioInfo | None = None, parts: int = 1) -> Peaks:
     """The largest finite sample magnitudes of a file (``Peaks``): a pass over the file
     before the one that transcribes it.  Read as far as it decodes; a file that cannot be
     opened raises as ``stream`` does.  ``parts`` threads read as many stretches of a long
@@ -455,8 +477,7 @@ def peak(path: str | Path, info: AudioInfo | None = None,
     stereo FLAC in about half the time."""
     info = info or probe(path)
     if info.decoder == "ffmpeg":
-        return _largest(_peaks(block[:, None]) for block in
-                        _stream_with_ffmpeg(info, target_rate, BLOCK_S, StreamStats()))
+        return _largest(_peaks(block) for block in _ffmpeg_blocks(info, BLOCK_S, StreamStats()))
     parts = max(1, min(parts, int(info.duration_s // PART_MIN_S)))
     if parts == 1 or info.format not in SEEK_EXACT:
         return _part_peaks(info, 0, None)

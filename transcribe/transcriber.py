@@ -199,7 +199,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         total_s, source = info.duration_s, str(audio)
         with times.measure("input level (a first read)"):
             # As many readers as the network has threads: the cores it is about to use.
-            peaks = audio_io.peak(audio, info, target, parts=torch.get_num_threads()) \
+            peaks = audio_io.peak(audio, info, parts=torch.get_num_threads()) \
                 if normalize else None
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
