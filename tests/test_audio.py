@@ -188,6 +188,39 @@ def test_ffmpeg_files_are_mixed_and_leveled_as_their_lossless_original(tmp_path)
     assert heard == pytest.approx(np.abs(audio.load(tmp_path / "same.wav")[middle]).max(), rel=0.05)
 
 
+@needs_ffmpeg
+def test_mp3_decoder_chatter_is_kept_off_the_terminal_and_other_messages_are_not(
+        tmp_path, capfd, monkeypatch):
+    """libmpg123 printed "error: part2_3_length ... too large for available bit count" at
+    the end of every MP3 that ffmpeg encodes, though the samples are whole."""
+    import subprocess
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.flac"
+    mp3 = tmp_path / "example.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(example), str(mp3)], check=True)
+    capfd.readouterr()
+    out = audio.load(mp3)
+    audio.peak(mp3)
+    assert "mpg123" not in capfd.readouterr().err
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp3), "-ar", str(C.SAMPLE_RATE),
+                              "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    assert abs(len(out) - len(decoded) // 4) < 0.01 * C.SAMPLE_RATE
+    # Whatever else is written to stderr during a read is passed on, in order.
+    real_read = sf.SoundFile.read
+    reads = []
+
+    def chatty_read(self, *args, **kwargs):
+        reads.append(1)
+        os.write(2, b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: noise\n"
+                    b"a warning of someone else\n")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", chatty_read)
+    np.testing.assert_array_equal(audio.load(mp3), out)
+    err = capfd.readouterr().err
+    assert "mpg123" not in err and err.count("a warning of someone else\n") == len(reads) > 1
+
+
 def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):
     """A noise file of ``seconds`` cut after the fraction ``keep`` of its bytes."""
     whole = tmp_path / f"whole-{name}"

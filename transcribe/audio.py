@@ -8,8 +8,12 @@ at a time and never sits in memory whole.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -292,12 +296,70 @@ def sanitize(block: np.ndarray, stats: StreamStats) -> np.ndarray:
     return block
 
 
-def _open(info: AudioInfo) -> sf.SoundFile:
-    """The probed file opened for reading; ``TranscribeError`` if that fails now."""
-    try:
-        return sf.SoundFile(str(info.path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as failure:
-        raise TranscribeError(f"{info.path}: cannot be read any more ({_reason(failure)})") from None
+class _Reader:
+    """A probed file opened by libsndfile (``TranscribeError`` if that fails now), read as
+    float32 ``(frames, channels)``.
+
+    libmpg123, which decodes MP3 inside libsndfile, prints to the process's stderr about
+    frames that it then decodes anyway: every MP3 that ffmpeg encodes gets "error:
+    part2_3_length (800) too large for available bit count (760)" at its end, and the
+    samples equal ffmpeg's own decoding.  So around each read of an MP3 the C-level stderr
+    goes to a scratch file, and whatever else was written there is passed on."""
+
+    _redirect = threading.Lock()  # the process has one stderr
+
+    def __init__(self, info: AudioInfo):
+        try:
+            self.handle = sf.SoundFile(str(info.path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as failure:
+            raise TranscribeError(f"{info.path}: cannot be read any more "
+                                  f"({_reason(failure)})") from None
+        self.scratch = tempfile.TemporaryFile() if info.format == "MP3" else None
+
+    def __enter__(self) -> "_Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+        if self.scratch is not None:
+            self.scratch.close()
+
+    def seek(self, frame: int) -> None:
+        self.handle.seek(frame)
+
+    def read(self, frames: int) -> np.ndarray:
+        if self.scratch is None:
+            return self.handle.read(frames, dtype="float32", always_2d=True)
+        with self._redirect:
+            sys.stderr.flush()
+            try:
+                saved = os.dup(2)
+            except OSError:  # no stderr at all: nothing to keep clean
+                return self.handle.read(frames, dtype="float32", always_2d=True)
+            os.dup2(self.scratch.fileno(), 2)
+            try:
+                return self.handle.read(frames, dtype="float32", always_2d=True)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                self._pass_on()
+
+    def _pass_on(self) -> None:
+        """What the read wrote to stderr, less libmpg123's lines, to the real stderr."""
+        scratch = self.scratch.fileno()
+        size = os.lseek(scratch, 0, os.SEEK_CUR)
+        if not size:
+            return
+        os.lseek(scratch, 0, os.SEEK_SET)
+        written = b"".join(iter(lambda: os.read(scratch, 1 << 16), b""))
+        os.lseek(scratch, 0, os.SEEK_SET)
+        os.ftruncate(scratch, 0)
+        kept = _MPG123_LINE.sub(b"", written)
+        if kept:
+            os.write(2, kept)
+
+
+_MPG123_LINE = re.compile(rb"^\[[^\]\n]*libmpg123[^\]\n]*\][^\n]*(\n|$)", re.MULTILINE)
 
 
 def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = BLOCK_S,
@@ -321,14 +383,13 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     per_block = max(1, int(round(block_s / READ_S)))
     read = 0  # frames at the file's rate
     error = None
-    handle = _open(info)
-    with handle:
+    with _Reader(info) as reader:
         last = False
         while not last:
             pieces = []
             while len(pieces) < per_block:
                 try:
-                    piece = handle.read(read_frames, dtype="float32", always_2d=True)
+                    piece = reader.read(read_frames)
                 except (sf.LibsndfileError, RuntimeError) as failure:
                     error, last = _reason(failure), True
                     break
@@ -447,17 +508,16 @@ def _part_peaks(info: AudioInfo, start: int, stop: int | None) -> Peaks:
     """``Peaks`` of frames ``start`` to ``stop`` (None: the end) of a file libsndfile reads,
     a second at a time as ``stream`` reads (a damaged file loses little); as far as it
     decodes."""
-    handle = _open(info)
     read_frames = max(1, int(READ_S * info.sample_rate))
 
-    def blocks() -> Iterator[Peaks]:
+    def blocks(reader: _Reader) -> Iterator[Peaks]:
         position = start
         try:
             if start:
-                handle.seek(start)
+                reader.seek(start)
             while stop is None or position < stop:
                 wanted = read_frames if stop is None else min(read_frames, stop - position)
-                block = handle.read(wanted, dtype="float32", always_2d=True)
+                block = reader.read(wanted)
                 if not len(block):
                     return
                 position += len(block)
@@ -465,8 +525,8 @@ def _part_peaks(info: AudioInfo, start: int, stop: int | None) -> Peaks:
         except (sf.LibsndfileError, RuntimeError):
             return  # the transcribing pass reports the damage
 
-    with handle:
-        return _largest(blocks())
+    with _Reader(info) as reader:
+        return _largest(blocks(reader))
 
 
 def peak(path: str | Path, info: AudioInfo | None = None, parts: int = 1) -> Peaks:
