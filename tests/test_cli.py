@@ -105,6 +105,25 @@ def test_batch_mirrors_folders_reports_bad_files_and_resumes(tmp_path, tiny_weig
     assert resumed.exit_code == 1  # the bad files still fail
 
 
+def test_a_folder_search_passes_over_hidden_files_and_folders(tmp_path, tiny_weights):
+    """A folder copied from a Mac holds "._song.wav" resource forks, and a NAS's
+    ".AppleDouble/song.wav" or a ".Trashes/" folder: not recordings, and each would have
+    failed the batch."""
+    src = tmp_path / "recordings"
+    write_wav(src / "song.wav")
+    (src / "._song.wav").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (src / ".AppleDouble").mkdir()
+    (src / ".AppleDouble" / "song.wav").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00")
+    write_wav(src / ".Trashes" / "501" / "deleted.wav")
+    out = tmp_path / "midi"
+    result = invoke(src, "-o", out, "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["song.mid"]
+    # Named on the command line, a hidden folder is searched (only what is below it counts).
+    hidden = invoke(src / ".Trashes", "-o", tmp_path / "trash", "--weights", tiny_weights)
+    assert hidden.exit_code == 0 and (tmp_path / "trash" / "501" / "deleted.mid").exists()
+
+
 @pytest.mark.parametrize("make", ["silence", "tiny", "eight_channel_96k", "nan"])
 def test_awkward_but_valid_audio_gives_a_valid_midi(tmp_path, tiny_weights, make):
     path = tmp_path / "x.wav"

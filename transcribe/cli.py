@@ -133,7 +133,8 @@ def _is_dir(path: Path) -> bool:
 
 
 def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> list[Job]:
-    """Map each input file (folders searched recursively) to its output path.
+    """Map each input file (folders searched recursively, hidden ones passed over) to its
+    output path.
 
     A folder's structure is mirrored under ``output``; a single file's ``output``
     is the file to write unless it is an existing folder or ends with a separator.
@@ -149,8 +150,12 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
     out_is_dir = output is not None and (many or _is_dir(output) or raw.endswith(("/", os.sep)))
     for source in inputs:
         if _is_dir(source):
-            found = sorted(p for p in source.rglob("*") if p.is_file()
-                           and p.suffix.lower() in _audio_suffixes() and not p.name.startswith("."))
+            # Hidden files and folders below it are not recordings: a Mac's "._song.wav"
+            # resource forks, a NAS's ".AppleDouble/", ".Trashes/".
+            found = sorted(p for p in source.rglob("*") if p.suffix.lower() in _audio_suffixes()
+                           and not any(part.startswith(".")
+                                       for part in p.relative_to(source).parts)
+                           and p.is_file())
             if not found:
                 raise TranscribeError(f"{source}: no audio files found (looked for WAV, FLAC, "
                                       "OGG, MP3, m4a, mp4... in all sub-folders)")
@@ -322,8 +327,9 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; with ffmpeg installed also phone
     recordings and videos: m4a, aac, mp4, mov, webm...; any sample rate and channel
-    count) or folders, searched recursively; or posteriorgrams saved with --save-posteriorgram
-    (.npz), decoded anew with the options given, without the network.
+    count) or folders, searched recursively (passing over hidden files and folders, such as
+    a Mac's "._" files); or posteriorgrams saved with --save-posteriorgram (.npz), decoded
+    anew with the options given, without the network.
 
     \b
     Examples:
