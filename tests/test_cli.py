@@ -1,5 +1,6 @@
 """The command line, through click's runner and through real subprocesses."""
 
+import csv
 import hashlib
 import json
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -244,8 +246,60 @@ def test_ctrl_c_in_a_batch_leaves_no_partial_file(tmp_path, tiny_weights):
     src = tmp_path / "in"
     for i in range(6):
         write_wav(src / f"{i}.wav", seconds=40)
-    stderr = interrupt_after_first_output(src, tmp_path / "out", tiny_weights)
+    report = tmp_path / "report.json"
+    stderr = interrupt_after_first_output(src, tmp_path / "out", tiny_weights, "--report", report)
     assert "interrupted" in stderr
+    # The report says which files were done and which were not.
+    rows = json.loads(report.read_text())["files"]
+    done = sorted(Path(row["output"]).name for row in rows if row["status"] == "done")
+    assert done == sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"done", "not done"}
+
+
+def test_a_report_records_each_input_and_replaces_one_only_when_asked(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    write_wav(src / "good.wav", seconds=2)
+    (src / "bad.wav").write_bytes(b"RIFF not really")
+    out, report = tmp_path / "out", tmp_path / "logs" / "report.csv"
+    result = invoke(src, "-o", out, "--weights", tiny_weights, "--report", report)
+    assert result.exit_code == 1
+    rows = list(csv.DictReader(report.open()))
+    assert [(r["input"], r["output"], r["status"]) for r in rows] == [
+        (str(src / "bad.wav"), str(out / "bad.mid"), "failed"),
+        (str(src / "good.wav"), str(out / "good.mid"), "done")]
+    assert "not a readable audio file" in rows[0]["message"]
+    assert float(rows[1]["duration_s"]) == pytest.approx(2.0, abs=0.01)
+    assert int(rows[1]["notes"]) == len(pretty_midi.PrettyMIDI(str(out / "good.mid"))
+                                        .instruments[0].notes)
+    assert "2 files: 1 done, 1 failed; 2.0 s of audio in" in result.output
+    # An existing report is kept unless asked, before any work; a resumed batch replaces it.
+    before = report.read_bytes()
+    again = invoke(src, "-o", tmp_path / "out2", "--weights", tiny_weights, "--report", report)
+    assert again.exit_code == 1 and "report.csv exists; use --overwrite" in again.output
+    assert report.read_bytes() == before and not (tmp_path / "out2").exists()
+    resumed = invoke(src, "-o", out, "--weights", tiny_weights, "--report", report,
+                     "--skip-existing")
+    assert [r["status"] for r in csv.DictReader(report.open())] == ["failed", "skipped"]
+    assert "2 files: 1 skipped, 1 failed" in resumed.output
+    # A report that is not .csv or .json, or that would be written over an output.
+    for name, message in (("report.txt", "name the report .csv or .json"),
+                          (str(out / "good.csv"), "would be written over an output")):
+        refused = invoke(src, "-o", out, "-f", "csv", "--weights", tiny_weights, "--report",
+                         name, "--overwrite")
+        assert refused.exit_code == 2 and message in refused.output
+
+
+def test_an_archive_sized_batch_gets_its_totals_and_failures_not_a_table(tmp_path,
+                                                                        tiny_weights):
+    src = tmp_path / "in"
+    for i in range(32):
+        write_wav(src / f"{i:02d}.wav", seconds=0.5)
+    (src / "bad.wav").write_bytes(b"RIFF not really")
+    result = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert result.exit_code == 1
+    assert "07.wav" not in result.output and "┃ file" not in result.output
+    assert f"amt-transcribe: failed: {src / 'bad.wav'}: not a readable" in result.output
+    assert "33 files: 32 done, 1 failed; 16.0 s of audio in" in result.output
 
 
 def test_inputs_whose_outputs_coincide_keep_their_suffix(tmp_path, tiny_weights):

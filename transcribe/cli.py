@@ -232,6 +232,26 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
             check_writable(folder)
 
 
+def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) -> None:
+    """Refuse, before any audio is read, a ``--report`` that is not .csv or .json, that
+    names an input or an output, or that exists unless ``replace``; make its folder."""
+    from .files import check_writable
+    if report.suffix.lower() not in (".csv", ".json"):
+        raise UsageError(f"{report}: name the report .csv or .json")
+    for job in jobs:
+        stem = job.output.with_suffix("")
+        if _key(report) in {_key(p) for p in [job.source, job.output]
+                            + [stem.with_name(stem.name + s) for s in side]}:
+            raise UsageError(f"{report}: the report would be written over "
+                             f"{'an input' if _key(report) == _key(job.source) else 'an output'}"
+                             "; choose another name")
+    if report.is_dir():
+        raise UsageError(f"{report}: is a folder; name the report's file")
+    if report.exists() and not replace:
+        raise TranscribeError(f"{report} exists; use --overwrite to replace it")
+    check_writable(report.parent)
+
+
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
     click.echo(f"amt-transcribe: error: {message}", err=True)
     sys.exit(code)
@@ -314,6 +334,11 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--skip-existing", is_flag=True,
               help="Skip inputs whose output exists (resumes an interrupted batch).")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Also write what became of each input (its output, done / skipped / "
+                   "failed / not done, seconds of audio, notes, warnings or error) to this "
+                   ".csv or .json file, at the end or on Ctrl-C: the record of a long batch.  "
+                   "An existing one is replaced with --overwrite or --skip-existing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--profile", is_flag=True,
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
@@ -321,8 +346,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
 @click.version_option(__version__, "--version", prog_name="amt-transcribe")
 def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address, pedal,
          model_pass, dereverb, normalize,
-         tempo_bpm, plot, html, save_posteriorgram, overwrite, skip_existing, quiet, profile,
-         **decoding):
+         tempo_bpm, plot, html, save_posteriorgram, overwrite, skip_existing, report, quiet,
+         profile, **decoding):
     """Transcribe piano recordings to MIDI.
 
     INPUTS are audio files (WAV, FLAC, OGG, MP3; with ffmpeg installed also phone
@@ -356,19 +381,34 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     try:
         jobs = plan_jobs(tuple(inputs), output, fmt)
         check_outputs(jobs, fmt, fmt_given, side)
+        if report is not None:
+            check_report(report, jobs, side, replace=overwrite or skip_existing)
     except TranscribeError as error:
         _fail(str(error), EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
+
+    def write_report() -> None:
+        """The report as things stand (before any exit from here on)."""
+        if report is not None:
+            from .progress import write_report as write
+            try:
+                write(report, jobs, time.perf_counter() - started)
+            except TranscribeError as error:
+                click.echo(f"amt-transcribe: error: {error}", err=True)
+
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
     if len(jobs) == 1:
         if jobs[0].status == "failed":
+            write_report()
             _fail(jobs[0].message)
         if audio_jobs:  # fail fast on an unreadable file, before loading the model
             from .audio import probe
             try:
                 probe(jobs[0].source)
             except TranscribeError as error:
+                jobs[0].status, jobs[0].message = "failed", str(error)
+                write_report()
                 _fail(str(error))
 
     from .progress import Reporter
@@ -416,6 +456,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                                    jobs_wanted if jobs_wanted > 1 else None, settings, reporter)
                     except TranscribeError as error:
                         reporter.stop()
+                        write_report()
                         _fail(str(error))
                 elif workers > 1:
                     _run_parallel(pending, workers, threads_each, weights, str(chosen),
@@ -424,11 +465,13 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                     _run_serial(pending, loaded, settings, reporter, times)
     except KeyboardInterrupt:
         reporter.stop()
+        write_report()
         interrupted()
+    write_report()
     failed = [job for job in jobs if job.status == "failed"]
     if len(jobs) == 1 and failed:
         _fail(failed[0].message)
-    reporter.summary(jobs)
+    reporter.summary(jobs, time.perf_counter() - started)
     if profile:
         reporter.profile(times, sum(job.duration_s or 0.0 for job in jobs))
     if failed:

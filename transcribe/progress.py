@@ -5,6 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 
+TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
+
+
+def clock(seconds: float) -> str:
+    """``seconds`` as ``42.0 s``, ``12:05`` or ``3:02:07``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def totals_line(jobs, elapsed_s: float | None = None) -> str:
+    """``12 files: 10 done, 1 skipped, 1 failed; 1:02:07 of audio in 41.3 s (90x real
+    time)``: the counts that are not zero, and the audio transcribed."""
+    counts = {status: sum(job.status == status for job in jobs)
+              for status in ("done", "skipped", "failed", "pending")}
+    parts = [f"{n} {'not done' if status == 'pending' else status}"
+             for status, n in counts.items() if n]
+    line = f"{len(jobs)} file{'s' * (len(jobs) != 1)}: {', '.join(parts)}"
+    audio_s = sum(job.duration_s or 0.0 for job in jobs if job.status == "done")
+    if counts["done"] and elapsed_s:
+        line += (f"; {clock(audio_s)} of audio in {clock(elapsed_s)} "
+                 f"({audio_s / elapsed_s:.0f}x real time)")
+    return line
+
+
 class Reporter:
     """rich progress over files and over the audio of the current file; silent when quiet."""
 
@@ -60,7 +87,10 @@ class Reporter:
         if self.progress is not None and self.files_task is not None:
             self.progress.advance(self.files_task)
 
-    def summary(self, jobs) -> None:
+    def summary(self, jobs, elapsed_s: float | None = None) -> None:
+        """One line for one file; else a table (up to ``TABLE_ROWS`` files) and a line of
+        totals.  An archive's thousands of rows would scroll away what matters: its failed
+        files, which are listed with their reasons after this anyway."""
         if self.quiet:
             return
         from rich.table import Table
@@ -69,18 +99,21 @@ class Reporter:
             self.console.print(f"{job.output}: {job.notes} notes from {job.duration_s:.1f} s "
                                f"of audio in {job.seconds:.1f} s", highlight=False)
             return
-        table = Table(title="amt-transcribe", title_justify="left")
-        for column, justify in (("file", "left"), ("duration", "right"), ("notes", "right"),
-                                ("seconds", "right"), ("status", "left")):
-            table.add_column(column, justify=justify)
-        colours = {"done": "green", "skipped": "yellow", "failed": "red"}
-        for job in jobs:
-            table.add_row(str(job.source),
-                          "" if job.duration_s is None else f"{job.duration_s:.1f} s",
-                          "" if job.notes is None else str(job.notes),
-                          "" if job.seconds is None else f"{job.seconds:.1f}",
-                          f"[{colours.get(job.status, 'white')}]{job.status}[/]")
-        self.console.print(table)
+        if len(jobs) <= TABLE_ROWS:
+            table = Table(title="amt-transcribe", title_justify="left")
+            for column, justify in (("file", "left"), ("duration", "right"),
+                                    ("notes", "right"), ("seconds", "right"),
+                                    ("status", "left")):
+                table.add_column(column, justify=justify)
+            colours = {"done": "green", "skipped": "yellow", "failed": "red"}
+            for job in jobs:
+                table.add_row(str(job.source),
+                              "" if job.duration_s is None else f"{job.duration_s:.1f} s",
+                              "" if job.notes is None else str(job.notes),
+                              "" if job.seconds is None else f"{job.seconds:.1f}",
+                              f"[{colours.get(job.status, 'white')}]{job.status}[/]")
+            self.console.print(table)
+        self.console.print(totals_line(jobs, elapsed_s), highlight=False)
 
     def profile(self, times, audio_s: float) -> None:
         """The seconds per stage of ``times`` (a ``StageTimes``), with shares and speed."""
@@ -94,3 +127,32 @@ class Reporter:
             speed = f"{audio_s / seconds:.0f}" if seconds > 0 and audio_s > 0 else ""
             table.add_row(stage, f"{seconds:.2f}", f"{100 * seconds / max(total, 1e-9):.0f} %", speed)
         self.console.print(table)
+
+
+REPORT_FIELDS = ("input", "output", "status", "duration_s", "notes", "seconds", "message")
+
+
+def write_report(path: Path, jobs, elapsed_s: float | None = None) -> None:
+    """What became of each input, as CSV or JSON by ``path``'s suffix: status ``done``,
+    ``skipped``, ``failed`` or ``not done`` (interrupted first), the seconds of audio,
+    the notes, the seconds it took, and the warnings or the error.  Written atomically."""
+    import csv
+    import io
+    import json
+    from .files import write_atomic
+    rows = [{"input": str(job.source), "output": str(job.output),
+             "status": "not done" if job.status == "pending" else job.status,
+             "duration_s": None if job.duration_s is None else round(job.duration_s, 3),
+             "notes": job.notes,
+             "seconds": None if job.seconds is None else round(job.seconds, 3),
+             "message": job.message} for job in jobs]
+    if path.suffix.lower() == ".json":
+        text = json.dumps({"summary": totals_line(jobs, elapsed_s), "files": rows}, indent=1)
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, REPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    write_atomic(path, text.encode())
+
