@@ -621,3 +621,15 @@ def test_a_piano_roll_page_counts_the_pedal_it_shows(monkeypatch, tmp_path):
     plot.plot_piano_roll(one, tmp_path / "s.png", 3.0)
     assert figures[3].axes[0].get_title() == "piano roll, 1 note"
     assert figures[2].axes[0].get_title() == "piano roll, 0 notes"
+
+
+def test_the_files_bar_counts_failures_as_they_happen():
+    from types import SimpleNamespace
+    from transcribe.progress import Reporter
+    with Reporter(total_files=3) as reporter:
+        bar = reporter.progress.tasks[0]
+        reporter.finish_file(SimpleNamespace(status="done"))
+        assert bar.description == "files" and bar.completed == 1
+        reporter.finish_file(SimpleNamespace(status="failed"))
+        reporter.finish_file(SimpleNamespace(status="failed"))
+        assert bar.description == "files (2 failed)" and bar.completed == 3

@@ -42,6 +42,7 @@ class Reporter:
         self.total_files = total_files
         self.progress = None
         self.files_task = self.file_task = None
+        self.failed = 0
 
     def __enter__(self):
         if not self.quiet:
@@ -84,8 +85,15 @@ class Reporter:
             self.progress.update(self.file_task, completed=done_s, total=max(total_s, 1e-9))
 
     def finish_file(self, job) -> None:
+        """One more file done; a failed one is counted on the bar as it happens, so an
+        archive's hours-long run shows its failures before the end."""
+        if job.status == "failed":
+            self.failed += 1
         if self.progress is not None and self.files_task is not None:
-            self.progress.advance(self.files_task)
+            self.progress.update(self.files_task, advance=1, description=self.files_label())
+
+    def files_label(self) -> str:
+        return f"files ({self.failed} failed)" if self.failed else "files"
 
     def summary(self, jobs, elapsed_s: float | None = None) -> None:
         """One line for one file; else a table (up to ``TABLE_ROWS`` files) and a line of
