@@ -633,3 +633,17 @@ def test_the_files_bar_counts_failures_as_they_happen():
         reporter.finish_file(SimpleNamespace(status="failed"))
         reporter.finish_file(SimpleNamespace(status="failed"))
         assert bar.description == "files (2 failed)" and bar.completed == 3
+
+
+def test_a_report_that_cannot_be_written_fails_the_run(tmp_path, tiny_weights, monkeypatch):
+    from transcribe import progress
+    from transcribe.errors import TranscribeError
+
+    def disk_full(path, jobs, elapsed_s=None):
+        raise TranscribeError(f"{path}: cannot write it (No space left on device)")
+
+    monkeypatch.setattr(progress, "write_report", disk_full)
+    wav = write_wav(tmp_path / "song.wav")
+    result = invoke(wav, "--weights", tiny_weights, "--report", tmp_path / "r.csv")
+    assert result.exit_code == 1 and (tmp_path / "song.mid").is_file()
+    assert "r.csv: cannot write it (No space left on device)" in result.output

@@ -386,6 +386,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     except TranscribeError as error:
         _fail(str(error), EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
 
+    unwritten = []  # a report that could not be written fails the run
+
     def write_report() -> None:
         """The report as things stand (before any exit from here on)."""
         if report is not None:
@@ -394,6 +396,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                 write(report, jobs, time.perf_counter() - started)
             except TranscribeError as error:
                 click.echo(f"amt-transcribe: error: {error}", err=True)
+                unwritten.append(report)
 
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
     from .transcriber import is_posteriorgram_file
@@ -438,6 +441,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                     checked = read_weights(weights)  # Ray's object store takes it as read
                     load_model(checked, device="cpu")
             except TranscribeError as error:
+                write_report()
                 _fail(str(error))
             import torch
             if chosen.type == "cpu" and torch.cuda.is_available():
@@ -474,9 +478,9 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     reporter.summary(jobs, time.perf_counter() - started)
     if profile:
         reporter.profile(times, sum(job.duration_s or 0.0 for job in jobs))
-    if failed:
-        for job in failed:
-            click.echo(f"amt-transcribe: failed: {job.message}", err=True)
+    for job in failed:
+        click.echo(f"amt-transcribe: failed: {job.message}", err=True)
+    if failed or unwritten:
         sys.exit(EXIT_FAILED)
 
 
