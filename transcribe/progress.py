@@ -163,4 +163,3 @@ def write_report(path: Path, jobs, elapsed_s: float | None = None) -> None:
         writer.writerows(rows)
         text = buffer.getvalue()
     write_atomic(path, text.encode())
-
