@@ -331,7 +331,8 @@ class _Reader:
         if self.scratch is None:
             return self.handle.read(frames, dtype="float32", always_2d=True)
         with self._redirect:
-            sys.stderr.flush()
+            if sys.stderr is not None:  # None under pythonw
+                sys.stderr.flush()
             try:
                 saved = os.dup(2)
             except OSError:  # no stderr at all: nothing to keep clean
