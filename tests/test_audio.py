@@ -87,8 +87,8 @@ def test_the_peak_is_the_mono_mix_of_finite_samples_in_files_and_arrays(tmp_path
     data[1000, 0] = np.nan
     path = tmp_path / "stereo.wav"
     sf.write(path, data, 44100, subtype="FLOAT")
-    for peaks in (audio.peak(path), audio.array_peak(audio.as_samples_first(data)),
-                  audio.array_peak(audio.as_samples_first(data.T))):
+    for peaks in (audio.peak(path), audio.array_peak(audio.as_samples_first(data), 44100),
+                  audio.array_peak(audio.as_samples_first(data.T), 44100)):
         assert peaks.mix == pytest.approx(0.15, rel=1e-4)
         assert peaks.channels == pytest.approx(0.6, rel=1e-4) and not peaks.cancelled
     # A damaged file: the peak of what decodes (the transcribing pass reports the damage).
@@ -104,8 +104,8 @@ def test_the_peak_is_the_mono_mix_of_finite_samples_in_files_and_arrays(tmp_path
     assert audio.peak(cut_long, parts=3) == audio.peak(cut_long)
     # Channels that cancel: one polarity-inverted, the other a little louder.
     inverted = np.stack([left, -1.05 * left], axis=1)
-    assert audio.array_peak(inverted).cancelled
-    assert audio.array_peak(inverted).mix == pytest.approx(0.015, rel=1e-3)
+    assert audio.array_peak(inverted, 44100).cancelled
+    assert audio.array_peak(inverted, 44100).mix == pytest.approx(0.015, rel=1e-3)
 
 
 def test_the_level_gain_brings_the_peak_to_the_tuned_level_within_its_cap():
@@ -219,6 +219,28 @@ def test_mp3_decoder_chatter_is_kept_off_the_terminal_and_other_messages_are_not
     np.testing.assert_array_equal(audio.load(mp3), out)
     err = capfd.readouterr().err
     assert "mpg123" not in err and err.count("a warning of someone else\n") == len(reads) > 1
+
+
+def test_the_level_sets_aside_a_few_brief_spikes_far_above_the_music(tmp_path):
+    rate = 44100
+    notes = np.concatenate([tone(220 * (k + 1), 1.0, rate, amplitude=0.05 + 0.01 * k)
+                            * np.exp(-3 * np.linspace(0, 1, rate)) for k in range(8)])
+    music = audio.array_peak(notes, rate)
+    assert music.spikes == 0 and music.level == music.mix == pytest.approx(0.12, rel=0.01)
+    clicked = notes.copy()
+    clicked[rate // 2] = 0.9  # a click of one sample
+    clicked[5 * rate:5 * rate + 40] = -0.7  # one of 1 ms
+    path = tmp_path / "clicks.flac"
+    sf.write(path, clicked, rate, subtype="PCM_24")
+    for peaks in (audio.array_peak(clicked, rate), audio.peak(path), audio.peak(path, parts=2)):
+        assert peaks.spikes == 2 and peaks.mix == pytest.approx(0.9, rel=1e-4)
+        assert peaks.level == pytest.approx(music.level, rel=1e-4)
+    # Spikes not far above the music, or too many to be spikes, are the level as they are.
+    for where, value in (([rate // 2], 0.3), ([k * rate // 2 for k in range(1, 9, 2)], 0.9)):
+        loud = notes.copy()
+        loud[where] = value
+        peaks = audio.array_peak(loud, rate)
+        assert peaks.spikes == 0 and peaks.level == peaks.mix == pytest.approx(value)
 
 
 def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):

@@ -137,6 +137,28 @@ def test_a_recording_at_any_level_gives_the_notes_of_the_same_recording_at_full_
     assert as_recorded.metadata["normalize"] is False
 
 
+def test_clicks_far_above_a_quiet_recording_do_not_set_its_level(shipped, tmp_path):
+    """A recording at -40 dBFS with two clicks near full scale: by its peak it would have
+    been raised 1 dB and heard 38 dB too quietly.  The clicks are set aside, with a warning,
+    and held to full scale (raised 38 dB with the music, they cost 7 notes near them:
+    note F1 0.967 against the example as it ships)."""
+    from pathlib import Path
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    audio, rate = sf.read(examples / "example.flac")
+    audio = audio * (10 ** (-40 / 20) / np.abs(audio).max())
+    audio[rate * 3] = 0.9  # one sample
+    audio[rate * 11:rate * 11 + rate // 500] = -0.8  # 2 ms
+    path = tmp_path / "clicks.wav"
+    sf.write(path, audio, rate, subtype="FLOAT")
+    result = transcribe(path, shipped)
+    assert result.provenance["input_gain_db"] == pytest.approx(-1.94 + 40, abs=0.01)
+    assert result.warnings == ["2 brief spikes (clicks? a knock?) stand up to 39 dB above the "
+                               "music; its level was set by the music, and they were held "
+                               "to full scale"]
+    as_shipped = transcribe(examples / "example.flac", shipped)
+    assert score(as_shipped.notes, result.notes)["note_f1"] >= 0.98
+
+
 def test_shipped_weights_reconstruct_the_spectrogram_and_plot_it(shipped, tmp_path):
     """The seed's whole model: the second U-net rebuilds the input spectrogram from the
     posteriorgram, and `--plot` shows it beside the others."""

@@ -182,7 +182,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     ``normalize`` scales the audio so that its peak is ``constants.INPUT_PEAK``, the level
     the weights were tuned at (raised at most ``MAX_INPUT_GAIN_DB``), so the notes do not
     depend on the recording level and a quiet recording is heard whole; a file is then
-    read twice.  The gain applied is in ``provenance["input_gain_db"]``.
+    read twice.  A few brief spikes far above the music (clicks: ``audio.Peaks.level``)
+    do not set the level; they are held to full scale, with a warning.  The gain applied
+    is in ``provenance["input_gain_db"]``.
     """
     if model is None:
         from .weights import load_model
@@ -206,10 +208,12 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         array = audio_io.as_samples_first(audio)
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
-        peaks = audio_io.array_peak(array) if normalize else None
+        peaks = audio_io.array_peak(array, rate) if normalize else None
         blocks = audio_io.stream_array(array, rate, target, stats=stats)
-    gain = audio_io.level_gain(peaks.mix) if peaks is not None else 1.0
-    blocks = audio_io.scaled(blocks, gain)
+    gain = audio_io.level_gain(peaks.level) if peaks is not None else 1.0
+    # Spikes set aside are held to full scale: raised with the music, a click would stand
+    # far above anything the network was trained on (and cost the notes around it).
+    blocks = audio_io.scaled(blocks, gain, 1.0 if peaks is not None and peaks.spikes else None)
     if dereverb:
         from .dereverb import dereverberate
         blocks = dereverberate(blocks, target)
@@ -244,6 +248,11 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     warnings = [stats.shortfall] if stats.shortfall else []
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
+    if peaks is not None and peaks.spikes:
+        above = 20 * math.log10(peaks.mix / peaks.level)
+        warnings.append(f"{peaks.spikes} brief spike{'s' * (peaks.spikes > 1)} (clicks? a "
+                        f"knock?) stand up to {above:.0f} dB above the music; its level was "
+                        "set by the music, and they were held to full scale")
     if peaks is not None and peaks.cancelled:
         level = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
                  "channel" if peaks.mix > 0 else "to silence")
