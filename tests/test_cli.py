@@ -647,3 +647,17 @@ def test_a_report_that_cannot_be_written_fails_the_run(tmp_path, tiny_weights, m
     result = invoke(wav, "--weights", tiny_weights, "--report", tmp_path / "r.csv")
     assert result.exit_code == 1 and (tmp_path / "song.mid").is_file()
     assert "r.csv: cannot write it (No space left on device)" in result.output
+
+
+def test_file_names_with_brackets_are_printed_as_they_are(tmp_path, tiny_weights, monkeypatch):
+    """Rich read "Song [Live].wav" as markup and printed "Song .wav"; a folder "a[" with
+    "b]c.wav" in it ("a[/b]c.wav") ended the batch in a MarkupError traceback."""
+    monkeypatch.chdir(tmp_path)  # short paths: the table is not cut to the width
+    write_wav(Path("in") / "Chopin [Live].wav")
+    write_wav(Path("in") / "a[" / "b]c.wav")
+    result = invoke("in", "-o", "out", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert "in/Chopin [Live].wav" in result.output and "in/a[/b]c.wav" in result.output
+    single = invoke(Path("in") / "Chopin [Live].wav", "-o", "[red]one.mid", "--weights",
+                    tiny_weights)
+    assert single.exit_code == 0 and "[red]one.mid: " in single.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
+
 
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
 
@@ -66,7 +68,7 @@ class Reporter:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[yellow]note:[/] {message}", highlight=False)
+            self.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
 
     def warn(self, message: str) -> None:
         """One line, even with --quiet: something about an input the user must know
@@ -78,7 +80,7 @@ class Reporter:
         if self.progress is not None:
             if self.file_task is not None:
                 self.progress.remove_task(self.file_task)
-            self.file_task = self.progress.add_task(path.name[:40], total=None)
+            self.file_task = self.progress.add_task(escape(path.name[:40]), total=None)
 
     def advance_file(self, done_s: float, total_s: float) -> None:
         if self.progress is not None and self.file_task is not None:
@@ -105,7 +107,7 @@ class Reporter:
         if len(jobs) == 1 and jobs[0].status == "done":
             job = jobs[0]
             self.console.print(f"{job.output}: {job.notes} notes from {job.duration_s:.1f} s "
-                               f"of audio in {job.seconds:.1f} s", highlight=False)
+                               f"of audio in {job.seconds:.1f} s", markup=False, highlight=False)
             return
         if len(jobs) <= TABLE_ROWS:
             table = Table(title="amt-transcribe", title_justify="left")
@@ -115,13 +117,13 @@ class Reporter:
                 table.add_column(column, justify=justify)
             colours = {"done": "green", "skipped": "yellow", "failed": "red"}
             for job in jobs:
-                table.add_row(str(job.source),
+                table.add_row(escape(str(job.source)),  # "Song [Live].mp3" is no markup
                               "" if job.duration_s is None else f"{job.duration_s:.1f} s",
                               "" if job.notes is None else str(job.notes),
                               "" if job.seconds is None else f"{job.seconds:.1f}",
                               f"[{colours.get(job.status, 'white')}]{job.status}[/]")
             self.console.print(table)
-        self.console.print(totals_line(jobs, elapsed_s), highlight=False)
+        self.console.print(totals_line(jobs, elapsed_s), markup=False, highlight=False)
 
     def profile(self, times, audio_s: float) -> None:
         """The seconds per stage of ``times`` (a ``StageTimes``), with shares and speed."""

@@ -439,10 +439,11 @@ def export(checkpoint, weights, card_path, overwrite):
 
 def register_table(counts, title: str):
     """A rich table of summed ``register_counts``: notes, recall, precision, F1 per octave."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .metrics import REGISTERS, f1, register_recall_precision
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")  # titles name paths
     for column in ("register", "reference notes", "recall", "precision", "F1"):
         table.add_column(column, justify="left" if column == "register" else "right")
     for (name, _, _), n_ref, recall, precision in zip(REGISTERS, counts[:, 0],
@@ -453,10 +454,11 @@ def register_table(counts, title: str):
 
 
 def summary_table(means: dict[str, float], title: str):
+    from rich.markup import escape
     from rich.table import Table
 
     from .metrics import METRICS
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")  # titles name paths
     table.add_column("level")
     for column in ("precision", "recall", "F1"):
         table.add_column(column, justify="right")
@@ -487,11 +489,12 @@ def summary_table(means: dict[str, float], title: str):
 
 def band_table(counts, by: str, title: str):
     """A rich table of summed ``metrics.band_counts``: reference notes and recall per band."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .metrics import POLYPHONY_BANDS, VELOCITY_BANDS
     bands = VELOCITY_BANDS if by == "velocity" else POLYPHONY_BANDS
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")  # titles name paths
     for column in (by if by == "velocity" else "notes sounding", "reference notes", "recall"):
         table.add_column(column, justify="right")
     for (name, _, _), (n_ref, n_found) in zip(bands, counts):
@@ -530,7 +533,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     pairs = pair_files(audio_dir, midi_dir)
     if not pairs:
         console.print(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of "
-                      f"the same name in {midi_dir}")
+                      f"the same name in {midi_dir}", markup=False, highlight=False)
         sys.exit(1)
     # A file that cannot be read or written ends the run in one line: a mean over the
     # other files would not be the set's.
@@ -544,14 +547,16 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
             loaded = load_model(weights, pick_device(device))
             options = pop_decoding_options(decoding)
             rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
-                f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", highlight=False),
+                f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", markup=False,
+                highlight=False),
                 model_pass=model_pass)
             title = f"{loaded.path} on {len(rows)} files" + (
                 f" ({model_pass} pass)" if model_pass else "")
         if csv_path:
             write_csv(rows, csv_path)
     except TranscribeError as error:
-        console.print(f"amt-evaluate: error: {error}", highlight=False, soft_wrap=True)
+        console.print(f"amt-evaluate: error: {error}", markup=False, highlight=False,
+                      soft_wrap=True)
         sys.exit(1)
     Console().print(summary_table(mean_scores(rows), title))
     if by_register:
