@@ -199,6 +199,14 @@ def test_plot_writes_the_four_figures(tmp_path, tiny_weights):
     assert saved["frame"].shape == (3 * C.SAMPLE_RATE // C.HOP_LENGTH + 1, C.N_KEYS)
 
 
+def test_a_dollar_sign_in_a_file_name_is_plotted_as_it_is(tmp_path, tiny_weights):
+    """Matplotlib read "$...$" in a title as mathtext: "a$\\q$.wav" failed its job."""
+    wav = write_wav(tmp_path / "a$\\q$.wav", seconds=1)
+    result = invoke(wav, "--plot", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a$\\q$.pianoroll.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def run_module(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "transcribe", *map(str, args)],
                           capture_output=True, text=True, **kwargs)

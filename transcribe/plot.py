@@ -62,7 +62,9 @@ def _key_axis(ax, shade: bool = True) -> None:
 
 
 def _titled(title: str, name: str | None) -> str:
-    return f"{name}: {title}" if name else title
+    # A "$" in a file name would start matplotlib's mathtext: "x$\\alpha$.wav" drew an
+    # alpha, "a$\\q$.wav" failed the job.
+    return name.replace("$", r"\$") + ": " + title if name else title
 
 
 def _save(fig, path: Path, overwrite: bool = True) -> None:
