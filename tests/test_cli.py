@@ -669,3 +669,20 @@ def test_file_names_with_brackets_are_printed_as_they_are(tmp_path, tiny_weights
     single = invoke(Path("in") / "Chopin [Live].wav", "-o", "[red]one.mid", "--weights",
                     tiny_weights)
     assert single.exit_code == 0 and "[red]one.mid: " in single.output
+
+
+def test_long_file_names_get_their_output_or_fail_alone_before_any_work(tmp_path, tiny_weights):
+    """A 245-byte name: its .mid (249 bytes) was refused for the temporary file's longer
+    name; with --plot, its .reconstruction.png (264) cannot be named, which is now said
+    before any audio is read, and the rest of the batch goes on."""
+    src = tmp_path / "in"
+    long = write_wav(src / ("p" * 241 + ".wav"))
+    write_wav(src / "short.wav")
+    result = invoke(long, "-o", f"{tmp_path / 'one'}/", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "one" / ("p" * 241 + ".mid")).is_file()
+    batch = invoke(src, "-o", tmp_path / "out", "--plot", "--weights", tiny_weights)
+    assert batch.exit_code == 1 and (tmp_path / "out" / "short.pianoroll.png").is_file()
+    assert ".reconstruction.png: the name is 260 bytes, more than the 255 this filesystem " \
+           "takes" in batch.output
+    assert not any((tmp_path / "out").glob("ppp*"))

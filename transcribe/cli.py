@@ -216,8 +216,7 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
         if not fmt_given and suffix[1:].isalpha() and suffix not in NOTE_SUFFIXES:
             raise UsageError(f"{job.output}: amt-transcribe writes no {suffix} files; name it "
                              f".mid, .csv or .json, or give --format to use this name")
-        stem = job.output.with_suffix("")
-        for path in [job.output] + [stem.with_name(stem.name + s) for s in side]:
+        for path in _written_by(job, side):
             if _key(path) in inputs:
                 raise UsageError(f"{path} is also an input; choose another output name")
     checked = set()
@@ -239,9 +238,7 @@ def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) 
     if report.suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"{report}: name the report .csv or .json")
     for job in jobs:
-        stem = job.output.with_suffix("")
-        if _key(report) in {_key(p) for p in [job.source, job.output]
-                            + [stem.with_name(stem.name + s) for s in side]}:
+        if _key(report) in {_key(p) for p in [job.source] + _written_by(job, side)}:
             raise UsageError(f"{report}: the report would be written over "
                              f"{'an input' if _key(report) == _key(job.source) else 'an output'}"
                              "; choose another name")
@@ -257,12 +254,36 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+def _written_by(job: Job, side: list[str]) -> list[Path]:
+    """The files ``job`` writes: its output, and the side outputs (``side``) beside it."""
+    stem = job.output.with_suffix("")
+    return [job.output] + [stem.with_name(stem.name + s) for s in side]
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) that ``folder``'s filesystem takes; 255 where unknown."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        return 255
+
+
 def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_existing: bool) -> list[Job]:
+    """The jobs to run; the others marked skipped (their output exists, --skip-existing) or
+    failed (an output exists, or a name is longer than the filesystem takes)."""
     pending = []
     for job in jobs:
-        stem = job.output.with_suffix("")
-        existing = [p for p in [job.output] + [stem.with_name(stem.name + s) for s in side]
-                    if p.exists()]
+        written = _written_by(job, side)
+        longest = max(written, key=lambda path: len(os.fsencode(path.name)))
+        size, limit = len(os.fsencode(longest.name)), _name_max(longest.parent)
+        if size > limit:
+            job.status = "failed"
+            job.message = (f"{longest}: the name is {size} bytes, more than the {limit} this "
+                           "filesystem takes; transcribe it alone with a shorter -o name")
+            continue
+        existing = [p for p in written if p.exists()]
         if existing and not overwrite:
             if skip_existing and job.output.exists():
                 job.status, job.message = "skipped", "output exists"

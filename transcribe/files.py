@@ -54,7 +54,10 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # The temporary name adds 14 characters to the target's: cut, so that a target
+        # name the filesystem allows (up to 255 bytes) never fails for its temporary's.
+        handle, tmp = tempfile.mkstemp(prefix=f".{_cut(path.name, 200)}.", suffix=".tmp",
+                                       dir=path.parent)
     except OSError as error:
         raise _cannot_write(path, error) from None
     try:
@@ -70,6 +73,11 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _cut(name: str, max_bytes: int) -> str:
+    """``name`` cut to at most ``max_bytes`` of UTF-8, on a character boundary."""
+    return name.encode()[:max_bytes].decode(errors="ignore")
 
 
 def _cannot_write(path: Path, error: OSError) -> TranscribeError:
