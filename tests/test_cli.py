@@ -329,6 +329,22 @@ def test_inputs_that_would_still_coincide_are_refused_before_any_work(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_named_twice_is_transcribed_once(tmp_path, tiny_weights, monkeypatch):
+    """Overlapping globs, or a folder and a file in it: these were refused as inputs whose
+    outputs coincide ("song.wav, song.wav would all be written to ...")."""
+    monkeypatch.chdir(tmp_path)
+    write_wav(Path("in") / "song.wav")
+    write_wav(Path("in") / "sub" / "b.wav")
+    one = invoke("in/song.wav", "./in/song.wav", "-o", "song.mid", "--weights", tiny_weights)
+    assert one.exit_code == 0, one.output
+    assert Path("song.mid").is_file()  # one input: -o names the file, not a folder
+    batch = invoke("in/sub", "in/sub/b.wav", "in/song.wav", "-o", "out", "--weights",
+                   tiny_weights)
+    assert batch.exit_code == 0, batch.output
+    assert "2 files: 2 done" in batch.output
+    assert sorted(p.name for p in Path("out").iterdir()) == ["b.mid", "song.mid"]
+
+
 def test_outputs_are_checked_before_any_audio_is_read(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "song.wav")
     before = wav.read_bytes()

@@ -138,6 +138,7 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
 
     A folder's structure is mirrored under ``output``; a single file's ``output``
     is the file to write unless it is an existing folder or ends with a separator.
+    An input named twice for one output is transcribed once.
     Inputs whose outputs would coincide (``song.ogg`` and ``song.wav``) keep their
     audio suffix in the output name (``song.ogg.mid``, ``song.wav.mid``); if they
     still coincide, ``TranscribeError`` names them before any work is done.
@@ -145,6 +146,7 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
     suffix = "." + fmt
     raw = None if output is None else str(output)
     output = None if raw is None else Path(raw)
+    inputs = tuple({_key(p): p for p in inputs}.values())  # each once, in the order given
     jobs = []
     many = len(inputs) > 1 or any(_is_dir(p) for p in inputs)
     out_is_dir = output is not None and (many or _is_dir(output) or raw.endswith(("/", os.sep)))
@@ -167,7 +169,9 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
             jobs.append(Job(source, output))
         else:
             jobs.append(Job(source, source.with_suffix(suffix)))
-    return _separate_collisions(jobs, suffix)
+    # One file named twice (overlapping globs, a folder and a file in it) is one job.
+    unique = {(_key(job.source), _key(job.output)): job for job in jobs}
+    return _separate_collisions(list(unique.values()), suffix)
 
 
 def _key(path: Path) -> str:
