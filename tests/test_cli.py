@@ -287,8 +287,14 @@ def test_a_report_records_each_input_and_replaces_one_only_when_asked(tmp_path, 
     assert report.read_bytes() == before and not (tmp_path / "out2").exists()
     resumed = invoke(src, "-o", out, "--weights", tiny_weights, "--report", report,
                      "--skip-existing")
-    assert [r["status"] for r in csv.DictReader(report.open())] == ["failed", "skipped"]
     assert "2 files: 1 skipped, 1 failed" in resumed.output
+    # The resumed batch's report is the whole batch's: the file done before keeps its row.
+    assert list(csv.DictReader(report.open())) == rows
+    write_wav(src / "new.wav")
+    invoke(src, "-o", out, "--weights", tiny_weights, "--report", report, "--skip-existing")
+    assert [(r["input"], r["status"]) for r in csv.DictReader(report.open())] == [
+        (str(src / "bad.wav"), "failed"), (str(src / "good.wav"), "done"),
+        (str(src / "new.wav"), "done")]
     # A report that is not .csv or .json, or that would be written over an output.
     for name, message in (("report.txt", "name the report .csv or .json"),
                           (str(out / "good.csv"), "would be written over an output")):
@@ -663,7 +669,7 @@ def test_a_report_that_cannot_be_written_fails_the_run(tmp_path, tiny_weights, m
     from transcribe import progress
     from transcribe.errors import TranscribeError
 
-    def disk_full(path, jobs, elapsed_s=None):
+    def disk_full(path, jobs, elapsed_s=None, earlier=None):
         raise TranscribeError(f"{path}: cannot write it (No space left on device)")
 
     monkeypatch.setattr(progress, "write_report", disk_full)

@@ -363,7 +363,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Also write what became of each input (its output, done / skipped / "
                    "failed / not done, seconds of audio, notes, warnings or error) to this "
                    ".csv or .json file, at the end or on Ctrl-C: the record of a long batch.  "
-                   "An existing one is replaced with --overwrite or --skip-existing.")
+                   "An existing one is replaced with --overwrite, or with --skip-existing, "
+                   "where the files it says were done keep their rows.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--profile", is_flag=True,
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
@@ -412,13 +413,17 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         _fail(str(error), EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
 
     unwritten = []  # a report that could not be written fails the run
+    earlier = None  # a resumed batch's report: the files done before keep their rows
+    if report is not None and skip_existing and report.exists():
+        from .progress import read_report
+        earlier = read_report(report)
 
     def write_report() -> None:
         """The report as things stand (before any exit from here on)."""
         if report is not None:
             from .progress import write_report as write
             try:
-                write(report, jobs, time.perf_counter() - started)
+                write(report, jobs, time.perf_counter() - started, earlier)
             except TranscribeError as error:
                 click.echo(f"amt-transcribe: error: {error}", err=True)
                 unwritten.append(report)

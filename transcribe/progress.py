@@ -142,20 +142,46 @@ class Reporter:
 REPORT_FIELDS = ("input", "output", "status", "duration_s", "notes", "seconds", "message")
 
 
-def write_report(path: Path, jobs, elapsed_s: float | None = None) -> None:
+def read_report(path: Path) -> dict[tuple[str, str], dict]:
+    """The rows of an earlier ``write_report`` by (input, output); none from a file that is
+    not one."""
+    import csv
+    import json
+    try:
+        if path.suffix.lower() == ".json":
+            rows = json.loads(path.read_text())["files"]
+        else:
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        return {(row["input"], row["output"]): row for row in rows
+                if set(REPORT_FIELDS) <= set(row)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def write_report(path: Path, jobs, elapsed_s: float | None = None,
+                 earlier: dict[tuple[str, str], dict] | None = None) -> None:
     """What became of each input, as CSV or JSON by ``path``'s suffix: status ``done``,
     ``skipped``, ``failed`` or ``not done`` (interrupted first), the seconds of audio,
-    the notes, the seconds it took, and the warnings or the error.  Written atomically."""
+    the notes, the seconds it took, and the warnings or the error.  A file skipped now
+    keeps its row from ``earlier`` (``read_report``) where that says it was done, so the
+    report of a resumed batch is the whole batch's.  Written atomically."""
     import csv
     import io
     import json
     from .files import write_atomic
-    rows = [{"input": str(job.source), "output": str(job.output),
-             "status": "not done" if job.status == "pending" else job.status,
-             "duration_s": None if job.duration_s is None else round(job.duration_s, 3),
-             "notes": job.notes,
-             "seconds": None if job.seconds is None else round(job.seconds, 3),
-             "message": job.message} for job in jobs]
+    rows = []
+    for job in jobs:
+        before = (earlier or {}).get((str(job.source), str(job.output)))
+        if job.status == "skipped" and before is not None and before["status"] == "done":
+            rows.append({field: before[field] for field in REPORT_FIELDS})
+            continue
+        rows.append({"input": str(job.source), "output": str(job.output),
+                     "status": "not done" if job.status == "pending" else job.status,
+                     "duration_s": None if job.duration_s is None else round(job.duration_s, 3),
+                     "notes": job.notes,
+                     "seconds": None if job.seconds is None else round(job.seconds, 3),
+                     "message": job.message})
     if path.suffix.lower() == ".json":
         text = json.dumps({"summary": totals_line(jobs, elapsed_s), "files": rows}, indent=1)
     else:
