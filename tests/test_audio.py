@@ -243,6 +243,48 @@ def test_the_level_sets_aside_a_few_brief_spikes_far_above_the_music(tmp_path):
         assert peaks.spikes == 0 and peaks.level == peaks.mix == pytest.approx(value)
 
 
+def unfinished(path):
+    """``path`` as a recorder leaves it when it stops before finishing its header: the RIFF
+    and data sizes still 0."""
+    import struct
+    data = bytearray(path.read_bytes())
+    at = data.find(b"data")
+    data[4:8] = data[at + 4:at + 8] = struct.pack("<I", 0)
+    cut = path.with_name("unfinished-" + path.name)
+    cut.write_bytes(bytes(data))
+    return cut
+
+
+@pytest.mark.parametrize("subtype, channels", [("PCM_16", 1), ("PCM_24", 2), ("FLOAT", 2),
+                                               ("PCM_U8", 1), ("PCM_16", 3)])
+def test_a_wav_whose_header_was_never_finished_is_read_whole(tmp_path, subtype, channels):
+    """libsndfile read no samples of it, and it was called empty ("holds no audio")."""
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((70 * 22050, channels)) * 0.1).astype(np.float32)
+    whole = tmp_path / "take.wav"
+    sf.write(whole, data, 22050, subtype=subtype)  # 3 channels: WAVE_FORMAT_EXTENSIBLE
+    cut = unfinished(whole)
+    assert sf.info(cut).frames == 0
+    info = audio.probe(cut)
+    assert info.unfinished and (info.sample_rate, info.channels, info.frames) == (
+        22050, channels, 70 * 22050)
+    np.testing.assert_array_equal(audio.load(cut), audio.load(whole))
+    assert audio.peak(cut, parts=2) == audio.peak(cut) == audio.peak(whole)
+
+
+def test_an_empty_wav_with_chunks_after_its_data_is_still_empty(tmp_path):
+    import struct
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1), np.float32), 16000, subtype="PCM_16")
+    listed = tmp_path / "listed.wav"
+    info_chunk = b"INFOISFT" + struct.pack("<I", 4) + b"amt\0"
+    tail = b"LIST" + struct.pack("<I", len(info_chunk)) + info_chunk
+    listed.write_bytes(empty.read_bytes() + tail)
+    assert not audio.probe(listed).unfinished
+    with pytest.raises(TranscribeError, match="holds no audio"):
+        audio.load(listed)
+
+
 def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):
     """A noise file of ``seconds`` cut after the fraction ``keep`` of its bytes."""
     whole = tmp_path / f"whole-{name}"

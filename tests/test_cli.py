@@ -708,3 +708,14 @@ def test_long_file_names_get_their_output_or_fail_alone_before_any_work(tmp_path
     assert ".reconstruction.png: the name is 260 bytes, more than the 255 this filesystem " \
            "takes" in batch.output
     assert not any((tmp_path / "out").glob("ppp*"))
+
+
+def test_a_recording_cut_off_before_its_header_was_finished_is_transcribed(tmp_path,
+                                                                           tiny_weights):
+    from test_audio import unfinished
+    wav = unfinished(write_wav(tmp_path / "take.wav", seconds=3))
+    result = invoke(wav, "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert "its header was never finished (a recording cut off?): read as the 3.0 s of " \
+           "samples that follow it" in result.output
+    assert (tmp_path / "unfinished-take.mid").is_file()

@@ -7,6 +7,7 @@ at a time and never sits in memory whole.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -44,6 +45,8 @@ class AudioInfo:
     promised_frames: int | None = None  # what the header declares, where it says more
     decoder: str = "libsndfile"  # or "ffmpeg"
     format: str = ""  # libsndfile's container ("WAV", "FLAC", "MP3"...); "" through ffmpeg
+    unfinished: tuple[int, str] | None = None  # a WAV whose header was never finished:
+    # its data's offset and libsndfile subtype, read as raw samples (``_wav_layout``)
 
     @property
     def duration_s(self) -> float:
@@ -82,7 +85,14 @@ def probe(path: str | Path) -> AudioInfo:
                               "supported: WAV, FLAC, OGG, MP3") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise TranscribeError(f"{path}: the file declares no samples")
-    promised = _wav_declared_frames(path) if info.format in ("WAV", "WAVEX") else None
+    layout = _wav_layout(path) if info.format in ("WAV", "WAVEX") else None
+    if layout is not None and layout.unfinished(path):
+        # A recorder that stopped before writing its header's sizes (power lost, a crash)
+        # leaves "data: 0 bytes" and the samples after it: libsndfile reads none of them.
+        frames = (path.stat().st_size - layout.data_offset) // layout.block_align
+        return AudioInfo(path, layout.rate, layout.channels, frames, format="RAW",
+                         unfinished=(layout.data_offset, layout.subtype))
+    promised = layout.data_size // layout.block_align if layout and layout.block_align else None
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      promised if promised and promised > info.frames else None,
                      format=info.format)
@@ -217,8 +227,50 @@ def _stat_message(path: Path, error: OSError) -> str:
     return f"{path}: {error.strerror or error}"
 
 
-def _wav_declared_frames(path: Path) -> int | None:
-    """Frames the RIFF header's ``data`` chunk declares (libsndfile reports what is there)."""
+class _WavLayout(NamedTuple):
+    """What a RIFF WAVE header says of its samples."""
+
+    tag: int  # 1 PCM, 3 float (the sub-format's, for WAVE_FORMAT_EXTENSIBLE)
+    channels: int
+    rate: int
+    block_align: int
+    bits: int
+    data_offset: int
+    data_size: int  # as declared
+
+    @property
+    def subtype(self) -> str | None:
+        """libsndfile's name for the samples, if they are plain PCM or float."""
+        return {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PCM_32",
+                (3, 32): "FLOAT", (3, 64): "DOUBLE"}.get((self.tag, self.bits))
+
+    def unfinished(self, path: Path) -> bool:
+        """The header declares no data, yet whole frames of samples follow it (not chunks:
+        an empty recording may be followed by a LIST or bext chunk)."""
+        return (self.data_size == 0 and self.subtype is not None and self.rate > 0
+                and self.channels > 0 and self.block_align == self.channels * self.bits // 8
+                and path.stat().st_size - self.data_offset >= self.block_align
+                and not _only_chunks(path, self.data_offset))
+
+
+def _only_chunks(path: Path, offset: int) -> bool:
+    """The bytes of ``path`` from ``offset`` on are whole RIFF chunks (four ASCII letters and
+    a size) up to its end."""
+    end = path.stat().st_size
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while offset < end:
+            header = handle.read(8)
+            if len(header) < 8 or not all(32 <= c < 127 for c in header[:4]):
+                return False
+            offset += 8 + (size := struct.unpack("<I", header[4:])[0]) + (size & 1)
+            handle.seek(offset)
+    return offset == end
+
+
+def _wav_layout(path: Path) -> _WavLayout | None:
+    """The ``fmt `` and ``data`` chunks of a RIFF WAVE file (libsndfile reports what it
+    reads, not what the header declares); None for anything else."""
     try:
         with open(path, "rb") as handle:
             if handle.read(4) != b"RIFF":
@@ -226,7 +278,7 @@ def _wav_declared_frames(path: Path) -> int | None:
             handle.read(4)
             if handle.read(4) != b"WAVE":
                 return None
-            block_align = None
+            fmt = None
             while True:
                 header = handle.read(8)
                 if len(header) < 8:
@@ -234,9 +286,13 @@ def _wav_declared_frames(path: Path) -> int | None:
                 chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
                 if chunk == b"fmt ":
                     fmt = handle.read(size + (size & 1))
-                    block_align = struct.unpack("<H", fmt[12:14])[0]
                 elif chunk == b"data":
-                    return size // block_align if block_align else None
+                    if fmt is None or len(fmt) < 16:
+                        return None
+                    tag, channels, rate, _, align, bits = struct.unpack("<HHIIHH", fmt[:16])
+                    if tag == 0xFFFE and len(fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE
+                        tag = struct.unpack("<H", fmt[24:26])[0]
+                    return _WavLayout(tag, channels, rate, align, bits, handle.tell(), size)
                 else:
                     handle.seek(size + (size & 1), 1)
     except (OSError, struct.error):
@@ -296,6 +352,37 @@ def sanitize(block: np.ndarray, stats: StreamStats) -> np.ndarray:
     return block
 
 
+class _DataWindow(io.RawIOBase):
+    """The bytes of a file from ``offset`` on, as a file of their own (for libsndfile to
+    read an unfinished WAV's samples as raw ones)."""
+
+    def __init__(self, path: Path, offset: int):
+        super().__init__()
+        self.file = open(path, "rb")
+        self.offset = offset
+        self.file.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.file.readinto(buffer)
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        return self.file.seek(position + (self.offset if whence == io.SEEK_SET else 0),
+                              whence) - self.offset
+
+    def tell(self) -> int:
+        return self.file.tell() - self.offset
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
 class _Reader:
     """A probed file opened by libsndfile (``TranscribeError`` if that fails now), read as
     float32 ``(frames, channels)``.
@@ -310,7 +397,15 @@ class _Reader:
 
     def __init__(self, info: AudioInfo):
         try:
-            self.handle = sf.SoundFile(str(info.path))
+            self.window = None
+            if info.unfinished:
+                offset, subtype = info.unfinished
+                self.window = _DataWindow(info.path, offset)
+                self.handle = sf.SoundFile(self.window, format="RAW",
+                                           samplerate=info.sample_rate, channels=info.channels,
+                                           subtype=subtype, endian="LITTLE")
+            else:
+                self.handle = sf.SoundFile(str(info.path))
         except (sf.LibsndfileError, RuntimeError, OSError) as failure:
             raise TranscribeError(f"{info.path}: cannot be read any more "
                                   f"({_reason(failure)})") from None
@@ -321,6 +416,8 @@ class _Reader:
 
     def __exit__(self, *exc) -> None:
         self.handle.close()
+        if self.window is not None:
+            self.window.close()
         if self.scratch is not None:
             self.scratch.close()
 
@@ -538,7 +635,7 @@ def _largest(peaks: Iterator[Peaks]) -> Peaks:
                        [:SPIKE_BLOCKS + 1]))
 
 
-SEEK_EXACT = ("WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF")  # libsndfile formats
+SEEK_EXACT = ("WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF", "RAW")  # libsndfile's
 PART_MIN_S = 30.0  # the shortest stretch of a file worth a thread of its own
 
 
