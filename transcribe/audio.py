@@ -15,7 +15,7 @@ import struct
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -47,6 +47,8 @@ class AudioInfo:
     format: str = ""  # libsndfile's container ("WAV", "FLAC", "MP3"...); "" through ffmpeg
     unfinished: tuple[int, str] | None = None  # a WAV whose header was never finished:
     # its data's offset and libsndfile subtype, read as raw samples (``_wav_layout``)
+    open_ended: bool = False  # a FLAC whose header gives no length (written to a pipe):
+    # ``frames`` were counted
 
     @property
     def duration_s(self) -> float:
@@ -85,6 +87,10 @@ def probe(path: str | Path) -> AudioInfo:
                               "supported: WAV, FLAC, OGG, MP3") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise TranscribeError(f"{path}: the file declares no samples")
+    if info.frames >= UNKNOWN_FRAMES:  # a FLAC written to a pipe: the header gives no length
+        open_ended = AudioInfo(path, int(info.samplerate), int(info.channels), 0,
+                               format=info.format, open_ended=True)
+        return replace(open_ended, frames=_count_frames(open_ended))
     layout = _wav_layout(path) if info.format in ("WAV", "WAVEX") else None
     if layout is not None and layout.unfinished(path):
         # A recorder that stopped before writing its header's sizes (power lost, a crash)
@@ -96,6 +102,25 @@ def probe(path: str | Path) -> AudioInfo:
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      promised if promised and promised > info.frames else None,
                      format=info.format)
+
+
+UNKNOWN_FRAMES = 1 << 62  # libsndfile's length of a stream whose header gives none
+
+
+def _count_frames(info: AudioInfo) -> int:
+    """The frames of a file whose header does not say, counted by decoding it (as far as it
+    decodes)."""
+    read_frames = max(1, int(READ_S * info.sample_rate))
+    count = 0
+    with _Reader(info) as reader:
+        while True:
+            try:
+                got = len(reader.read(read_frames))
+            except (sf.LibsndfileError, RuntimeError):
+                return count
+            count += got
+            if got < read_frames:
+                return count
 
 
 def _ffmpeg_tools() -> tuple[str, str] | None:
@@ -410,6 +435,7 @@ class _Reader:
             raise TranscribeError(f"{info.path}: cannot be read any more "
                                   f"({_reason(failure)})") from None
         self.scratch = tempfile.TemporaryFile() if info.format == "MP3" else None
+        self.open_ended, self.ended = info.open_ended, False
 
     def __enter__(self) -> "_Reader":
         return self
@@ -426,21 +452,39 @@ class _Reader:
 
     def read(self, frames: int) -> np.ndarray:
         if self.scratch is None:
-            return self.handle.read(frames, dtype="float32", always_2d=True)
+            return self._read(frames)
         with self._redirect:
             if sys.stderr is not None:  # None under pythonw
                 sys.stderr.flush()
             try:
                 saved = os.dup(2)
             except OSError:  # no stderr at all: nothing to keep clean
-                return self.handle.read(frames, dtype="float32", always_2d=True)
+                return self._read(frames)
             os.dup2(self.scratch.fileno(), 2)
             try:
-                return self.handle.read(frames, dtype="float32", always_2d=True)
+                return self._read(frames)
             finally:
                 os.dup2(saved, 2)
                 os.close(saved)
                 self._pass_on()
+
+    def _read(self, frames: int) -> np.ndarray:
+        if not self.open_ended:
+            return self.handle.read(frames, dtype="float32", always_2d=True)
+        # A stream of unknown length: libsndfile fails the read that reaches its end (it
+        # tries to seek there) after decoding what was left into ``out``.  Its samples are
+        # integers, never NaN, so the NaN left unwritten marks where they end.
+        if self.ended:
+            return np.zeros((0, self.handle.channels), np.float32)
+        out = np.full((frames, self.handle.channels), np.nan, np.float32)
+        try:
+            return self.handle.read(frames, dtype="float32", always_2d=True, out=out)
+        except (sf.LibsndfileError, RuntimeError):
+            written = int(np.argmax(np.isnan(out[:, 0])))
+            if not written:
+                raise
+            self.ended = True
+            return out[:written]
 
     def _pass_on(self) -> None:
         """What the read wrote to stderr, less libmpg123's lines, to the real stderr."""
