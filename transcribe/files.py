@@ -76,8 +76,8 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
 
 
 def _cut(name: str, max_bytes: int) -> str:
-    """``name`` cut to at most ``max_bytes`` of UTF-8, on a character boundary."""
-    return name.encode()[:max_bytes].decode(errors="ignore")
+    """``name`` cut to at most ``max_bytes`` bytes as the filesystem spells it."""
+    return os.fsdecode(os.fsencode(name)[:max_bytes])
 
 
 def _cannot_write(path: Path, error: OSError) -> TranscribeError:
