@@ -139,7 +139,7 @@ def test_a_recording_at_any_level_gives_the_notes_of_the_same_recording_at_full_
 
 def test_clicks_far_above_a_quiet_recording_do_not_set_its_level(shipped, tmp_path):
     """A recording at -40 dBFS with two clicks near full scale: by its peak it would have
-    been raised 1 dB and heard 38 dB too quietly.  The clicks are set aside, with a warning,
+    been lowered 1 dB and heard 39 dB too quietly.  The clicks are set aside, with a warning,
     and held to full scale (raised 38 dB with the music, they cost 7 notes near them:
     note F1 0.967 against the example as it ships)."""
     from pathlib import Path
