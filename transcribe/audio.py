@@ -213,8 +213,7 @@ def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
         block = next(blocks, None)  # raises for a file of which nothing decodes
         while block is not None:
             following = next(blocks, None)  # one ahead: the resampler is told the last block
-            out = resample(sanitize(to_mono(block), stats), last=following is None)
-            stats.samples += len(out)
+            out = _to_target(block, resample, stats, last=following is None)
             if len(out):
                 yield out
             block = following
@@ -375,6 +374,16 @@ def sanitize(block: np.ndarray, stats: StreamStats) -> np.ndarray:
         stats.nonfinite += int((~finite).sum())
         block = np.where(finite, block, 0.0).astype(np.float32)
     return block
+
+
+def _to_target(block: np.ndarray, resample: Resampler, stats: StreamStats,
+               last: bool) -> np.ndarray:
+    """A block as the network's samples, as every reader hands them on: mixed to mono,
+    NaN/Inf made silence, resampled (``last``: the stream ends with it), counted in
+    ``stats``."""
+    out = resample(sanitize(to_mono(block), stats), last=last)
+    stats.samples += len(out)
+    return out
 
 
 class _DataWindow(io.RawIOBase):
@@ -541,8 +550,7 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
                     last = True
                     break
             block = np.concatenate(pieces) if pieces else np.zeros((0, info.channels), np.float32)
-            out = resample(sanitize(to_mono(block), stats), last=last)
-            stats.samples += len(out)
+            out = _to_target(block, resample, stats, last)
             if len(out):
                 yield out
     promised = max(info.frames, info.promised_frames or 0)
@@ -769,9 +777,8 @@ def stream_array(audio: np.ndarray, sample_rate: int, target_rate: int = C.SAMPL
     step = max(1, int(block_s * sample_rate))
     starts = range(0, max(len(audio), 1), step)
     for start in starts:
-        block = sanitize(to_mono(audio[start:start + step]), stats)
-        out = resample(block, last=start + step >= len(audio))
-        stats.samples += len(out)
+        out = _to_target(audio[start:start + step], resample, stats,
+                         last=start + step >= len(audio))
         if len(out):
             yield out
 
