@@ -231,16 +231,17 @@ def start_interruptible(*args) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def interrupt_after_first_output(src, out, weights, *extra) -> str:
-    """Ctrl-C a batch of the 6 files of ``src`` once its first output exists; check that it
-    exits 130 without a traceback, leaving only whole MIDI files.  Returns stderr."""
+def interrupt_after_first_output(src, out, weights, *extra, signum=signal.SIGINT) -> str:
+    """Ctrl-C (or send ``signum`` to) a batch of the 6 files of ``src`` once its first output
+    exists; check that it exits 130 (128 + ``signum``) without a traceback, leaving only
+    whole MIDI files.  Returns stderr."""
     process = start_interruptible(src, "-o", out, "--weights", weights, "-q", *extra)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     written = sorted(out.iterdir())
     assert written and len(written) < 6
@@ -262,6 +263,62 @@ def test_ctrl_c_in_a_batch_leaves_no_partial_file(tmp_path, tiny_weights):
     done = sorted(Path(row["output"]).name for row in rows if row["status"] == "done")
     assert done == sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(rows) == 6 and {row["status"] for row in rows} == {"done", "not done"}
+
+
+def test_sigterm_stops_a_batch_as_ctrl_c_does(tmp_path, tiny_weights):
+    """SIGTERM (``kill``, a batch scheduler's time limit, ``docker stop``) killed the process
+    where it stood: exit -15, no word, and no report of the batch.  Now it stops the batch as
+    Ctrl-C does, and exits 143 as a shell reports a process killed by SIGTERM."""
+    src = tmp_path / "in"
+    for i in range(6):
+        write_wav(src / f"{i}.wav", seconds=40)
+    report = tmp_path / "report.csv"
+    stderr = interrupt_after_first_output(src, tmp_path / "out", tiny_weights, "--report",
+                                          report, signum=signal.SIGTERM)
+    assert "amt-transcribe: stopped by SIGTERM; finished outputs are complete" in stderr
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"done", "not done"}
+
+
+def test_sighup_is_left_alone_under_nohup(tmp_path, tiny_weights):
+    """SIGHUP (the terminal closed) stops a batch as SIGTERM does, unless it was ignored when
+    the batch started (``nohup``): then the batch goes on to the end."""
+    src = tmp_path / "in"
+    for i in range(3):
+        write_wav(src / f"{i}.wav", seconds=10)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "transcribe", src, "-o", out, "--weights", tiny_weights, "-q"],
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid", "2.mid"]
+
+
+def test_a_job_that_fails_at_its_notes_leaves_none_of_its_side_files(tmp_path, tiny_model):
+    """The notes are written last.  When that fails (here: another process wrote the output
+    meanwhile; a full disk does the same), the plots, page and posteriorgrams written before
+    it are removed: left behind, they made the retry fail ("exists; use --overwrite")."""
+    from transcribe.files import OutputExists
+    from transcribe.transcriber import transcribe_to_file
+    wav = write_wav(tmp_path / "song.wav", seconds=3)
+    out = tmp_path / "song.mid"
+    out.write_bytes(b"written by another process")
+    with pytest.raises(OutputExists):
+        transcribe_to_file(wav, out, tiny_model, plot=True, save_posteriorgram=True, html=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.mid", "song.wav"]
+    assert out.read_bytes() == b"written by another process"
+    # The same job where nothing is in the way writes every file.
+    out.unlink()
+    transcribe_to_file(wav, out, tiny_model, plot=True, save_posteriorgram=True, html=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "song.html", "song.mid", "song.npz", "song.pianoroll.png", "song.posteriorgram.png",
+        "song.reconstruction.png", "song.spectrogram.png", "song.wav"]
 
 
 def test_a_report_records_each_input_and_replaces_one_only_when_asked(tmp_path, tiny_weights):

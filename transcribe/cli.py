@@ -1,13 +1,15 @@
 """``amt-transcribe``: a thin click/rich shell over ``transcriber.transcribe_to_file``.
 
 Exit codes: 0 every input transcribed; 1 some input failed (or nothing written);
-2 bad usage; 130 interrupted.  Progress and the summary go to stderr.
+2 bad usage; 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 129 by SIGHUP.
+Progress and the summary go to stderr.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -390,7 +392,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
       amt-transcribe recordings/ -o midi/ --skip-existing    resume a batch
 
     Exit status: 0 when every input was transcribed, 1 when any failed
-    (the others are still written), 2 on bad usage, 130 when interrupted.
+    (the others are still written), 2 on bad usage, 130 when interrupted (143 when
+    stopped by SIGTERM).
     """
     from .timing import StageTimes
     from .transcriber import side_outputs
@@ -514,22 +517,49 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         sys.exit(EXIT_FAILED)
 
 
+# The signal that stopped the batch, when it was not Ctrl-C (SIGINT).
+_STOPPED_BY: dict = {}
+
+
 def _interrupt_as_exception() -> None:
-    """From here on Ctrl-C raises KeyboardInterrupt, so temporary files are removed on the way out."""
-    import signal
+    """From here on Ctrl-C raises KeyboardInterrupt, so temporary files are removed on the way
+    out, and so do SIGTERM (``kill``, a batch scheduler's time limit, ``docker stop``) and
+    SIGHUP (the terminal closed), unless they are ignored (``nohup``): they killed the
+    process where it stood, before the report was written."""
     import threading
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for number in _STOP_SIGNALS:
+        if signal.getsignal(number) == signal.SIG_DFL:
+            signal.signal(number, _stop)
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                      if hasattr(signal, name))  # Windows has no SIGHUP
+
+
+def _stop(signum, frame) -> None:
+    _STOPPED_BY["signal"] = signum
+    for number in _STOP_SIGNALS:  # one orderly exit: a second SIGTERM must not cut it short
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def interrupted() -> None:
-    import signal
+    """Say that the batch was stopped, and exit 130 for Ctrl-C, else 128 + the signal's
+    number (143 for SIGTERM), as a shell reports a process killed by it."""
     # Shutting down takes a moment (torch's threads, open files); a second Ctrl-C
     # meanwhile must not turn the orderly exit into a kill by signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    click.echo("amt-transcribe: interrupted; finished outputs are complete, "
-               "no partial file was left (resume with --skip-existing)", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+    number = _STOPPED_BY.get("signal")
+    how = "interrupted" if number is None else f"stopped by {signal.Signals(number).name}"
+    try:
+        click.echo(f"amt-transcribe: {how}; finished outputs are complete, "
+                   "no partial file was left (resume with --skip-existing)", err=True)
+    except OSError:  # SIGHUP: the terminal is gone
+        pass
+    sys.exit(EXIT_INTERRUPTED if number is None else 128 + number)
 
 
 @dataclass(frozen=True)
@@ -608,10 +638,11 @@ _WORKER: dict = {}
 
 
 def _worker_start(weights, device: str, threads: int, needs_model: bool) -> None:
-    import signal
     # The parent handles Ctrl-C: it stops the workers with SIGTERM, which a running job
     # turns into KeyboardInterrupt (its temporary file is removed); an idle worker exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # the terminal closed: the parent stops the workers
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
     from .inference import set_threads
     from .weights import load_model

@@ -9,6 +9,8 @@ win, and an existing file is never replaced, however late it appeared.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import os
 import tempfile
@@ -21,7 +23,41 @@ class OutputExists(TranscribeError):
     """The target exists and replacing it was not asked for."""
 
 
+# The files published so far inside ``all_or_none`` (None outside it).
+_PUBLISHED: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar(
+    "published", default=None)
+
+
+@contextlib.contextmanager
+def all_or_none():
+    """Files published inside the block are removed again if it raises (an error, Ctrl-C):
+    a job leaves all of its outputs or none of them.
+
+    A job writes its side outputs (plots, the review page, the posteriorgrams) before its
+    notes; left behind by a failed job, they stood in the way of its retry, which refuses
+    to replace files (``--skip-existing``: "exists; use --overwrite").
+    """
+    published: list[Path] = []
+    token = _PUBLISHED.set(published)
+    try:
+        yield
+    except BaseException:
+        for path in published:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    finally:
+        _PUBLISHED.reset(token)
+
+
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    _publish_step(tmp, path, overwrite)
+    published = _PUBLISHED.get()
+    if published is not None:
+        published.append(path)
+
+
+def _publish_step(tmp: str, path: Path, overwrite: bool) -> None:
     if overwrite:
         os.replace(tmp, path)
         return

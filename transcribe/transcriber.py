@@ -22,7 +22,7 @@ from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_t
                      head_pedal_spans, key_release_offsets)
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
-from .files import write_atomic
+from .files import all_or_none, write_atomic
 from .midi import format_for, notes_to_midi, write_notes
 from .timing import StageTimes
 from .version import __version__
@@ -352,7 +352,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
     The side files are written first and the notes last, so an existing ``output``
-    means a finished job (``--skip-existing`` relies on it).  Without ``overwrite``
+    means a finished job (``--skip-existing`` relies on it); a job that fails or is
+    interrupted on the way removes the side files it wrote.  Without ``overwrite``
     no existing file is replaced, even one another process wrote meanwhile:
     ``files.OutputExists`` is raised instead.
     """
@@ -368,18 +369,19 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                             progress=progress, times=times,
                             keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass,
                             dereverb=dereverb, normalize=normalize)
-    with times.measure("output files"):
-        if save_posteriorgram:
-            result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
-    if plot:
-        from .plot import plot_all
-        with times.measure("plots"):
-            plot_all(result, output.with_suffix(""),
-                     model.config.spectrogram if model is not None else "mel", overwrite)
-    if html:
-        from .review import write_review_page
-        with times.measure("review page"):
-            write_review_page(result, source, output.with_suffix(".html"), overwrite, pedal)
-    with times.measure("output files"):
-        result.save(output, fmt, tempo_bpm, overwrite, pedal)
+    with all_or_none():  # a failure, or Ctrl-C, removes the side files already written
+        with times.measure("output files"):
+            if save_posteriorgram:
+                result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
+        if plot:
+            from .plot import plot_all
+            with times.measure("plots"):
+                plot_all(result, output.with_suffix(""),
+                         model.config.spectrogram if model is not None else "mel", overwrite)
+        if html:
+            from .review import write_review_page
+            with times.measure("review page"):
+                write_review_page(result, source, output.with_suffix(".html"), overwrite, pedal)
+        with times.measure("output files"):
+            result.save(output, fmt, tempo_bpm, overwrite, pedal)
     return result
