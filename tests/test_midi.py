@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from transcribe.files import write_atomic
+from transcribe.files import OutputExists, all_or_none, write_atomic
 from transcribe.midi import (TICKS_PER_BEAT, midi_to_notes, notes_to_csv, notes_to_json,
                              notes_to_midi, notes_to_smf, trim_overlaps, write_notes)
 
@@ -94,6 +94,31 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
         write_atomic(target, object())  # fails while writing
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_the_files_of_one_job_appear_together_or_not_at_all(tmp_path):
+    """A job's plots were published as each was drawn: killed (SIGKILL, out of memory, power
+    lost) before its notes, it left files that made its retry fail ("exists")."""
+    def visible():
+        return sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+
+    with all_or_none():
+        write_atomic(tmp_path / "a.png", b"plot", overwrite=False)
+        write_atomic(tmp_path / "a.mid", b"notes", overwrite=False)
+        assert visible() == []  # a kill here leaves nothing in the way
+    assert visible() == ["a.mid", "a.png"] and (tmp_path / "a.png").read_bytes() == b"plot"
+    assert len(list(tmp_path.iterdir())) == 2  # no temporary file left
+    # One publish fails (another process wrote that output): the others are taken back.
+    (tmp_path / "b.mid").write_bytes(b"theirs")
+    with pytest.raises(OutputExists), all_or_none():
+        write_atomic(tmp_path / "b.png", b"plot", overwrite=False)
+        write_atomic(tmp_path / "b.mid", b"notes", overwrite=False)
+    assert visible() == ["a.mid", "a.png", "b.mid"] and (tmp_path / "b.mid").read_bytes() == b"theirs"
+    # The job fails (Ctrl-C) after its first file: nothing is published, nothing left.
+    with pytest.raises(KeyboardInterrupt), all_or_none():
+        write_atomic(tmp_path / "c.png", b"plot", overwrite=False)
+        raise KeyboardInterrupt
+    assert len(list(tmp_path.iterdir())) == 3
 
 
 def test_pedal_spans_become_cc64_events_and_sustain_rows():

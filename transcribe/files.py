@@ -23,41 +23,48 @@ class OutputExists(TranscribeError):
     """The target exists and replacing it was not asked for."""
 
 
-# The files published so far inside ``all_or_none`` (None outside it).
-_PUBLISHED: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar(
-    "published", default=None)
+# The files written inside ``all_or_none`` and not yet published (None outside it):
+# (temporary file, target, overwrite).
+_STAGED: contextvars.ContextVar[list[tuple[str, Path, bool]] | None] = contextvars.ContextVar(
+    "staged", default=None)
 
 
 @contextlib.contextmanager
 def all_or_none():
-    """Files published inside the block are removed again if it raises (an error, Ctrl-C):
-    a job leaves all of its outputs or none of them.
+    """Files written inside the block are published together when it ends, in the order
+    written: a job leaves all of its outputs or none of them.
 
-    A job writes its side outputs (plots, the review page, the posteriorgrams) before its
-    notes; left behind by a failed job, they stood in the way of its retry, which refuses
-    to replace files (``--skip-existing``: "exists; use --overwrite").
+    If the block raises (an error, Ctrl-C), nothing is published; if one publish fails
+    (the name exists, the disk is full), those already published are removed.  A kill
+    that cannot be caught (SIGKILL, power lost) leaves at most hidden temporary files.
+    A job writes its side outputs (plots, review page, posteriorgrams) before its notes;
+    published one by one, those of a job that failed or was killed stood in the way of
+    its retry (``--skip-existing``: "exists; use --overwrite").
     """
+    staged: list[tuple[str, Path, bool]] = []
+    token = _STAGED.set(staged)
     published: list[Path] = []
-    token = _PUBLISHED.set(published)
     try:
-        yield
+        try:
+            yield
+        finally:
+            _STAGED.reset(token)
+        for tmp, path, overwrite in staged:
+            try:
+                _publish(tmp, path, overwrite)
+            except OSError as error:
+                raise _cannot_write(path, error) from None
+            published.append(path)
     except BaseException:
         for path in published:
             with contextlib.suppress(OSError):
                 path.unlink()
+        for tmp, _, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
-    finally:
-        _PUBLISHED.reset(token)
 
 
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:
-    _publish_step(tmp, path, overwrite)
-    published = _PUBLISHED.get()
-    if published is not None:
-        published.append(path)
-
-
-def _publish_step(tmp: str, path: Path, overwrite: bool) -> None:
     if overwrite:
         os.replace(tmp, path)
         return
@@ -85,7 +92,8 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     With ``overwrite=False`` an existing ``path`` (even one created by another
     process while this one was writing) raises ``OutputExists`` and is left as
     it was.  The temporary file is removed on any failure or interruption; a
-    failed write (disk full...) raises ``TranscribeError`` naming ``path``.
+    failed write (disk full...) raises ``TranscribeError`` naming ``path``.  Inside
+    ``all_or_none`` the file is published when the block ends.
     """
     path = Path(path)
     try:
@@ -102,6 +110,10 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
+        staged = _STAGED.get()
+        if staged is not None:  # published when the ``all_or_none`` block ends
+            staged.append((tmp, path, overwrite))
+            return
         _publish(tmp, path, overwrite)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)

@@ -352,8 +352,9 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
 
     The side files are written first and the notes last, so an existing ``output``
-    means a finished job (``--skip-existing`` relies on it); a job that fails or is
-    interrupted on the way removes the side files it wrote.  Without ``overwrite``
+    means a finished job (``--skip-existing`` relies on it).  All are published
+    together when the last is written, so a job that fails, is interrupted or is
+    killed on the way leaves none of them.  Without ``overwrite``
     no existing file is replaced, even one another process wrote meanwhile:
     ``files.OutputExists`` is raised instead.
     """
@@ -369,7 +370,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                             progress=progress, times=times,
                             keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass,
                             dereverb=dereverb, normalize=normalize)
-    with all_or_none():  # a failure, or Ctrl-C, removes the side files already written
+    with all_or_none():  # published together at the end: a failed job leaves none of them
         with times.measure("output files"):
             if save_posteriorgram:
                 result.save_posteriorgrams(output.with_suffix(".npz"), overwrite)
