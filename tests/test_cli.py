@@ -280,6 +280,29 @@ def test_sigterm_stops_a_batch_as_ctrl_c_does(tmp_path, tiny_weights):
     assert len(rows) == 6 and {row["status"] for row in rows} == {"done", "not done"}
 
 
+def test_the_report_is_kept_up_as_files_finish(tmp_path, tiny_weights):
+    """The report was written only at the end: a batch killed outright (the out-of-memory
+    killer, power lost) left no record of what it had done."""
+    src = tmp_path / "in"
+    for i in range(6):
+        write_wav(src / f"{i}.wav", seconds=40)
+    out, report = tmp_path / "out", tmp_path / "report.csv"
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out,
+                                "--weights", tiny_weights, "-q", "--report", report],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not report.exists():
+        time.sleep(0.02)
+    process.kill()
+    process.communicate(timeout=60)
+    rows = list(csv.DictReader(report.open()))
+    done = [row for row in rows if row["status"] == "done"]
+    assert len(rows) == 6 and done and len(done) < 6, rows
+    for row in done:
+        pretty_midi.PrettyMIDI(row["output"])
+    assert {row["status"] for row in rows} == {"done", "not done"}
+
+
 def test_sighup_is_left_alone_under_nohup(tmp_path, tiny_weights):
     """SIGHUP (the terminal closed) stops a batch as SIGTERM does, unless it was ignored when
     the batch started (``nohup``): then the batch goes on to the end."""

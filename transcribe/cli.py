@@ -23,6 +23,7 @@ from .version import __version__
 from .errors import TranscribeError, UsageError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
 NOTE_SUFFIXES = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json"}
 
 
@@ -364,7 +365,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Also write what became of each input (its output, done / skipped / "
                    "failed / not done, seconds of audio, notes, warnings or error) to this "
-                   ".csv or .json file, at the end or on Ctrl-C: the record of a long batch.  "
+                   ".csv or .json file, kept up as files finish and written at the end or "
+                   "on Ctrl-C: the record of a long batch, even of one killed outright.  "
                    "An existing one is replaced with --overwrite, or with --skip-existing, "
                    "where the files it says were done keep their rows.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
@@ -421,15 +423,29 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         from .progress import read_report
         earlier = read_report(report)
 
-    def write_report() -> None:
+    def write_report(as_it_goes: bool = False) -> None:
         """The report as things stand (before any exit from here on)."""
-        if report is not None:
-            from .progress import write_report as write
-            try:
-                write(report, jobs, time.perf_counter() - started, earlier)
-            except TranscribeError as error:
-                click.echo(f"amt-transcribe: error: {error}", err=True)
-                unwritten.append(report)
+        if report is None:
+            return
+        from .progress import write_report as write
+        began = time.perf_counter()
+        try:
+            write(report, jobs, began - started, earlier)
+        except TranscribeError as error:
+            if as_it_goes:  # tried again as the next file finishes, and at the end
+                return
+            click.echo(f"amt-transcribe: error: {error}", err=True)
+            unwritten.append(report)
+        report_due[0] = time.perf_counter() + max(REPORT_GAP_S,
+                                                  100 * (time.perf_counter() - began))
+
+    report_due = [0.0]
+
+    def report_as_it_goes() -> None:
+        """The report rewritten as files finish (at most 1 % of the time goes to it), so a
+        batch killed outright (out of memory, power lost) leaves the record of what it did."""
+        if time.perf_counter() >= report_due[0]:
+            write_report(as_it_goes=True)
 
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
     from .transcriber import is_posteriorgram_file
@@ -448,7 +464,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                 _fail(str(error))
 
     from .progress import Reporter
-    reporter = Reporter(quiet=quiet, total_files=len(pending))
+    reporter = Reporter(quiet=quiet, total_files=len(pending), after_file=report_as_it_goes)
     try:
         if pending:
             from .inference import pick_device, set_threads

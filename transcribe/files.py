@@ -71,16 +71,14 @@ def _publish(tmp: str, path: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputExists(f"{path} exists; use --overwrite to replace it or --skip-existing") \
-            from None
+        raise OutputExists(f"{path} exists; use --overwrite to replace it") from None
     except OSError as error:
         # Filesystems without hard links (some FUSE and SMB mounts): rename into a
         # name checked just before; the window is the length of one system call.
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
         if path.exists():
-            raise OutputExists(f"{path} exists; use --overwrite to replace it or "
-                               "--skip-existing") from None
+            raise OutputExists(f"{path} exists; use --overwrite to replace it") from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)

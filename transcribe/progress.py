@@ -37,7 +37,8 @@ def totals_line(jobs, elapsed_s: float | None = None) -> str:
 class Reporter:
     """rich progress over files and over the audio of the current file; silent when quiet."""
 
-    def __init__(self, quiet: bool = False, total_files: int = 1):
+    def __init__(self, quiet: bool = False, total_files: int = 1, after_file=None):
+        """``after_file``: called with no argument after each file is finished."""
         from rich.console import Console
         self.console = Console(stderr=True)
         self.quiet = quiet
@@ -45,6 +46,7 @@ class Reporter:
         self.progress = None
         self.files_task = self.file_task = None
         self.failed = 0
+        self.after_file = after_file
 
     def __enter__(self):
         if not self.quiet:
@@ -93,6 +95,8 @@ class Reporter:
             self.failed += 1
         if self.progress is not None and self.files_task is not None:
             self.progress.update(self.files_task, advance=1, description=self.files_label())
+        if self.after_file is not None:
+            self.after_file()
 
     def files_label(self) -> str:
         return f"files ({self.failed} failed)" if self.failed else "files"
