@@ -285,6 +285,32 @@ def test_an_empty_wav_with_chunks_after_its_data_is_still_empty(tmp_path):
         audio.load(listed)
 
 
+@pytest.mark.parametrize("keep", [1.0, 0.6])
+def test_a_wav_of_unknown_length_is_read_to_its_end_without_a_promise(tmp_path, keep):
+    """ffmpeg writes a WAV's sizes as 0xFFFFFFFF ("to the end") to a pipe
+    (``ffmpeg ... -f wav - > take.wav``), and until it finishes a file: every such file
+    was "truncated or damaged: read 5.0 s of the 48695.8 s the header promises"."""
+    import struct
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((5 * 44100, 2)) * 0.1).astype(np.float32)
+    whole = tmp_path / "take.wav"
+    sf.write(whole, data, 44100, subtype="PCM_16")
+    piped = bytearray(whole.read_bytes())
+    at = piped.find(b"data")
+    piped[4:8] = piped[at + 4:at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    piped = piped[:at + 8 + int((len(piped) - at - 8) * keep) // 4 * 4]  # 0.6: ffmpeg killed
+    unknown = tmp_path / "piped.wav"
+    unknown.write_bytes(bytes(piped))
+    info = audio.probe(unknown)
+    assert info.frames == int(len(data) * keep) and info.promised_frames is None
+    stats = audio.StreamStats()
+    streamed = np.concatenate(list(audio.stream(unknown, stats=stats)))
+    assert stats.shortfall is None
+    assert len(streamed) == pytest.approx(keep * 5 * C.SAMPLE_RATE, abs=2)
+    same = len(streamed) - 100  # the resampler ends a cut stream as it ends it, not as before
+    np.testing.assert_allclose(streamed[:same], audio.load(whole)[:same], atol=1e-6)
+
+
 @pytest.mark.parametrize("seconds, channels", [(3.3, 1), (70.5, 2)])
 def test_a_flac_whose_header_gives_no_length_is_read_to_its_end(tmp_path, seconds, channels):
     """A FLAC written to a pipe (``ffmpeg ... -f flac - > take.flac``) has no length in its

@@ -98,13 +98,17 @@ def probe(path: str | Path) -> AudioInfo:
         frames = (path.stat().st_size - layout.data_offset) // layout.block_align
         return AudioInfo(path, layout.rate, layout.channels, frames, format="RAW",
                          unfinished=(layout.data_offset, layout.subtype))
-    promised = layout.data_size // layout.block_align if layout and layout.block_align else None
+    # ffmpeg writes "data: 0xFFFFFFFF bytes" (length unknown: read to the end) to a pipe, and
+    # until it finishes a file: a promise of 13.5 hours at 44.1 kHz that no read could keep.
+    promised = (layout.data_size // layout.block_align if layout and layout.block_align
+                and layout.data_size != UNKNOWN_WAV_SIZE else None)
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      promised if promised and promised > info.frames else None,
                      format=info.format)
 
 
 UNKNOWN_FRAMES = 1 << 62  # libsndfile's length of a stream whose header gives none
+UNKNOWN_WAV_SIZE = 0xFFFFFFFF  # a WAV data size that means "to the end of the file"
 
 
 def _count_frames(info: AudioInfo) -> int:
