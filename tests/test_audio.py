@@ -266,7 +266,7 @@ def test_a_wav_whose_header_was_never_finished_is_read_whole(tmp_path, subtype, 
     cut = unfinished(whole)
     assert sf.info(cut).frames == 0
     info = audio.probe(cut)
-    assert info.unfinished and (info.sample_rate, info.channels, info.frames) == (
+    assert info.raw_data.kind == "unfinished" and (info.sample_rate, info.channels, info.frames) == (
         22050, channels, 70 * 22050)
     np.testing.assert_array_equal(audio.load(cut), audio.load(whole))
     assert audio.peak(cut, parts=2) == audio.peak(cut) == audio.peak(whole)
@@ -280,9 +280,46 @@ def test_an_empty_wav_with_chunks_after_its_data_is_still_empty(tmp_path):
     info_chunk = b"INFOISFT" + struct.pack("<I", 4) + b"amt\0"
     tail = b"LIST" + struct.pack("<I", len(info_chunk)) + info_chunk
     listed.write_bytes(empty.read_bytes() + tail)
-    assert not audio.probe(listed).unfinished
+    assert not audio.probe(listed).raw_data
     with pytest.raises(TranscribeError, match="holds no audio"):
         audio.load(listed)
+
+
+@pytest.mark.parametrize("declared", ["wrapped", 0xFFFFFFFF])
+def test_a_wav_over_4_gb_that_is_not_rf64_is_read_whole(tmp_path, declared):
+    """A WAV's sizes are 32-bit.  Past 4 GB, ffmpeg leaves them at 0xFFFFFFFF ("output file
+    will be broken") and other writers wrap them past 2**32: libsndfile read 2,796 s of a
+    2,900 s file of the first kind and 104 s of the second, and nothing said so."""
+    import struct
+    rate, channels = 48000, 2
+    second = np.random.default_rng(0).standard_normal((rate, channels)) * 0.1
+    small = tmp_path / "small.wav"
+    sf.write(small, second.astype(np.float32), rate, subtype="PCM_16")
+    header = bytearray(small.read_bytes()[:44])
+    assert header[36:40] == b"data"
+    tail = (second * 32767).astype("<i2").tobytes()  # the last second
+    size = (1 << 32) + 4 * rate * 10 + len(tail)  # 4 GB and 10 s of zeros, then the tail
+    sizes = (size, size + 36) if declared == "wrapped" else (0xFFFFFFFF, 0xFFFFFFFF)
+    header[40:44] = struct.pack("<I", sizes[0] % (1 << 32))
+    header[4:8] = struct.pack("<I", sizes[1] % (1 << 32))
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:  # sparse: the zeros take no disk
+        handle.write(bytes(header))
+        handle.seek(44 + size - len(tail))
+        handle.write(tail)
+    if big.stat().st_blocks * 512 > 1 << 28:
+        pytest.skip("this filesystem has no sparse files")
+    info = audio.probe(big)
+    assert info.frames == size // 4 and info.duration_s == pytest.approx(size / 4 / rate)
+    warning = audio.raw_data_warning(info)
+    if declared == "wrapped":
+        assert warning.startswith("its header's sizes wrapped past 4 GB")
+    else:  # "to the end" is what the size says
+        assert warning is None
+    with audio._Reader(info) as reader:  # the last second, read where the file ends
+        reader.seek(info.frames - rate)
+        last = reader.read(2 * rate)
+    np.testing.assert_allclose(last, np.frombuffer(tail, "<i2").reshape(-1, 2) / 32768.0)
 
 
 @pytest.mark.parametrize("keep", [1.0, 0.6])

@@ -45,8 +45,8 @@ class AudioInfo:
     promised_frames: int | None = None  # what the header declares, where it says more
     decoder: str = "libsndfile"  # or "ffmpeg"
     format: str = ""  # libsndfile's container ("WAV", "FLAC", "MP3"...); "" through ffmpeg
-    unfinished: tuple[int, str] | None = None  # a WAV whose header was never finished:
-    # its data's offset and libsndfile subtype, read as raw samples (``_wav_layout``)
+    raw_data: RawData | None = None  # a WAV whose data size does not say where its samples
+    # end, read as raw samples (``_WavLayout.raw_data``)
     open_ended: bool = False  # a FLAC whose header gives no length (written to a pipe):
     # ``frames`` were counted
 
@@ -92,12 +92,10 @@ def probe(path: str | Path) -> AudioInfo:
                                format=info.format, open_ended=True)
         return replace(open_ended, frames=_count_frames(open_ended))
     layout = _wav_layout(path) if info.format in ("WAV", "WAVEX") else None
-    if layout is not None and layout.unfinished(path):
-        # A recorder that stopped before writing its header's sizes (power lost, a crash)
-        # leaves "data: 0 bytes" and the samples after it: libsndfile reads none of them.
-        frames = (path.stat().st_size - layout.data_offset) // layout.block_align
-        return AudioInfo(path, layout.rate, layout.channels, frames, format="RAW",
-                         unfinished=(layout.data_offset, layout.subtype))
+    raw = layout.raw_data(path) if layout is not None else None
+    if raw is not None and raw.size > info.frames * layout.block_align:
+        return AudioInfo(path, layout.rate, layout.channels, raw.size // layout.block_align,
+                         format="RAW", raw_data=raw)
     # ffmpeg writes "data: 0xFFFFFFFF bytes" (length unknown: read to the end) to a pipe, and
     # until it finishes a file: a promise of 13.5 hours at 44.1 kHz that no read could keep.
     promised = (layout.data_size // layout.block_align if layout and layout.block_align
@@ -272,13 +270,57 @@ class _WavLayout(NamedTuple):
         return {(1, 8): "PCM_U8", (1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PCM_32",
                 (3, 32): "FLOAT", (3, 64): "DOUBLE"}.get((self.tag, self.bits))
 
-    def unfinished(self, path: Path) -> bool:
-        """The header declares no data, yet whole frames of samples follow it (not chunks:
-        an empty recording may be followed by a LIST or bext chunk)."""
-        return (self.data_size == 0 and self.subtype is not None and self.rate > 0
-                and self.channels > 0 and self.block_align == self.channels * self.bits // 8
-                and path.stat().st_size - self.data_offset >= self.block_align
-                and not _only_chunks(path, self.data_offset))
+    def raw_data(self, path: Path) -> RawData | None:
+        """Where the samples are, when the data size does not say (libsndfile reads by it):
+
+        - 0, with whole frames of samples after it (not chunks: an empty recording may be
+          followed by a LIST or bext chunk): a recorder that stopped before it wrote its
+          header's sizes (power lost, a crash).  libsndfile read none of them.
+        - 0xFFFFFFFF, "to the end": ffmpeg's, to a pipe, until it finishes a file, and for
+          good in a file over 4 GB ("output file will be broken").  libsndfile read 4 GB of
+          such a file: 2,796 s of a 2,900 s one.
+        - at least 4 GB less than follows: the size of a file over 4 GB that is not RF64,
+          wrapped past 2**32 by its writer.  libsndfile read the remainder: 104 s of the
+          2,900 s.
+        """
+        if (self.subtype is None or self.rate <= 0 or self.channels <= 0
+                or self.block_align != self.channels * self.bits // 8):
+            return None
+        follow = path.stat().st_size - self.data_offset
+        if self.data_size == 0:
+            if follow < self.block_align or _only_chunks(path, self.data_offset):
+                return None
+            size, kind = follow, "unfinished"
+        elif self.data_size == UNKNOWN_WAV_SIZE:
+            size, kind = follow, None
+        elif follow - self.data_size >= 1 << 32:
+            size = self.data_size + (follow - self.data_size) // (1 << 32) * (1 << 32)
+            kind = "wrapped"
+        else:
+            return None
+        return RawData(self.data_offset, size // self.block_align * self.block_align,
+                       self.subtype, kind)
+
+
+class RawData(NamedTuple):
+    """A WAV's samples read as raw ones, where its header's data size cannot be trusted."""
+
+    offset: int  # of the first sample, in bytes
+    size: int  # bytes of whole frames
+    subtype: str  # libsndfile's
+    kind: str | None  # "unfinished", "wrapped" (a warning says so), or None
+
+
+def raw_data_warning(info: AudioInfo) -> str | None:
+    """What the user is told of a WAV read as raw samples (``AudioInfo.raw_data``)."""
+    kind = info.raw_data.kind if info.raw_data is not None else None
+    if kind == "unfinished":
+        return ("its header was never finished (a recording cut off?): read as the "
+                f"{info.duration_s:.1f} s of samples that follow it")
+    if kind == "wrapped":
+        return ("its header's sizes wrapped past 4 GB (a WAV over 4 GB that is not RF64): read "
+                f"whole, {info.duration_s:.1f} s")
+    return None
 
 
 def _only_chunks(path: Path, offset: int) -> bool:
@@ -391,14 +433,13 @@ def _to_target(block: np.ndarray, resample: Resampler, stats: StreamStats,
 
 
 class _DataWindow(io.RawIOBase):
-    """The bytes of a file from ``offset`` on, as a file of their own (for libsndfile to
-    read an unfinished WAV's samples as raw ones)."""
+    """``size`` bytes of a file from ``offset`` on, as a file of their own (for libsndfile
+    to read a WAV's samples as raw ones, ``RawData``)."""
 
-    def __init__(self, path: Path, offset: int):
+    def __init__(self, path: Path, offset: int, size: int):
         super().__init__()
         self.file = open(path, "rb")
-        self.offset = offset
-        self.file.seek(offset)
+        self.offset, self.size, self.position = offset, size, 0
 
     def readable(self) -> bool:
         return True
@@ -407,14 +448,18 @@ class _DataWindow(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        return self.file.readinto(buffer)
+        self.file.seek(self.offset + self.position)
+        got = self.file.readinto(memoryview(buffer)[:max(0, self.size - self.position)])
+        self.position += got
+        return got
 
     def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
-        return self.file.seek(position + (self.offset if whence == io.SEEK_SET else 0),
-                              whence) - self.offset
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + position)
+        return self.position
 
     def tell(self) -> int:
-        return self.file.tell() - self.offset
+        return self.position
 
     def close(self) -> None:
         self.file.close()
@@ -436,12 +481,12 @@ class _Reader:
     def __init__(self, info: AudioInfo):
         try:
             self.window = None
-            if info.unfinished:
-                offset, subtype = info.unfinished
-                self.window = _DataWindow(info.path, offset)
+            if info.raw_data:
+                raw = info.raw_data
+                self.window = _DataWindow(info.path, raw.offset, raw.size)
                 self.handle = sf.SoundFile(self.window, format="RAW",
                                            samplerate=info.sample_rate, channels=info.channels,
-                                           subtype=subtype, endian="LITTLE")
+                                           subtype=raw.subtype, endian="LITTLE")
             else:
                 self.handle = sf.SoundFile(str(info.path))
         except (sf.LibsndfileError, RuntimeError, OSError) as failure:

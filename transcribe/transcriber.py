@@ -246,9 +246,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         pedal = head_pedal_spans(np.concatenate(pedal_parts), options, frontend.frame_rate_hz
                                  ) if model.config.pedal else None
     warnings = [stats.shortfall] if stats.shortfall else []
-    if isinstance(audio, (str, os.PathLike)) and info.unfinished:
-        warnings.append("its header was never finished (a recording cut off?): read as the "
-                        f"{info.duration_s:.1f} s of samples that follow it")
+    if isinstance(audio, (str, os.PathLike)) and audio_io.raw_data_warning(info):
+        warnings.append(audio_io.raw_data_warning(info))
     if stats.nonfinite:
         warnings.append(f"{stats.nonfinite} NaN/Inf samples were replaced by silence")
     if peaks is not None and peaks.spikes:
