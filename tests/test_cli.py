@@ -698,6 +698,41 @@ def test_ctrl_c_in_a_parallel_batch_leaves_no_partial_file(tmp_path, tiny_weight
     interrupt_after_first_output(src, tmp_path / "out", tiny_weights, "--jobs", "2")
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
+    """A worker that dies (the out-of-memory killer) broke the process pool, and every job
+    in it failed with it, those still waiting too."""
+    src = tmp_path / "in"
+    for i in range(6):
+        write_wav(src / f"{i}.wav", seconds=40)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out, "--weights",
+                                tiny_weights, "-q", "--jobs", "2", "--threads", "1"],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
+        time.sleep(0.02)
+    workers = [pid for pid in children(process.pid)
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(6)]
+
+
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):
     import matplotlib.image
     wav = write_wav(tmp_path / "long.wav", seconds=65)

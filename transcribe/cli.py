@@ -683,23 +683,66 @@ def _worker_run(job: Job, settings: JobSettings) -> tuple[Job, list[str]]:
 
 def _run_parallel(pending: list[Job], workers: int, threads: int, weights, device: str,
                   needs_model: bool, settings: JobSettings, reporter) -> None:
-    """The jobs in ``workers`` processes, each with ``threads`` threads and its own model."""
+    """The jobs in ``workers`` processes, each with ``threads`` threads and its own model.
+
+    A worker that dies (the out-of-memory killer, a crash in native code) breaks the whole
+    pool: every job in it failed with it, those waiting too, so one file too big for the
+    memory failed the rest of an archive.  So no more jobs are handed to the pool than it
+    has workers, and after a death the jobs that were running are tried again in a new
+    pool, each alone: a second death names the file that causes it.
+    """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_start,
-                               initargs=(weights, device, threads, needs_model))
-    by_future = {pool.submit(_worker_run, job, settings): job for job in pending}
-    try:
-        for future in as_completed(by_future):
-            job = by_future[future]
-            try:
-                done, warnings = future.result()
-            except Exception as error:  # the worker died (killed, out of memory)
-                job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
-            else:
-                record_outcome(job, done, warnings, reporter)
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_start,
+                                   initargs=(weights, device, threads, needs_model))
+
+    queue, suspects = deque(pending), deque()
+    running: dict = {}  # future -> (job, whether it runs alone)
+    pool = new_pool()
+
+    def settle(future) -> bool:
+        """Record a finished future's outcome; True if its worker died (the pool is broken)."""
+        job, alone = running.pop(future)
+        try:
+            done, warnings = future.result()
+        except BrokenProcessPool:
+            if not alone:
+                suspects.append(job)
+                return True
+            job.status = "failed"
+            job.message = (f"{job.source}: the worker process died while transcribing it, alone "
+                           "(killed: out of memory?)")
             reporter.finish_file(job)
+            return True
+        except Exception as error:  # e.g. the job could not be handed to the worker
+            job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
+        else:
+            record_outcome(job, done, warnings, reporter)
+        reporter.finish_file(job)
+        return False
+
+    try:
+        while queue or suspects or running:
+            if suspects:  # alone: nothing else runs beside a job whose worker died
+                if not running:
+                    job = suspects.popleft()
+                    running[pool.submit(_worker_run, job, settings)] = (job, True)
+            else:
+                while queue and len(running) < workers:
+                    job = queue.popleft()
+                    running[pool.submit(_worker_run, job, settings)] = (job, False)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            if any([settle(future) for future in finished]):
+                # The pool is broken: its other jobs end at once; then a new pool.
+                for future in wait(running)[0]:
+                    settle(future)
+                pool.shutdown(wait=True)
+                pool = new_pool()
     except KeyboardInterrupt:
         for process in list(getattr(pool, "_processes", {}).values()):
             process.terminate()
