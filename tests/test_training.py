@@ -110,6 +110,8 @@ def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
     for folder in ("ref", "pred"):
         (tmp_path / folder).mkdir()
     sf.write(tmp_path / "ref" / "a.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
+    # Audio without a reference is left out of the set scored, and the user is told.
+    sf.write(tmp_path / "ref" / "b.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
     for folder, notes in (("ref", reference), ("pred", estimate)):
         midi = pretty_midi.PrettyMIDI()
         piano = pretty_midi.Instrument(0)
@@ -120,8 +122,12 @@ def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
         evaluate_main([str(tmp_path / "ref"), str(tmp_path / "ref"), "--predictions",
                        str(tmp_path / "pred"), "--by-register", "--csv", str(tmp_path / "s.csv")])
     assert exit_info.value.code == 0
-    printed = capsys.readouterr().out
+    printed, said = capsys.readouterr()
     assert "by register" in printed and all(name in printed for name, _, _ in REGISTERS)
+    assert "pred on 1 file " in printed  # the table's title
+    assert said.startswith("amt-evaluate: note: 1 audio file without a MIDI file of the same "
+                           f"name in {tmp_path / 'ref'} left out (the first: "
+                           f"{tmp_path / 'ref' / 'b.flac'})")
     # The CSV holds the per-file scores that the table averages (the register counts,
     # arrays, only go to the table).
     with open(tmp_path / "s.csv", newline="") as handle:

@@ -38,8 +38,10 @@ def reference_notes(midi_path: Path, sustain: bool = True) -> np.ndarray:
     return piano_notes(read_midi(midi_path), sustain)
 
 
-def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
-    """(audio, reference MIDI) pairs matched by relative path without suffix."""
+def pair_files(audio_dir: Path, midi_dir: Path,
+               unpaired: list[Path] | None = None) -> list[tuple[Path, Path]]:
+    """(audio, reference MIDI) pairs matched by relative path without suffix; the audio
+    files without a reference are appended to ``unpaired``, if given."""
     from ..audio import AUDIO_EXTENSIONS
     midis = {p.relative_to(midi_dir).with_suffix(""): p for p in midi_dir.rglob("*")
              if p.suffix.lower() in (".mid", ".midi")}
@@ -49,6 +51,8 @@ def pair_files(audio_dir: Path, midi_dir: Path) -> list[tuple[Path, Path]]:
             key = audio.relative_to(audio_dir).with_suffix("")
             if key in midis:
                 pairs.append((audio, midis[key]))
+            elif unpaired is not None:
+                unpaired.append(audio)
     return pairs
 
 
