@@ -20,11 +20,16 @@ def clock(seconds: float) -> str:
 
 
 def totals_line(jobs, elapsed_s: float | None = None) -> str:
-    """``12 files: 10 done, 1 skipped, 1 failed; 1:02:07 of audio in 41.3 s (90x real
-    time)``: the counts that are not zero, and the audio transcribed."""
+    """``12 files: 10 done (2 with warnings), 1 skipped, 1 failed; 1:02:07 of audio in
+    41.3 s (90x real time)``: the counts that are not zero, and the audio transcribed.
+
+    The warnings (a file cut short, clicks) were printed as they came: in an archive's
+    run they have scrolled away, so the count says to look for them (``--report``)."""
     counts = {status: sum(job.status == status for job in jobs)
               for status in ("done", "skipped", "failed", "pending")}
+    warned = sum(job.status == "done" and bool(job.message) for job in jobs)
     parts = [f"{n} {'not done' if status == 'pending' else status}"
+             + (f" ({warned} with warnings)" if status == "done" and warned else "")
              for status, n in counts.items() if n]
     line = f"{len(jobs)} file{'s' * (len(jobs) != 1)}: {', '.join(parts)}"
     audio_s = sum(job.duration_s or 0.0 for job in jobs if job.status == "done")
