@@ -116,7 +116,8 @@ class Reporter:
         if len(jobs) == 1 and jobs[0].status == "done":
             job = jobs[0]
             self.console.print(f"{job.output}: {job.notes} notes from {job.duration_s:.1f} s "
-                               f"of audio in {job.seconds:.1f} s", markup=False, highlight=False)
+                               f"of audio in {job.seconds:.1f} s", markup=False, highlight=False,
+                               soft_wrap=True)
             return
         if len(jobs) <= TABLE_ROWS:
             table = Table(title="amt-transcribe", title_justify="left")
@@ -132,7 +133,9 @@ class Reporter:
                               "" if job.seconds is None else f"{job.seconds:.1f}",
                               f"[{colours.get(job.status, 'white')}]{job.status}[/]")
             self.console.print(table)
-        self.console.print(totals_line(jobs, elapsed_s), markup=False, highlight=False)
+        # One line even in a log file (rich wraps at 80 columns where stderr is no terminal).
+        self.console.print(totals_line(jobs, elapsed_s), markup=False, highlight=False,
+                           soft_wrap=True)
 
     def profile(self, times, audio_s: float) -> None:
         """The seconds per stage of ``times`` (a ``StageTimes``), with shares and speed."""
