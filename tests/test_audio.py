@@ -168,6 +168,31 @@ def test_phone_recordings_and_videos_stream_through_ffmpeg(tmp_path, suffix, ext
 
 
 @needs_ffmpeg
+def test_an_archives_lossless_formats_are_found_and_read_to_the_sample(tmp_path):
+    """WavPack, TTA, AIFF-C and Broadcast WAV (.bwf) files were passed over by a folder
+    search without a word: an archive of them gave "no audio files found"."""
+    import subprocess
+    from transcribe.cli import plan_jobs
+    rng = np.random.default_rng(0)
+    wav = tmp_path / "take.wav"
+    sf.write(wav, (rng.standard_normal((3 * 44100, 2)) * 0.1).astype(np.float32), 44100,
+             subtype="PCM_16")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for suffix, codec in ((".wv", "wavpack"), (".tta", "tta"), (".aifc", "pcm_s16be"),
+                          (".bwf", "pcm_s16le")):
+        command = ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", codec]
+        command += ["-f", {".aifc": "aiff", ".bwf": "wav"}[suffix]] if suffix in (
+            ".aifc", ".bwf") else []
+        subprocess.run(command + [str(archive / f"take{suffix}")], check=True)
+    (archive / "notes.txt").write_text("not audio")
+    found = sorted(job.source.name for job in plan_jobs((archive,), None, "mid"))
+    assert found == ["take.aifc", "take.bwf", "take.tta", "take.wv"]
+    for name in found:
+        np.testing.assert_array_equal(audio.load(archive / name), audio.load(wav))
+
+
+@needs_ffmpeg
 def test_ffmpeg_files_are_mixed_and_leveled_as_their_lossless_original(tmp_path):
     """ffmpeg's own downmix raised a stereo mix by 3 dB, and its mix hid channels that
     cancel: it now hands over the channels, mixed here as libsndfile's are."""

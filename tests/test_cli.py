@@ -385,6 +385,26 @@ def test_a_report_records_each_input_and_replaces_one_only_when_asked(tmp_path, 
         assert refused.exit_code == 2 and message in refused.output
 
 
+def test_a_folder_says_what_it_passed_over(tmp_path, tiny_weights):
+    """An archive's files in a format we do not read (DSD, say) were passed over without a
+    word; a folder holding only those was "no audio files found"."""
+    src = tmp_path / "in"
+    write_wav(src / "a.wav")
+    for name in ("cover.jpg", "b.dsf", "c.dsf", "README", "a.mid"):  # a.mid: an earlier run's
+        (src / "sub" / name).parent.mkdir(exist_ok=True)
+        (src / "sub" / name).write_bytes(b"x")
+    result = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert "note: passed over 4 files not audio by name (.dsf 2, .jpg 1, no suffix 1)" \
+        in result.output
+    assert "passed over" not in invoke(src, "-o", tmp_path / "out2", "--weights",
+                                       tiny_weights, "-q").output
+    (src / "a.wav").unlink()
+    refused = invoke(src, "-o", tmp_path / "out3", "--weights", tiny_weights)
+    assert refused.exit_code == 1
+    assert "in all sub-folders; it holds .dsf 2, .jpg 1, .mid 1, no suffix 1)" in refused.output
+
+
 def test_an_archive_sized_batch_gets_its_totals_and_failures_not_a_table(tmp_path,
                                                                         tiny_weights):
     src = tmp_path / "in"

@@ -26,11 +26,13 @@ import soxr
 from . import constants as C
 from .errors import TranscribeError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
-                    ".w64", ".rf64", ".caf")
-# Phone recordings and videos: decoded by ffmpeg when it is installed.
-FFMPEG_EXTENSIONS = (".m4a", ".aac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".wma",
-                     ".ape", ".alac", ".3gp", ".amr")
+AUDIO_EXTENSIONS = (".wav", ".bwf", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".mp2", ".aif",
+                    ".aiff", ".aifc", ".w64", ".rf64", ".caf")
+# Phone recordings, videos and the lossless formats of archives (WavPack, Monkey's Audio,
+# TTA): decoded by ffmpeg when it is installed.
+FFMPEG_EXTENSIONS = (".m4a", ".m4b", ".aac", ".ac3", ".mp4", ".m4v", ".mov", ".webm", ".mkv",
+                     ".mka", ".avi", ".wmv", ".wma", ".flv", ".mpg", ".mpeg", ".mts", ".m2ts",
+                     ".ogv", ".3gp", ".amr", ".wv", ".ape", ".tta", ".alac")
 UNSUPPORTED_EXTENSIONS = FFMPEG_EXTENSIONS  # without ffmpeg
 BLOCK_S = 30.0
 READ_S = 1.0  # a read that fails loses at most this much of a damaged file

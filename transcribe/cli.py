@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from .errors import TranscribeError, UsageError
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
 NOTE_SUFFIXES = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json"}
+WRITTEN = tuple(NOTE_SUFFIXES) + (".npz", ".png", ".html")  # what a run may leave beside audio
 
 
 class FiniteFloat(click.ParamType):
@@ -135,9 +136,11 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> list[Job]:
+def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
+              passed_over: Counter | None = None) -> list[Job]:
     """Map each input file (folders searched recursively, hidden ones passed over) to its
-    output path.
+    output path; ``passed_over`` counts, by suffix, the files of the folders that are
+    not audio by their names (but for the kinds amt-transcribe writes).
 
     A folder's structure is mirrored under ``output``; a single file's ``output``
     is the file to write unless it is an existing folder or ends with a separator.
@@ -157,13 +160,18 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
         if _is_dir(source):
             # Hidden files and folders below it are not recordings: a Mac's "._song.wav"
             # resource forks, a NAS's ".AppleDouble/", ".Trashes/".
-            found = sorted(p for p in source.rglob("*") if p.suffix.lower() in _audio_suffixes()
-                           and not any(part.startswith(".")
-                                       for part in p.relative_to(source).parts)
-                           and p.is_file())
+            files = [p for p in source.rglob("*")
+                     if not any(part.startswith(".") for part in p.relative_to(source).parts)
+                     and p.is_file()]
+            found = sorted(p for p in files if p.suffix.lower() in _audio_suffixes())
+            if passed_over is not None:
+                passed_over.update(p.suffix.lower() or "no suffix" for p in files
+                                   if p.suffix.lower() not in _audio_suffixes() + WRITTEN)
             if not found:
+                held = Counter(p.suffix.lower() or "no suffix" for p in files)
+                what = f"; it holds {_kinds(held, 4)}" if held else ""
                 raise TranscribeError(f"{source}: no audio files found (looked for WAV, FLAC, "
-                                      "OGG, MP3, m4a, mp4... in all sub-folders)")
+                                      f"OGG, MP3, m4a, mp4... in all sub-folders{what})")
             base = output if output is not None else source
             jobs += [Job(p, (base / p.relative_to(source)).with_suffix(suffix)) for p in found]
         elif out_is_dir:
@@ -175,6 +183,13 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str) -> 
     # One file named twice (overlapping globs, a folder and a file in it) is one job.
     unique = {(_key(job.source), _key(job.output)): job for job in jobs}
     return _separate_collisions(list(unique.values()), suffix)
+
+
+def _kinds(counts: Counter, most: int) -> str:
+    """``.jpg 20, .pdf 2, ...``: the commonest suffixes of ``counts``, ties by name."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{suffix} {n}" for suffix, n in ranked[:most]) + (
+        ", ..." if len(ranked) > most else "")
 
 
 def _key(path: Path) -> str:
@@ -380,10 +395,11 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
          profile, **decoding):
     """Transcribe piano recordings to MIDI.
 
-    INPUTS are audio files (WAV, FLAC, OGG, MP3; with ffmpeg installed also phone
-    recordings and videos: m4a, aac, mp4, mov, webm...; any sample rate and channel
-    count) or folders, searched recursively (passing over hidden files and folders, such as
-    a Mac's "._" files); or posteriorgrams saved with --save-posteriorgram (.npz), decoded
+    INPUTS are audio files (WAV, FLAC, OGG, MP3, AIFF; with ffmpeg installed also phone
+    recordings and videos: m4a, aac, mp4, mov, webm...; and WavPack, Monkey's Audio, TTA;
+    any sample rate and channel count) or folders, searched recursively (passing over
+    hidden files and folders, such as a Mac's "._" files, and saying what else it passed
+    over); or posteriorgrams saved with --save-posteriorgram (.npz), decoded
     anew with the options given, without the network.
 
     \b
@@ -410,7 +426,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         fmt = NOTE_SUFFIXES.get(Path(output).suffix.lower(), "mid") if output else "mid"
     side = [p.name[len("x"):] for p in side_outputs(Path("x.mid"), plot, save_posteriorgram, html)]
     try:
-        jobs = plan_jobs(tuple(inputs), output, fmt)
+        passed_over = Counter()
+        jobs = plan_jobs(tuple(inputs), output, fmt, passed_over)
         check_outputs(jobs, fmt, fmt_given, side)
         if report is not None:
             check_report(report, jobs, side, replace=overwrite or skip_existing)
@@ -465,6 +482,10 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
 
     from .progress import Reporter
     reporter = Reporter(quiet=quiet, total_files=len(pending), after_file=report_as_it_goes)
+    if passed_over:  # an archive's formats that are not read would otherwise go unseen
+        total = sum(passed_over.values())
+        reporter.note(f"passed over {total} file{'s' * (total != 1)} not audio by name "
+                      f"({_kinds(passed_over, 6)})")
     try:
         if pending:
             from .inference import pick_device, set_threads

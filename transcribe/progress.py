@@ -75,7 +75,8 @@ class Reporter:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+            self.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False,
+                               soft_wrap=True)
 
     def warn(self, message: str) -> None:
         """One line, even with --quiet: something about an input the user must know
