@@ -385,6 +385,25 @@ def test_a_report_records_each_input_and_replaces_one_only_when_asked(tmp_path, 
         assert refused.exit_code == 2 and message in refused.output
 
 
+def test_linked_folders_are_searched_once_and_links_back_up_never(tmp_path, tiny_weights):
+    """A linked folder (a NAS's "2019 -> /mnt/disk2/2019") was passed over without a word,
+    and a broken link to a recording too."""
+    src, elsewhere = tmp_path / "in", tmp_path / "disk2"
+    write_wav(src / "a.wav")
+    write_wav(elsewhere / "2019" / "b.wav")
+    (src / "2019").symlink_to(elsewhere / "2019")
+    (src / "again").symlink_to(elsewhere / "2019")  # the same folder twice: searched once
+    (src / "up").symlink_to(tmp_path)  # holds the folder searched: never followed
+    (src / "root").symlink_to("/")
+    (src / "gone.wav").symlink_to(tmp_path / "gone.wav")
+    result = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 1
+    assert (f"amt-transcribe: failed: {src / 'gone.wav'}: a symbolic link to a file that does "
+            "not exist") in result.output
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.mid"))
+    assert written == ["2019/b.mid", "a.mid"]
+
+
 def test_a_folder_says_what_it_passed_over(tmp_path, tiny_weights):
     """An archive's files in a format we do not read (DSD, say) were passed over without a
     word; a folder holding only those was "no audio files found"."""

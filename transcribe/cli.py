@@ -158,11 +158,7 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     out_is_dir = output is not None and (many or _is_dir(output) or raw.endswith(("/", os.sep)))
     for source in inputs:
         if _is_dir(source):
-            # Hidden files and folders below it are not recordings: a Mac's "._song.wav"
-            # resource forks, a NAS's ".AppleDouble/", ".Trashes/".
-            files = [p for p in source.rglob("*")
-                     if not any(part.startswith(".") for part in p.relative_to(source).parts)
-                     and p.is_file()]
+            files = _files_under(source)
             found = sorted(p for p in files if p.suffix.lower() in _audio_suffixes())
             if passed_over is not None:
                 passed_over.update(p.suffix.lower() or "no suffix" for p in files
@@ -183,6 +179,28 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     # One file named twice (overlapping globs, a folder and a file in it) is one job.
     unique = {(_key(job.source), _key(job.output)): job for job in jobs}
     return _separate_collisions(list(unique.values()), suffix)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files in ``folder`` and all its sub-folders, linked ones too.
+
+    Hidden files and folders are not recordings (a Mac's "._song.wav" resource forks, a
+    NAS's ".AppleDouble/", ".Trashes/").  A linked folder (a NAS's "2019 -> /mnt/disk2/2019")
+    is searched once, whatever links lead to it, and never one that holds ``folder``
+    itself (a link back up): ``Path.rglob`` passed over every linked folder without a word.
+    Links to files are listed as they are (a broken one fails its job and says so).
+    """
+    top = os.path.realpath(folder)
+    seen, files = set(), []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen or (real != top and top.startswith(real.rstrip(os.sep) + os.sep)):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        files += [Path(root) / name for name in names if not name.startswith(".")]
+    return files
 
 
 def _kinds(counts: Counter, most: int) -> str:
