@@ -168,6 +168,31 @@ def test_phone_recordings_and_videos_stream_through_ffmpeg(tmp_path, suffix, ext
 
 
 @needs_ffmpeg
+def test_a_file_named_for_another_format_is_read_by_ffmpeg_quietly(tmp_path, capfd):
+    """An AAC saved as ".mp3" (web downloads, phone apps): libsndfile took it for an MP3,
+    libmpg123 printed "Note: Illegal Audio-MPEG-Header..." lines and nothing decoded ("the
+    audio is corrupt"); saved as ".wav" it was "not a readable audio file"."""
+    import subprocess
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, tone(440, 3.0, 44100), 44100)
+    m4a = tmp_path / "tone.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "aac", str(m4a)],
+                   check=True)
+    expected = audio.load(m4a)
+    capfd.readouterr()
+    for suffix in (".mp3", ".wav"):
+        misnamed = tmp_path / f"download{suffix}"
+        misnamed.write_bytes(m4a.read_bytes())
+        assert audio.probe(misnamed).decoder == "ffmpeg"
+        np.testing.assert_array_equal(audio.load(misnamed), expected)
+    assert capfd.readouterr().err == ""
+    garbage = tmp_path / "garbage.wav"  # what ffmpeg cannot read either keeps its error
+    garbage.write_bytes(np.random.default_rng(0).bytes(50000))
+    with pytest.raises(TranscribeError, match="not a readable audio file"):
+        audio.probe(garbage)
+
+
+@needs_ffmpeg
 def test_an_archives_lossless_formats_are_found_and_read_to_the_sample(tmp_path):
     """WavPack, TTA, AIFF-C and Broadcast WAV (.bwf) files were passed over by a folder
     search without a word: an archive of them gave "no audio files found"."""

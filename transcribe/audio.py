@@ -7,6 +7,7 @@ at a time and never sits in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -82,11 +83,26 @@ def probe(path: str | Path) -> AudioInfo:
         raise TranscribeError(f"{path}: permission denied (the file is not readable)")
     if path.suffix.lower() in FFMPEG_EXTENSIONS:
         return _probe_with_ffmpeg(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise TranscribeError(f"{path}: not a readable audio file ({_reason(error)}); "
-                              "supported: WAV, FLAC, OGG, MP3") from None
+    # libsndfile takes any file named .mp3 for one: libmpg123 then prints its struggles with
+    # what is not MP3 (an AAC saved as .mp3) and decodes nothing of it.
+    with tempfile.TemporaryFile() as scratch:
+        named_mp3 = path.suffix.lower() in (".mp3", ".mp2")
+        try:
+            with _stderr_into(scratch) if named_mp3 else contextlib.nullcontext():
+                info = sf.info(str(path))
+                decodes = info.format != "MP3" or _decodes(path)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            misnamed = _misnamed(path)
+            if misnamed is not None:
+                return misnamed
+            raise TranscribeError(f"{path}: not a readable audio file ({_reason(error)}); "
+                                  "supported: WAV, FLAC, OGG, MP3") from None
+        if not decodes:  # what libmpg123 printed was its struggle with it: dropped
+            misnamed = _misnamed(path)
+            if misnamed is not None:
+                return misnamed
+        else:
+            _pass_on(scratch)  # what was not libmpg123's
     if info.samplerate <= 0 or info.channels <= 0:
         raise TranscribeError(f"{path}: the file declares no samples")
     if info.frames >= UNKNOWN_FRAMES:  # a FLAC written to a pipe: the header gives no length
@@ -131,6 +147,28 @@ def _ffmpeg_tools() -> tuple[str, str] | None:
     import shutil
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     return (ffmpeg, ffprobe) if ffmpeg and ffprobe else None
+
+
+def _misnamed(path: Path) -> AudioInfo | None:
+    """A file that libsndfile cannot read as its name says, as ffmpeg reads it, where ffmpeg
+    is installed and can: an AAC or an MP4 saved as ".mp3" or ".wav" (web downloads, phone
+    apps).  None otherwise."""
+    if _ffmpeg_tools() is None:
+        return None
+    try:
+        return _probe_with_ffmpeg(path)
+    except TranscribeError:
+        return None
+
+
+def _decodes(path: Path) -> bool:
+    """Whether libsndfile decodes the first second of ``path``."""
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            handle.read(max(1, handle.samplerate), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+    return True
 
 
 def _probe_with_ffmpeg(path: Path) -> AudioInfo:
@@ -478,8 +516,6 @@ class _Reader:
     samples equal ffmpeg's own decoding.  So around each read of an MP3 the C-level stderr
     goes to a scratch file, and whatever else was written there is passed on."""
 
-    _redirect = threading.Lock()  # the process has one stderr
-
     def __init__(self, info: AudioInfo):
         try:
             self.window = None
@@ -513,20 +549,11 @@ class _Reader:
     def read(self, frames: int) -> np.ndarray:
         if self.scratch is None:
             return self._read(frames)
-        with self._redirect:
-            if sys.stderr is not None:  # None under pythonw
-                sys.stderr.flush()
-            try:
-                saved = os.dup(2)
-            except OSError:  # no stderr at all: nothing to keep clean
+        try:
+            with _stderr_into(self.scratch):
                 return self._read(frames)
-            os.dup2(self.scratch.fileno(), 2)
-            try:
-                return self._read(frames)
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                self._pass_on()
+        finally:
+            _pass_on(self.scratch)
 
     def _read(self, frames: int) -> np.ndarray:
         if not self.open_ended:
@@ -546,19 +573,45 @@ class _Reader:
             self.ended = True
             return out[:written]
 
-    def _pass_on(self) -> None:
-        """What the read wrote to stderr, less libmpg123's lines, to the real stderr."""
-        scratch = self.scratch.fileno()
-        size = os.lseek(scratch, 0, os.SEEK_CUR)
-        if not size:
-            return
-        os.lseek(scratch, 0, os.SEEK_SET)
-        written = b"".join(iter(lambda: os.read(scratch, 1 << 16), b""))
-        os.lseek(scratch, 0, os.SEEK_SET)
-        os.ftruncate(scratch, 0)
-        kept = _MPG123_LINE.sub(b"", written)
-        if kept:
-            os.write(2, kept)
+
+def _pass_on(scratch) -> None:
+    """What was written to ``scratch`` (``_stderr_into``), less libmpg123's lines, to the
+    real stderr; ``scratch`` is emptied."""
+    handle = scratch.fileno()
+    size = os.lseek(handle, 0, os.SEEK_CUR)
+    if not size:
+        return
+    os.lseek(handle, 0, os.SEEK_SET)
+    written = b"".join(iter(lambda: os.read(handle, 1 << 16), b""))
+    os.lseek(handle, 0, os.SEEK_SET)
+    os.ftruncate(handle, 0)
+    kept = _MPG123_LINE.sub(b"", written)
+    if kept:
+        os.write(2, kept)
+
+
+_STDERR = threading.Lock()  # the process has one stderr
+
+
+@contextlib.contextmanager
+def _stderr_into(scratch) -> Iterator[None]:
+    """The process's C-level stderr (file descriptor 2) goes to ``scratch``, a file, in the
+    block: where libraries write their noise."""
+    with _STDERR:
+        if sys.stderr is not None:  # None under pythonw
+            sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            saved = None
+        if saved is not None:
+            os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
 
 
 _MPG123_LINE = re.compile(rb"^\[[^\]\n]*libmpg123[^\]\n]*\][^\n]*(\n|$)", re.MULTILINE)
