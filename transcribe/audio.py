@@ -96,7 +96,7 @@ def probe(path: str | Path) -> AudioInfo:
             if misnamed is not None:
                 return misnamed
             raise TranscribeError(f"{path}: not a readable audio file ({_reason(error)}); "
-                                  "supported: WAV, FLAC, OGG, MP3") from None
+                                  "supported: WAV, FLAC, OGG, MP3, AIFF") from None
         if not decodes:  # what libmpg123 printed was its struggle with it: dropped
             misnamed = _misnamed(path)
             if misnamed is not None:
@@ -410,8 +410,14 @@ def _wav_layout(path: Path) -> _WavLayout | None:
 
 
 def _reason(error: Exception) -> str:
+    """libsndfile's reason, as a clause: "Format not recognised." reads "format not
+    recognised"."""
     text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-    return text.split(": ", 1)[-1][:160]
+    text = text.split(": ", 1)[-1][:160].rstrip(".")
+    if text.startswith("File does not exist or is not a regular file"):
+        # What libsndfile says of bytes its MP3 reader cannot parse, in a file that exists.
+        return "not a format libsndfile reads"
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 class Resampler:
