@@ -323,6 +323,29 @@ def test_sighup_is_left_alone_under_nohup(tmp_path, tiny_weights):
     assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid", "2.mid"]
 
 
+def test_temporary_files_left_by_a_killed_run_are_removed_when_the_job_runs_again(
+        tmp_path, tiny_weights):
+    """A run killed outright (SIGKILL, the out-of-memory killer) cannot remove its temporary
+    files: they stayed, hidden, for good (200 MB of them for an hour's plots)."""
+    import tempfile
+    wav = write_wav(tmp_path / "song.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    def left(name):  # as write_atomic names them
+        handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+        os.write(handle, b"half of it")
+        os.close(handle)
+        return Path(path).name
+    ours = [left("song.mid"), left("song.npz"), left("song.pianoroll-03.png")]
+    others = [left("other.mid"), left("song two.mid"), ".song.mid.notes.tmp"]
+    (out / others[-1]).write_text("not ours: no 8 random characters")
+    result = invoke(wav, "-o", out / "song.mid", "--plot", "--save-posteriorgram",
+                    "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert "note: removed 3 temporary files that a run killed outright" in result.output
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(others)
+
+
 def test_a_job_that_fails_at_its_notes_leaves_none_of_its_side_files(tmp_path, tiny_model):
     """The notes are written last.  When that fails (here: another process wrote the output
     meanwhile; a full disk does the same), the plots, page and posteriorgrams written before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -300,6 +301,39 @@ def _written_by(job: Job, side: list[str]) -> list[Path]:
     return [job.output] + [stem.with_name(stem.name + s) for s in side]
 
 
+_PAGE = re.compile(r"(?P<stem>.+)\.(?P<kind>[a-z]+)-\d{2,}\.png")  # plot.figure_path's
+
+
+def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
+    """Remove the temporary files that a run killed outright (SIGKILL, the out-of-memory
+    killer, power lost) left for the outputs of ``jobs``, about to be written anew: each
+    kill of a job that plots an hour of audio left 200 MB of them, hidden, for good.
+    Returns how many were removed."""
+    from .files import temporary_of, temporary_stem
+    wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
+    for job in jobs:
+        for path in _written_by(job, side):
+            wanted[path.parent].add(temporary_stem(path.name))
+    removed = 0
+    for folder, stems in wanted.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:  # not made yet
+            continue
+        for name in names:
+            stem = temporary_of(name)
+            page = _PAGE.fullmatch(stem) if stem is not None else None
+            # A long recording's numbered plot pages (STEM.pianoroll-02.png) are its own.
+            if stem is not None and (stem in stems or (page is not None and temporary_stem(
+                    f"{page['stem']}.{page['kind']}.png") in stems)):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
 def _name_max(folder: Path) -> int:
     """The longest file name (bytes) that ``folder``'s filesystem takes; 255 where unknown."""
     while not folder.exists() and folder != folder.parent:
@@ -483,6 +517,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             write_report(as_it_goes=True)
 
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
+    removed = _remove_leftovers(pending, side)
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
     if len(jobs) == 1:
@@ -500,6 +535,9 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
 
     from .progress import Reporter
     reporter = Reporter(quiet=quiet, total_files=len(pending), after_file=report_as_it_goes)
+    if removed:
+        reporter.note(f"removed {removed} temporary file{'s' * (removed != 1)} that a run "
+                      "killed outright (SIGKILL, out of memory) left for these outputs")
     if passed_over:  # an archive's formats that are not read would otherwise go unseen
         total = sum(passed_over.values())
         reporter.note(f"passed over {total} file{'s' * (total != 1)} not audio by name "

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def all_or_none():
 
     If the block raises (an error, Ctrl-C), nothing is published; if one publish fails
     (the name exists, the disk is full), those already published are removed.  A kill
-    that cannot be caught (SIGKILL, power lost) leaves at most hidden temporary files.
+    that cannot be caught (SIGKILL, power lost) leaves at most hidden temporary files
+    (``temporary_of`` tells them; the CLI removes them when it writes those outputs again).
     A job writes its side outputs (plots, review page, posteriorgrams) before its notes;
     published one by one, those of a job that failed or was killed stood in the way of
     its retry (``--skip-existing``: "exists; use --overwrite").
@@ -98,7 +100,7 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The temporary name adds 14 characters to the target's: cut, so that a target
         # name the filesystem allows (up to 255 bytes) never fails for its temporary's.
-        handle, tmp = tempfile.mkstemp(prefix=f".{_cut(path.name, 200)}.", suffix=".tmp",
+        handle, tmp = tempfile.mkstemp(prefix=f".{temporary_stem(path.name)}.", suffix=".tmp",
                                        dir=path.parent)
     except OSError as error:
         raise _cannot_write(path, error) from None
@@ -119,6 +121,24 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TEMPORARY_NAME_BYTES = 200  # of the target's name, in its temporary's
+
+
+def temporary_stem(name: str) -> str:
+    """What the temporary files of an output named ``name`` start with, after their dot."""
+    return _cut(name, TEMPORARY_NAME_BYTES)
+
+
+_TEMPORARY = re.compile(r"\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp")  # mkstemp's 8 characters
+
+
+def temporary_of(name: str) -> str | None:
+    """The ``temporary_stem`` of the output that the file named ``name`` was to become, if
+    it is a temporary file of ``write_atomic`` (left by a run killed outright)."""
+    match = _TEMPORARY.fullmatch(name)
+    return match["stem"] if match else None
 
 
 def _cut(name: str, max_bytes: int) -> str:
