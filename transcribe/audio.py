@@ -85,12 +85,12 @@ def probe(path: str | Path) -> AudioInfo:
         return _probe_with_ffmpeg(path)
     # libsndfile takes any file named .mp3 for one: libmpg123 then prints its struggles with
     # what is not MP3 (an AAC saved as .mp3) and decodes nothing of it.
-    with tempfile.TemporaryFile() as scratch:
-        named_mp3 = path.suffix.lower() in (".mp3", ".mp2")
+    named_mp3 = path.suffix.lower() in (".mp3", ".mp2")
+    with tempfile.TemporaryFile() if named_mp3 else contextlib.nullcontext() as scratch:
         try:
             with _stderr_into(scratch) if named_mp3 else contextlib.nullcontext():
-                info = sf.info(str(path))
-                decodes = info.format != "MP3" or _decodes(path)
+                with sf.SoundFile(str(path)) as info:  # its format, rate, channels, frames
+                    decodes = info.format != "MP3" or _first_second_decodes(info)
         except (sf.LibsndfileError, RuntimeError) as error:
             misnamed = _misnamed(path)
             if misnamed is not None:
@@ -101,7 +101,7 @@ def probe(path: str | Path) -> AudioInfo:
             misnamed = _misnamed(path)
             if misnamed is not None:
                 return misnamed
-        else:
+        elif named_mp3:
             _pass_on(scratch)  # what was not libmpg123's
     if info.samplerate <= 0 or info.channels <= 0:
         raise TranscribeError(f"{path}: the file declares no samples")
@@ -161,11 +161,10 @@ def _misnamed(path: Path) -> AudioInfo | None:
         return None
 
 
-def _decodes(path: Path) -> bool:
-    """Whether libsndfile decodes the first second of ``path``."""
+def _first_second_decodes(handle: sf.SoundFile) -> bool:
+    """Whether libsndfile decodes the first second of the file open in ``handle``."""
     try:
-        with sf.SoundFile(str(path)) as handle:
-            handle.read(max(1, handle.samplerate), dtype="float32")
+        handle.read(max(1, handle.samplerate), dtype="float32")
     except (sf.LibsndfileError, RuntimeError):
         return False
     return True
