@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -26,7 +25,6 @@ from .errors import TranscribeError, UsageError
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
 NOTE_SUFFIXES = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json"}
-WRITTEN = tuple(NOTE_SUFFIXES) + (".npz", ".png", ".html")  # what a run may leave beside audio
 
 
 class FiniteFloat(click.ParamType):
@@ -125,6 +123,13 @@ class Job:
     message: str = ""
 
 
+def _written_suffixes() -> tuple[str, ...]:
+    """The suffixes of what a run may leave beside the audio: notes and side outputs."""
+    from .transcriber import side_outputs
+    side = side_outputs(Path("x.mid"), plot=True, save_posteriorgram=True, html=True)
+    return tuple(NOTE_SUFFIXES) + tuple({path.suffix for path in side})
+
+
 def _audio_suffixes() -> tuple[str, ...]:
     from .audio import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS
     return AUDIO_EXTENSIONS + UNSUPPORTED_EXTENSIONS
@@ -162,8 +167,9 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
             files = _files_under(source)
             found = sorted(p for p in files if p.suffix.lower() in _audio_suffixes())
             if passed_over is not None:
+                known = _audio_suffixes() + _written_suffixes()
                 passed_over.update(p.suffix.lower() or "no suffix" for p in files
-                                   if p.suffix.lower() not in _audio_suffixes() + WRITTEN)
+                                   if p.suffix.lower() not in known)
             if not found:
                 held = Counter(p.suffix.lower() or "no suffix" for p in files)
                 what = f"; it holds {_kinds(held, 4)}" if held else ""
@@ -301,15 +307,13 @@ def _written_by(job: Job, side: list[str]) -> list[Path]:
     return [job.output] + [stem.with_name(stem.name + s) for s in side]
 
 
-_PAGE = re.compile(r"(?P<stem>.+)\.(?P<kind>[a-z]+)-\d{2,}\.png")  # plot.figure_path's
-
-
 def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     """Remove the temporary files that a run killed outright (SIGKILL, the out-of-memory
     killer, power lost) left for the outputs of ``jobs``, about to be written anew: each
     kill of a job that plots an hour of audio left 200 MB of them, hidden, for good.
     Returns how many were removed."""
     from .files import temporary_of, temporary_stem
+    from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
         for path in _written_by(job, side):
@@ -322,10 +326,10 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
             continue
         for name in names:
             stem = temporary_of(name)
-            page = _PAGE.fullmatch(stem) if stem is not None else None
-            # A long recording's numbered plot pages (STEM.pianoroll-02.png) are its own.
-            if stem is not None and (stem in stems or (page is not None and temporary_stem(
-                    f"{page['stem']}.{page['kind']}.png") in stems)):
+            if stem is None:
+                continue
+            page = unpaged(stem)  # a long recording's plot pages (STEM.pianoroll-02.png)
+            if stem in stems or (page is not None and temporary_stem(page) in stems):
                 try:
                     os.unlink(os.path.join(folder, name))
                     removed += 1
@@ -492,6 +496,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         from .progress import read_report
         earlier = read_report(report)
 
+    report_due = [0.0]  # when the report is next rewritten as files finish
+
     def write_report(as_it_goes: bool = False) -> None:
         """The report as things stand (before any exit from here on)."""
         if report is None:
@@ -507,8 +513,6 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             unwritten.append(report)
         report_due[0] = time.perf_counter() + max(REPORT_GAP_S,
                                                   100 * (time.perf_counter() - began))
-
-    report_due = [0.0]
 
     def report_as_it_goes() -> None:
         """The report rewritten as files finish (at most 1 % of the time goes to it), so a
@@ -533,14 +537,13 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                 write_report()
                 _fail(str(error))
 
-    from .progress import Reporter
+    from .progress import Reporter, plural
     reporter = Reporter(quiet=quiet, total_files=len(pending), after_file=report_as_it_goes)
     if removed:
-        reporter.note(f"removed {removed} temporary file{'s' * (removed != 1)} that a run "
+        reporter.note(f"removed {plural(removed, 'temporary file')} that a run "
                       "killed outright (SIGKILL, out of memory) left for these outputs")
     if passed_over:  # an archive's formats that are not read would otherwise go unseen
-        total = sum(passed_over.values())
-        reporter.note(f"passed over {total} file{'s' * (total != 1)} not audio by name "
+        reporter.note(f"passed over {plural(sum(passed_over.values()), 'file')} not audio by name "
                       f"({_kinds(passed_over, 6)})")
     try:
         if pending:
@@ -785,23 +788,23 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
     def settle(future) -> bool:
         """Record a finished future's outcome; True if its worker died (the pool is broken)."""
         job, alone = running.pop(future)
+        broken = False
         try:
             done, warnings = future.result()
         except BrokenProcessPool:
+            broken = True
             if not alone:
                 suspects.append(job)
-                return True
+                return broken
             job.status = "failed"
             job.message = (f"{job.source}: the worker process died while transcribing it, alone "
                            "(killed: out of memory?)")
-            reporter.finish_file(job)
-            return True
         except Exception as error:  # e.g. the job could not be handed to the worker
             job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
         reporter.finish_file(job)
-        return False
+        return broken
 
     try:
         while queue or suspects or running:

@@ -186,6 +186,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
     run at once, so it never idles and the driver never tracks ten thousand tasks).
     """
     ray = import_ray()
+    from .progress import plural
     from .version import __version__
     try:
         nodes = check_nodes(pending, __version__)
@@ -193,7 +194,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
         gpus = int(resources.get("GPU", 0))
         if device.startswith("cuda") and not gpus:  # its tasks would wait for ever
             raise TranscribeError("--device cuda: no node of the Ray cluster has a GPU")
-        reporter.note(f"Ray cluster: {nodes} node{'s' * (nodes != 1)}, "
+        reporter.note(f"Ray cluster: {plural(nodes, 'node')}, "
                       f"{int(resources.get('CPU', 0))} CPUs" + (f", {gpus} GPUs" if gpus else ""))
         in_flight = in_flight or max(1, 2 * int(resources.get("CPU", 1)) // threads)
         model_ref = ray.put(weights) if weights is not None else None

@@ -7,6 +7,7 @@ figure stays readable and small.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,15 @@ def figure_path(stem: Path, kind: str, page: int, n_pages: int) -> Path:
     """``STEM.KIND.png``, or ``STEM.KIND-NN.png`` (page NN, from 01) when there are pages."""
     suffix = f"{kind}.png" if n_pages == 1 else f"{kind}-{page + 1:02d}.png"
     return stem.with_name(f"{stem.name}.{suffix}")
+
+
+_PAGE = re.compile(r"(?P<stem>.+\.[a-z]+)-\d{2,}\.png")
+
+
+def unpaged(name: str) -> str | None:
+    """``STEM.KIND.png`` for a page's name, ``STEM.KIND-NN.png`` (``figure_path``); else None."""
+    match = _PAGE.fullmatch(name)
+    return f"{match['stem']}.png" if match else None
 
 
 def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> list[Path]:

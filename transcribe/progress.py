@@ -10,6 +10,11 @@ from rich.markup import escape
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def clock(seconds: float) -> str:
     """``seconds`` as ``42.0 s``, ``12:05`` or ``3:02:07``."""
     if seconds < 60:
@@ -31,7 +36,7 @@ def totals_line(jobs, elapsed_s: float | None = None) -> str:
     parts = [f"{n} {'not done' if status == 'pending' else status}"
              + (f" ({warned} with warnings)" if status == "done" and warned else "")
              for status, n in counts.items() if n]
-    line = f"{len(jobs)} file{'s' * (len(jobs) != 1)}: {', '.join(parts)}"
+    line = f"{plural(len(jobs), 'file')}: {', '.join(parts)}"
     audio_s = sum(job.duration_s or 0.0 for job in jobs if job.status == "done")
     if counts["done"] and elapsed_s:
         line += (f"; {clock(audio_s)} of audio in {clock(elapsed_s)} "

@@ -502,10 +502,6 @@ def band_table(counts, by: str, title: str):
     return table
 
 
-def _files(count: int) -> str:
-    return f"{count} file{'s' * (count != 1)}"
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -531,6 +527,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     from rich.console import Console
 
     from ..errors import TranscribeError
+    from ..progress import plural
     from .evaluate import evaluate_model, evaluate_predictions, pair_files, write_csv
     from .metrics import mean_scores
     console = Console(stderr=True)
@@ -541,8 +538,8 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
                       f"the same name in {midi_dir}", markup=False, highlight=False)
         sys.exit(1)
     if unpaired:  # the set scored is not the folder's: say so before the figures
-        console.print(f"amt-evaluate: note: {len(unpaired)} audio file"
-                      f"{'s' * (len(unpaired) > 1)} without a MIDI file of the same name in "
+        console.print(f"amt-evaluate: note: {plural(len(unpaired), 'audio file')} without a "
+                      f"MIDI file of the same name in "
                       f"{midi_dir} left out (the first: {unpaired[0]})", markup=False,
                       highlight=False, soft_wrap=True)
     # A file that cannot be read or written ends the run in one line: a mean over the
@@ -550,7 +547,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     try:
         if predictions is not None:
             rows = evaluate_predictions(pairs, predictions, midi_dir)
-            title = f"{predictions} on {_files(len(rows))}"
+            title = f"{predictions} on {plural(len(rows), 'file')}"
         else:
             from ..inference import pick_device
             from ..weights import load_model
@@ -560,7 +557,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
                 f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", markup=False,
                 highlight=False),
                 model_pass=model_pass)
-            title = f"{loaded.path} on {_files(len(rows))}" + (
+            title = f"{loaded.path} on {plural(len(rows), 'file')}" + (
                 f" ({model_pass} pass)" if model_pass else "")
         if csv_path:
             write_csv(rows, csv_path)
