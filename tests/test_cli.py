@@ -474,6 +474,23 @@ def test_inputs_whose_outputs_coincide_keep_their_suffix(tmp_path, tiny_weights)
         "other.mid", "song.flac.mid", "song.wav.mid"]
 
 
+def test_outputs_differing_by_case_alone_are_kept_apart(tmp_path, tiny_weights):
+    """On a case-insensitive disk (macOS, Windows, an exFAT stick or SMB share on Linux)
+    Song.mid and song.mid are one file: the second was refused as existing, or with
+    --overwrite replaced the first."""
+    src = tmp_path / "in"
+    write_wav(src / "Song.wav")
+    sf.write(src / "song.flac", sf.read(src / "Song.wav")[0], C.SAMPLE_RATE)
+    result = invoke(src, "-o", tmp_path / "out", "--weights", tiny_weights, "-q", "--plot")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.mid")) == [
+        "Song.wav.mid", "song.flac.mid"]
+    a, b = write_wav(tmp_path / "a" / "X.wav"), write_wav(tmp_path / "b" / "x.wav")
+    result = invoke(a, b, "-o", tmp_path / "out2", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 2
+    assert f"{a}, {b} would all be written to {tmp_path / 'out2' / 'X.mid'}" in result.output
+
+
 def test_inputs_that_would_still_coincide_are_refused_before_any_work(tmp_path, tiny_weights):
     a, b = write_wav(tmp_path / "a" / "x.wav"), write_wav(tmp_path / "b" / "x.wav")
     result = invoke(a, b, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")

@@ -151,8 +151,9 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     A folder's structure is mirrored under ``output``; a single file's ``output``
     is the file to write unless it is an existing folder or ends with a separator.
     An input named twice for one output is transcribed once.
-    Inputs whose outputs would coincide (``song.ogg`` and ``song.wav``) keep their
-    audio suffix in the output name (``song.ogg.mid``, ``song.wav.mid``); if they
+    Inputs whose outputs would coincide (``song.ogg`` and ``song.wav``; ``Song.wav`` and
+    ``song.flac`` too, as names differing by case alone are one file on many disks) keep
+    their audio suffix in the output name (``song.ogg.mid``, ``song.wav.mid``); if they
     still coincide, ``TranscribeError`` names them before any work is done.
     """
     suffix = "." + fmt
@@ -222,9 +223,13 @@ def _key(path: Path) -> str:
 
 
 def _separate_collisions(jobs: list[Job], suffix: str) -> list[Job]:
+    """Outputs are compared as a case-insensitive filesystem compares names (macOS's and
+    Windows' disks, and exFAT sticks and SMB shares mounted on Linux): there ``Song.wav``
+    and ``song.flac`` would both be written to one ``song.mid``, the second refused as
+    existing, or with --overwrite replacing the first."""
     groups = defaultdict(list)
     for job in jobs:
-        groups[_key(job.output)].append(job)
+        groups[_key(job.output).casefold()].append(job)
     planned = {id(job): job.output for job in jobs}
     for group in groups.values():
         if len(group) > 1:
@@ -232,7 +237,7 @@ def _separate_collisions(jobs: list[Job], suffix: str) -> list[Job]:
                 job.output = job.output.with_name(job.source.name + suffix)
     groups = defaultdict(list)
     for job in jobs:
-        groups[_key(job.output)].append(job)
+        groups[_key(job.output).casefold()].append(job)
     clashes = [group for group in groups.values() if len(group) > 1]
     if clashes:
         group = clashes[0]
