@@ -815,6 +815,51 @@ def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(6)]
 
 
+def test_a_file_a_serial_batch_died_on_is_run_last_in_a_process_of_its_own(tmp_path,
+                                                                           tiny_weights):
+    """A file that kills the process (the out-of-memory killer, a crash in a decoder) killed
+    a serial batch again at every --skip-existing resume: nothing set it aside."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        write_wav(src / f"{i}.wav", seconds=120 if i == 1 else 5)
+    command = [sys.executable, "-m", "transcribe", src, "-o", out, "--weights", tiny_weights,
+               "-q", "--threads", "1"]
+    marker = out / ".1.mid.amt-running"
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not marker.exists():
+        time.sleep(0.01)
+    process.kill()  # as the out-of-memory killer does, while 1.wav is transcribed
+    process.communicate(timeout=60)
+    assert marker.exists() and not (out / "1.mid").exists()
+
+    # Resumed: the others first; 1.wav last, in a process that dies again: it fails alone.
+    process = subprocess.Popen(command + ["--skip-existing"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        workers = [pid for pid in children(process.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if workers:
+            break
+        time.sleep(0.01)
+    assert (out / "2.mid").exists() and (out / "3.mid").exists()
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr
+    assert (f"a run before this one died while transcribing {src / '1.wav'} (killed: out of "
+            "memory? a crash?); it is transcribed last, alone in a process of its own") in stderr
+    assert (f"failed: {src / '1.wav'}: the process transcribing it died, with no other file "
+            "beside it") in stderr
+    assert marker.exists()
+
+    # Once it goes through, the marker is gone and nothing is left but the notes.
+    run = subprocess.run(command + ["--skip-existing"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "it is transcribed last" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(4)]
+
+
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):
     import matplotlib.image
     wav = write_wav(tmp_path / "long.wav", seconds=65)

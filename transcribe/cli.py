@@ -343,6 +343,45 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     return removed
 
 
+RUNNING_SUFFIX = ".amt-running"
+
+
+def _running_marker(job: Job) -> Path:
+    """The hidden file beside ``job``'s output that stands while the job runs.  One that
+    outlived its run says the run died on this file (the out-of-memory killer, a crash in
+    a decoder): a serial batch died again on it at every ``--skip-existing`` resume."""
+    from .files import temporary_stem
+    return job.output.with_name(f".{temporary_stem(job.output.name)}{RUNNING_SUFFIX}")
+
+
+def _mark_running(job: Job) -> list[Path]:
+    """Put up ``job``'s marker; returns the folders made for it, deepest first (the
+    output's own, mirrored from the input's, may not exist yet).  Best effort: a
+    marker that cannot be written only costs the next run its warning."""
+    marker = _running_marker(job)
+    made = []
+    folder = marker.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"amt-transcribe, process {os.getpid()}: {job.source}\n")
+    except OSError:
+        pass
+    return made
+
+
+def _clear_running(job: Job, made: list[Path]) -> None:
+    """Take down ``job``'s marker, and the folders made for it if the job left them empty."""
+    try:
+        _running_marker(job).unlink(missing_ok=True)
+        for folder in made:
+            folder.rmdir()
+    except OSError:  # a folder holds outputs, or another job's marker
+        pass
+
+
 def _name_max(folder: Path) -> int:
     """The longest file name (bytes) that ``folder``'s filesystem takes; 255 where unknown."""
     while not folder.exists() and folder != folder.parent:
@@ -527,6 +566,10 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
 
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
     removed = _remove_leftovers(pending, side)
+    # Files a run before this one died on: each is run last, alone, in a process of its own,
+    # so that it cannot stop this run too (a Ray cluster retries dead workers itself).
+    suspects = [job for job in pending if ray_address is None and _running_marker(job).exists()]
+    fresh = [job for job in pending if job not in suspects]
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
     if len(jobs) == 1:
@@ -547,6 +590,14 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     if removed:
         reporter.note(f"removed {plural(removed, 'temporary file')} that a run "
                       "killed outright (SIGKILL, out of memory) left for these outputs")
+    if suspects:
+        names = ", ".join(str(job.source) for job in suspects[:3]) + (
+            ", ..." if len(suspects) > 3 else "")
+        how = ("it is transcribed last, alone in a process of its own, so that it cannot"
+               if len(suspects) == 1 else
+               "they are transcribed last, each alone in a process of its own, so that none can")
+        reporter.warn(f"a run before this one died while transcribing {names} (killed: out of "
+                      f"memory? a crash?); {how} stop this run")
     if passed_over:  # an archive's formats that are not read would otherwise go unseen
         reporter.note(f"passed over {plural(sum(passed_over.values()), 'file')} not audio by name "
                       f"({_kinds(passed_over, 6)})")
@@ -569,7 +620,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                     threads_each = threads or max(1, usable_cores() // workers)
                 else:
                     set_threads(threads)
-                if audio_jobs and workers <= 1 and ray_address is None:
+                if (workers <= 1 and ray_address is None
+                        and any(not is_posteriorgram_file(job.source) for job in fresh)):
                     loaded = load_model(weights, device=chosen)  # .npz inputs need no network
                 elif audio_jobs:  # read and checked once here: a bad file is one error, not N
                     checked = read_weights(weights)  # Ray's object store takes it as read
@@ -597,10 +649,14 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                         write_report()
                         _fail(str(error))
                 elif workers > 1:
-                    _run_parallel(pending, workers, threads_each, weights, str(chosen),
-                                  bool(audio_jobs), settings, reporter)
+                    _run_parallel(fresh, workers, threads_each, weights, str(chosen),
+                                  bool(audio_jobs), settings, reporter, suspects)
                 else:
-                    _run_serial(pending, loaded, settings, reporter, times)
+                    _run_serial(fresh, loaded, settings, reporter, times)
+                    if suspects:
+                        from .inference import usable_cores
+                        _run_parallel([], 1, threads or usable_cores(), weights, str(chosen),
+                                      bool(audio_jobs), settings, reporter, suspects)
     except KeyboardInterrupt:
         reporter.stop()
         write_report()
@@ -729,8 +785,12 @@ def record_outcome(job: Job, done: Job, warnings: list[str], reporter) -> None:
 def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, times) -> None:
     for job in pending:
         reporter.start_file(job.source)
-        for warning in run_job(job, loaded, settings, reporter.advance_file, times):
-            reporter.warn(warning)
+        made = _mark_running(job)
+        try:
+            for warning in run_job(job, loaded, settings, reporter.advance_file, times):
+                reporter.warn(warning)
+        finally:  # not after a kill: the marker outlives the run
+            _clear_running(job, made)
         reporter.finish_file(job)
 
 
@@ -767,14 +827,16 @@ def _worker_run(job: Job, settings: JobSettings) -> tuple[Job, list[str]]:
 
 
 def _run_parallel(pending: list[Job], workers: int, threads: int, weights, device: str,
-                  needs_model: bool, settings: JobSettings, reporter) -> None:
+                  needs_model: bool, settings: JobSettings, reporter,
+                  suspects: list[Job] = ()) -> None:
     """The jobs in ``workers`` processes, each with ``threads`` threads and its own model.
 
     A worker that dies (the out-of-memory killer, a crash in native code) breaks the whole
     pool: every job in it failed with it, those waiting too, so one file too big for the
     memory failed the rest of an archive.  So no more jobs are handed to the pool than it
-    has workers, and after a death the jobs that were running are tried again in a new
-    pool, each alone: a second death names the file that causes it.
+    has workers, and after a death the jobs that were running are tried again at the end,
+    each alone: a second death names the file that causes it.  ``suspects`` (a run before
+    died on them) are run that way from the start.
     """
     import multiprocessing
     from collections import deque
@@ -786,41 +848,44 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
                                    initializer=_worker_start,
                                    initargs=(weights, device, threads, needs_model))
 
-    queue, suspects = deque(pending), deque()
-    running: dict = {}  # future -> (job, whether it runs alone)
+    queue, suspects = deque(pending), deque(suspects)
+    running: dict = {}  # future -> (job, whether it runs alone, the folders made for it)
     pool = new_pool()
+
+    def submit(job: Job, alone: bool) -> None:
+        running[pool.submit(_worker_run, job, settings)] = (job, alone, _mark_running(job))
 
     def settle(future) -> bool:
         """Record a finished future's outcome; True if its worker died (the pool is broken)."""
-        job, alone = running.pop(future)
-        broken = False
+        job, alone, made = running.pop(future)
         try:
             done, warnings = future.result()
         except BrokenProcessPool:
-            broken = True
             if not alone:
-                suspects.append(job)
-                return broken
+                suspects.append(job)  # its marker stands until it is settled
+                return True
+            # The marker stands: the next run too transcribes it alone, at the end.
             job.status = "failed"
-            job.message = (f"{job.source}: the worker process died while transcribing it, alone "
-                           "(killed: out of memory?)")
+            job.message = (f"{job.source}: the process transcribing it died, with no other "
+                           "file beside it (killed: out of memory? a crash?)")
+            reporter.finish_file(job)
+            return True
         except Exception as error:  # e.g. the job could not be handed to the worker
             job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
+        _clear_running(job, made)
         reporter.finish_file(job)
-        return broken
+        return False
 
     try:
         while queue or suspects or running:
-            if suspects:  # alone: nothing else runs beside a job whose worker died
-                if not running:
-                    job = suspects.popleft()
-                    running[pool.submit(_worker_run, job, settings)] = (job, True)
-            else:
+            # Alone, at the end: nothing runs beside a job that a worker died on.
+            if queue:
                 while queue and len(running) < workers:
-                    job = queue.popleft()
-                    running[pool.submit(_worker_run, job, settings)] = (job, False)
+                    submit(queue.popleft(), alone=False)
+            elif suspects and not running:
+                submit(suspects.popleft(), alone=True)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             if any([settle(future) for future in finished]):
                 # The pool is broken: its other jobs end at once; then a new pool.
@@ -832,6 +897,8 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
         for process in list(getattr(pool, "_processes", {}).values()):
             process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
+        for job, _, made in running.values():
+            _clear_running(job, made)
         raise
     pool.shutdown(wait=True)
 
