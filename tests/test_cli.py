@@ -491,6 +491,51 @@ def test_outputs_differing_by_case_alone_are_kept_apart(tmp_path, tiny_weights):
     assert f"{a}, {b} would all be written to {tmp_path / 'out2' / 'X.mid'}" in result.output
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8: Linux filesystems")
+def test_names_that_are_not_utf8_or_hold_a_newline_are_transcribed_and_shown(tmp_path,
+                                                                             tiny_weights):
+    """An old archive's Latin-1 names ("caf\xe9.wav") failed their job ("unexpected
+    UnicodeEncodeError ... please report this bug"): soundfile could not open them, and
+    the figures' titles and the review page could not be encoded; with --report the batch
+    died with a traceback.  A newline in a name split the summary's row and error lines."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.csv"
+    latin1, newline = os.fsdecode(b"caf\xe9.wav"), "a\nb.wav"
+    write_wav(src / "one.wav", seconds=2).rename(src / latin1)  # soundfile cannot name it
+    write_wav(src / newline, seconds=2)
+    (src / os.fsdecode(b"bad\xe9.wav")).write_bytes(b"RIFF not really")
+    command = [sys.executable, "-m", "transcribe", src, "-o", out, "--weights", tiny_weights,
+               "--plot", "--html", "--report", report]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, COLUMNS="200"))
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr and "UnicodeEncodeError" not in run.stderr
+    assert "in/caf\ufffd.wav" in run.stderr and "in/a?b.wav" in run.stderr
+    failed = [line for line in run.stderr.splitlines() if line.startswith("amt-transcribe: fail")]
+    assert failed == [f"amt-transcribe: failed: {src}/bad\ufffd.wav: not a readable audio file "
+                      "(format not recognised); supported: WAV, FLAC, OGG, MP3, AIFF"]
+    for name in ("caf\xe9", "a\nb"):
+        stem = os.fsdecode(name.encode("latin-1"))
+        written = sorted(p.name for p in out.glob(glob_escape(stem) + ".*"))
+        assert written == [stem + suffix for suffix in (
+            ".html", ".mid", ".pianoroll.png", ".posteriorgram.png", ".reconstruction.png",
+            ".spectrogram.png")]
+    # The report keeps the names as they are, and a resume keeps its rows.
+    rows = {row["input"]: row["status"] for row in csv.DictReader(
+        open(report, newline="", errors="surrogateescape"))}
+    assert rows == {str(src / latin1): "done", str(src / newline): "done",
+                    str(src / os.fsdecode(b"bad\xe9.wav")): "failed"}
+    again = subprocess.run(command + ["--skip-existing"], capture_output=True, text=True,
+                           timeout=300)
+    rows = {row["input"]: (row["status"], row["notes"]) for row in csv.DictReader(
+        open(report, newline="", errors="surrogateescape"))}
+    assert rows[str(src / latin1)][0] == "done" and rows[str(src / latin1)][1] != "", again.stderr
+
+
+def glob_escape(name: str) -> str:
+    import glob
+    return glob.escape(name)
+
+
 def test_inputs_that_would_still_coincide_are_refused_before_any_work(tmp_path, tiny_weights):
     a, b = write_wav(tmp_path / "a" / "x.wav"), write_wav(tmp_path / "b" / "x.wav")
     result = invoke(a, b, "-o", tmp_path / "out", "--weights", tiny_weights, "-q")

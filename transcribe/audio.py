@@ -89,7 +89,7 @@ def probe(path: str | Path) -> AudioInfo:
     with tempfile.TemporaryFile() if named_mp3 else contextlib.nullcontext() as scratch:
         try:
             with _stderr_into(scratch) if named_mp3 else contextlib.nullcontext():
-                with sf.SoundFile(str(path)) as info:  # its format, rate, channels, frames
+                with sf.SoundFile(_sf_name(path)) as info:  # its format, rate, channels, frames
                     decodes = info.format != "MP3" or _first_second_decodes(info)
         except (sf.LibsndfileError, RuntimeError) as error:
             misnamed = _misnamed(path)
@@ -161,6 +161,12 @@ def _misnamed(path: Path) -> AudioInfo | None:
         return None
 
 
+def _sf_name(path: Path) -> str | bytes:
+    """``path`` as soundfile opens it: as bytes on POSIX, where soundfile encoded a str
+    strictly, so names that are not UTF-8 (an old archive's Latin-1 ones) failed to open."""
+    return str(path) if os.name == "nt" else os.fsencode(path)
+
+
 def _first_second_decodes(handle: sf.SoundFile) -> bool:
     """Whether libsndfile decodes the first second of the file open in ``handle``."""
     try:
@@ -182,7 +188,9 @@ def _probe_with_ffmpeg(path: Path) -> AudioInfo:
     command = [tools[1], "-v", "error", "-select_streams", "a:0", "-show_entries",
                "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        # errors="replace": ffprobe's messages hold the file's name, which may not be UTF-8.
+        result = subprocess.run(command, capture_output=True, text=True, errors="replace",
+                                timeout=60)
         about = json.loads(result.stdout or "{}")
     except (subprocess.TimeoutExpired, json.JSONDecodeError, OSError) as error:
         raise TranscribeError(f"{path}: ffprobe could not read it ({error})") from None
@@ -531,7 +539,7 @@ class _Reader:
                                            samplerate=info.sample_rate, channels=info.channels,
                                            subtype=raw.subtype, endian="LITTLE")
             else:
-                self.handle = sf.SoundFile(str(info.path))
+                self.handle = sf.SoundFile(_sf_name(info.path))
         except (sf.LibsndfileError, RuntimeError, OSError) as failure:
             raise TranscribeError(f"{info.path}: cannot be read any more "
                                   f"({_reason(failure)})") from None

@@ -21,6 +21,7 @@ import click
 from . import constants as C
 from .version import __version__
 from .errors import TranscribeError, UsageError
+from .files import readable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
@@ -302,7 +303,7 @@ def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) 
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
-    click.echo(f"amt-transcribe: error: {message}", err=True)
+    click.echo(f"amt-transcribe: error: {readable(message)}", err=True)
     sys.exit(code)
 
 
@@ -366,7 +367,8 @@ def _mark_running(job: Job) -> list[Path]:
         folder = folder.parent
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"amt-transcribe, process {os.getpid()}: {job.source}\n")
+        marker.write_bytes(b"amt-transcribe, process %d: %s\n" % (os.getpid(),
+                                                                   os.fsencode(job.source)))
     except OSError:
         pass
     return made
@@ -553,7 +555,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         except TranscribeError as error:
             if as_it_goes:  # tried again as the next file finishes, and at the end
                 return
-            click.echo(f"amt-transcribe: error: {error}", err=True)
+            click.echo(f"amt-transcribe: error: {readable(str(error))}", err=True)
             unwritten.append(report)
         report_due[0] = time.perf_counter() + max(REPORT_GAP_S,
                                                   100 * (time.perf_counter() - began))
@@ -669,7 +671,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     if profile:
         reporter.profile(times, sum(job.duration_s or 0.0 for job in jobs))
     for job in failed:
-        click.echo(f"amt-transcribe: failed: {job.message}", err=True)
+        click.echo(f"amt-transcribe: failed: {readable(job.message)}", err=True)
     if failed or unwritten:
         sys.exit(EXIT_FAILED)
 

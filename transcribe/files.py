@@ -141,6 +141,19 @@ def temporary_of(name: str) -> str | None:
     return match["stem"] if match else None
 
 
+_UNREADABLE = re.compile(r"[\ud800-\udfff]")  # bytes of a name that are not UTF-8, escaped
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def readable(text: str) -> str:
+    """``text`` (a file name, or a message naming one) as it can be shown and encoded: the
+    bytes of a name that are not UTF-8 (an old archive's Latin-1 names, which Python keeps
+    as lone surrogates) as U+FFFD, and control characters (a newline in a name) as "?", as
+    ``ls`` shows them.  Encoding such a name as UTF-8 failed the job that drew it in a
+    figure's title or on a review page."""
+    return _CONTROL.sub("?", _UNREADABLE.sub("\ufffd", text))
+
+
 def _cut(name: str, max_bytes: int) -> str:
     """``name`` cut to at most ``max_bytes`` bytes as the filesystem spells it."""
     return os.fsdecode(os.fsencode(name)[:max_bytes])

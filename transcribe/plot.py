@@ -14,6 +14,7 @@ import numpy as np
 
 from . import constants as C
 from .decode import OFFSET_S, ONSET_S, PITCH, VELOCITY
+from .files import readable
 
 MAX_COLUMNS = 4000
 
@@ -65,7 +66,8 @@ def _key_axis(ax, shade: bool = True) -> None:
 def _titled(title: str, name: str | None) -> str:
     # A "$" in a file name would start matplotlib's mathtext: "x$\\alpha$.wav" drew an
     # alpha, "a$\\q$.wav" failed the job.
-    return name.replace("$", r"\$") + ": " + title if name else title
+    # A name that is not UTF-8 failed the job when its title was drawn.
+    return readable(name).replace("$", r"\$") + ": " + title if name else title
 
 
 def _save(fig, path: Path, overwrite: bool = True) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from .files import readable
+
 
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
 
@@ -80,20 +82,20 @@ class Reporter:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False,
+            self.console.print(f"[yellow]note:[/] {escape(readable(message))}", highlight=False,
                                soft_wrap=True)
 
     def warn(self, message: str) -> None:
         """One line, even with --quiet: something about an input the user must know
         (audio cut short, samples replaced), not progress."""
-        self.console.print(f"amt-transcribe: warning: {message}", highlight=False,
+        self.console.print(f"amt-transcribe: warning: {readable(message)}", highlight=False,
                            markup=False, soft_wrap=True)
 
     def start_file(self, path: Path) -> None:
         if self.progress is not None:
             if self.file_task is not None:
                 self.progress.remove_task(self.file_task)
-            self.file_task = self.progress.add_task(escape(path.name[:40]), total=None)
+            self.file_task = self.progress.add_task(escape(readable(path.name)[:40]), total=None)
 
     def advance_file(self, done_s: float, total_s: float) -> None:
         if self.progress is not None and self.file_task is not None:
@@ -121,7 +123,7 @@ class Reporter:
         from rich.table import Table
         if len(jobs) == 1 and jobs[0].status == "done":
             job = jobs[0]
-            self.console.print(f"{job.output}: {job.notes} notes from {job.duration_s:.1f} s "
+            self.console.print(f"{readable(str(job.output))}: {job.notes} notes from {job.duration_s:.1f} s "
                                f"of audio in {job.seconds:.1f} s", markup=False, highlight=False,
                                soft_wrap=True)
             return
@@ -133,7 +135,7 @@ class Reporter:
                 table.add_column(column, justify=justify)
             colours = {"done": "green", "skipped": "yellow", "failed": "red"}
             for job in jobs:
-                table.add_row(escape(str(job.source)),  # "Song [Live].mp3" is no markup
+                table.add_row(escape(readable(str(job.source))),  # "Song [Live].mp3" is no markup
                               "" if job.duration_s is None else f"{job.duration_s:.1f} s",
                               "" if job.notes is None else str(job.notes),
                               "" if job.seconds is None else f"{job.seconds:.1f}",
@@ -169,7 +171,7 @@ def read_report(path: Path) -> dict[tuple[str, str], dict]:
         if path.suffix.lower() == ".json":
             rows = json.loads(path.read_text())["files"]
         else:
-            with open(path, newline="") as handle:
+            with open(path, newline="", errors="surrogateescape") as handle:
                 rows = list(csv.DictReader(handle))
         return {(row["input"], row["output"]): row for row in rows
                 if set(REPORT_FIELDS) <= set(row)}
@@ -208,4 +210,5 @@ def write_report(path: Path, jobs, elapsed_s: float | None = None,
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()
-    write_atomic(path, text.encode())
+    # A name that is not UTF-8 is written as the bytes it is (and read back so).
+    write_atomic(path, text.encode("utf-8", "surrogateescape"))

@@ -23,7 +23,7 @@ import soundfile as sf
 from . import audio as audio_io
 from . import constants as C
 from .decode import OFF
-from .files import write_atomic
+from .files import readable, write_atomic
 from .version import __version__
 
 AUDIO_RATE = 22050
@@ -237,5 +237,5 @@ def write_review_page(result, source: str | Path, path: str | Path,
     not clip."""
     gain = 10 ** ((result.provenance.get("input_gain_db") or 0.0) / 20)
     page = page_html(result, encode_recording(source, gain),
-                     f"{Path(source).name}: transcription", pedal)
+                     f"{readable(Path(source).name)}: transcription", pedal)
     write_atomic(Path(path), page.encode("utf-8"), overwrite)
