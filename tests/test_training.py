@@ -92,6 +92,15 @@ def test_mir_eval_scores_perfect_and_shifted_transcriptions():
     assert score(ref, np.zeros((0, 4)))["note_f1"] == 0.0
 
 
+def test_per_file_scores_keep_names_that_are_not_utf8(tmp_path):
+    """amt-evaluate --csv died with a traceback (UnicodeEncodeError) on a Latin-1 name."""
+    import os
+    from transcribe.training.evaluate import write_csv
+    name = os.fsdecode(b"caf\xe9.flac")
+    write_csv([{"file": name, "note_f1": 0.5}], tmp_path / "s.csv")
+    assert (tmp_path / "s.csv").read_bytes() == b"file,note_f1\ncaf\xe9.flac,0.5000\n"
+
+
 def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
     reference = np.array([[0.5, 1.0, 24, 80], [1.0, 1.5, 30, 80],  # A0-B1
                           [0.5, 1.0, 60, 80], [1.0, 1.5, 64, 80],  # C4-B4

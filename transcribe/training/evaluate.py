@@ -238,4 +238,5 @@ def write_csv(rows: list[dict], path: Path) -> None:
     for row in rows:
         writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
                          for k, v in row.items() if k in fields})
-    write_atomic(path, buffer.getvalue().encode())
+    # A name that is not UTF-8 (Latin-1) is written as the bytes it is: it failed the run.
+    write_atomic(path, buffer.getvalue().encode("utf-8", "surrogateescape"))
