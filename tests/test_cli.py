@@ -675,6 +675,26 @@ def test_channels_that_cancel_in_the_mono_mix_are_warned_of(tmp_path, tiny_weigh
     assert "cancel" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
 
 
+def test_silent_and_far_too_quiet_recordings_are_warned_of(tmp_path, tiny_weights):
+    """A recording of digital zeros (a dead input, a muted track) gave "0 notes" and no
+    word of why; one quieter than 60 dB of gain can raise, no word that it stayed quiet."""
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros((2 * C.SAMPLE_RATE, 2), np.float32), C.SAMPLE_RATE)
+    result = invoke(path, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert (f"amt-transcribe: warning: {path}: the recording is silent: every sample is zero"
+            in result.output)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-1, 1, 2 * C.SAMPLE_RATE).astype(np.float32)
+    sf.write(path, noise * 10 ** (-80 / 20), C.SAMPLE_RATE, subtype="FLOAT")
+    result = invoke(path, "--weights", tiny_weights, "-q", "--overwrite")
+    assert (f"amt-transcribe: warning: {path}: the recording is very quiet (its peak is -80 "
+            "dBFS): raised by 60 dB, the most, it is still 18 dB below the level the weights "
+            "were tuned at, and soft notes may be missed") in result.output
+    sf.write(path, noise * 10 ** (-60 / 20), C.SAMPLE_RATE, subtype="FLOAT")  # raised whole
+    assert "warning" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
+
+
 def test_a_file_with_no_audio_writes_nothing_and_fails_alone_in_a_batch(tmp_path, tiny_weights):
     src = tmp_path / "in"
     src.mkdir()

@@ -255,6 +255,15 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         warnings.append(f"{peaks.spikes} brief spike{'s' * (peaks.spikes > 1)} (clicks? a "
                         f"knock?) stand up to {above:.0f} dB above the music; its level was "
                         "set by the music, and they were held to full scale")
+    if peaks is not None and peaks.channels == 0:
+        # "0 notes" alone reads as the transcriber's failure: a dead input, a muted track.
+        warnings.append("the recording is silent: every sample is zero")
+    elif peaks is not None and 0 < gain * peaks.level < C.INPUT_PEAK / 2:  # 0: cancelled
+        warnings.append(f"the recording is very quiet (its peak is "
+                        f"{20 * math.log10(peaks.level):.0f} dBFS): raised by "
+                        f"{C.MAX_INPUT_GAIN_DB:.0f} dB, the most, it is still "
+                        f"{20 * math.log10(C.INPUT_PEAK / (gain * peaks.level)):.0f} dB below "
+                        "the level the weights were tuned at, and soft notes may be missed")
     if peaks is not None and peaks.cancelled:
         level = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
                  "channel" if peaks.mix > 0 else "to silence")
