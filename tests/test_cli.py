@@ -168,12 +168,92 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, tiny_weights, setup, messa
     assert result.output.strip().count("\n") == 0, result.output
 
 
-def test_a_dash_for_standard_input_is_refused_in_one_line(tmp_path, tiny_weights, monkeypatch):
+def transcribe_piped(*args, stdin=b"", **kwargs):
+    return subprocess.run([sys.executable, "-m", "transcribe", *map(str, args)], input=stdin,
+                          capture_output=True, timeout=300, **kwargs)
+
+
+def test_standard_input_and_output_give_what_files_give(tmp_path, tiny_weights):
+    """ffmpeg ... -f wav - | amt-transcribe - -o song.mid, and -o - for the notes: "-" was
+    refused ("save it to a file first")."""
+    wav = write_wav(tmp_path / "a.wav", seconds=3)
+    assert invoke(wav, "-o", tmp_path / "file.mid", "--weights", tiny_weights).exit_code == 0
+    assert invoke(wav, "-o", tmp_path / "file.json", "--weights", tiny_weights).exit_code == 0
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    env = dict(os.environ, TMPDIR=str(spools))
+    run = transcribe_piped("-", "-o", tmp_path / "piped.mid", "--weights", tiny_weights,
+                           "--report", tmp_path / "r.csv", stdin=wav.read_bytes(), env=env)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "piped.mid").read_bytes() == (tmp_path / "file.mid").read_bytes()
+    assert next(csv.DictReader(open(tmp_path / "r.csv")))["input"] == "-"
+    run = transcribe_piped(wav, "-o", "-", "-f", "json", "--weights", tiny_weights)
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stdout == (tmp_path / "file.json").read_bytes()
+    assert run.stderr.decode().startswith("standard output: ")
+    run = transcribe_piped("-", "-o", "-", "--weights", tiny_weights, stdin=wav.read_bytes(),
+                           env=env)
+    assert run.returncode == 0 and run.stdout == (tmp_path / "file.mid").read_bytes()
+    assert list(spools.iterdir()) == []  # standard input's temporary copy is gone
+    run = transcribe_piped("-", "-o", tmp_path / "x.mid", "--weights", tiny_weights,
+                           stdin=b"not audio" * 100, env=env)
+    assert run.returncode == 1 and run.stderr.decode() == (
+        "amt-transcribe: error: standard input: not a readable audio file (format not "
+        "recognised); supported: WAV, FLAC, OGG, MP3, AIFF\n")
+    assert list(spools.iterdir()) == [] and not (tmp_path / "x.mid").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-"], "-: name the notes of standard input with -o (a file, or - for standard output)"),
+    (["-", "a.wav", "-o", "out"], "-: standard input is transcribed alone; give it as the "
+                                  "only input"),
+    (["-", "-o", "out/"], "out/: a folder; for standard input -o names the file to write"),
+    (["a.wav", "-o", "-", "--plot"], "-o -: standard output takes the notes alone; --plot, "
+                                     "--html and --save-posteriorgram need a name: -o NAME"),
+    (["a.wav", "b.wav", "-o", "-"], "-o -: standard output takes the notes of one input file"),
+])
+def test_what_standard_input_and_output_cannot_do_is_refused_in_one_line(
+        tmp_path, tiny_weights, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    result = invoke("-", "--weights", tiny_weights)
-    assert result.exit_code == 1
-    assert result.output.strip() == ("amt-transcribe: error: -: audio is not read from "
-                                     "standard input; save it to a file first")
+    write_wav(tmp_path / "a.wav")
+    write_wav(tmp_path / "b.wav")
+    run = transcribe_piped(*args, "--weights", tiny_weights, stdin=b"RIFF")
+    assert run.returncode == 2
+    assert run.stderr.decode() == f"amt-transcribe: error: {message}\n"
+
+
+def test_a_terminal_is_not_read_for_audio_nor_sent_midi(tmp_path, tiny_weights):
+    import pty
+    wav = write_wav(tmp_path / "a.wav")
+    main_end, terminal = pty.openpty()
+    command = [sys.executable, "-m", "transcribe", "-", "-o", str(tmp_path / "a.mid"),
+               "--weights", str(tiny_weights)]
+    run = subprocess.run(command, stdin=terminal, capture_output=True, timeout=300)
+    assert run.returncode == 2 and run.stderr.decode().startswith(
+        "amt-transcribe: error: -: standard input is a terminal; pipe the audio in, e.g. ")
+    command = [sys.executable, "-m", "transcribe", str(wav), "-o", "-", "--weights",
+               str(tiny_weights)]
+    run = subprocess.run(command, stdout=terminal, stderr=subprocess.PIPE, timeout=300)
+    assert run.returncode == 2 and run.stderr.decode().startswith(
+        "amt-transcribe: error: -o -: MIDI is binary and standard output is a terminal")
+    run = subprocess.run(command + ["-f", "csv"], stdout=terminal, stderr=subprocess.PIPE,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    os.close(terminal)
+    os.close(main_end)
+
+
+def test_a_reader_that_leaves_standard_output_early_is_one_line(tmp_path, tiny_weights):
+    """`amt-transcribe song.wav -o - -f csv | head -1`: the reader closes the pipe."""
+    wav = write_wav(tmp_path / "a.wav", seconds=30)
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", wav, "-o", "-", "-f", "csv",
+                                "--weights", tiny_weights],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert stderr == (f"amt-transcribe: error: {wav}: standard output was closed before the "
+                      "notes were written whole\n")
 
 
 def test_missing_default_weights_say_so(tmp_path, monkeypatch):

@@ -122,6 +122,66 @@ class Job:
     notes: int | None = None
     seconds: float | None = None
     message: str = ""
+    spool: Path | None = None  # where standard input (source "-") was saved to be read
+
+
+STDIO = "-"  # as an input: standard input; as -o: standard output
+
+
+def _is_stdio(path) -> bool:
+    return path is not None and str(path) == STDIO
+
+
+def _shown(job: Job) -> str:
+    """The input as messages name it."""
+    return "standard input" if _is_stdio(job.source) else str(job.source)
+
+
+def _check_stdio(inputs: tuple[Path, ...], output, fmt: str, side: list[str], ray: bool) -> None:
+    """Refuse, before anything is read, what standard input (``-``) and standard output
+    (``-o -``) cannot do."""
+    if ray:
+        raise UsageError("-: standard input and output stay on this machine; give --ray files")
+    if any(_is_stdio(p) for p in inputs):
+        if len(inputs) > 1:
+            raise UsageError("-: standard input is transcribed alone; give it as the only input")
+        if output is None:
+            raise UsageError("-: name the notes of standard input with -o (a file, or - for "
+                             "standard output)")
+        if not _is_stdio(output) and (_is_dir(Path(output))
+                                      or str(output).endswith(("/", os.sep))):
+            raise UsageError(f"{output}: a folder; for standard input -o names the file to write")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("-: standard input is a terminal; pipe the audio in, e.g. "
+                             "ffmpeg -i song.m4a -f wav - | amt-transcribe - -o song.mid")
+    if _is_stdio(output):
+        if len(inputs) > 1 or _is_dir(inputs[0]):
+            raise UsageError("-o -: standard output takes the notes of one input file")
+        if side:
+            raise UsageError("-o -: standard output takes the notes alone; --plot, --html and "
+                             "--save-posteriorgram need a name: -o NAME")
+        if fmt == "mid" and sys.stdout.isatty():
+            raise UsageError("-o -: MIDI is binary and standard output is a terminal; "
+                             "redirect it (> song.mid) or pipe it, or give -f csv or -f json")
+
+
+def _spool_stdin() -> Path:
+    """Standard input saved whole to a temporary file (removed at exit): a recording is
+    read twice (its level first), and decoders seek."""
+    import atexit
+    import shutil
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="amt-transcribe-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "standard input"
+    try:
+        with open(path, "wb") as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+    except OSError as error:
+        raise TranscribeError(f"standard input: cannot save it in {folder} ("
+                              f"{error.strerror or error}); set TMPDIR to a folder with room"
+                              ) from None
+    return path
 
 
 def _written_suffixes() -> tuple[str, ...]:
@@ -270,10 +330,12 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
             raise UsageError(f"{job.output}: amt-transcribe writes no {suffix} files; name it "
                              f".mid, .csv or .json, or give --format to use this name")
         for path in _written_by(job, side):
-            if _key(path) in inputs:
+            if _key(path) in inputs and not _is_stdio(path):
                 raise UsageError(f"{path} is also an input; choose another output name")
     checked = set()
     for job in jobs:
+        if _is_stdio(job.output):
+            continue
         folder = job.output.parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent  # created later, where the output is written
@@ -322,6 +384,8 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
+        if _is_stdio(job.output):
+            continue
         for path in _written_by(job, side):
             wanted[path.parent].add(temporary_stem(path.name))
     removed = 0
@@ -359,6 +423,8 @@ def _mark_running(job: Job) -> list[Path]:
     """Put up ``job``'s marker; returns the folders made for it, deepest first (the
     output's own, mirrored from the input's, may not exist yet).  Best effort: a
     marker that cannot be written only costs the next run its warning."""
+    if _is_stdio(job.output):
+        return []
     marker = _running_marker(job)
     made = []
     folder = marker.parent
@@ -376,6 +442,8 @@ def _mark_running(job: Job) -> list[Path]:
 
 def _clear_running(job: Job, made: list[Path]) -> None:
     """Take down ``job``'s marker, and the folders made for it if the job left them empty."""
+    if _is_stdio(job.output):
+        return
     try:
         _running_marker(job).unlink(missing_ok=True)
         for folder in made:
@@ -399,6 +467,9 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
     failed (an output exists, or a name is longer than the filesystem takes)."""
     pending = []
     for job in jobs:
+        if _is_stdio(job.output):  # nothing to find there
+            pending.append(job)
+            continue
         written = _written_by(job, side)
         longest = max(written, key=lambda path: len(os.fsencode(path.name)))
         size, limit = len(os.fsencode(longest.name)), _name_max(longest.parent)
@@ -424,7 +495,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(),
               help="Output file (one input) or folder (several inputs, a folder, or a path "
-                   "ending in /). Default: beside each input, with the format's suffix.")
+                   "ending in /); - writes one input's notes to standard output. Default: "
+                   "beside each input, with the format's suffix.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default=None,
               help="MIDI file, or note events (onset s, offset s, pitch, velocity) as CSV or "
                    "JSON.  [default: from the -o suffix (.mid, .midi, .csv, .json), else mid]")
@@ -502,7 +574,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     any sample rate and channel count) or folders, searched recursively (passing over
     hidden files and folders, such as a Mac's "._" files, and saying what else it passed
     over); or posteriorgrams saved with --save-posteriorgram (.npz), decoded
-    anew with the options given, without the network.
+    anew with the options given, without the network; or - for one recording on standard
+    input (any of these audio formats; with -o).
 
     \b
     Examples:
@@ -510,6 +583,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
       amt-transcribe song.flac -o out/song.mid --plot
       amt-transcribe recordings/ -o midi/     mirrors the folder, one MIDI per file
       amt-transcribe recordings/ -o midi/ --skip-existing    resume a batch
+      ffmpeg -i take.mkv -f wav - | amt-transcribe - -o take.mid
+      amt-transcribe song.wav -o - -f csv | sort -n    notes to standard output
 
     Exit status: 0 when every input was transcribed, 1 when any failed
     (the others are still written), 2 on bad usage, 130 when interrupted (143 when
@@ -528,6 +603,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         fmt = NOTE_SUFFIXES.get(Path(output).suffix.lower(), "mid") if output else "mid"
     side = [p.name[len("x"):] for p in side_outputs(Path("x.mid"), plot, save_posteriorgram, html)]
     try:
+        if any(_is_stdio(p) for p in inputs) or _is_stdio(output):
+            _check_stdio(tuple(inputs), output, fmt, side, ray_address is not None)
         passed_over = Counter()
         jobs = plan_jobs(tuple(inputs), output, fmt, passed_over)
         check_outputs(jobs, fmt, fmt_given, side)
@@ -570,22 +647,26 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     removed = _remove_leftovers(pending, side)
     # Files a run before this one died on: each is run last, alone, in a process of its own,
     # so that it cannot stop this run too (a Ray cluster retries dead workers itself).
-    suspects = [job for job in pending if ray_address is None and _running_marker(job).exists()]
+    suspects = [job for job in pending if ray_address is None and not _is_stdio(job.output)
+                and _running_marker(job).exists()]
     fresh = [job for job in pending if job not in suspects]
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
     if len(jobs) == 1:
-        if jobs[0].status == "failed":
+        job = jobs[0]
+        if job.status == "failed":
             write_report()
-            _fail(jobs[0].message)
-        if audio_jobs:  # fail fast on an unreadable file, before loading the model
-            from .audio import probe
-            try:
-                probe(jobs[0].source)
-            except TranscribeError as error:
-                jobs[0].status, jobs[0].message = "failed", str(error)
-                write_report()
-                _fail(str(error))
+            _fail(job.message)
+        try:
+            if _is_stdio(job.source):  # read once its output is known to be free
+                job.spool = _spool_stdin()
+            if audio_jobs:  # fail fast on an unreadable file, before loading the model
+                from .audio import probe
+                probe(job.spool or job.source)
+        except TranscribeError as error:
+            job.status, job.message = "failed", _named(job, str(error))
+            write_report()
+            _fail(job.message)
 
     from .progress import Reporter, plural
     reporter = Reporter(quiet=quiet, total_files=len(pending), after_file=report_as_it_goes)
@@ -743,37 +824,63 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
 
     Never raises for a bad input: the batch goes on and the job says why it failed.
     """
-    from .transcriber import transcribe_to_file
+    from .transcriber import transcribe_to_file, transcribe_to_stream
 
     started = time.perf_counter()
     warnings = []
+    shown = _shown(job)
+    common = dict(options=settings.options, fmt=settings.fmt, tempo_bpm=settings.tempo_bpm,
+                  progress=progress, times=times, pedal=settings.pedal,
+                  model_pass=settings.model_pass, dereverb=settings.dereverb,
+                  normalize=settings.normalize)
     try:
-        result = transcribe_to_file(job.source, job.output, loaded, options=settings.options,
-                                    fmt=settings.fmt, tempo_bpm=settings.tempo_bpm,
-                                    plot=settings.plot,
-                                    save_posteriorgram=settings.save_posteriorgram,
-                                    overwrite=settings.overwrite, progress=progress, times=times,
-                                    pedal=settings.pedal, model_pass=settings.model_pass,
-                                    html=settings.html, dereverb=settings.dereverb,
-                                    normalize=settings.normalize)
+        if _is_stdio(job.output):
+            result = transcribe_to_stream(job.spool or job.source, sys.stdout.buffer, loaded,
+                                          **common)
+        else:
+            result = transcribe_to_file(job.spool or job.source, job.output, loaded,
+                                        plot=settings.plot,
+                                        save_posteriorgram=settings.save_posteriorgram,
+                                        overwrite=settings.overwrite, html=settings.html,
+                                        **common)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.
-        job.message = str(error) if str(job.source) in str(error) or str(job.output) in str(error) \
-            else f"{job.source}: {error}"
+        text = _named(job, str(error))
+        named = shown in text or (not _is_stdio(job.output) and str(job.output) in text)
+        job.message = text if named else f"{shown}: {text}"
+    except BrokenPipeError:  # `| head`: what was read of the notes is all there is
+        _stdout_to_devnull()
+        job.status, job.message = "failed", (f"{shown}: standard output was closed before "
+                                             "the notes were written whole")
     except OSError as error:
-        job.status, job.message = "failed", f"{job.source}: {error.strerror or error}"
+        job.status, job.message = "failed", f"{shown}: {error.strerror or error}"
     except Exception as error:  # a bug: keep the batch going, but say so plainly
         job.status = "failed"
-        job.message = (f"{job.source}: unexpected {type(error).__name__}: {error} "
+        job.message = (f"{shown}: unexpected {type(error).__name__}: {error} "
                        "(please report this bug)")
     else:
         job.status = "done"
         job.duration_s, job.notes = result.duration_s, len(result.notes)
-        job.message = "; ".join(result.warnings)
-        warnings = [f"{job.source}: {warning}" for warning in result.warnings]
+        job.message = _named(job, "; ".join(result.warnings))
+        warnings = [f"{shown}: {_named(job, warning)}" for warning in result.warnings]
     job.seconds = time.perf_counter() - started
     return warnings
+
+
+def _named(job: Job, text: str) -> str:
+    """``text`` with standard input's temporary file called what it is."""
+    return text.replace(str(job.spool), "standard input") if job.spool else text
+
+
+def _stdout_to_devnull() -> None:
+    """After the reader of standard output left: the interpreter's last flush at exit
+    would fail again (a second BrokenPipeError, printed)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def record_outcome(job: Job, done: Job, warnings: list[str], reporter) -> None:
@@ -786,7 +893,7 @@ def record_outcome(job: Job, done: Job, warnings: list[str], reporter) -> None:
 
 def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, times) -> None:
     for job in pending:
-        reporter.start_file(job.source)
+        reporter.start_file(Path(_shown(job)))
         made = _mark_running(job)
         try:
             for warning in run_job(job, loaded, settings, reporter.advance_file, times):

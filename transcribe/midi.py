@@ -144,6 +144,20 @@ def notes_to_json(notes: np.ndarray, metadata: dict | None = None,
     return json.dumps(document, indent=1) + "\n"
 
 
+def notes_bytes(notes: np.ndarray, fmt: str = "mid", tempo_bpm: float = 120.0,
+                metadata: dict | None = None, pedal: np.ndarray | None = None) -> bytes:
+    """``notes`` (and sustain ``pedal`` spans, if given) as a ``mid``, ``csv`` or ``json``
+    file's bytes."""
+    if fmt == "mid":
+        text = json.dumps(metadata, sort_keys=True) if metadata else None
+        return notes_to_smf(notes, tempo_bpm, text, pedal)
+    if fmt == "csv":
+        return notes_to_csv(notes, pedal).encode()
+    if fmt == "json":
+        return notes_to_json(notes, metadata, pedal).encode()
+    raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+
+
 def write_notes(notes: np.ndarray, path: Path, fmt: str = "mid", tempo_bpm: float = 120.0,
                 metadata: dict | None = None, overwrite: bool = True,
                 pedal: np.ndarray | None = None) -> None:
@@ -152,13 +166,4 @@ def write_notes(notes: np.ndarray, path: Path, fmt: str = "mid", tempo_bpm: floa
 
     With ``overwrite=False`` an existing ``path`` raises ``files.OutputExists``.
     """
-    if fmt == "mid":
-        text = json.dumps(metadata, sort_keys=True) if metadata else None
-        data = notes_to_smf(notes, tempo_bpm, text, pedal)
-    elif fmt == "csv":
-        data = notes_to_csv(notes, pedal).encode()
-    elif fmt == "json":
-        data = notes_to_json(notes, metadata, pedal).encode()
-    else:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-    write_atomic(Path(path), data, overwrite)
+    write_atomic(Path(path), notes_bytes(notes, fmt, tempo_bpm, metadata, pedal), overwrite)

@@ -61,7 +61,8 @@ class Reporter:
         self.after_file = after_file
 
     def __enter__(self):
-        if not self.quiet:
+        # Not drawn into a log file: all it left there was an empty first line.
+        if not self.quiet and self.console.is_terminal:
             from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -123,7 +124,8 @@ class Reporter:
         from rich.table import Table
         if len(jobs) == 1 and jobs[0].status == "done":
             job = jobs[0]
-            self.console.print(f"{readable(str(job.output))}: {job.notes} notes from {job.duration_s:.1f} s "
+            written = "standard output" if str(job.output) == "-" else readable(str(job.output))
+            self.console.print(f"{written}: {job.notes} notes from {job.duration_s:.1f} s "
                                f"of audio in {job.seconds:.1f} s", markup=False, highlight=False,
                                soft_wrap=True)
             return

@@ -11,7 +11,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_t
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import all_or_none, write_atomic
-from .midi import format_for, notes_to_midi, write_notes
+from .midi import format_for, notes_bytes, notes_to_midi, write_notes
 from .timing import StageTimes
 from .version import __version__
 
@@ -106,6 +106,12 @@ class Transcription:
         fmt = fmt or format_for(path)
         notes, spans = self.with_pedal(pedal)
         write_notes(notes, path, fmt, tempo_bpm, self.metadata, overwrite, spans)
+
+    def to_bytes(self, fmt: str = "mid", tempo_bpm: float = 120.0,
+                 pedal: str = C.DEFAULT_PEDAL_MODE) -> bytes:
+        """The notes as the bytes of the file ``save`` writes in the format ``fmt``."""
+        notes, spans = self.with_pedal(pedal)
+        return notes_bytes(notes, fmt, tempo_bpm, self.metadata, spans)
 
     def save_posteriorgrams(self, path: str | Path, overwrite: bool = True) -> None:
         """Write the posteriorgrams to ``.npz`` with what re-decoding needs: the weights'
@@ -349,6 +355,36 @@ def side_outputs(output: Path, plot: bool = False, save_posteriorgram: bool = Fa
     return paths
 
 
+def _transcription(source: str | Path, model, options, progress, times, model_pass, dereverb,
+                   normalize, keep_spectrograms: bool = False,
+                   keep_posteriorgrams: bool = False) -> Transcription:
+    """The transcription of an audio file, or of saved posteriorgrams (decoded anew)."""
+    if is_posteriorgram_file(source):  # saved posteriorgrams: decoded anew, no network
+        with times.measure("note decoding"):
+            return load_posteriorgrams(source, options)
+    return transcribe(source, model, options=options, keep_spectrograms=keep_spectrograms,
+                      progress=progress, times=times, keep_posteriorgrams=keep_posteriorgrams,
+                      model_pass=model_pass, dereverb=dereverb, normalize=normalize)
+
+
+def transcribe_to_stream(source: str | Path, stream: BinaryIO, model, *,
+                         options: DecodingOptions | None = None, fmt: str = "mid",
+                         tempo_bpm: float = 120.0,
+                         progress: Callable[[float, float], None] | None = None,
+                         times: StageTimes | None = None, pedal: str = C.DEFAULT_PEDAL_MODE,
+                         model_pass: str | None = None, dereverb: bool = False,
+                         normalize: bool = True) -> Transcription:
+    """Transcribe ``source`` and write its notes to ``stream`` (standard output, ``-o -``),
+    whole once transcribed: a failed transcription writes nothing."""
+    times = times or StageTimes()
+    result = _transcription(source, model, options, progress, times, model_pass, dereverb,
+                            normalize)
+    with times.measure("output files"):
+        stream.write(result.to_bytes(fmt, tempo_bpm, pedal))
+        stream.flush()
+    return result
+
+
 def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        options: DecodingOptions | None = None, fmt: str | None = None,
                        tempo_bpm: float = 120.0, plot: bool = False,
@@ -368,16 +404,11 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     """
     output = Path(output)
     times = times or StageTimes()
-    if is_posteriorgram_file(source):  # saved posteriorgrams: decoded anew, no network
-        if html:
-            raise TranscribeError(f"{source}: --html needs the recording; give the audio file")
-        with times.measure("note decoding"):
-            result = load_posteriorgrams(source, options)
-    else:
-        result = transcribe(source, model, options=options, keep_spectrograms=plot,
-                            progress=progress, times=times,
-                            keep_posteriorgrams=plot or save_posteriorgram, model_pass=model_pass,
-                            dereverb=dereverb, normalize=normalize)
+    if is_posteriorgram_file(source) and html:
+        raise TranscribeError(f"{source}: --html needs the recording; give the audio file")
+    result = _transcription(source, model, options, progress, times, model_pass, dereverb,
+                            normalize, keep_spectrograms=plot,
+                            keep_posteriorgrams=plot or save_posteriorgram)
     with all_or_none():  # published together at the end: a failed job leaves none of them
         with times.measure("output files"):
             if save_posteriorgram:
