@@ -1042,9 +1042,10 @@ def test_a_piano_roll_page_counts_the_pedal_it_shows(monkeypatch, tmp_path):
     assert figures[2].axes[0].get_title() == "piano roll, 0 notes"
 
 
-def test_the_files_bar_counts_failures_as_they_happen():
+def test_the_files_bar_counts_failures_as_they_happen(monkeypatch):
     from types import SimpleNamespace
     from transcribe.progress import Reporter
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal: the bars are drawn only there
     with Reporter(total_files=3) as reporter:
         bar = reporter.progress.tasks[0]
         reporter.finish_file(SimpleNamespace(status="done"))
