@@ -1,5 +1,6 @@
 """The command line, through click's runner and through real subprocesses."""
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -953,9 +954,14 @@ def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
         time.sleep(0.02)
     workers = [pid for pid in children(process.pid)
                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(workers) == 2
-    os.kill(workers[0], signal.SIGKILL)
-    _, stderr = process.communicate(timeout=300)
+    try:
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:  # nothing left running if it hangs
+        for pid in children(process.pid) + [process.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
     assert process.returncode == 0, stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(6)]
 
@@ -1003,6 +1009,45 @@ def test_a_file_a_serial_batch_died_on_is_run_last_in_a_process_of_its_own(tmp_p
     assert run.returncode == 0, run.stderr
     assert "it is transcribed last" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(4)]
+
+
+def test_an_idle_worker_killed_while_another_is_mid_job_does_not_hang_the_batch(
+        tmp_path, tiny_weights):
+    """An idle worker waits for its next job holding the lock of the pool's queue.  Killed
+    so, the broken pool stopped the other worker, mid-job, with SIGTERM, and waited for it
+    to end; but it sent its result and waited for a next job, behind that lock, for good:
+    the batch hung."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_wav(src / "0.wav", seconds=1)
+    write_wav(src / "1.wav", seconds=300)
+
+    def reading_audio(pid: int) -> bool:
+        try:
+            return any(os.readlink(fd).endswith(".wav") for fd in Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            return False
+
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out, "--weights",
+                                tiny_weights, "-q", "--jobs", "2", "--threads", "1"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        idle, deadline = [], time.monotonic() + 120
+        while not idle and time.monotonic() < deadline:
+            if (out / "0.mid").exists():
+                workers = [pid for pid in children(process.pid)
+                           if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+                busy = [pid for pid in workers if reading_audio(pid)]
+                idle = [pid for pid in workers if pid not in busy] if busy else []
+            time.sleep(0.01)
+        assert len(idle) == 1
+        os.kill(idle[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        for pid in children(process.pid) + [process.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid"]
 
 
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):

@@ -923,6 +923,7 @@ def _worker_start(weights, device: str, threads: int, needs_model: bool) -> None
 
 def _worker_stop(signum, frame) -> None:
     if _WORKER.get("busy"):
+        _WORKER["stopped"] = True
         raise KeyboardInterrupt
     os._exit(EXIT_INTERRUPTED)
 
@@ -933,6 +934,12 @@ def _worker_run(job: Job, settings: JobSettings) -> tuple[Job, list[str]]:
         return job, run_job(job, _WORKER["loaded"], settings)
     finally:
         _WORKER["busy"] = False
+        # Stopped during the job (its temporary files are gone by now): exit.  Sending its
+        # result and waiting for the next job hung the batch for good when another worker
+        # had died: the broken pool stops the others with SIGTERM and waits for them to end,
+        # and a dead worker may hold the lock of the queue they wait on.
+        if _WORKER.get("stopped"):
+            os._exit(EXIT_INTERRUPTED)
 
 
 def _run_parallel(pending: list[Job], workers: int, threads: int, weights, device: str,
