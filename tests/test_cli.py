@@ -202,6 +202,15 @@ def test_standard_input_and_output_give_what_files_give(tmp_path, tiny_weights):
         "amt-transcribe: error: standard input: not a readable audio file (format not "
         "recognised); supported: WAV, FLAC, OGG, MP3, AIFF\n")
     assert list(spools.iterdir()) == [] and not (tmp_path / "x.mid").exists()
+    # An output there already, --skip-existing: standard input is not waited for.
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", "-", "-o",
+                                tmp_path / "piped.mid", "--skip-existing", "--weights",
+                                tiny_weights], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.communicate()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -658,7 +658,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             write_report()
             _fail(job.message)
         try:
-            if _is_stdio(job.source):  # read once its output is known to be free
+            # Standard input is read once its output is known to be free (not skipped).
+            if _is_stdio(job.source) and job.status == "pending":
                 job.spool = _spool_stdin()
             if audio_jobs:  # fail fast on an unreadable file, before loading the model
                 from .audio import probe
@@ -982,12 +983,12 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
                 return True
             # The marker stands: the next run too transcribes it alone, at the end.
             job.status = "failed"
-            job.message = (f"{job.source}: the process transcribing it died, with no other "
+            job.message = (f"{_shown(job)}: the process transcribing it died, with no other "
                            "file beside it (killed: out of memory? a crash?)")
             reporter.finish_file(job)
             return True
         except Exception as error:  # e.g. the job could not be handed to the worker
-            job.status, job.message = "failed", f"{job.source}: worker failed ({error})"
+            job.status, job.message = "failed", f"{_shown(job)}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
         _clear_running(job, made)
