@@ -221,6 +221,8 @@ def test_standard_input_and_output_give_what_files_give(tmp_path, tiny_weights):
     (["a.wav", "-o", "-", "--plot"], "-o -: standard output takes the notes alone; --plot, "
                                      "--html and --save-posteriorgram need a name: -o NAME"),
     (["a.wav", "b.wav", "-o", "-"], "-o -: standard output takes the notes of one input file"),
+    (["-", "-o", "x.mid", "--ray"], "-: standard input and output stay on this machine; give "
+                                    "--ray files"),
 ])
 def test_what_standard_input_and_output_cannot_do_is_refused_in_one_line(
         tmp_path, tiny_weights, monkeypatch, args, message):
@@ -1057,6 +1059,22 @@ def test_an_idle_worker_killed_while_another_is_mid_job_does_not_hang_the_batch(
                 os.kill(pid, signal.SIGKILL)
     assert process.returncode == 0, stderr
     assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid"]
+
+
+def test_a_file_another_run_is_transcribing_now_is_not_taken_for_one_a_run_died_on(
+        tmp_path, tiny_weights):
+    import platform
+    wav = write_wav(tmp_path / "a.wav")
+    marker = tmp_path / ".a.mid.amt-running"
+    live = f"amt-transcribe, process {os.getpid()} on {platform.node()}: {wav}\n"
+    marker.write_text(live)  # this test's own process: alive, on this machine
+    result = invoke(wav, "--weights", tiny_weights)
+    assert result.exit_code == 0 and "died" not in result.output, result.output
+    marker.write_text(live.replace(f"on {platform.node()}:", "on another-machine:"))
+    result = invoke(wav, "--weights", tiny_weights, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert f"a run before this one died while transcribing {wav}" in result.output
+    assert not marker.exists()
 
 
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):

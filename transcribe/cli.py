@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import platform
+import re
 import signal
 import sys
 import time
@@ -433,11 +435,38 @@ def _mark_running(job: Job) -> list[Path]:
         folder = folder.parent
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_bytes(b"amt-transcribe, process %d: %s\n" % (os.getpid(),
-                                                                   os.fsencode(job.source)))
+        marker.write_bytes(b"amt-transcribe, process %d on %s: %s\n" % (
+            os.getpid(), _HOST.encode(), os.fsencode(job.source)))
     except OSError:
         pass
     return made
+
+
+_HOST = platform.node() or "?"
+
+
+def _died_on(job: Job) -> bool:
+    """Whether a run before this one died while transcribing ``job``: its marker stands,
+    and was not put up by a process of this machine that still runs (a second run
+    started beside the first, on the same outputs)."""
+    try:
+        text = _running_marker(job).read_bytes()
+    except OSError:
+        return False
+    put_up = re.match(rb"amt-transcribe, process (\d+) on (\S+):", text)
+    return not (put_up and put_up[2] == _HOST.encode() and _alive(int(put_up[1])))
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) ends the process there
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def _clear_running(job: Job, made: list[Path]) -> None:
@@ -648,7 +677,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     # Files a run before this one died on: each is run last, alone, in a process of its own,
     # so that it cannot stop this run too (a Ray cluster retries dead workers itself).
     suspects = [job for job in pending if ray_address is None and not _is_stdio(job.output)
-                and _running_marker(job).exists()]
+                and _died_on(job)]
     fresh = [job for job in pending if job not in suspects]
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
