@@ -1066,15 +1066,22 @@ def test_a_file_another_run_is_transcribing_now_is_not_taken_for_one_a_run_died_
     import platform
     wav = write_wav(tmp_path / "a.wav")
     marker = tmp_path / ".a.mid.amt-running"
-    live = f"amt-transcribe, process {os.getpid()} on {platform.node()}: {wav}\n"
-    marker.write_text(live)  # this test's own process: alive, on this machine
-    result = invoke(wav, "--weights", tiny_weights)
-    assert result.exit_code == 0 and "died" not in result.output, result.output
-    marker.write_text(live.replace(f"on {platform.node()}:", "on another-machine:"))
-    result = invoke(wav, "--weights", tiny_weights, "--overwrite")
-    assert result.exit_code == 0, result.output
-    assert f"a run before this one died while transcribing {wav}" in result.output
-    assert not marker.exists()
+    other = subprocess.Popen(["sleep", "60"])  # another run, alive, on this machine
+    try:
+        marker.write_text(f"amt-transcribe, process {other.pid} on {platform.node()}: {wav}\n")
+        result = invoke(wav, "--weights", tiny_weights)
+        assert result.exit_code == 0 and "died" not in result.output, result.output
+    finally:
+        other.kill()
+        other.wait()
+    # Put up by another machine, or by a process of this number before (in a container,
+    # a run may get the number of the one that died): a run died on it.
+    for pid, host in ((other.pid, "another-machine"), (os.getpid(), platform.node())):
+        marker.write_text(f"amt-transcribe, process {pid} on {host}: {wav}\n")
+        result = invoke(wav, "--weights", tiny_weights, "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert f"a run before this one died while transcribing {wav}" in result.output
+        assert not marker.exists()
 
 
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):

@@ -458,7 +458,9 @@ def _died_on(job: Job) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) ends the process there
+    """Whether another process numbered ``pid`` runs (in a container this run may have the
+    number of the run that died: this run's markers are not up yet)."""
+    if os.name == "nt" or pid == os.getpid():  # os.kill(pid, 0) ends the process on Windows
         return False
     try:
         os.kill(pid, 0)
