@@ -23,7 +23,7 @@ import click
 from . import constants as C
 from .version import __version__
 from .errors import TranscribeError, UsageError
-from .files import readable
+from .files import is_stdio, readable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
@@ -127,16 +127,9 @@ class Job:
     spool: Path | None = None  # where standard input (source "-") was saved to be read
 
 
-STDIO = "-"  # as an input: standard input; as -o: standard output
-
-
-def _is_stdio(path) -> bool:
-    return path is not None and str(path) == STDIO
-
-
 def _shown(job: Job) -> str:
     """The input as messages name it."""
-    return "standard input" if _is_stdio(job.source) else str(job.source)
+    return "standard input" if is_stdio(job.source) else str(job.source)
 
 
 def _check_stdio(inputs: tuple[Path, ...], output, fmt: str, side: list[str], ray: bool) -> None:
@@ -144,19 +137,19 @@ def _check_stdio(inputs: tuple[Path, ...], output, fmt: str, side: list[str], ra
     (``-o -``) cannot do."""
     if ray:
         raise UsageError("-: standard input and output stay on this machine; give --ray files")
-    if any(_is_stdio(p) for p in inputs):
+    if any(is_stdio(p) for p in inputs):
         if len(inputs) > 1:
             raise UsageError("-: standard input is transcribed alone; give it as the only input")
         if output is None:
             raise UsageError("-: name the notes of standard input with -o (a file, or - for "
                              "standard output)")
-        if not _is_stdio(output) and (_is_dir(Path(output))
+        if not is_stdio(output) and (_is_dir(Path(output))
                                       or str(output).endswith(("/", os.sep))):
             raise UsageError(f"{output}: a folder; for standard input -o names the file to write")
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-: standard input is a terminal; pipe the audio in, e.g. "
                              "ffmpeg -i song.m4a -f wav - | amt-transcribe - -o song.mid")
-    if _is_stdio(output):
+    if is_stdio(output):
         if len(inputs) > 1 or _is_dir(inputs[0]):
             raise UsageError("-o -: standard output takes the notes of one input file")
         if side:
@@ -290,18 +283,17 @@ def _separate_collisions(jobs: list[Job], suffix: str) -> list[Job]:
     Windows' disks, and exFAT sticks and SMB shares mounted on Linux): there ``Song.wav``
     and ``song.flac`` would both be written to one ``song.mid``, the second refused as
     existing, or with --overwrite replacing the first."""
-    groups = defaultdict(list)
-    for job in jobs:
-        groups[_key(job.output).casefold()].append(job)
+    def coinciding() -> list[list[Job]]:
+        groups = defaultdict(list)
+        for job in jobs:
+            groups[_key(job.output).casefold()].append(job)
+        return [group for group in groups.values() if len(group) > 1]
+
     planned = {id(job): job.output for job in jobs}
-    for group in groups.values():
-        if len(group) > 1:
-            for job in group:
-                job.output = job.output.with_name(job.source.name + suffix)
-    groups = defaultdict(list)
-    for job in jobs:
-        groups[_key(job.output).casefold()].append(job)
-    clashes = [group for group in groups.values() if len(group) > 1]
+    for group in coinciding():
+        for job in group:
+            job.output = job.output.with_name(job.source.name + suffix)
+    clashes = coinciding()
     if clashes:
         group = clashes[0]
         names = ", ".join(str(job.source) for job in group[:4])
@@ -332,11 +324,11 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
             raise UsageError(f"{job.output}: amt-transcribe writes no {suffix} files; name it "
                              f".mid, .csv or .json, or give --format to use this name")
         for path in _written_by(job, side):
-            if _key(path) in inputs and not _is_stdio(path):
+            if _key(path) in inputs:
                 raise UsageError(f"{path} is also an input; choose another output name")
     checked = set()
     for job in jobs:
-        if _is_stdio(job.output):
+        if is_stdio(job.output):
             continue
         folder = job.output.parent
         while not folder.exists() and folder != folder.parent:
@@ -372,7 +364,10 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 
 
 def _written_by(job: Job, side: list[str]) -> list[Path]:
-    """The files ``job`` writes: its output, and the side outputs (``side``) beside it."""
+    """The files ``job`` writes: its output, and the side outputs (``side``) beside it;
+    none when its notes go to standard output."""
+    if is_stdio(job.output):
+        return []
     stem = job.output.with_suffix("")
     return [job.output] + [stem.with_name(stem.name + s) for s in side]
 
@@ -386,8 +381,6 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
-        if _is_stdio(job.output):
-            continue
         for path in _written_by(job, side):
             wanted[path.parent].add(temporary_stem(path.name))
     removed = 0
@@ -413,11 +406,14 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
 RUNNING_SUFFIX = ".amt-running"
 
 
-def _running_marker(job: Job) -> Path:
-    """The hidden file beside ``job``'s output that stands while the job runs.  One that
-    outlived its run says the run died on this file (the out-of-memory killer, a crash in
-    a decoder): a serial batch died again on it at every ``--skip-existing`` resume."""
+def _running_marker(job: Job) -> Path | None:
+    """The hidden file beside ``job``'s output that stands while the job runs (none for
+    standard output).  One that outlived its run says the run died on this file (the
+    out-of-memory killer, a crash in a decoder): a serial batch died again on it at every
+    ``--skip-existing`` resume."""
     from .files import temporary_stem
+    if is_stdio(job.output):
+        return None
     return job.output.with_name(f".{temporary_stem(job.output.name)}{RUNNING_SUFFIX}")
 
 
@@ -425,9 +421,9 @@ def _mark_running(job: Job) -> list[Path]:
     """Put up ``job``'s marker; returns the folders made for it, deepest first (the
     output's own, mirrored from the input's, may not exist yet).  Best effort: a
     marker that cannot be written only costs the next run its warning."""
-    if _is_stdio(job.output):
-        return []
     marker = _running_marker(job)
+    if marker is None:
+        return []
     made = []
     folder = marker.parent
     while not folder.exists() and folder != folder.parent:
@@ -449,8 +445,11 @@ def _died_on(job: Job) -> bool:
     """Whether a run before this one died while transcribing ``job``: its marker stands,
     and was not put up by a process of this machine that still runs (a second run
     started beside the first, on the same outputs)."""
+    marker = _running_marker(job)
+    if marker is None:
+        return False
     try:
-        text = _running_marker(job).read_bytes()
+        text = marker.read_bytes()
     except OSError:
         return False
     put_up = re.match(rb"amt-transcribe, process (\d+) on (\S+):", text)
@@ -473,10 +472,11 @@ def _alive(pid: int) -> bool:
 
 def _clear_running(job: Job, made: list[Path]) -> None:
     """Take down ``job``'s marker, and the folders made for it if the job left them empty."""
-    if _is_stdio(job.output):
+    marker = _running_marker(job)
+    if marker is None:
         return
     try:
-        _running_marker(job).unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
         for folder in made:
             folder.rmdir()
     except OSError:  # a folder holds outputs, or another job's marker
@@ -498,10 +498,10 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
     failed (an output exists, or a name is longer than the filesystem takes)."""
     pending = []
     for job in jobs:
-        if _is_stdio(job.output):  # nothing to find there
+        written = _written_by(job, side)
+        if not written:  # standard output: nothing to find
             pending.append(job)
             continue
-        written = _written_by(job, side)
         longest = max(written, key=lambda path: len(os.fsencode(path.name)))
         size, limit = len(os.fsencode(longest.name)), _name_max(longest.parent)
         if size > limit:
@@ -634,7 +634,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         fmt = NOTE_SUFFIXES.get(Path(output).suffix.lower(), "mid") if output else "mid"
     side = [p.name[len("x"):] for p in side_outputs(Path("x.mid"), plot, save_posteriorgram, html)]
     try:
-        if any(_is_stdio(p) for p in inputs) or _is_stdio(output):
+        if any(is_stdio(p) for p in inputs) or is_stdio(output):
             _check_stdio(tuple(inputs), output, fmt, side, ray_address is not None)
         passed_over = Counter()
         jobs = plan_jobs(tuple(inputs), output, fmt, passed_over)
@@ -678,8 +678,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     removed = _remove_leftovers(pending, side)
     # Files a run before this one died on: each is run last, alone, in a process of its own,
     # so that it cannot stop this run too (a Ray cluster retries dead workers itself).
-    suspects = [job for job in pending if ray_address is None and not _is_stdio(job.output)
-                and _died_on(job)]
+    suspects = [job for job in pending if ray_address is None and _died_on(job)]
     fresh = [job for job in pending if job not in suspects]
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
@@ -690,7 +689,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             _fail(job.message)
         try:
             # Standard input is read once its output is known to be free (not skipped).
-            if _is_stdio(job.source) and job.status == "pending":
+            if is_stdio(job.source) and job.status == "pending":
                 job.spool = _spool_stdin()
             if audio_jobs:  # fail fast on an unreadable file, before loading the model
                 from .audio import probe
@@ -706,7 +705,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         reporter.note(f"removed {plural(removed, 'temporary file')} that a run "
                       "killed outright (SIGKILL, out of memory) left for these outputs")
     if suspects:
-        names = ", ".join(str(job.source) for job in suspects[:3]) + (
+        names = ", ".join(_shown(job) for job in suspects[:3]) + (
             ", ..." if len(suspects) > 3 else "")
         how = ("it is transcribed last, alone in a process of its own, so that it cannot"
                if len(suspects) == 1 else
@@ -866,7 +865,7 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
                   model_pass=settings.model_pass, dereverb=settings.dereverb,
                   normalize=settings.normalize)
     try:
-        if _is_stdio(job.output):
+        if is_stdio(job.output):
             result = transcribe_to_stream(job.spool or job.source, sys.stdout.buffer, loaded,
                                           **common)
         else:
@@ -879,7 +878,7 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.
         text = _named(job, str(error))
-        named = shown in text or (not _is_stdio(job.output) and str(job.output) in text)
+        named = shown in text or (not is_stdio(job.output) and str(job.output) in text)
         job.message = text if named else f"{shown}: {text}"
     except BrokenPipeError:  # `| head`: what was read of the notes is all there is
         _stdout_to_devnull()

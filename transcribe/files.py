@@ -141,6 +141,14 @@ def temporary_of(name: str) -> str | None:
     return match["stem"] if match else None
 
 
+STDIO = "-"  # on a command line: standard input as an input, standard output as -o
+
+
+def is_stdio(path) -> bool:
+    """Whether ``path`` is ``-``, a command line's name for standard input or output."""
+    return path is not None and str(path) == STDIO
+
+
 _UNREADABLE = re.compile(r"[\ud800-\udfff]")  # bytes of a name that are not UTF-8, escaped
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

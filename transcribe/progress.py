@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from .files import readable
+from .files import is_stdio, readable
 
 
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
@@ -124,7 +124,7 @@ class Reporter:
         from rich.table import Table
         if len(jobs) == 1 and jobs[0].status == "done":
             job = jobs[0]
-            written = "standard output" if str(job.output) == "-" else readable(str(job.output))
+            written = "standard output" if is_stdio(job.output) else readable(str(job.output))
             self.console.print(f"{written}: {job.notes} notes from {job.duration_s:.1f} s "
                                f"of audio in {job.seconds:.1f} s", markup=False, highlight=False,
                                soft_wrap=True)

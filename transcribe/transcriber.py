@@ -23,7 +23,7 @@ from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_t
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import all_or_none, write_atomic
-from .midi import format_for, notes_bytes, notes_to_midi, write_notes
+from .midi import format_for, notes_bytes, notes_to_midi
 from .timing import StageTimes
 from .version import __version__
 
@@ -103,9 +103,7 @@ class Transcription:
         file raises ``files.OutputExists``.
         """
         path = Path(path)
-        fmt = fmt or format_for(path)
-        notes, spans = self.with_pedal(pedal)
-        write_notes(notes, path, fmt, tempo_bpm, self.metadata, overwrite, spans)
+        write_atomic(path, self.to_bytes(fmt or format_for(path), tempo_bpm, pedal), overwrite)
 
     def to_bytes(self, fmt: str = "mid", tempo_bpm: float = 120.0,
                  pedal: str = C.DEFAULT_PEDAL_MODE) -> bytes:
