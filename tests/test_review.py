@@ -15,22 +15,38 @@ needs_browser = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                    reason="apt-get install chromium chromium-driver")
 
 
-def test_minutes_of_audio_embed_as_ogg_of_the_same_length(tmp_path):
+@pytest.mark.parametrize("embedding", ["MP3", "OGG_VORBIS"])
+def test_minutes_of_audio_embed_at_the_same_length(tmp_path, monkeypatch, embedding):
     # One write of minutes of audio crashed libsndfile's Vorbis encoder (a 10-minute file
-    # killed amt-transcribe --html with a segmentation fault).
+    # killed amt-transcribe --html with a segmentation fault).  Ogg Vorbis is what a
+    # libsndfile without MP3 (older than 1.1) embeds.
     import numpy as np
     import soundfile as sf
 
     from transcribe import constants as C
+    from transcribe import review
     from transcribe.review import AUDIO_RATE, encode_recording
+    chosen = getattr(review, embedding)
+    monkeypatch.setattr(review, "recording_format", lambda: chosen)
     wav = tmp_path / "long.wav"
     seconds = 4 * 60
     t = np.arange(seconds * C.SAMPLE_RATE) / C.SAMPLE_RATE
     sf.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), C.SAMPLE_RATE)
-    ogg = tmp_path / "long.ogg"
-    ogg.write_bytes(encode_recording(wav))
-    info = sf.info(ogg)
+    embedded = tmp_path / "long.audio"
+    embedded.write_bytes(encode_recording(wav))
+    info = sf.info(embedded)
+    assert info.format == chosen.format
     assert info.samplerate == AUDIO_RATE and info.duration == pytest.approx(seconds, abs=0.1)
+
+
+def test_the_page_embeds_the_recording_as_mp3_which_safari_plays_too():
+    """Ogg Vorbis, embedded until session 29, plays in no Safari (macOS, and every browser
+    on an iPad or iPhone): there the page stood still, neither recording nor notes."""
+    import soundfile as sf
+
+    from transcribe.review import MP3, recording_format
+    assert sf.check_format("MP3", "MPEG_LAYER_III"), "soundfile's wheels bundle libsndfile 1.2"
+    assert recording_format() == MP3
 
 
 @pytest.mark.parametrize("peak_dbfs", [-60.0, 20.0])
@@ -54,9 +70,9 @@ def test_the_page_plays_the_recording_at_the_level_the_network_heard(tmp_path, p
     import base64
     import re
     embedded = re.search(r'base64,([A-Za-z0-9+/=]+)', (tmp_path / "level.html").read_text())
-    ogg = tmp_path / "embedded.ogg"
-    ogg.write_bytes(base64.b64decode(embedded.group(1)))
-    played, _ = sf.read(ogg, dtype="float32")
+    recording = tmp_path / "embedded.audio"
+    recording.write_bytes(base64.b64decode(embedded.group(1)))
+    played, _ = sf.read(recording, dtype="float32")
     middle = played[len(played) // 4: 3 * len(played) // 4]
     assert np.abs(middle).max() == pytest.approx(C.INPUT_PEAK, rel=0.05)
     assert np.sqrt(np.mean(middle ** 2)) == pytest.approx(C.INPUT_PEAK / np.sqrt(2), rel=0.05)
@@ -151,3 +167,81 @@ def test_the_review_page_plays_draws_every_note_and_needs_no_network(tmp_path, p
         == pytest.approx(3.0, abs=0.05)  # 180 px at 60 px a second
     browser.save_screenshot(str(tmp_path / "review.png"))
     assert (tmp_path / "review.png").stat().st_size > 1000
+
+
+@needs_browser
+def test_the_recording_in_the_page_keeps_the_notes_time(tmp_path, browser):
+    """MP3 encoders delay the audio (LAME: 1,105 samples, 50 ms at 22.05 kHz); the delay
+    their header records must be taken off, or the playhead and the transcription's synth
+    run 50 ms ahead of the recording.  Clicks at 1 s and 4 s, decoded by the browser."""
+    import soundfile as sf
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate, seconds = 44100, 5.0
+    clicks = np.zeros(int(rate * seconds), np.float32)
+    for at in (1.0, 4.0):
+        clicks[int(at * rate):int(at * rate) + 20] = 0.8
+    sf.write(tmp_path / "clicks.wav", clicks, rate)
+    result = Transcription(np.array([[1.0, 1.5, 60, 80]]), None, seconds,
+                           DecodingOptions().resolve())
+    write_review_page(result, tmp_path / "clicks.wav", tmp_path / "clicks.html")
+    browser.get((tmp_path / "clicks.html").as_uri())
+    found = browser.execute_async_script("""
+        const done = arguments[0], audio = document.getElementById("audio");
+        fetch(audio.src).then((r) => r.arrayBuffer())
+          .then((bytes) => new OfflineAudioContext(1, 1, 22050).decodeAudioData(bytes))
+          .then((decoded) => {
+            const samples = decoded.getChannelData(0), peaks = [];
+            for (const [from, to] of [[0.5, 2.5], [2.5, 4.9]]) {
+              let best = 0, at = 0;
+              for (let i = Math.round(from * decoded.sampleRate); i < to * decoded.sampleRate; i++) {
+                if (Math.abs(samples[i]) > best) { best = Math.abs(samples[i]); at = i; }
+              }
+              peaks.push(at / decoded.sampleRate);
+            }
+            done({mime: audio.src.slice(5, 15), duration: decoded.duration, peaks: peaks});
+          }).catch((error) => done({error: String(error)}));""")
+    assert "error" not in found, found
+    assert found["mime"] == "audio/mpeg"
+    assert found["duration"] == pytest.approx(seconds, abs=0.01)
+    assert found["peaks"] == pytest.approx([1.0, 4.0], abs=0.002)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not browser.execute_script(
+            "return document.getElementById('audio').readyState >= 1"):
+        time.sleep(0.1)
+    assert browser.execute_script("return document.getElementById('audio').duration") == \
+        pytest.approx(seconds, abs=0.01)
+
+
+@needs_browser
+def test_a_page_whose_recording_cannot_play_says_so(tmp_path, browser):
+    """A browser that cannot decode the embedded recording (a format it lacks) left a page
+    whose Play button did nothing, without a word."""
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import page_html
+    from transcribe.transcriber import Transcription
+    result = Transcription(np.array([[0.5, 1.0, 60, 80], [1.0, 2.0, 64, 60]]), None, 3.0,
+                           DecodingOptions().resolve())
+    page = tmp_path / "broken.html"
+    page.write_text(page_html(result, b"not audio at all" * 64, "broken"))
+    browser.get(page.as_uri())
+    deadline = time.monotonic() + 10
+    line = browser.find_element(By.ID, "no-audio")
+    while time.monotonic() < deadline and not line.is_displayed():
+        time.sleep(0.1)
+    assert line.is_displayed()
+    # where it is read: above the roll, not under it, out of sight
+    assert browser.execute_script(
+        "return arguments[0].getBoundingClientRect().bottom <= "
+        "document.getElementById('roll-box').getBoundingClientRect().top", line)
+    assert line.text.startswith("This browser cannot play the recording embedded in this "
+                                "page (MP3), so nothing plays")
+    assert not browser.find_element(By.ID, "play").is_enabled()
+    assert browser.execute_script("return window.reviewState.drawnNotes") == 2
+    assert "2 notes, 3.0 s;" in browser.find_element(By.ID, "facts").text
+    one = Transcription(np.array([[0.5, 1.0, 60, 80]]), None, 3.0, DecodingOptions().resolve())
+    assert "1 note, 3.0 s;" in page_html(one, b"", "one")

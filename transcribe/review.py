@@ -1,12 +1,17 @@
 """``--html``: one self-contained review page per input, to check a transcription by ear.
 
 The page holds everything it needs (no network, no external script or font): the
-recording, compressed (Ogg Vorbis, mono, 22.05 kHz) and embedded as a data URI; the
+recording, compressed (MP3, mono, 22.05 kHz) and embedded as a data URI; the
 notes and pedal as JSON; a small script that draws the piano roll on a canvas under a
 playhead that follows the recording, seeks where it is clicked, zooms in time, and
 plays the transcription through a WebAudio piano-like synth (decaying partials), the
 recording, or both together.  Embedding makes one file to share or archive: about
 0.5 MB a minute of audio.
+
+MP3 because every browser plays it: Safari (macOS, and every browser on an iPad or
+iPhone) plays no Ogg, so a page with Ogg Vorbis stood still there.  LAME's header
+records its encoder delay, which decoders remove: the recording stays on the notes'
+time (checked in Chromium to the millisecond).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -38,10 +44,12 @@ body { font: 14px system-ui, sans-serif; margin: 12px; color: #222; }
 button { font: inherit; padding: 3px 10px; }
 #roll-box { overflow-x: auto; border: 1px solid #bbb; }
 #facts { color: #555; margin: 6px 0; }
+#no-audio { color: #a00; margin: 6px 0; }
 label { margin-right: 6px; }
 </style></head><body>
 <h2>__TITLE__</h2>
 <div id="facts">__FACTS__</div>
+<div id="no-audio" hidden></div>
 <div id="bar">
   <button id="play">Play</button>
   <span id="clock">0:00.0</span>
@@ -53,7 +61,7 @@ label { margin-right: 6px; }
   <button id="zoom-in" title="zoom in">+</button>
 </div>
 <div id="roll-box"><canvas id="roll" height="528"></canvas></div>
-<audio id="audio" preload="auto" src="data:audio/ogg;base64,__AUDIO__"></audio>
+<audio id="audio" preload="auto" src="data:__MIME__;base64,__AUDIO__"></audio>
 <script>
 "use strict";
 const DATA = __DATA__;
@@ -150,6 +158,14 @@ document.getElementById("play").addEventListener("click", () => {
   if (synth && synth.state === "suspended") synth.resume();
   if (audio.paused) { audio.play(); } else { audio.pause(); }
 });
+audio.addEventListener("error", () => {
+  const line = document.getElementById("no-audio");
+  line.textContent = "This browser cannot play the recording embedded in this page (" +
+    DATA.audio_format + "), so nothing plays: open the page in another browser. " +
+    "The notes are all drawn.";
+  line.hidden = false;
+  document.getElementById("play").disabled = true;
+});
 audio.addEventListener("play", () => { document.getElementById("play").textContent = "Pause"; });
 audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; });
 canvas.addEventListener("click", (event) => {
@@ -168,11 +184,12 @@ requestAnimationFrame(tick);
 
 
 def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE) -> str:
-    """The review page of a ``Transcription`` with the Ogg ``recording`` embedded, its
-    notes as the pedal mode ``pedal`` writes them."""
+    """The review page of a ``Transcription`` with ``recording`` (``encode_recording``'s)
+    embedded, its notes as the pedal mode ``pedal`` writes them."""
     notes, _ = result.with_pedal(pedal)
     spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
-    data = {"duration_s": round(float(result.duration_s), 3),
+    embedding = recording_format()
+    data = {"duration_s": round(float(result.duration_s), 3), "audio_format": embedding.name,
             "notes": [[round(float(a), 4), round(float(b), 4), int(p), int(v)]
                       for a, b, p, v in np.asarray(notes).reshape(-1, 4)],
             "pedal": [[round(float(a), 4), round(float(b), 4)]
@@ -180,8 +197,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     options = result.options
     def rule(threshold: float) -> str:  # 1 (decode.OFF) turns a rule off
         return "off" if threshold >= OFF else f"{threshold:g}"
-    facts = (f"{len(data['notes'])} notes, {result.duration_s:.1f} s; thresholds: onset "
-             f"{options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
+    count = len(data["notes"])
+    facts = (f"{count} note{'' if count == 1 else 's'}, {result.duration_s:.1f} s; "
+             f"thresholds: onset {options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
              f"{rule(options.offset_threshold)}, frame onsets "
              f"{rule(options.frame_onset_threshold)}, shortest note {options.min_note_ms:g} ms; "
              + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
@@ -201,6 +219,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     facts += f"amt-transcribe {__version__}. Click the roll to seek."
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
+            .replace("__MIME__", embedding.mime)
             .replace("__AUDIO__", base64.b64encode(recording).decode("ascii"))
             # "</" could end the script element early: JSON allows "<\/" instead.
             .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
@@ -209,14 +228,34 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
 ENCODE_BLOCK = AUDIO_RATE  # samples per write
 
 
+class RecordingFormat(NamedTuple):
+    format: str  # libsndfile's names
+    subtype: str
+    mime: str
+    name: str  # as the page names it
+
+
+MP3 = RecordingFormat("MP3", "MPEG_LAYER_III", "audio/mpeg", "MP3")
+OGG_VORBIS = RecordingFormat("OGG", "VORBIS", "audio/ogg", "Ogg Vorbis")
+
+
+def recording_format() -> RecordingFormat:
+    """MP3, which every browser plays, where libsndfile encodes it (1.1 and newer, as
+    soundfile's wheels bundle); else Ogg Vorbis, which Safari does not play."""
+    return MP3 if sf.check_format(MP3.format, MP3.subtype) else OGG_VORBIS
+
+
 def encode_recording(source: str | Path, gain: float = 1.0) -> bytes:
-    """The recording times ``gain`` as mono Ogg Vorbis at ``AUDIO_RATE``, for embedding.
+    """The recording times ``gain``, mono at ``AUDIO_RATE`` in ``recording_format()``,
+    for embedding.
 
     Written a second at a time as it is decoded: libsndfile 1.2's Vorbis encoder
     crashes (segmentation fault) when handed minutes of audio in one write.
     """
+    embedding = recording_format()
     buffer = io.BytesIO()
-    with sf.SoundFile(buffer, "w", AUDIO_RATE, 1, format="OGG", subtype="VORBIS") as encoder:
+    with sf.SoundFile(buffer, "w", AUDIO_RATE, 1, format=embedding.format,
+                      subtype=embedding.subtype) as encoder:
         written = 0
         for block in audio_io.stream(source, AUDIO_RATE):
             block = np.clip(block * np.float32(gain), -1, 1)
