@@ -436,6 +436,7 @@ def test_temporary_files_left_by_a_killed_run_are_removed_when_the_job_runs_agai
     assert result.exit_code == 0, result.output
     assert "note: removed 3 temporary files that a run killed outright" in result.output
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(others)
+    assert not any((out / name).exists() for name in ours)
 
 
 def test_a_job_that_fails_at_its_notes_leaves_none_of_its_side_files(tmp_path, tiny_model):

@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pretty_midi
 import pytest
 
 from test_cli import interrupt_after_first_output, write_wav
