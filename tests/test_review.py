@@ -245,3 +245,64 @@ def test_a_page_whose_recording_cannot_play_says_so(tmp_path, browser):
     assert "2 notes, 3.0 s;" in browser.find_element(By.ID, "facts").text
     one = Transcription(np.array([[0.5, 1.0, 60, 80]]), None, 3.0, DecodingOptions().resolve())
     assert "1 note, 3.0 s;" in page_html(one, b"", "one")
+
+
+@needs_browser
+def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
+    """The roll was one canvas as wide as the recording (60 px a second): past about 9
+    minutes (32,767 px, browsers' limit) it stayed blank, everywhere along it."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    seconds, rate = 12 * 60, 8000
+    sf.write(tmp_path / "long.wav", np.zeros(seconds * rate, np.float32), rate)
+    notes = np.array([[at, at + 0.5, 60 + int(at) % 12, 100] for at in range(5, seconds - 5, 10)],
+                     float)
+    result = Transcription(notes, None, float(seconds), DecodingOptions().resolve())
+    write_review_page(result, tmp_path / "long.wav", tmp_path / "long.html")
+    browser.get((tmp_path / "long.html").as_uri())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not browser.execute_script(
+            "return document.getElementById('audio').readyState >= 1"):
+        time.sleep(0.1)
+
+    def pixel(at, pitch, per_second=60):  # the colour drawn where ``pitch`` sounds at ``at`` s
+        return browser.execute_script("""
+            const box = document.getElementById("roll-box"), canvas = document.getElementById("roll");
+            const x = Math.round(arguments[0] * arguments[2]) - box.scrollLeft + 10;
+            const y = (108 - arguments[1]) * 6 + 2;
+            return Array.from(canvas.getContext("2d").getImageData(x, y, 1, 1).data);""",
+            at, pitch, per_second)
+
+    def coloured(rgba):  # a note's colour; the rows are white and grey, outside transparent
+        return rgba[3] == 255 and len(set(rgba[:3])) > 1
+
+    assert coloured(pixel(5, 65))  # the first note, before any scrolling
+    last = notes[-3]  # 685 s, 2 minutes past where the old canvas ended (32,767 px)
+    browser.execute_script("document.getElementById('roll-box').scrollLeft = arguments[0]",
+                           last[0] * 60 - 200)
+    time.sleep(0.3)
+    assert coloured(pixel(last[0], int(last[2]))), "the roll is blank near the end"
+    between = pixel(last[0] - 2, int(last[2]))  # in sight, between two notes
+    assert between[3] == 255 and not coloured(between)
+    assert 1 <= browser.execute_script("return window.reviewState.drawnNotes") <= 3
+    # A click on the scrolled roll seeks to the time under it.
+    canvas = browser.find_element(By.ID, "roll")
+    browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "arguments[0].dispatchEvent(new MouseEvent('click', {clientX: r.left + 260, clientY: r.top + 50}));",
+        canvas)
+    assert browser.execute_script("return document.getElementById('audio').currentTime") == \
+        pytest.approx(last[0] + 1.0, abs=0.05)  # 200 px before the note, clicked 260 px in
+    # Zooming in keeps the playhead where it was on the screen.
+    before = browser.execute_script(
+        "return window.reviewState.playheadX - document.getElementById('roll-box').scrollLeft")
+    browser.find_element(By.ID, "zoom-in").click()
+    time.sleep(0.3)
+    after = browser.execute_script(
+        "return window.reviewState.playheadX - document.getElementById('roll-box').scrollLeft")
+    assert after == pytest.approx(before, abs=2)
+    assert coloured(pixel(last[0], int(last[2]), 90))  # drawn at the new scale, 90 px a second

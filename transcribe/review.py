@@ -43,6 +43,8 @@ body { font: 14px system-ui, sans-serif; margin: 12px; color: #222; }
 #bar { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }
 button { font: inherit; padding: 3px 10px; }
 #roll-box { overflow-x: auto; border: 1px solid #bbb; }
+#roll-track { position: relative; height: 528px; }
+#roll { position: absolute; top: 0; left: 0; }
 #facts { color: #555; margin: 6px 0; }
 #no-audio { color: #a00; margin: 6px 0; }
 label { margin-right: 6px; }
@@ -60,7 +62,7 @@ label { margin-right: 6px; }
   <button id="zoom-out" title="zoom out">&minus;</button>
   <button id="zoom-in" title="zoom in">+</button>
 </div>
-<div id="roll-box"><canvas id="roll" height="528"></canvas></div>
+<div id="roll-box"><div id="roll-track"><canvas id="roll" height="528"></canvas></div></div>
 <audio id="audio" preload="auto" src="data:__MIME__;base64,__AUDIO__"></audio>
 <script>
 "use strict";
@@ -69,6 +71,7 @@ const LOW = 21, HIGH = 108, KEY_PX = 6, BLACK = [1, 3, 6, 8, 10];
 const audio = document.getElementById("audio");
 const canvas = document.getElementById("roll");
 const box = document.getElementById("roll-box");
+const track = document.getElementById("roll-track");
 const ctx = canvas.getContext("2d");
 let pxPerSecond = 60, synth = null, lastTime = 0, mode = "both";
 const state = { drawnNotes: 0, playheadX: 0, played: 0 };
@@ -79,43 +82,54 @@ function colour(velocity) {
   const t = Math.max(0, Math.min(1, velocity / 127));
   return "hsl(" + Math.round(50 - 50 * t) + ", 85%, " + Math.round(70 - 35 * t) + "%)";
 }
+// The roll is as wide as the recording (the track, which scrolls), but the canvas only as
+// wide as the view: it moves with the scroll and draws what is in sight.  A canvas as
+// wide as the recording stayed blank past about 9 minutes (browsers draw no canvas wider
+// than 32,767 px, or larger than 16.7 M px on an iPad).
 function draw() {
-  canvas.width = Math.max(box.clientWidth, Math.ceil(DATA.duration_s * pxPerSecond) + 40);
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  track.style.width = Math.max(box.clientWidth, Math.ceil(DATA.duration_s * pxPerSecond) + 40) + "px";
+  const left = box.scrollLeft, width = box.clientWidth;
+  if (canvas.width !== width) canvas.width = width;
+  canvas.style.left = left + "px";
+  under = null;
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, width, canvas.height);
   for (let p = LOW; p <= HIGH; p++) {
-    if (BLACK.includes(p % 12)) { ctx.fillStyle = "#eee"; ctx.fillRect(0, y(p), canvas.width, KEY_PX); }
-    if (p % 12 === 0) { ctx.fillStyle = "#999"; ctx.fillRect(0, y(p) + KEY_PX - 1, canvas.width, 1); }
+    if (BLACK.includes(p % 12)) { ctx.fillStyle = "#eee"; ctx.fillRect(0, y(p), width, KEY_PX); }
+    if (p % 12 === 0) { ctx.fillStyle = "#999"; ctx.fillRect(0, y(p) + KEY_PX - 1, width, 1); }
   }
+  const from = left / pxPerSecond, to = (left + width) / pxPerSecond;
+  ctx.fillStyle = "rgba(40, 160, 80, 0.35)";
   for (const [start, end] of DATA.pedal) {
-    ctx.fillStyle = "rgba(40, 160, 80, 0.35)";
-    ctx.fillRect(start * pxPerSecond, canvas.height - 6, (end - start) * pxPerSecond, 6);
+    if (end < from || start > to) continue;
+    ctx.fillRect(start * pxPerSecond - left, canvas.height - 6, (end - start) * pxPerSecond, 6);
   }
   let drawn = 0;
   for (const [onset, offset, pitch, velocity] of DATA.notes) {
+    if (offset < from || onset > to) continue;
     ctx.fillStyle = colour(velocity);
-    ctx.fillRect(onset * pxPerSecond, y(pitch), Math.max(1, (offset - onset) * pxPerSecond), KEY_PX - 1);
+    ctx.fillRect(onset * pxPerSecond - left, y(pitch), Math.max(1, (offset - onset) * pxPerSecond), KEY_PX - 1);
     drawn++;
   }
   ctx.font = "10px sans-serif";
-  // C labels on top of the notes, repeated along the roll so a scrolled view shows them.
-  for (let x = 0; x < canvas.width; x += 400) {
+  // C labels on top of the notes, every 400 px along the roll so a scrolled view shows them.
+  for (let x = Math.floor(left / 400) * 400; x < left + width; x += 400) {
     for (let p = LOW; p <= HIGH; p += 1) {
       if (p % 12 !== 0) continue;
       const top = Math.max(0, y(p) - 6);  // C8 is the top row: its label stays inside
-      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x, top, 22, 11);
-      ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), x + 2, top + 9);
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x - left, top, 22, 11);
+      ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), x - left + 2, top + 9);
     }
   }
-  state.drawnNotes = drawn;
+  state.drawnNotes = drawn;  // the notes in sight
   canvas.dataset.drawnNotes = String(drawn);
   drawPlayhead();
 }
 let under = null;
 function drawPlayhead() {
   if (under) ctx.putImageData(under.image, under.x, 0);
-  const x = Math.round(audio.currentTime * pxPerSecond);
-  under = { x: Math.max(0, x - 1), image: ctx.getImageData(Math.max(0, x - 1), 0, 3, canvas.height) };
-  ctx.fillStyle = "#d00"; ctx.fillRect(x - 1, 0, 2, canvas.height);
+  const x = Math.round(audio.currentTime * pxPerSecond), inView = x - box.scrollLeft;
+  under = { x: Math.max(0, inView - 1), image: ctx.getImageData(Math.max(0, inView - 1), 0, 3, canvas.height) };
+  ctx.fillStyle = "#d00"; ctx.fillRect(inView - 1, 0, 2, canvas.height);
   state.playheadX = x;
   const seconds = audio.currentTime;
   document.getElementById("clock").textContent =
@@ -162,7 +176,7 @@ audio.addEventListener("error", () => {
   const line = document.getElementById("no-audio");
   line.textContent = "This browser cannot play the recording embedded in this page (" +
     DATA.audio_format + "), so nothing plays: open the page in another browser. " +
-    "The notes are all drawn.";
+    "The notes are drawn.";
   line.hidden = false;
   document.getElementById("play").disabled = true;
 });
@@ -170,13 +184,23 @@ audio.addEventListener("play", () => { document.getElementById("play").textConte
 audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; });
 canvas.addEventListener("click", (event) => {
   const rect = canvas.getBoundingClientRect();
-  audio.currentTime = Math.max(0, Math.min(DATA.duration_s, (event.clientX - rect.left) / pxPerSecond));
+  audio.currentTime = Math.max(0, Math.min(DATA.duration_s,
+    (event.clientX - rect.left + box.scrollLeft) / pxPerSecond));
   lastTime = audio.currentTime;
 });
 document.querySelectorAll("input[name=hear]").forEach((input) =>
   input.addEventListener("change", () => setMode(input.value)));
-document.getElementById("zoom-in").addEventListener("click", () => { pxPerSecond *= 1.5; under = null; draw(); });
-document.getElementById("zoom-out").addEventListener("click", () => { pxPerSecond /= 1.5; under = null; draw(); });
+function zoom(factor) {  // the playhead stays where it is on the screen
+  const x = audio.currentTime * pxPerSecond - box.scrollLeft;
+  pxPerSecond *= factor;
+  track.style.width = Math.max(box.clientWidth, Math.ceil(DATA.duration_s * pxPerSecond) + 40) + "px";
+  box.scrollLeft = Math.max(0, audio.currentTime * pxPerSecond - x);
+  draw();
+}
+document.getElementById("zoom-in").addEventListener("click", () => zoom(1.5));
+document.getElementById("zoom-out").addEventListener("click", () => zoom(1 / 1.5));
+box.addEventListener("scroll", draw);
+window.addEventListener("resize", draw);
 draw();
 requestAnimationFrame(tick);
 </script></body></html>
