@@ -306,3 +306,49 @@ def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
         "return window.reviewState.playheadX - document.getElementById('roll-box').scrollLeft")
     assert after == pytest.approx(before, abs=2)
     assert coloured(pixel(last[0], int(last[2]), 90))  # drawn at the new scale, 90 px a second
+
+
+@needs_browser
+def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    t = np.arange(5 * rate) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
+    notes = np.array([[1.0, 1.5, 60, 80], [2.0, 2.01, 73, 30]])  # C4; C#5, 10 ms (1 px)
+    write_review_page(Transcription(notes, None, 5.0, DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+
+    def hover(seconds, pitch):
+        return browser.execute_script("""
+            const canvas = document.getElementById("roll"), r = canvas.getBoundingClientRect();
+            canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + arguments[0] * 60,
+                                                              clientY: r.top + (108 - arguments[1]) * 6 + 3}));
+            return canvas.title;""", seconds, pitch)
+
+    assert hover(1.2, 60) == "C4 (60), 1.00-1.50 s, velocity 80"
+    assert hover(2.02, 73) == "C#5 (73), 2.00-2.01 s, velocity 30"  # 1 px wide, still found
+    assert hover(1.2, 61) == ""  # the key above: no note there
+    assert hover(1.7, 60) == ""  # after the note
+    # Space plays and pauses; on the Play button it is the button's (one press, not two).
+    browser.set_window_size(1200, 500)  # a page taller than the window: space would scroll it
+    assert browser.execute_script("return document.documentElement.scrollHeight > innerHeight")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.SPACE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and browser.execute_script("return audio.paused"):
+        time.sleep(0.1)
+    assert not browser.execute_script("return audio.paused")
+    assert browser.execute_script("return window.scrollY") == 0  # the page did not scroll
+    body.send_keys(Keys.SPACE)
+    assert browser.execute_script("return audio.paused")
+    play = browser.find_element(By.ID, "play")
+    play.send_keys(Keys.SPACE)
+    time.sleep(0.3)
+    assert not browser.execute_script("return audio.paused")

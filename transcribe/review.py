@@ -188,6 +188,27 @@ canvas.addEventListener("click", (event) => {
     (event.clientX - rect.left + box.scrollLeft) / pxPerSecond));
   lastTime = audio.currentTime;
 });
+// Hovering a note names it: a pianist checking a passage by ear needs to know which it is.
+const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+function noteAt(clientX, clientY) {
+  const rect = canvas.getBoundingClientRect();
+  const seconds = (clientX - rect.left + box.scrollLeft) / pxPerSecond;
+  const pitch = HIGH - Math.floor((clientY - rect.top) / KEY_PX);
+  const slack = 2 / pxPerSecond;  // a short note is 1 px wide: a little room either side
+  return DATA.notes.find(([onset, offset, p]) =>
+    p === pitch && onset - slack <= seconds && seconds <= offset + slack) || null;
+}
+canvas.addEventListener("mousemove", (event) => {
+  const note = noteAt(event.clientX, event.clientY);
+  canvas.title = note ? NAMES[note[2] % 12] + (Math.floor(note[2] / 12) - 1) + " (" + note[2] +
+    "), " + note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3] : "";
+});
+// Space plays and pauses, as in every player (on a button or a choice it is theirs).
+document.addEventListener("keydown", (event) => {
+  if (event.key !== " " || event.target.closest("button, input")) return;
+  event.preventDefault();
+  document.getElementById("play").click();
+});
 document.querySelectorAll("input[name=hear]").forEach((input) =>
   input.addEventListener("change", () => setMode(input.value)));
 function zoom(factor) {  // the playhead stays where it is on the screen
@@ -240,7 +261,8 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
                   f"to the level the weights were tuned at (and played so here); ")
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
-    facts += f"amt-transcribe {__version__}. Click the roll to seek."
+    facts += (f"amt-transcribe {__version__}. Click the roll to seek, hover a note to name it; "
+              "space plays and pauses.")
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
             .replace("__MIME__", embedding.mime)
