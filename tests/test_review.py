@@ -297,7 +297,11 @@ def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
         canvas)
     assert browser.execute_script("return document.getElementById('audio').currentTime") == \
         pytest.approx(last[0] + 1.0, abs=0.05)  # 200 px before the note, clicked 260 px in
-    # Zooming in keeps the playhead where it was on the screen.
+    # Zooming in keeps the playhead where it was on the screen (once a frame has drawn it).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not browser.execute_script(
+            "return window.reviewState.playheadX === Math.round(audio.currentTime * 60)"):
+        time.sleep(0.05)
     before = browser.execute_script(
         "return window.reviewState.playheadX - document.getElementById('roll-box').scrollLeft")
     browser.find_element(By.ID, "zoom-in").click()
@@ -352,3 +356,75 @@ def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
     play.send_keys(Keys.SPACE)
     time.sleep(0.3)
     assert not browser.execute_script("return audio.paused")
+
+
+@needs_browser
+def test_the_transcription_is_played_on_time_once_and_stops_with_the_recording(tmp_path,
+                                                                               browser):
+    """Notes were struck when an animation frame noticed their onset had passed: up to a
+    frame late, and never in a tab out of sight.  They are put on the synth's clock ahead."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    t = np.arange(5 * rate) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
+    notes = np.array([[1.5, 2.0, 60, 80], [1.6, 2.0, 64, 80], [3.0, 3.5, 67, 80]])
+    write_review_page(Transcription(notes, None, 5.0, DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+    browser.find_element(By.ID, "play").click()
+
+    def wait_for(seconds):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and browser.execute_script(
+                "return audio.currentTime") < seconds:
+            time.sleep(0.05)
+
+    wait_for(3.2)
+    assert browser.execute_script("return window.reviewState.played") == 3  # each once
+    leads = browser.execute_script("return window.reviewState.leads")
+    assert all(0 < lead <= 0.25 for lead in leads), leads  # every one ahead of its onset
+    # Sought back while playing: the notes from there on are played again.
+    browser.execute_script(
+        "const c = document.getElementById('roll'), r = c.getBoundingClientRect();"
+        "c.dispatchEvent(new MouseEvent('click', {clientX: r.left + 1.2 * 60, clientY: r.top + 9}));")
+    wait_for(1.8)
+    assert browser.execute_script("return window.reviewState.played") == 5
+    # Paused: nothing put on the clock ahead goes on sounding.
+    browser.find_element(By.ID, "play").click()
+    assert browser.execute_script("return audio.paused")
+    assert browser.execute_script("return window.reviewState.voices()") == 0
+    played = browser.execute_script("return window.reviewState.played")
+    time.sleep(0.5)
+    assert browser.execute_script("return window.reviewState.played") == played
+
+
+@needs_browser
+def test_the_transcription_goes_on_playing_in_a_tab_out_of_sight(tmp_path, browser):
+    """A user listens while reading the score in another tab: the synth fell silent there
+    (notes were struck from animation frames, which a hidden tab does not draw)."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    t = np.arange(8 * rate) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
+    notes = np.array([[at, at + 0.3, 60, 80] for at in np.arange(1.0, 7.5, 0.25)])
+    write_review_page(Transcription(notes, None, 8.0, DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+    page = browser.current_window_handle
+    browser.find_element(By.ID, "play").click()
+    browser.switch_to.new_window("tab")
+    time.sleep(4)
+    browser.switch_to.window(page)
+    now, played = browser.execute_script("return [audio.currentTime, window.reviewState.played]")
+    assert now > 3.5
+    assert played >= int((notes[:, 0] < now).sum()), (now, played)

@@ -73,8 +73,8 @@ const canvas = document.getElementById("roll");
 const box = document.getElementById("roll-box");
 const track = document.getElementById("roll-track");
 const ctx = canvas.getContext("2d");
-let pxPerSecond = 60, synth = null, lastTime = 0, mode = "both";
-const state = { drawnNotes: 0, playheadX: 0, played: 0 };
+let pxPerSecond = 60, synth = null, mode = "both";
+const state = { drawnNotes: 0, playheadX: 0, played: 0, leads: [], voices: () => voices.size };
 window.reviewState = state;
 
 function y(pitch) { return (HIGH - pitch) * KEY_PX; }
@@ -138,39 +138,59 @@ function drawPlayhead() {
     box.scrollLeft = Math.max(0, x - 40);
   }
 }
-function strike(pitch, velocity, seconds) {
-  if (!synth) return;
-  const now = synth.currentTime, f = 440 * Math.pow(2, (pitch - 69) / 12);
+// The transcription is put on the synth's clock a little ahead of the recording, each
+// note at its own time: struck when an animation frame noticed it, a note came up to a
+// frame (17 ms) late, and none came at all in a tab out of sight (no frames are drawn there).
+const AHEAD_S = 0.25, AHEAD_HIDDEN_S = 2.5;  // timers in a hidden tab run once a second
+let scheduledTo = null;  // the recording's time up to which the notes are on the clock
+const voices = new Set();  // oscillators on the clock, silenced on pause and seek
+function strike(pitch, velocity, seconds, when) {
+  const f = 440 * Math.pow(2, (pitch - 69) / 12);
   const level = 0.05 + 0.25 * (velocity / 127) ** 2, hold = Math.min(Math.max(seconds, 0.2), 4);
   [[1, 1], [2, 0.4], [3, 0.15]].forEach(([harmonic, share]) => {
     const osc = synth.createOscillator(), gain = synth.createGain();
     osc.type = "sine"; osc.frequency.value = f * harmonic;
-    gain.gain.setValueAtTime(level * share, now);
-    gain.gain.exponentialRampToValueAtTime(0.0001, now + hold + 0.3);
+    gain.gain.setValueAtTime(level * share, when);
+    gain.gain.exponentialRampToValueAtTime(0.0001, when + hold + 0.3);
     osc.connect(gain).connect(synth.destination);
-    osc.start(now); osc.stop(now + hold + 0.35);
+    osc.start(when); osc.stop(when + hold + 0.35);
+    voices.add(osc); osc.onended = () => voices.delete(osc);
   });
   state.played++;
 }
-function tick() {
-  const t = audio.currentTime;
-  if (!audio.paused && mode !== "recording" && t > lastTime && t - lastTime < 1) {
-    for (const [onset, offset, pitch, velocity] of DATA.notes) {
-      if (onset >= lastTime && onset < t) strike(pitch, velocity, offset - onset);
+function schedule() {
+  if (!synth || audio.paused || mode === "recording") return;
+  const t = audio.currentTime, until = t + (document.hidden ? AHEAD_HIDDEN_S : AHEAD_S);
+  if (scheduledTo === null || scheduledTo < t) scheduledTo = t;  // late: what passed is not played
+  if (until <= scheduledTo) return;
+  const now = synth.currentTime, rate = audio.playbackRate || 1;
+  for (const [onset, offset, pitch, velocity] of DATA.notes) {
+    if (onset >= scheduledTo && onset < until) {
+      strike(pitch, velocity, (offset - onset) / rate, now + (onset - t) / rate);
+      state.leads.push(onset - t);  // how far ahead of the recording it was put on the clock
     }
   }
-  lastTime = t;
+  scheduledTo = until;
+}
+function silence() {  // the notes put on the clock ahead, and those sounding, stop
+  for (const osc of voices) { try { osc.stop(); } catch (e) { /* not started */ } }
+  voices.clear();
+  scheduledTo = null;
+}
+function tick() {
+  schedule();
   drawPlayhead();
   requestAnimationFrame(tick);
 }
 function setMode(value) {
   mode = value;
   audio.muted = mode === "transcription";
+  silence();
 }
 document.getElementById("play").addEventListener("click", () => {
   if (!synth) { try { synth = new AudioContext(); } catch (e) { synth = null; } }
   if (synth && synth.state === "suspended") synth.resume();
-  if (audio.paused) { audio.play(); } else { audio.pause(); }
+  if (audio.paused) { audio.play(); } else { audio.pause(); silence(); }  // at once: no note more
 });
 audio.addEventListener("error", () => {
   const line = document.getElementById("no-audio");
@@ -181,12 +201,15 @@ audio.addEventListener("error", () => {
   document.getElementById("play").disabled = true;
 });
 audio.addEventListener("play", () => { document.getElementById("play").textContent = "Pause"; });
-audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; });
+audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; silence(); });
+audio.addEventListener("seeking", silence);
+setInterval(schedule, 50);  // on, where frames are not drawn (a tab out of sight)
+document.addEventListener("visibilitychange", schedule);  // hidden: the longer lead at once
 canvas.addEventListener("click", (event) => {
   const rect = canvas.getBoundingClientRect();
   audio.currentTime = Math.max(0, Math.min(DATA.duration_s,
     (event.clientX - rect.left + box.scrollLeft) / pxPerSecond));
-  lastTime = audio.currentTime;
+  silence();  // what was put on the clock was for the time before
 });
 // Hovering a note names it: a pianist checking a passage by ear needs to know which it is.
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
