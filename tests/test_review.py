@@ -428,3 +428,36 @@ def test_the_transcription_goes_on_playing_in_a_tab_out_of_sight(tmp_path, brows
     now, played = browser.execute_script("return [audio.currentTime, window.reviewState.played]")
     assert now > 3.5
     assert played >= int((notes[:, 0] < now).sum()), (now, played)
+
+
+@needs_browser
+def test_a_fast_passage_plays_slower_with_the_transcription_on_its_time(tmp_path, browser):
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    t = np.arange(6 * rate) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
+    notes = np.array([[0.6, 0.8, 60, 80], [0.8, 1.0, 62, 80], [1.0, 1.2, 64, 80]])
+    write_review_page(Transcription(notes, None, 6.0, DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+    Select(browser.find_element(By.ID, "speed")).select_by_visible_text("50 %")
+    assert browser.execute_script("return audio.playbackRate") == 0.5
+    browser.find_element(By.ID, "play").click()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and browser.execute_script("return audio.currentTime") < 0.1:
+        time.sleep(0.02)
+    started, position = time.monotonic(), browser.execute_script("return audio.currentTime")
+    time.sleep(2)
+    moved = browser.execute_script("return audio.currentTime") - position
+    elapsed = time.monotonic() - started
+    assert moved == pytest.approx(elapsed / 2, abs=0.25)  # half as fast as the wall clock
+    assert browser.execute_script("return window.reviewState.played") == 3
+    # each put on the synth's clock ahead of its onset (at most 0.25 s of the recording)
+    leads = browser.execute_script("return window.reviewState.leads")
+    assert all(0 < lead <= 0.25 for lead in leads), leads

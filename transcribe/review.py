@@ -59,6 +59,8 @@ label { margin-right: 6px; }
     <label><input type="radio" name="hear" value="recording"> recording</label>
     <label><input type="radio" name="hear" value="transcription"> transcription</label>
     <label><input type="radio" name="hear" value="both" checked> both</label></span>
+  <label>Speed <select id="speed"><option value="0.5">50 %</option><option value="0.75">75 %</option>
+    <option value="1" selected>100 %</option></select></label>
   <button id="zoom-out" title="zoom out">&minus;</button>
   <button id="zoom-in" title="zoom in">+</button>
 </div>
@@ -228,9 +230,15 @@ canvas.addEventListener("mousemove", (event) => {
 });
 // Space plays and pauses, as in every player (on a button or a choice it is theirs).
 document.addEventListener("keydown", (event) => {
-  if (event.key !== " " || event.target.closest("button, input")) return;
+  if (event.key !== " " || event.target.closest("button, input, select")) return;
   event.preventDefault();
   document.getElementById("play").click();
+});
+// Slower, to check a fast passage by ear: the recording keeps its pitch (the browsers'
+// default), and the transcription follows its clock.
+document.getElementById("speed").addEventListener("change", (event) => {
+  audio.playbackRate = Number(event.target.value);
+  silence();  // what was put on the clock ahead was timed for the speed before
 });
 document.querySelectorAll("input[name=hear]").forEach((input) =>
   input.addEventListener("change", () => setMode(input.value)));
@@ -285,7 +293,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
     facts += (f"amt-transcribe {__version__}. Click the roll to seek, hover a note to name it; "
-              "space plays and pauses.")
+              "space plays and pauses; slow down a fast passage with Speed.")
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
             .replace("__MIME__", embedding.mime)
