@@ -461,3 +461,50 @@ def test_a_fast_passage_plays_slower_with_the_transcription_on_its_time(tmp_path
     # each put on the synth's clock ahead of its onset (at most 0.25 s of the recording)
     leads = browser.execute_script("return window.reviewState.leads")
     assert all(0 < lead <= 0.25 for lead in leads), leads
+
+
+@needs_browser
+def test_a_passage_dragged_across_plays_in_a_loop(tmp_path, browser):
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    t = np.arange(8 * rate) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
+    notes = np.array([[0.5, 0.7, 60, 80], [1.2, 1.4, 62, 80], [1.6, 1.8, 64, 80],
+                      [3.0, 3.2, 65, 80]])
+    write_review_page(Transcription(notes, None, 8.0, DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+
+    def mouse(kind, seconds, target="canvas"):
+        browser.execute_script(f"""
+            const c = document.getElementById("roll"), r = c.getBoundingClientRect();
+            {target}.dispatchEvent(new MouseEvent(arguments[0], {{bubbles: true,
+                clientX: r.left + arguments[1] * 60, clientY: r.top + 50}}));""", kind, seconds)
+
+    mouse("mousedown", 1.0)
+    mouse("mousemove", 1.5, "window")
+    mouse("mousemove", 2.0, "window")
+    mouse("mouseup", 2.0, "window")
+    mouse("click", 2.0)  # the click that ends a drag does not seek
+    assert browser.find_element(By.ID, "loop").text == "0:01.0-0:02.0"
+    assert browser.execute_script("return audio.currentTime") == pytest.approx(1.0, abs=0.02)
+    browser.find_element(By.ID, "play").click()
+    time.sleep(3)  # three times round the loop's second
+    now = browser.execute_script("return audio.currentTime")
+    assert 1.0 <= now <= 2.05, now
+    played = browser.execute_script("return window.reviewState.played")
+    assert played >= 4, played  # the loop's two notes, twice at least; never 0.5 s or 3 s
+    leads = browser.execute_script("return window.reviewState.leads")
+    assert all(0 < lead <= 0.25 for lead in leads), leads
+    # A click outside the loop clears it and seeks there.
+    mouse("mousedown", 4.0)
+    mouse("mouseup", 4.0, "window")
+    mouse("click", 4.0)
+    assert not browser.find_element(By.ID, "loop-box").is_displayed()
+    time.sleep(1.5)
+    assert browser.execute_script("return audio.currentTime") > 4.5

@@ -63,6 +63,7 @@ label { margin-right: 6px; }
     <option value="1" selected>100 %</option></select></label>
   <button id="zoom-out" title="zoom out">&minus;</button>
   <button id="zoom-in" title="zoom in">+</button>
+  <span id="loop-box" hidden>loop <span id="loop"></span> <button id="loop-off">off</button></span>
 </div>
 <div id="roll-box"><div id="roll-track"><canvas id="roll" height="528"></canvas></div></div>
 <audio id="audio" preload="auto" src="data:__MIME__;base64,__AUDIO__"></audio>
@@ -75,7 +76,7 @@ const canvas = document.getElementById("roll");
 const box = document.getElementById("roll-box");
 const track = document.getElementById("roll-track");
 const ctx = canvas.getContext("2d");
-let pxPerSecond = 60, synth = null, mode = "both";
+let pxPerSecond = 60, synth = null, mode = "both", loop = null;
 const state = { drawnNotes: 0, playheadX: 0, played: 0, leads: [], voices: () => voices.size };
 window.reviewState = state;
 
@@ -100,6 +101,10 @@ function draw() {
     if (p % 12 === 0) { ctx.fillStyle = "#999"; ctx.fillRect(0, y(p) + KEY_PX - 1, width, 1); }
   }
   const from = left / pxPerSecond, to = (left + width) / pxPerSecond;
+  if (loop) {
+    ctx.fillStyle = "rgba(60, 120, 255, 0.15)";
+    ctx.fillRect(loop.start * pxPerSecond - left, 0, (loop.end - loop.start) * pxPerSecond, canvas.height);
+  }
   ctx.fillStyle = "rgba(40, 160, 80, 0.35)";
   for (const [start, end] of DATA.pedal) {
     if (end < from || start > to) continue;
@@ -134,8 +139,7 @@ function drawPlayhead() {
   ctx.fillStyle = "#d00"; ctx.fillRect(inView - 1, 0, 2, canvas.height);
   state.playheadX = x;
   const seconds = audio.currentTime;
-  document.getElementById("clock").textContent =
-    Math.floor(seconds / 60) + ":" + (seconds % 60).toFixed(1).padStart(4, "0");
+  document.getElementById("clock").textContent = clock(seconds);
   if (!audio.paused && (x < box.scrollLeft || x > box.scrollLeft + box.clientWidth - 20)) {
     box.scrollLeft = Math.max(0, x - 40);
   }
@@ -161,8 +165,13 @@ function strike(pitch, velocity, seconds, when) {
   state.played++;
 }
 function schedule() {
+  if (loop && !audio.paused && audio.currentTime >= loop.end) {  // round the loop again
+    audio.currentTime = loop.start;
+    silence();
+  }
   if (!synth || audio.paused || mode === "recording") return;
-  const t = audio.currentTime, until = t + (document.hidden ? AHEAD_HIDDEN_S : AHEAD_S);
+  const t = audio.currentTime;
+  const until = Math.min(t + (document.hidden ? AHEAD_HIDDEN_S : AHEAD_S), loop ? loop.end : Infinity);
   if (scheduledTo === null || scheduledTo < t) scheduledTo = t;  // late: what passed is not played
   if (until <= scheduledTo) return;
   const now = synth.currentTime, rate = audio.playbackRate || 1;
@@ -207,12 +216,51 @@ audio.addEventListener("pause", () => { document.getElementById("play").textCont
 audio.addEventListener("seeking", silence);
 setInterval(schedule, 50);  // on, where frames are not drawn (a tab out of sight)
 document.addEventListener("visibilitychange", schedule);  // hidden: the longer lead at once
-canvas.addEventListener("click", (event) => {
+function timeAt(clientX) {  // the recording's time under a point of the roll
   const rect = canvas.getBoundingClientRect();
-  audio.currentTime = Math.max(0, Math.min(DATA.duration_s,
-    (event.clientX - rect.left + box.scrollLeft) / pxPerSecond));
+  return Math.max(0, Math.min(DATA.duration_s, (clientX - rect.left + box.scrollLeft) / pxPerSecond));
+}
+function seek(seconds) {
+  audio.currentTime = seconds;
   silence();  // what was put on the clock was for the time before
+}
+function clock(seconds) {
+  return Math.floor(seconds / 60) + ":" + (seconds % 60).toFixed(1).padStart(4, "0");
+}
+// Drag across the roll to loop a passage (playing it again and again to check it by ear);
+// a click seeks, and clears the loop if it falls outside it.
+let drag = null;
+function setLoop(a, b) {
+  loop = { start: Math.min(a, b), end: Math.max(a, b) };
+  document.getElementById("loop").textContent = clock(loop.start) + "-" + clock(loop.end);
+  document.getElementById("loop-box").hidden = false;
+  draw();
+}
+function clearLoop() {
+  loop = null;
+  document.getElementById("loop-box").hidden = true;
+  draw();
+}
+canvas.addEventListener("mousedown", (event) => {
+  drag = { from: timeAt(event.clientX), x: event.clientX, moved: false };
 });
+window.addEventListener("mousemove", (event) => {
+  if (!drag || (!drag.moved && Math.abs(event.clientX - drag.x) < 5)) return;
+  drag.moved = true;
+  setLoop(drag.from, timeAt(event.clientX));
+});
+window.addEventListener("mouseup", () => {
+  if (drag && drag.moved) seek(loop.start);
+  drag = drag && drag.moved ? { moved: true, done: true } : null;  // the click that follows
+});
+canvas.addEventListener("click", (event) => {
+  if (drag && drag.done) { drag = null; return; }  // the end of a drag, not a click
+  drag = null;
+  const seconds = timeAt(event.clientX);
+  if (loop && (seconds < loop.start || seconds > loop.end)) clearLoop();
+  seek(seconds);
+});
+document.getElementById("loop-off").addEventListener("click", clearLoop);
 // Hovering a note names it: a pianist checking a passage by ear needs to know which it is.
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 function noteAt(clientX, clientY) {
@@ -292,8 +340,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
                   f"to the level the weights were tuned at (and played so here); ")
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
-    facts += (f"amt-transcribe {__version__}. Click the roll to seek, hover a note to name it; "
-              "space plays and pauses; slow down a fast passage with Speed.")
+    facts += (f"amt-transcribe {__version__}. Click the roll to seek, drag across it to loop a "
+              "passage, hover a note to name it; space plays and pauses; slow down a fast "
+              "passage with Speed.")
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
             .replace("__MIME__", embedding.mime)
