@@ -2,11 +2,13 @@
 
 The page holds everything it needs (no network, no external script or font): the
 recording, compressed (MP3, mono, 22.05 kHz) and embedded as a data URI; the
-notes and pedal as JSON; a small script that draws the piano roll on a canvas under a
-playhead that follows the recording, seeks where it is clicked, zooms in time, and
-plays the transcription through a WebAudio piano-like synth (decaying partials), the
-recording, or both together.  Embedding makes one file to share or archive: about
-0.5 MB a minute of audio.
+notes and pedal as JSON; a small script that draws the piano roll (what is in sight, on a
+canvas as wide as the view) under a playhead that follows the recording, seeks where it
+is clicked, loops a passage dragged across, zooms in time, names the note under the
+pointer, slows down to 75 % or 50 %, and plays the transcription through a WebAudio
+piano-like synth (decaying partials, each note put on the synth's clock ahead of the
+recording), the recording, or both together.  Embedding makes one file to share or
+archive: about 0.5 MB a minute of audio.
 
 MP3 because every browser plays it: Safari (macOS, and every browser on an iPad or
 iPhone) plays no Ogg, so a page with Ogg Vorbis stood still there.  LAME's header
