@@ -201,7 +201,9 @@ function setMode(value) {
   silence();
 }
 document.getElementById("play").addEventListener("click", () => {
-  if (!synth) { try { synth = new AudioContext(); } catch (e) { synth = null; } }
+  if (!synth) {  // webkitAudioContext: Safari before 14.1
+    try { synth = new (window.AudioContext || window.webkitAudioContext)(); } catch (e) { synth = null; }
+  }
   if (synth && synth.state === "suspended") synth.resume();
   if (audio.paused) { audio.play(); } else { audio.pause(); silence(); }  // at once: no note more
 });
