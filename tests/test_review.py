@@ -508,3 +508,11 @@ def test_a_passage_dragged_across_plays_in_a_loop(tmp_path, browser):
     assert not browser.find_element(By.ID, "loop-box").is_displayed()
     time.sleep(1.5)
     assert browser.execute_script("return audio.currentTime") > 4.5
+    # A loop to the recording's very end goes round too (the recording ends, and starts again).
+    mouse("mousedown", 7.0)
+    mouse("mousemove", 8.5, "window")  # past the end: the end
+    mouse("mouseup", 8.5, "window")
+    assert browser.find_element(By.ID, "loop").text == "0:07.0-0:08.0"
+    time.sleep(2.5)
+    assert not browser.execute_script("return audio.paused")
+    assert 7.0 <= browser.execute_script("return audio.currentTime") <= 8.0

@@ -167,10 +167,7 @@ function strike(pitch, velocity, seconds, when) {
   state.played++;
 }
 function schedule() {
-  if (loop && !audio.paused && audio.currentTime >= loop.end) {  // round the loop again
-    audio.currentTime = loop.start;
-    silence();
-  }
+  if (loop && !audio.paused && audio.currentTime >= loop.end) seek(loop.start);  // round again
   if (!synth || audio.paused || mode === "recording") return;
   const t = audio.currentTime;
   const until = Math.min(t + (document.hidden ? AHEAD_HIDDEN_S : AHEAD_S), loop ? loop.end : Infinity);
@@ -217,14 +214,16 @@ audio.addEventListener("error", () => {
 });
 audio.addEventListener("play", () => { document.getElementById("play").textContent = "Pause"; });
 audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; silence(); });
-audio.addEventListener("seeking", silence);
+audio.addEventListener("ended", () => {  // a loop to the recording's very end goes round too
+  if (loop) { seek(loop.start); audio.play(); }
+});
 setInterval(schedule, 50);  // on, where frames are not drawn (a tab out of sight)
 document.addEventListener("visibilitychange", schedule);  // hidden: the longer lead at once
 function timeAt(clientX) {  // the recording's time under a point of the roll
   const rect = canvas.getBoundingClientRect();
   return Math.max(0, Math.min(DATA.duration_s, (clientX - rect.left + box.scrollLeft) / pxPerSecond));
 }
-function seek(seconds) {
+function seek(seconds) {  // every seek is the page's own (the recording has no controls)
   audio.currentTime = seconds;
   silence();  // what was put on the clock was for the time before
 }
