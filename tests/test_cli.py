@@ -761,9 +761,17 @@ def test_channels_that_cancel_in_the_mono_mix_are_warned_of(tmp_path, tiny_weigh
     sf.write(path, np.stack([left, -left], axis=1), C.SAMPLE_RATE, subtype="FLOAT")
     result = invoke(path, "--weights", tiny_weights, "-q")
     assert result.exit_code == 0, result.output
+    # The command as it runs where amt-transcribe ran: the path as given (the name alone
+    # was no file there, in a batch of a folder's sub-folders or from another folder).
     assert (f"amt-transcribe: warning: {path}: its channels cancel when mixed to mono (the mix "
-            "falls to silence; is one polarity-inverted?): transcribe one channel, e.g. ffmpeg "
-            "-i inverted.wav -af 'pan=mono|c0=c0' inverted-left.wav") in result.output
+            f"falls to silence; is one polarity-inverted?): transcribe one channel, e.g. ffmpeg "
+            f"-i {path} -af 'pan=mono|c0=c0' {tmp_path / 'inverted-left.wav'}") in result.output
+    run = transcribe_piped("-", "-o", tmp_path / "piped.mid", "--weights", tiny_weights,
+                           stdin=path.read_bytes())
+    assert run.returncode == 0, run.stderr
+    assert ("amt-transcribe: warning: standard input: its channels cancel when mixed to mono "
+            "(the mix falls to silence; is one polarity-inverted?): transcribe one channel, "
+            "e.g. ffmpeg -i - -af 'pan=mono|c0=c0' 'standard input-left.wav'") in run.stderr.decode()
     sf.write(path, np.stack([left, 0.5 * left], axis=1), C.SAMPLE_RATE, subtype="FLOAT")
     assert "cancel" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
 

@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import signal
 import sys
 import time
@@ -900,8 +901,12 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
 
 
 def _named(job: Job, text: str) -> str:
-    """``text`` with standard input's temporary file called what it is."""
-    return text.replace(str(job.spool), "standard input") if job.spool else text
+    """``text`` with standard input's temporary file called what it is (``-`` where a
+    command is to read it, as in the hint to transcribe one channel)."""
+    if not job.spool:
+        return text
+    return text.replace(shlex.quote(str(job.spool)), "-").replace(str(job.spool),
+                                                                  "standard input")
 
 
 def _stdout_to_devnull() -> None:
