@@ -356,6 +356,14 @@ def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
     play.send_keys(Keys.SPACE)
     time.sleep(0.3)
     assert not browser.execute_script("return audio.paused")
+    # The arrows seek 5 s, within the recording.
+    play.click()  # pause
+    browser.execute_script("audio.currentTime = 1.0")
+    body.send_keys(Keys.ARROW_RIGHT)
+    assert browser.execute_script("return audio.currentTime") == pytest.approx(5.0, abs=0.01)
+    body.send_keys(Keys.ARROW_LEFT)
+    body.send_keys(Keys.ARROW_LEFT)
+    assert browser.execute_script("return audio.currentTime") == pytest.approx(0.0, abs=0.01)
 
 
 @needs_browser

@@ -279,11 +279,19 @@ canvas.addEventListener("mousemove", (event) => {
   canvas.title = note ? NAMES[note[2] % 12] + (Math.floor(note[2] / 12) - 1) + " (" + note[2] +
     "), " + note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3] : "";
 });
-// Space plays and pauses, as in every player (on a button or a choice it is theirs).
+// Space plays and pauses and the arrows seek 5 s, as in every player (on a button or a
+// choice these keys are theirs).
 document.addEventListener("keydown", (event) => {
-  if (event.key !== " " || event.target.closest("button, input, select")) return;
+  if (event.target.closest("button, input, select")) return;
+  if (event.key === " ") {
+    document.getElementById("play").click();
+  } else if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+    const step = event.key === "ArrowLeft" ? -5 : 5;
+    seek(Math.max(0, Math.min(DATA.duration_s, audio.currentTime + step)));
+  } else {
+    return;
+  }
   event.preventDefault();
-  document.getElementById("play").click();
 });
 // Slower, to check a fast passage by ear: the recording keeps its pitch (the browsers'
 // default), and the transcription follows its clock.
@@ -344,8 +352,8 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
     facts += (f"amt-transcribe {__version__}. Click the roll to seek, drag across it to loop a "
-              "passage, hover a note to name it; space plays and pauses; slow down a fast "
-              "passage with Speed.")
+              "passage, hover a note to name it; space plays and pauses, the arrows seek 5 s; "
+              "slow down a fast passage with Speed.")
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
             .replace("__MIME__", embedding.mime)
