@@ -1,5 +1,6 @@
 """The --html review page in a real headless browser (Debian's chromium, driven by Selenium)."""
 
+import io
 import shutil
 import time
 
@@ -69,7 +70,8 @@ def test_the_page_plays_the_recording_at_the_level_the_network_heard(tmp_path, p
     write_review_page(result, wav, tmp_path / "level.html")
     import base64
     import re
-    embedded = re.search(r'base64,([A-Za-z0-9+/=]+)', (tmp_path / "level.html").read_text())
+    embedded = re.search(r'<audio [^>]*base64,([A-Za-z0-9+/=]+)',
+                         (tmp_path / "level.html").read_text())
     recording = tmp_path / "embedded.audio"
     recording.write_bytes(base64.b64decode(embedded.group(1)))
     played, _ = sf.read(recording, dtype="float32")
@@ -167,6 +169,29 @@ def test_the_review_page_plays_draws_every_note_and_needs_no_network(tmp_path, p
         == pytest.approx(3.0, abs=0.05)  # 180 px at 60 px a second
     browser.save_screenshot(str(tmp_path / "review.png"))
     assert (tmp_path / "review.png").stat().st_size > 1000
+    # The MIDI file is in the page too, to download from it alone.
+    link = browser.find_element(By.ID, "midi")
+    assert link.get_attribute("download") == "scale.mid"
+    import base64
+    assert base64.b64decode(link.get_attribute("href").split(",", 1)[1]) == out.read_bytes()
+
+
+def test_the_page_holds_the_midi_file_the_options_write(tmp_path, piano_wav, tiny_weights):
+    """The page alone is enough to share: its MIDI is the one the job's options write (pedal
+    mode, tempo), whatever format the notes themselves were written in."""
+    import base64
+    import re
+    common = ("--weights", tiny_weights, "-q", "--pedal", "cc64", "--tempo", "90",
+              "--onset-threshold", "0.3", "--frame-threshold", "0.3")
+    assert invoke(piano_wav, "-o", tmp_path / "notes.csv", "--html", *common).exit_code == 0
+    assert invoke(piano_wav, "-o", tmp_path / "alone.mid", *common).exit_code == 0
+    page = (tmp_path / "notes.html").read_text()
+    link = re.search(r'<a id="midi" download="([^"]*)" href="data:audio/midi;base64,([^"]*)"', page)
+    assert link.group(1) == "notes.mid"
+    embedded = base64.b64decode(link.group(2))
+    assert embedded == (tmp_path / "alone.mid").read_bytes()
+    assert pretty_midi.PrettyMIDI(io.BytesIO(embedded)).get_tempo_changes()[1][0] == \
+        pytest.approx(90)
 
 
 @needs_browser

@@ -66,6 +66,7 @@ label { margin-right: 6px; }
   <button id="zoom-out" title="zoom out">&minus;</button>
   <button id="zoom-in" title="zoom in">+</button>
   <span id="loop-box" hidden>loop <span id="loop"></span> <button id="loop-off">off</button></span>
+  <a id="midi" download="__MIDI_NAME__" href="data:audio/midi;base64,__MIDI__">Download MIDI</a>
 </div>
 <div id="roll-box"><div id="roll-track"><canvas id="roll" height="528"></canvas></div></div>
 <audio id="audio" preload="auto" src="data:__MIME__;base64,__AUDIO__"></audio>
@@ -318,9 +319,11 @@ requestAnimationFrame(tick);
 """
 
 
-def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE) -> str:
+def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE,
+              midi_name: str = "transcription.mid", tempo_bpm: float = 120.0) -> str:
     """The review page of a ``Transcription`` with ``recording`` (``encode_recording``'s)
-    embedded, its notes as the pedal mode ``pedal`` writes them."""
+    embedded, its notes as the pedal mode ``pedal`` writes them, and the MIDI file of them
+    (as ``save`` writes it) to download as ``midi_name``: the page alone is enough to share."""
     notes, _ = result.with_pedal(pedal)
     spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
     embedding = recording_format()
@@ -357,6 +360,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     return (_PAGE.replace("__TITLE__", html.escape(title))
             .replace("__FACTS__", html.escape(facts))
             .replace("__MIME__", embedding.mime)
+            .replace("__MIDI_NAME__", html.escape(midi_name, quote=True))
+            .replace("__MIDI__", base64.b64encode(result.to_bytes("mid", tempo_bpm, pedal))
+                     .decode("ascii"))
             .replace("__AUDIO__", base64.b64encode(recording).decode("ascii"))
             # "</" could end the script element early: JSON allows "<\/" instead.
             .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
@@ -405,7 +411,8 @@ def encode_recording(source: str | Path, gain: float = 1.0) -> bytes:
 
 
 def write_review_page(result, source: str | Path, path: str | Path,
-                      overwrite: bool = True, pedal: str = C.DEFAULT_PEDAL_MODE) -> None:
+                      overwrite: bool = True, pedal: str = C.DEFAULT_PEDAL_MODE,
+                      tempo_bpm: float = 120.0) -> None:
     """Write ``path``: the review page of ``result``, transcribed from the file ``source``.
 
     The recording plays at the level the network heard it (``--normalize``'s gain): a
@@ -413,5 +420,6 @@ def write_review_page(result, source: str | Path, path: str | Path,
     not clip."""
     gain = 10 ** ((result.provenance.get("input_gain_db") or 0.0) / 20)
     page = page_html(result, encode_recording(source, gain),
-                     f"{readable(Path(source).name)}: transcription", pedal)
+                     f"{readable(Path(source).name)}: transcription", pedal,
+                     readable(Path(path).with_suffix(".mid").name), tempo_bpm)
     write_atomic(Path(path), page.encode("utf-8"), overwrite)

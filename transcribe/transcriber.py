@@ -420,7 +420,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
         if html:
             from .review import write_review_page
             with times.measure("review page"):
-                write_review_page(result, source, output.with_suffix(".html"), overwrite, pedal)
+                write_review_page(result, source, output.with_suffix(".html"), overwrite, pedal,
+                                  tempo_bpm)
         with times.measure("output files"):
             result.save(output, fmt, tempo_bpm, overwrite, pedal)
     return result
