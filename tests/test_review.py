@@ -137,6 +137,22 @@ def browser(tmp_path):
     driver.quit()
 
 
+def open_tone_page(tmp_path, browser, notes, seconds):
+    """A review page of ``notes`` over a ``seconds``-long tone, opened in ``browser``."""
+    import soundfile as sf
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
+    write_review_page(Transcription(np.array(notes, float), None, float(seconds),
+                                    DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+
+
 @needs_browser
 def test_the_review_page_plays_draws_every_note_and_needs_no_network(tmp_path, piano_wav,
                                                                       tiny_weights, browser):
@@ -339,20 +355,11 @@ def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
 
 @needs_browser
 def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
-    import soundfile as sf
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from transcribe.decode import DecodingOptions
-    from transcribe.review import write_review_page
-    from transcribe.transcriber import Transcription
-    rate = 22050
-    t = np.arange(5 * rate) / rate
-    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
     notes = np.array([[1.0, 1.5, 60, 80], [2.0, 2.01, 73, 30]])  # C4; C#5, 10 ms (1 px)
-    write_review_page(Transcription(notes, None, 5.0, DecodingOptions().resolve()),
-                      tmp_path / "tone.wav", tmp_path / "tone.html")
-    browser.get((tmp_path / "tone.html").as_uri())
+    open_tone_page(tmp_path, browser, notes, 5)
 
     def hover(seconds, pitch):
         return browser.execute_script("""
@@ -396,19 +403,10 @@ def test_the_transcription_is_played_on_time_once_and_stops_with_the_recording(t
                                                                                browser):
     """Notes were struck when an animation frame noticed their onset had passed: up to a
     frame late, and never in a tab out of sight.  They are put on the synth's clock ahead."""
-    import soundfile as sf
     from selenium.webdriver.common.by import By
 
-    from transcribe.decode import DecodingOptions
-    from transcribe.review import write_review_page
-    from transcribe.transcriber import Transcription
-    rate = 22050
-    t = np.arange(5 * rate) / rate
-    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
     notes = np.array([[1.5, 2.0, 60, 80], [1.6, 2.0, 64, 80], [3.0, 3.5, 67, 80]])
-    write_review_page(Transcription(notes, None, 5.0, DecodingOptions().resolve()),
-                      tmp_path / "tone.wav", tmp_path / "tone.html")
-    browser.get((tmp_path / "tone.html").as_uri())
+    open_tone_page(tmp_path, browser, notes, 5)
     browser.find_element(By.ID, "play").click()
 
     def wait_for(seconds):
@@ -440,19 +438,10 @@ def test_the_transcription_is_played_on_time_once_and_stops_with_the_recording(t
 def test_the_transcription_goes_on_playing_in_a_tab_out_of_sight(tmp_path, browser):
     """A user listens while reading the score in another tab: the synth fell silent there
     (notes were struck from animation frames, which a hidden tab does not draw)."""
-    import soundfile as sf
     from selenium.webdriver.common.by import By
 
-    from transcribe.decode import DecodingOptions
-    from transcribe.review import write_review_page
-    from transcribe.transcriber import Transcription
-    rate = 22050
-    t = np.arange(8 * rate) / rate
-    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
     notes = np.array([[at, at + 0.3, 60, 80] for at in np.arange(1.0, 7.5, 0.25)])
-    write_review_page(Transcription(notes, None, 8.0, DecodingOptions().resolve()),
-                      tmp_path / "tone.wav", tmp_path / "tone.html")
-    browser.get((tmp_path / "tone.html").as_uri())
+    open_tone_page(tmp_path, browser, notes, 8)
     page = browser.current_window_handle
     browser.find_element(By.ID, "play").click()
     browser.switch_to.new_window("tab")
@@ -465,20 +454,11 @@ def test_the_transcription_goes_on_playing_in_a_tab_out_of_sight(tmp_path, brows
 
 @needs_browser
 def test_a_fast_passage_plays_slower_with_the_transcription_on_its_time(tmp_path, browser):
-    import soundfile as sf
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    from transcribe.decode import DecodingOptions
-    from transcribe.review import write_review_page
-    from transcribe.transcriber import Transcription
-    rate = 22050
-    t = np.arange(6 * rate) / rate
-    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
     notes = np.array([[0.6, 0.8, 60, 80], [0.8, 1.0, 62, 80], [1.0, 1.2, 64, 80]])
-    write_review_page(Transcription(notes, None, 6.0, DecodingOptions().resolve()),
-                      tmp_path / "tone.wav", tmp_path / "tone.html")
-    browser.get((tmp_path / "tone.html").as_uri())
+    open_tone_page(tmp_path, browser, notes, 6)
     Select(browser.find_element(By.ID, "speed")).select_by_visible_text("50 %")
     assert browser.execute_script("return audio.playbackRate") == 0.5
     browser.find_element(By.ID, "play").click()
@@ -498,20 +478,11 @@ def test_a_fast_passage_plays_slower_with_the_transcription_on_its_time(tmp_path
 
 @needs_browser
 def test_a_passage_dragged_across_plays_in_a_loop(tmp_path, browser):
-    import soundfile as sf
     from selenium.webdriver.common.by import By
 
-    from transcribe.decode import DecodingOptions
-    from transcribe.review import write_review_page
-    from transcribe.transcriber import Transcription
-    rate = 22050
-    t = np.arange(8 * rate) / rate
-    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 261.6 * t)).astype(np.float32), rate)
     notes = np.array([[0.5, 0.7, 60, 80], [1.2, 1.4, 62, 80], [1.6, 1.8, 64, 80],
                       [3.0, 3.2, 65, 80]])
-    write_review_page(Transcription(notes, None, 8.0, DecodingOptions().resolve()),
-                      tmp_path / "tone.wav", tmp_path / "tone.html")
-    browser.get((tmp_path / "tone.html").as_uri())
+    open_tone_page(tmp_path, browser, notes, 8)
 
     def mouse(kind, seconds, target="canvas"):
         browser.execute_script(f"""
