@@ -520,3 +520,17 @@ def test_a_passage_dragged_across_plays_in_a_loop(tmp_path, browser):
     time.sleep(2.5)
     assert not browser.execute_script("return audio.paused")
     assert 7.0 <= browser.execute_script("return audio.currentTime") <= 8.0
+
+
+def test_a_name_like_the_pages_placeholders_is_shown_as_it_is():
+    """The page was filled in by successive replacements: a file named "__AUDIO__.wav" had
+    the recording's base64 put in its title, and "__MIDI__.mid" the MIDI in its name."""
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import page_html
+    from transcribe.transcriber import Transcription
+    result = Transcription(np.array([[0.5, 1.0, 60, 80]]), None, 3.0, DecodingOptions().resolve())
+    page = page_html(result, b"recording", "__AUDIO__ __DATA__.wav: transcription",
+                     midi_name="__MIDI__.mid")
+    assert "<title>__AUDIO__ __DATA__.wav: transcription</title>" in page
+    assert 'download="__MIDI__.mid"' in page
+    assert page.count("cmVjb3JkaW5n") == 1  # base64 of b"recording": once, in the audio

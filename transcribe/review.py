@@ -22,6 +22,7 @@ import base64
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -357,15 +358,15 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     facts += (f"amt-transcribe {__version__}. Click the roll to seek, drag across it to loop a "
               "passage, hover a note to name it; space plays and pauses, the arrows seek 5 s; "
               "slow down a fast passage with Speed.")
-    return (_PAGE.replace("__TITLE__", html.escape(title))
-            .replace("__FACTS__", html.escape(facts))
-            .replace("__MIME__", embedding.mime)
-            .replace("__MIDI_NAME__", html.escape(midi_name, quote=True))
-            .replace("__MIDI__", base64.b64encode(result.to_bytes("mid", tempo_bpm, pedal))
-                     .decode("ascii"))
-            .replace("__AUDIO__", base64.b64encode(recording).decode("ascii"))
-            # "</" could end the script element early: JSON allows "<\/" instead.
-            .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
+    values = {"TITLE": html.escape(title), "FACTS": html.escape(facts), "MIME": embedding.mime,
+              "MIDI_NAME": html.escape(midi_name, quote=True),
+              "MIDI": base64.b64encode(result.to_bytes("mid", tempo_bpm, pedal)).decode("ascii"),
+              "AUDIO": base64.b64encode(recording).decode("ascii"),
+              # "</" could end the script element early: JSON allows "<\/" instead.
+              "DATA": json.dumps(data).replace("</", "<\\/")}
+    # In one pass: a file named "__AUDIO__.wav" puts its name in the title, not the audio.
+    return re.sub(r"__(TITLE|FACTS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
+                  lambda match: values[match.group(1)], _PAGE)
 
 
 ENCODE_BLOCK = AUDIO_RATE  # samples per write
