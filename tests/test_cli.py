@@ -986,6 +986,49 @@ def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(6)]
 
 
+def test_an_output_its_dead_worker_had_written_whole_is_kept(tmp_path, tiny_weights):
+    """A worker killed after publishing a job's output but before saying so: the job was
+    tried again and failed with "exists; use --overwrite", and the batch exited 1 (seen in
+    CI, where the kill test above hit that moment).  Here the output is put there while
+    its job runs, and both workers are killed."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        write_wav(src / f"{i}.wav", seconds=120)
+    report = tmp_path / "report.csv"
+    process = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out, "--weights",
+                                tiny_weights, "-q", "--jobs", "2", "--threads", "1",
+                                "--report", report], stderr=subprocess.PIPE, text=True)
+    markers = [out / ".0.mid.amt-running", out / ".1.mid.amt-running"]
+    deadline = time.monotonic() + 180
+    workers = []
+    while time.monotonic() < deadline and (len(workers) < 2 or
+                                           not all(m.exists() for m in markers)):
+        workers = [pid for pid in children(process.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        time.sleep(0.02)
+    written = pretty_midi.PrettyMIDI()
+    written.write(str(out / "0.mid"))  # as the worker publishes it: whole, then killed
+    before = (out / "0.mid").read_bytes()
+    try:
+        assert len(workers) == 2 and not (out / "1.mid").exists()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:  # nothing left running if it hangs
+        for pid in children(process.pid) + [process.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr
+    assert (f"amt-transcribe: warning: {src / '0.wav'}: written whole before the process "
+            "transcribing it died; not transcribed again") in stderr
+    assert (out / "0.mid").read_bytes() == before  # kept, not transcribed again
+    assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid"]
+    rows = {row["input"]: row for row in csv.DictReader(open(report))}
+    assert rows[str(src / "0.wav")]["status"] == "done"
+    assert "written whole before the process transcribing it died" in \
+        rows[str(src / "0.wav")]["message"]
+
+
 def test_a_file_a_serial_batch_died_on_is_run_last_in_a_process_of_its_own(tmp_path,
                                                                            tiny_weights):
     """A file that kills the process (the out-of-memory killer, a crash in a decoder) killed

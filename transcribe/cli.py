@@ -978,6 +978,14 @@ def _worker_run(job: Job, settings: JobSettings) -> tuple[Job, list[str]]:
             os._exit(EXIT_INTERRUPTED)
 
 
+def _written_before_death(job: Job, settings: JobSettings) -> bool:
+    """Whether the worker that died on ``job`` had published its output first (killed
+    between writing it and saying so): its retry then failed with "exists".  An output
+    not to be replaced did not exist when the batch began (the job would have been
+    skipped or refused), and it is published after the job's side files, all at once."""
+    return not settings.overwrite and not is_stdio(job.output) and job.output.exists()
+
+
 def _run_parallel(pending: list[Job], workers: int, threads: int, weights, device: str,
                   needs_model: bool, settings: JobSettings, reporter,
                   suspects: list[Job] = ()) -> None:
@@ -1013,6 +1021,14 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
         try:
             done, warnings = future.result()
         except BrokenProcessPool:
+            if _written_before_death(job, settings):
+                job.status = "done"
+                job.message = (f"{_shown(job)}: written whole before the process transcribing "
+                               "it died; not transcribed again")
+                reporter.warn(job.message)  # a done job's message is a warning, printed as such
+                _clear_running(job, made)
+                reporter.finish_file(job)
+                return True
             if not alone:
                 suspects.append(job)  # its marker stands until it is settled
                 return True

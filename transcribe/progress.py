@@ -122,7 +122,7 @@ class Reporter:
         if self.quiet:
             return
         from rich.table import Table
-        if len(jobs) == 1 and jobs[0].status == "done":
+        if len(jobs) == 1 and jobs[0].status == "done" and jobs[0].notes is not None:
             job = jobs[0]
             written = "standard output" if is_stdio(job.output) else readable(str(job.output))
             self.console.print(f"{written}: {job.notes} notes from {job.duration_s:.1f} s "
