@@ -202,6 +202,12 @@ def test_standard_input_and_output_give_what_files_give(tmp_path, tiny_weights):
         "amt-transcribe: error: standard input: not a readable audio file (format not "
         "recognised); supported: WAV, FLAC, OGG, MP3, AIFF\n")
     assert list(spools.iterdir()) == [] and not (tmp_path / "x.mid").exists()
+    run = transcribe_piped("-", "-o", tmp_path / "x.mid", "--weights", tiny_weights,
+                           stdin=b"", env=env)  # the command before | failed
+    assert run.returncode == 1 and run.stderr.decode() == (
+        "amt-transcribe: error: standard input: nothing came through the pipe (0 bytes); did "
+        "the command before | fail?\n")
+    assert list(spools.iterdir()) == [] and not (tmp_path / "x.mid").exists()
     # An output there already, --skip-existing: standard input is not waited for.
     process = subprocess.Popen([sys.executable, "-m", "transcribe", "-", "-o",
                                 tmp_path / "piped.mid", "--skip-existing", "--weights",

@@ -177,6 +177,9 @@ def _spool_stdin() -> Path:
         raise TranscribeError(f"standard input: cannot save it in {folder} ("
                               f"{error.strerror or error}); set TMPDIR to a folder with room"
                               ) from None
+    if not path.stat().st_size:  # "the file is empty" named a file the user never gave
+        raise TranscribeError("standard input: nothing came through the pipe (0 bytes); did "
+                              "the command before | fail?")
     return path
 
 
