@@ -108,6 +108,17 @@ def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, pian
                                from_file.notes)
 
 
+def test_an_array_whose_channels_cancel_is_warned_of_by_its_columns(tiny_model):
+    """The hint for a file names an ffmpeg command; an array has no file: the hint is a
+    column of it (it raised TypeError, building the command from no path, in session 29)."""
+    from transcribe import transcribe
+    left = (np.random.default_rng(0).standard_normal(2 * C.SAMPLE_RATE) * 0.1).astype(np.float32)
+    result = transcribe(np.stack([left, -left], axis=1), tiny_model, sample_rate=C.SAMPLE_RATE)
+    assert any(warning.startswith("its channels cancel when mixed to mono") and
+               warning.endswith("transcribe one channel, e.g. audio[:, 0]")
+               for warning in result.warnings), result.warnings
+
+
 def _plain_copy(loaded):
     """The same network without ``threaded_recurrence``: the layers' own forward."""
     import copy

@@ -271,10 +271,12 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     if peaks is not None and peaks.cancelled:
         level = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
                  "channel" if peaks.mix > 0 else "to silence")
-        # The path as given, not its name: the command runs where amt-transcribe ran.
-        left = Path(source).with_name(Path(source).stem + "-left.wav")
-        one = ("audio[:, 0]" if source is None else "ffmpeg -i " + shlex.quote(source)
-               + " -af 'pan=mono|c0=c0' " + shlex.quote(str(left)))
+        if source is None:  # an array
+            one = "audio[:, 0]"
+        else:  # the path as given, not its name: the command runs where amt-transcribe ran
+            left = Path(source).with_name(Path(source).stem + "-left.wav")
+            one = (f"ffmpeg -i {shlex.quote(source)} -af 'pan=mono|c0=c0' "
+                   f"{shlex.quote(str(left))}")
         warnings.append(f"its channels cancel when mixed to mono (the mix falls {level}; "
                         f"is one polarity-inverted?): transcribe one channel, e.g. {one}")
     provenance = {"weights_sha256": model.card.get("sha256"),
