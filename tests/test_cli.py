@@ -965,6 +965,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of ``--jobs`` under the run ``pid`` (multiprocessing's spawn)."""
+    return [child for child in children(pid)
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def kill_all(process: subprocess.Popen) -> None:
+    """``process`` and its children, killed: nothing left running when a test hangs."""
+    for pid in children(process.pid) + [process.pid]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
     """A worker that dies (the out-of-memory killer) broke the process pool, and every job
     in it failed with it, those still waiting too."""
@@ -978,16 +991,13 @@ def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
         time.sleep(0.02)
-    workers = [pid for pid in children(process.pid)
-               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = workers_of(process.pid)
     try:
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=300)
     finally:  # nothing left running if it hangs
-        for pid in children(process.pid) + [process.pid]:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(process)
     assert process.returncode == 0, stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(6)]
 
@@ -1009,8 +1019,7 @@ def test_an_output_its_dead_worker_had_written_whole_is_kept(tmp_path, tiny_weig
     workers = []
     while time.monotonic() < deadline and (len(workers) < 2 or
                                            not all(m.exists() for m in markers)):
-        workers = [pid for pid in children(process.pid)
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = workers_of(process.pid)
         time.sleep(0.02)
     written = pretty_midi.PrettyMIDI()
     written.write(str(out / "0.mid"))  # as the worker publishes it: whole, then killed
@@ -1021,9 +1030,7 @@ def test_an_output_its_dead_worker_had_written_whole_is_kept(tmp_path, tiny_weig
             os.kill(pid, signal.SIGKILL)
         _, stderr = process.communicate(timeout=300)
     finally:  # nothing left running if it hangs
-        for pid in children(process.pid) + [process.pid]:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(process)
     assert process.returncode == 0, stderr
     assert (f"amt-transcribe: warning: {src / '0.wav'}: written whole before the process "
             "transcribing it died; not transcribed again") in stderr
@@ -1057,8 +1064,7 @@ def test_a_file_a_serial_batch_died_on_is_run_last_in_a_process_of_its_own(tmp_p
     process = subprocess.Popen(command + ["--skip-existing"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        workers = [pid for pid in children(process.pid)
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = workers_of(process.pid)
         if workers:
             break
         time.sleep(0.01)
@@ -1103,8 +1109,7 @@ def test_an_idle_worker_killed_while_another_is_mid_job_does_not_hang_the_batch(
         idle, deadline = [], time.monotonic() + 120
         while not idle and time.monotonic() < deadline:
             if (out / "0.mid").exists():
-                workers = [pid for pid in children(process.pid)
-                           if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+                workers = workers_of(process.pid)
                 busy = [pid for pid in workers if reading_audio(pid)]
                 idle = [pid for pid in workers if pid not in busy] if busy else []
             time.sleep(0.01)
@@ -1112,9 +1117,7 @@ def test_an_idle_worker_killed_while_another_is_mid_job_does_not_hang_the_batch(
         os.kill(idle[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=120)
     finally:
-        for pid in children(process.pid) + [process.pid]:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(process)
     assert process.returncode == 0, stderr
     assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid"]
 
