@@ -93,8 +93,11 @@ function colour(velocity) {
 // wide as the view: it moves with the scroll and draws what is in sight.  A canvas as
 // wide as the recording stayed blank past about 9 minutes (browsers draw no canvas wider
 // than 32,767 px, or larger than 16.7 M px on an iPad).
-function draw() {
+function sizeTrack() {  // the recording's length at this zoom, or the view if it is shorter
   track.style.width = Math.max(box.clientWidth, Math.ceil(DATA.duration_s * pxPerSecond) + 40) + "px";
+}
+function draw() {
+  sizeTrack();
   const left = box.scrollLeft, width = box.clientWidth;
   if (canvas.width !== width) canvas.width = width;
   canvas.style.left = left + "px";
@@ -269,9 +272,8 @@ document.getElementById("loop-off").addEventListener("click", clearLoop);
 // Hovering a note names it: a pianist checking a passage by ear needs to know which it is.
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 function noteAt(clientX, clientY) {
-  const rect = canvas.getBoundingClientRect();
-  const seconds = (clientX - rect.left + box.scrollLeft) / pxPerSecond;
-  const pitch = HIGH - Math.floor((clientY - rect.top) / KEY_PX);
+  const seconds = timeAt(clientX);
+  const pitch = HIGH - Math.floor((clientY - canvas.getBoundingClientRect().top) / KEY_PX);
   const slack = 2 / pxPerSecond;  // a short note is 1 px wide: a little room either side
   return DATA.notes.find(([onset, offset, p]) =>
     p === pitch && onset - slack <= seconds && seconds <= offset + slack) || null;
@@ -306,7 +308,7 @@ document.querySelectorAll("input[name=hear]").forEach((input) =>
 function zoom(factor) {  // the playhead stays where it is on the screen
   const x = audio.currentTime * pxPerSecond - box.scrollLeft;
   pxPerSecond *= factor;
-  track.style.width = Math.max(box.clientWidth, Math.ceil(DATA.duration_s * pxPerSecond) + 40) + "px";
+  sizeTrack();  // before the scroll: the new position may lie past the old width
   box.scrollLeft = Math.max(0, audio.currentTime * pxPerSecond - x);
   draw();
 }
