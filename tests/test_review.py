@@ -1,8 +1,13 @@
-"""The --html review page in a real headless browser (Debian's chromium, driven by Selenium)."""
+"""The --html review page in real headless browsers: Debian's chromium, driven by Selenium,
+and Firefox ESR, driven through Marionette."""
 
+import contextlib
 import io
+import os
 import shutil
+import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -139,6 +144,11 @@ def browser(tmp_path):
 
 def open_tone_page(tmp_path, browser, notes, seconds):
     """A review page of ``notes`` over a ``seconds``-long tone, opened in ``browser``."""
+    browser.get(tone_page(tmp_path, notes, seconds).as_uri())
+
+
+def tone_page(tmp_path, notes, seconds):
+    """The review page of ``notes`` over a ``seconds``-long tone."""
     import soundfile as sf
 
     from transcribe.decode import DecodingOptions
@@ -150,7 +160,7 @@ def open_tone_page(tmp_path, browser, notes, seconds):
     write_review_page(Transcription(np.array(notes, float), None, float(seconds),
                                     DecodingOptions().resolve()),
                       tmp_path / "tone.wav", tmp_path / "tone.html")
-    browser.get((tmp_path / "tone.html").as_uri())
+    return tmp_path / "tone.html"
 
 
 @needs_browser
@@ -534,3 +544,175 @@ def test_a_name_like_the_pages_placeholders_is_shown_as_it_is():
     assert "<title>__AUDIO__ __DATA__.wav: transcription</title>" in page
     assert 'download="__MIDI__.mid"' in page
     assert page.count("cmVjb3JkaW5n") == 1  # base64 of b"recording": once, in the audio
+
+
+# Firefox: the second engine (Gecko).  Debian has no geckodriver, so it is driven through
+# Marionette, its own remote protocol, with Mozilla's marionette_driver.
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+PULSEAUDIO = shutil.which("pulseaudio")
+needs_firefox = pytest.mark.skipif(not (FIREFOX and PULSEAUDIO),
+                                   reason="apt-get install firefox-esr pulseaudio")
+
+
+@pytest.fixture()
+def sound_output():
+    """A sound output of its own for Firefox: a PulseAudio server with a null sink (Firefox
+    plays through the system's sound server; with none, playing fails)."""
+    import subprocess
+    import tempfile
+    # short: a socket's path holds at most 107 bytes
+    runtime = Path(tempfile.mkdtemp(prefix="pulse-"))
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(runtime)}
+    server = subprocess.Popen(
+        [PULSEAUDIO, "--daemonize=no", "--exit-idle-time=-1", "-n", "--use-pid-file=no",
+         "--load=module-null-sink", "--load=module-native-protocol-unix"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socket = runtime / "pulse" / "native"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not socket.exists() and server.poll() is None:
+        time.sleep(0.05)
+    assert socket.exists(), "pulseaudio did not start"
+    yield {"PULSE_SERVER": f"unix:{socket}"}
+    server.kill()
+    server.wait()
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture()
+def no_sound_output(tmp_path):
+    """Neither a sound server nor a sound card that Firefox can open."""
+    alsa = tmp_path / "alsa.conf"
+    alsa.write_text("pcm.!default { type hw card 99 }\n")
+    return {"PULSE_SERVER": f"unix:{tmp_path / 'no-server'}", "ALSA_CONFIG_PATH": str(alsa),
+            "JACK_NO_START_SERVER": "1"}
+
+
+@contextlib.contextmanager
+def launched_firefox(tmp_path, sound):
+    """Firefox, headless, with a fresh profile and ``sound`` in its environment."""
+    import subprocess
+    pytest.importorskip("marionette_driver", reason="pip install marionette-driver (the test "
+                                                    "extra)")
+    from marionette_driver.marionette import Marionette
+    profile = tmp_path / "firefox-profile"
+    profile.mkdir()
+    (profile / "user.js").write_text(
+        'user_pref("marionette.port", 0);\n'  # any free port, written to MarionetteActivePort
+        'user_pref("media.autoplay.default", 0);\n'
+        'user_pref("media.autoplay.blocking_policy", 0);\n')
+    process = subprocess.Popen(
+        [FIREFOX, "--marionette", "--headless", "--no-remote", "-profile", str(profile)],
+        env={**os.environ, "MOZ_HEADLESS": "1", **sound}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    port_file = profile / "MarionetteActivePort"
+
+    def port():
+        return port_file.read_text().strip() if port_file.exists() else ""
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not port().isdigit() and process.poll() is None:
+        time.sleep(0.1)
+    try:
+        assert port().isdigit(), "Firefox did not start"
+        client = Marionette(host="127.0.0.1", port=int(port()))
+        client.start_session()
+        client.set_window_rect(width=1200, height=800)
+        yield Firefox(client)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+class Firefox:
+    """What the tests ask of the page, in Firefox."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def open(self, page):
+        self.client.navigate(page.as_uri())
+
+    def js(self, script, *args):  # in the page's own scope (the page's globals, not a sandbox)
+        return self.client.execute_script(script, script_args=list(args), sandbox=None)
+
+    def click(self, element_id):
+        from marionette_driver.by import By
+        self.client.find_element(By.ID, element_id).click()
+
+    def wait_for(self, condition, seconds=15):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.js("return " + condition):
+            time.sleep(0.05)
+        return self.js("return " + condition)
+
+
+@pytest.fixture()
+def firefox(tmp_path, sound_output):
+    with launched_firefox(tmp_path, sound_output) as page:
+        yield page
+
+
+@pytest.fixture()
+def firefox_without_sound(tmp_path, no_sound_output):
+    with launched_firefox(tmp_path, no_sound_output) as page:
+        yield page
+
+
+@needs_firefox
+def test_the_review_page_plays_in_firefox_too(tmp_path, firefox):
+    notes = np.array([[0.6, 0.8, 60, 80], [0.8, 1.0, 62, 80], [1.0, 1.2, 64, 80],
+                      [4.0, 4.2, 65, 80]])
+    firefox.open(tone_page(tmp_path, notes, 8))
+    assert firefox.wait_for("audio.readyState >= 1")
+    assert firefox.js("return audio.duration") == pytest.approx(8, abs=0.01)
+    assert firefox.js("return window.reviewState.drawnNotes") == 4
+    firefox.click("play")
+    assert firefox.wait_for("audio.currentTime >= 1.5")
+    assert firefox.js("return document.getElementById('no-audio').hidden")
+    assert firefox.js("return window.reviewState.played") == 3  # each once
+    leads = firefox.js("return window.reviewState.leads")
+    assert all(0 < lead <= 0.25 for lead in leads), leads  # put on the clock ahead of each
+    assert firefox.js("return window.reviewState.playheadX") >= 1.5 * 60
+    firefox.click("play")  # pause: nothing put on the clock goes on sounding
+    assert firefox.js("return [audio.paused, window.reviewState.voices()]") == [True, 0]
+    # Slower: the recording's clock runs at half the wall clock's, at its own pitch.
+    firefox.js("const s = document.getElementById('speed'); s.value = '0.5';"
+               "s.dispatchEvent(new Event('change'));")
+    assert firefox.js("return [audio.playbackRate, audio.preservesPitch]") == [0.5, True]
+    firefox.click("play")
+    assert firefox.wait_for("!audio.paused && audio.currentTime > 1.7")
+    started, position = time.monotonic(), firefox.js("return audio.currentTime")
+    time.sleep(2)
+    moved = firefox.js("return audio.currentTime") - position
+    assert moved == pytest.approx((time.monotonic() - started) / 2, abs=0.3)
+
+
+@needs_firefox
+def test_firefox_without_a_sound_output_says_so_and_still_pauses(tmp_path,
+                                                                 firefox_without_sound):
+    """Firefox reports a sound output it cannot open (none connected, or one another program
+    holds) as a decoding error of the recording, and its clock runs on.  The page said
+    "This browser cannot play the recording ... open the page in another browser" and
+    disabled Play: the recording could not be paused any more."""
+    page = firefox_without_sound
+    notes = np.array([[0.6, 0.8, 60, 80], [4.0, 4.2, 65, 80]])
+    page.open(tone_page(tmp_path, notes, 20))
+    assert page.wait_for("audio.readyState >= 1")
+    page.click("play")
+    assert page.wait_for("!document.getElementById('no-audio').hidden")
+    line = page.js("return document.getElementById('no-audio').textContent")
+    assert line.startswith("No sound: this browser could not play the recording ("), line
+    assert line.endswith("). Is a sound output connected, and not held by another program? "
+                         "Press Play to try again."), line
+    assert not page.js("return document.getElementById('play').disabled")
+    assert page.js("return window.reviewState.drawnNotes") == 2
+    page.wait_for("audio.currentTime > 0.5", 5)
+    if not page.js("return audio.paused"):  # Firefox's clock ran on without sound: it stops
+        page.click("play")
+        assert page.js("return audio.paused")
+    at = page.js("return audio.currentTime")
+    page.js("window.failed = 0; audio.addEventListener('error', () => window.failed++)")
+    page.click("play")  # tries again, from where it stopped
+    assert page.wait_for("window.failed > 0")
+    assert page.js("return document.getElementById('no-audio').hidden") is False
+    assert page.js("return audio.currentTime") >= at - 0.01

@@ -207,15 +207,36 @@ document.getElementById("play").addEventListener("click", () => {
     try { synth = new (window.AudioContext || window.webkitAudioContext)(); } catch (e) { synth = null; }
   }
   if (synth && synth.state === "suspended") synth.resume();
-  if (audio.paused) { audio.play(); } else { audio.pause(); silence(); }  // at once: no note more
+  if (!audio.paused) { audio.pause(); silence(); return; }  // at once: no note more
+  if (audio.error) {  // stopped by an error after it had loaded: load it again, from here
+    const at = audio.currentTime;
+    audio.load();
+    audio.currentTime = at;
+  }
+  const started = audio.play();  // a promise, but in Safari before 10
+  if (started) started.catch(() => { /* the error event says why */ });
 });
+let loaded = false;  // this browser decoded the recording's header: it can play the format
+audio.addEventListener("loadedmetadata", () => { loaded = true; });
 audio.addEventListener("error", () => {
-  const line = document.getElementById("no-audio");
-  line.textContent = "This browser cannot play the recording embedded in this page (" +
-    DATA.audio_format + "), so nothing plays: open the page in another browser. " +
-    "The notes are drawn.";
+  const line = document.getElementById("no-audio"), error = audio.error;
   line.hidden = false;
-  document.getElementById("play").disabled = true;
+  if (!loaded || (error && error.code === 4)) {  // 4: MEDIA_ERR_SRC_NOT_SUPPORTED
+    line.textContent = "This browser cannot play the recording embedded in this page (" +
+      DATA.audio_format + "), so nothing plays: open the page in another browser. " +
+      "The notes are drawn.";
+    document.getElementById("play").disabled = true;
+    return;
+  }
+  // The format plays here, but playing failed: Firefox says so of a sound output it cannot
+  // open (none connected, or held by another program), "OnMediaSinkAudioError", and its
+  // clock runs on without sound.  Play stays: it pauses, and tries again.
+  line.textContent = "No sound: this browser could not play the recording (" +
+    ((error && error.message) || "error " + (error ? error.code : "")) + "). Is a sound " +
+    "output connected, and not held by another program? Press Play to try again.";
+});
+audio.addEventListener("playing", () => {
+  if (loaded) document.getElementById("no-audio").hidden = true;  // playing again
 });
 audio.addEventListener("play", () => { document.getElementById("play").textContent = "Pause"; });
 audio.addEventListener("pause", () => { document.getElementById("play").textContent = "Play"; silence(); });
