@@ -188,6 +188,11 @@ def test_standard_input_and_output_give_what_files_give(tmp_path, tiny_weights):
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "piped.mid").read_bytes() == (tmp_path / "file.mid").read_bytes()
     assert next(csv.DictReader(open(tmp_path / "r.csv")))["input"] == "-"
+    # Saved posteriorgrams say where they came from: not a temporary file, deleted since.
+    run = transcribe_piped("-", "-o", tmp_path / "kept.mid", "--save-posteriorgram",
+                           "--weights", tiny_weights, stdin=wav.read_bytes(), env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(str(np.load(tmp_path / "kept.npz")["about"]))["source"] == "standard input"
     run = transcribe_piped(wav, "-o", "-", "-f", "json", "--weights", tiny_weights)
     assert run.returncode == 0, run.stderr.decode()
     assert run.stdout == (tmp_path / "file.json").read_bytes()

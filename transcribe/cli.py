@@ -877,7 +877,7 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
                                         plot=settings.plot,
                                         save_posteriorgram=settings.save_posteriorgram,
                                         overwrite=settings.overwrite, html=settings.html,
-                                        **common)
+                                        source_name=shown if job.spool else None, **common)
     except TranscribeError as error:
         job.status = "failed"
         # Messages of ours name the file already; say which input they belong to otherwise.

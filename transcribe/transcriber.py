@@ -393,8 +393,12 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
                        progress: Callable[[float, float], None] | None = None,
                        times: StageTimes | None = None, pedal: str = C.DEFAULT_PEDAL_MODE,
                        model_pass: str | None = None, html: bool = False,
-                       dereverb: bool = False, normalize: bool = True) -> Transcription:
+                       dereverb: bool = False, normalize: bool = True,
+                       source_name: str | None = None) -> Transcription:
     """Transcribe ``source`` and write ``output`` (plus its ``side_outputs``), each atomically.
+
+    ``source_name``: what the saved posteriorgrams record as their source, where
+    ``source`` is not it (standard input, read from a temporary file).
 
     The side files are written first and the notes last, so an existing ``output``
     means a finished job (``--skip-existing`` relies on it).  All are published
@@ -410,6 +414,8 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     result = _transcription(source, model, options, progress, times, model_pass, dereverb,
                             normalize, keep_spectrograms=plot,
                             keep_posteriorgrams=plot or save_posteriorgram)
+    if source_name is not None:
+        result.source = source_name
     with all_or_none():  # published together at the end: a failed job leaves none of them
         with times.measure("output files"):
             if save_posteriorgram:
