@@ -717,7 +717,9 @@ def test_two_processes_writing_one_output_never_both_win(tmp_path, tiny_weights)
     errors = [run.communicate(timeout=120)[1] for run in runs]
     codes = sorted(run.returncode for run in runs)
     assert codes == [0, 1], errors
-    assert any(f"{out} exists" in error for error in errors)
+    # found written when it began, or being written (and then not transcribed)
+    assert any(f"{out} exists" in error or f"{out}: another run is writing it" in error
+               for error in errors)
     pretty_midi.PrettyMIDI(str(out))
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -1127,27 +1129,122 @@ def test_an_idle_worker_killed_while_another_is_mid_job_does_not_hang_the_batch(
     assert sorted(p.name for p in out.iterdir()) == ["0.mid", "1.mid"]
 
 
-def test_a_file_another_run_is_transcribing_now_is_not_taken_for_one_a_run_died_on(
-        tmp_path, tiny_weights):
+def test_a_file_another_run_is_transcribing_is_left_to_it(tmp_path, tiny_weights):
+    """Two runs on the same outputs at once (a second terminal, a second machine on a shared
+    folder) each transcribed every file, and the one that published second failed each
+    with "exists; use --overwrite": exit 1 for a batch that lost nothing.  A file whose
+    marker a run that is alive holds is now left to it, and waited for."""
     import platform
     wav = write_wav(tmp_path / "a.wav")
-    marker = tmp_path / ".a.mid.amt-running"
-    other = subprocess.Popen(["sleep", "60"])  # another run, alive, on this machine
+    marker, out = tmp_path / ".a.mid.amt-running", tmp_path / "a.mid"
+    command = [sys.executable, "-m", "transcribe", wav, "--weights", tiny_weights,
+               "--skip-existing", "--report", tmp_path / "report.csv"]
+    other = subprocess.Popen(["sleep", "120"])  # the other run, alive, on this machine
     try:
+        # Without --skip-existing (or --overwrite) it is an output this run cannot write.
         marker.write_text(f"amt-transcribe, process {other.pid} on {platform.node()}: {wav}\n")
         result = invoke(wav, "--weights", tiny_weights)
-        assert result.exit_code == 0 and "died" not in result.output, result.output
+        assert result.exit_code == 1
+        assert result.output.endswith(
+            f"amt-transcribe: error: {out}: another run is writing it (process {other.pid} on "
+            f"{platform.node()}); use --skip-existing to leave such files to it\n"), result.output
+        assert marker.exists() and not out.exists()
+        for pid, host in ((other.pid, platform.node()), (1, "another-machine")):
+            out.unlink(missing_ok=True)
+            (tmp_path / "report.csv").unlink(missing_ok=True)
+            # another machine's: alive while touched (HEARTBEAT_S), as now
+            marker.write_text(f"amt-transcribe, process {pid} on {host}: {wav}\n")
+            with open(tmp_path / "stderr", "w+") as stderr:
+                run = subprocess.Popen(command, stderr=stderr, text=True)
+                try:
+                    deadline = time.monotonic() + 60
+                    while (time.monotonic() < deadline and run.poll() is None
+                           and "waiting" not in (tmp_path / "stderr").read_text()):
+                        time.sleep(0.05)
+                    assert run.poll() is None, (tmp_path / "stderr").read_text()
+                    out.write_bytes(b"the other run's notes")  # it finishes the file
+                    marker.unlink()
+                    assert run.wait(timeout=60) == 0
+                finally:
+                    kill_all(run)
+            said = (tmp_path / "stderr").read_text()
+            assert (f"note: waiting for other runs on these outputs (process {pid} on {host}) "
+                    f"to finish {wav}") in " ".join(said.split()), said
+            assert "died" not in said
+            assert out.read_bytes() == b"the other run's notes"  # not transcribed again
+            row = next(csv.DictReader(open(tmp_path / "report.csv")))
+            assert (row["status"], row["message"]) == ("skipped",
+                                                       "transcribed by another run meanwhile")
+        # The other run dies on the file, its marker left: this one transcribes it.
+        out.unlink()
+        marker.write_text(f"amt-transcribe, process {other.pid} on {platform.node()}: {wav}\n")
+        run = subprocess.Popen(command[:-2], stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        other.kill()
+        other.wait()
+        _, said = run.communicate(timeout=120)
+        assert run.returncode == 0, said
+        assert out.stat().st_size > 0 and out.read_bytes() != b"the other run's notes"
+        assert not marker.exists()
     finally:
         other.kill()
         other.wait()
-    # Put up by another machine, or by a process of this number before (in a container,
-    # a run may get the number of the one that died): a run died on it.
-    for pid, host in ((other.pid, "another-machine"), (os.getpid(), platform.node())):
+    # Put up by another machine and untouched for long, or by a process of this number
+    # before (in a container, a run may get the number of the one that died): a run died
+    # on it.
+    for pid, host, age in ((other.pid, "another-machine", 600), (os.getpid(), platform.node(), 0)):
         marker.write_text(f"amt-transcribe, process {pid} on {host}: {wav}\n")
+        os.utime(marker, (time.time() - age, time.time() - age))
         result = invoke(wav, "--weights", tiny_weights, "--overwrite")
         assert result.exit_code == 0, result.output
         assert f"a run before this one died while transcribing {wav}" in result.output
         assert not marker.exists()
+
+
+@pytest.mark.parametrize("flag,jobs", [("--skip-existing", "1"), ("--skip-existing", "2"),
+                                       ("--overwrite", "1")])
+def test_two_runs_at_once_on_one_folder_share_its_files(tmp_path, tiny_weights, flag, jobs):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(8):
+        write_wav(src / f"{i}.wav", seconds=4)
+    runs = [subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out, "--weights",
+                              tiny_weights, "-q", flag, "--jobs", jobs,
+                              "--threads", "1", "--report", tmp_path / f"{name}.csv"],
+                             stderr=subprocess.PIPE, text=True) for name in "ab"]
+    try:
+        said = [run.communicate(timeout=240)[1] for run in runs]
+    finally:
+        for run in runs:
+            kill_all(run)
+    assert [run.returncode for run in runs] == [0, 0], said
+    rows = [list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in "ab"]
+    for a, b in zip(*rows):  # each file transcribed by one run, and left by the other
+        if flag == "--skip-existing":
+            assert sorted([a["status"], b["status"]]) == ["done", "skipped"], (a, b)
+        else:  # an output one run finished before the other came to it is replaced
+            assert "done" in (a["status"], b["status"]) and "failed" not in (a["status"],
+                                                                           b["status"])
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(8)]
+
+
+def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
+    """Runs on other machines tell a run that is alive from one that died by it."""
+    from transcribe import cli
+    monkeypatch.setattr(cli, "HEARTBEAT_S", 0.05)
+    beat = cli._Heartbeat()
+    marker = tmp_path / ".a.mid.amt-running"
+    marker.write_text("x")
+    os.utime(marker, (1000, 1000))
+    beat.add(marker)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and marker.stat().st_mtime < time.time() - 60:
+        time.sleep(0.01)
+    assert marker.stat().st_mtime >= time.time() - 60
+    beat.remove(marker)
+    time.sleep(0.2)  # a beat under way ends
+    os.utime(marker, (1000, 1000))
+    time.sleep(0.3)
+    assert marker.stat().st_mtime == 1000  # no longer touched
 
 
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):

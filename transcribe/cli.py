@@ -380,11 +380,14 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     """Remove the temporary files that a run killed outright (SIGKILL, the out-of-memory
     killer, power lost) left for the outputs of ``jobs``, about to be written anew: each
     kill of a job that plots an hour of audio left 200 MB of them, hidden, for good.
-    Returns how many were removed."""
+    Returns how many were removed.  Those of a job another run is transcribing now are
+    its own, and stay."""
     from .files import temporary_of, temporary_stem
     from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
+        if isinstance(_holder(job), str):
+            continue
         for path in _written_by(job, side):
             wanted[path.parent].add(temporary_stem(path.name))
     removed = 0
@@ -421,10 +424,28 @@ def _running_marker(job: Job) -> Path | None:
     return job.output.with_name(f".{temporary_stem(job.output.name)}{RUNNING_SUFFIX}")
 
 
-def _mark_running(job: Job) -> list[Path]:
-    """Put up ``job``'s marker; returns the folders made for it, deepest first (the
-    output's own, mirrored from the input's, may not exist yet).  Best effort: a
-    marker that cannot be written only costs the next run its warning."""
+# Runs share a batch's files: a job is claimed by putting its marker up (only one run can
+# create it), and a run finding it up leaves the file to the run that holds it.  A
+# running job's marker is touched this often, so that runs on other machines sharing the
+# folder see that it is alive; one of another machine left untouched for STALE_S is of a
+# run that died (clocks a minute apart do no harm).
+HEARTBEAT_S = 15.0
+STALE_S = 120.0
+_HOST = platform.node() or "?"
+
+
+class _Died:
+    """What ``_holder`` returns for a marker whose run is gone."""
+
+
+DIED = _Died()
+
+
+def _claim(job: Job) -> list[Path] | None:
+    """Put up ``job``'s marker; None if another run that is alive holds it (the file is
+    its).  Returns the folders made for the marker, deepest first (the output's own,
+    mirrored from the input's, may not exist yet).  Best effort: a marker that cannot be
+    written only costs the next run its warning, and other runs the sharing."""
     marker = _running_marker(job)
     if marker is None:
         return []
@@ -433,31 +454,95 @@ def _mark_running(job: Job) -> list[Path]:
     while not folder.exists() and folder != folder.parent:
         made.append(folder)
         folder = folder.parent
+    text = b"amt-transcribe, process %d on %s: %s\n" % (
+        os.getpid(), _HOST.encode(), os.fsencode(job.source))
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_bytes(b"amt-transcribe, process %d on %s: %s\n" % (
-            os.getpid(), _HOST.encode(), os.fsencode(job.source)))
+        for _ in range(3):  # it may come down between a try and the look at who holds it
+            try:
+                with open(marker, "xb") as file:
+                    file.write(text)
+                break
+            except FileExistsError:
+                holder = _holder(job)
+                if isinstance(holder, str):
+                    return None
+                if holder is DIED:  # ours now, to transcribe it again
+                    marker.write_bytes(text)
+                    break
     except OSError:
         pass
+    _HEARTBEAT.add(marker)
     return made
 
 
-_HOST = platform.node() or "?"
+def _holder(job: Job) -> str | _Died | None:
+    """Who holds ``job``'s marker: "process P on HOST" if a run other than this one that is
+    alive; ``DIED`` if its run is gone (killed, or crashed, on this file); None if there is
+    no marker.  A run is alive if its marker was touched lately (``HEARTBEAT_S``), and, on
+    this machine, its process runs: a run resumed at once after a crash takes the files it
+    died on back at once, and one whose number another process got later is not waited for."""
+    marker = _running_marker(job)
+    if marker is None:
+        return None
+    try:
+        text, touched = marker.read_bytes(), marker.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return DIED
+    put_up = re.match(rb"amt-transcribe, process (\d+) on (\S+):", text)
+    if not put_up:
+        return DIED
+    pid, host = int(put_up[1]), put_up[2].decode(errors="replace")
+    alive = time.time() - touched < STALE_S
+    if host == _HOST and os.name != "nt":  # Windows' processes cannot be asked
+        alive = alive and _alive(pid)
+    return f"process {pid} on {host}" if alive else DIED
+
+
+class _Heartbeat:
+    """Touches the markers of the jobs this process runs, every ``HEARTBEAT_S``."""
+
+    def __init__(self):
+        import threading
+        self.markers: set[Path] = set()
+        self.lock = threading.Lock()
+        self.thread = None
+
+    def add(self, marker: Path) -> None:
+        import threading
+        with self.lock:
+            self.markers.add(marker)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.beat, name="amt-heartbeat",
+                                               daemon=True)
+                self.thread.start()
+
+    def remove(self, marker: Path) -> None:
+        with self.lock:
+            self.markers.discard(marker)
+
+    def beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self.lock:
+                markers = list(self.markers)
+            for marker in markers:
+                try:
+                    os.utime(marker)
+                except OSError:
+                    pass
+
+
+_HEARTBEAT = _Heartbeat()
 
 
 def _died_on(job: Job) -> bool:
     """Whether a run before this one died while transcribing ``job``: its marker stands,
-    and was not put up by a process of this machine that still runs (a second run
-    started beside the first, on the same outputs)."""
-    marker = _running_marker(job)
-    if marker is None:
-        return False
-    try:
-        text = marker.read_bytes()
-    except OSError:
-        return False
-    put_up = re.match(rb"amt-transcribe, process (\d+) on (\S+):", text)
-    return not (put_up and put_up[2] == _HOST.encode() and _alive(int(put_up[1])))
+    and was not put up by a run that is alive (another run started beside this one, on
+    the same outputs, on this machine or another)."""
+    return _holder(job) is DIED
 
 
 def _alive(pid: int) -> bool:
@@ -479,6 +564,7 @@ def _clear_running(job: Job, made: list[Path]) -> None:
     marker = _running_marker(job)
     if marker is None:
         return
+    _HEARTBEAT.remove(marker)
     try:
         marker.unlink(missing_ok=True)
         for folder in made:
@@ -755,7 +841,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             times.add("start-up (imports, weights)", time.perf_counter() - started)
             _interrupt_as_exception()
             settings = JobSettings(options, fmt, tempo_bpm, plot, save_posteriorgram, overwrite,
-                                   pedal, model_pass, html, dereverb, normalize)
+                                   pedal, model_pass, html, dereverb, normalize,
+                                   skip_existing)
             with reporter:
                 if ray_address is not None:
                     from .cluster import run_on_ray
@@ -852,6 +939,7 @@ class JobSettings:
     html: bool = False
     dereverb: bool = False
     normalize: bool = True
+    skip_existing: bool = False  # and so leave the files other runs hold to them
 
 
 def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) -> list[str]:
@@ -930,10 +1018,109 @@ def record_outcome(job: Job, done: Job, warnings: list[str], reporter) -> None:
         reporter.warn(warning)
 
 
+WAIT_S = 1.0  # how often a run waiting for another's files looks whether they are done
+
+
+class _Unknown:
+    """What ``_written_meanwhile`` is told where the output's state was not looked at."""
+
+
+def _state(path: Path) -> tuple[int, int] | None:
+    """``path``'s modification time and size, None if it does not exist."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _written_meanwhile(job: Job, settings: JobSettings, before=_Unknown) -> bool:
+    """Whether ``job``'s output was written whole since the batch began, by another run (or
+    a worker of this one that died just after publishing it).  An output not to be replaced
+    did not exist when the batch began: the job would have been skipped or refused.  One to
+    be replaced was written meanwhile if it changed since ``before`` (its ``_state`` when
+    another run was found transcribing it).  The output is published last, after the side
+    files, all at once."""
+    if is_stdio(job.output):
+        return False
+    now = _state(job.output)
+    if now is None:
+        return False
+    if not settings.overwrite:
+        return True
+    return before is not _Unknown and now != before
+
+
+def _take(job: Job, settings: JobSettings, reporter, held: list) -> list[Path] | None:
+    """Claim ``job`` for this run: the folders made for its marker (``_claim``), or None
+    where it is not this run's to transcribe.  Another run that is alive holds it: with
+    --skip-existing or --overwrite the file is left to that run (put in ``held``, with its
+    output's state, to wait for), else it fails now.  Another run wrote it meanwhile: it is
+    skipped with --skip-existing, else fails as an output there at the start does."""
+    before = _state(job.output) if not is_stdio(job.output) else None
+    made = _claim(job)
+    if made is None:
+        if settings.skip_existing or settings.overwrite:
+            held.append((job, before))
+            return None
+        holder = _holder(job)
+        job.status = "failed"
+        job.message = (f"{job.output}: another run is writing it"
+                       + (f" ({holder})" if isinstance(holder, str) else "")
+                       + "; use --skip-existing to leave such files to it")
+    elif _written_meanwhile(job, settings):
+        _clear_running(job, made)
+        if settings.skip_existing:
+            job.status, job.message = "skipped", "transcribed by another run meanwhile"
+        else:
+            job.status = "failed"
+            job.message = f"{job.output} exists; use --overwrite to replace it or --skip-existing"
+    else:
+        return made
+    reporter.finish_file(job)
+    return None
+
+
+def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
+    """Wait until the other runs holding ``held``'s jobs give one up (written, failed or
+    died); returns the jobs given up that are still to transcribe here, the ones written
+    meanwhile skipped."""
+    noted = False
+    while True:
+        given_up = [(job, before) for job, before in held if not isinstance(_holder(job), str)]
+        if given_up:
+            for pair in given_up:
+                held.remove(pair)
+            left = []
+            for job, before in given_up:
+                if _written_meanwhile(job, settings, before):
+                    job.status, job.message = "skipped", "transcribed by another run meanwhile"
+                    reporter.finish_file(job)
+                else:
+                    left.append(job)
+            return left
+        if not noted:
+            holders = sorted({holder for job, _ in held
+                              if isinstance(holder := _holder(job), str)})
+            reporter.note(f"waiting for other runs on these outputs ({', '.join(holders)}) to "
+                          f"finish {', '.join(_shown(job) for job, _ in held[:3])}"
+                          f"{', ...' if len(held) > 3 else ''}")
+            noted = True
+        time.sleep(WAIT_S)
+
+
 def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, times) -> None:
-    for job in pending:
+    from collections import deque
+    queue, held = deque(pending), []
+    while queue or held:
+        if not queue:
+            queue.extend(_wait_for_others(held, settings, reporter))
+            continue
+        job = queue.popleft()
+        made = _take(job, settings, reporter, held)
+        if made is None:
+            continue
         reporter.start_file(Path(_shown(job)))
-        made = _mark_running(job)
         try:
             for warning in run_job(job, loaded, settings, reporter.advance_file, times):
                 reporter.warn(warning)
@@ -981,14 +1168,6 @@ def _worker_run(job: Job, settings: JobSettings) -> tuple[Job, list[str]]:
             os._exit(EXIT_INTERRUPTED)
 
 
-def _written_before_death(job: Job, settings: JobSettings) -> bool:
-    """Whether the worker that died on ``job`` had published its output first (killed
-    between writing it and saying so): its retry then failed with "exists".  An output
-    not to be replaced did not exist when the batch began (the job would have been
-    skipped or refused), and it is published after the job's side files, all at once."""
-    return not settings.overwrite and not is_stdio(job.output) and job.output.exists()
-
-
 def _run_parallel(pending: list[Job], workers: int, threads: int, weights, device: str,
                   needs_model: bool, settings: JobSettings, reporter,
                   suspects: list[Job] = ()) -> None:
@@ -1011,12 +1190,14 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
                                    initializer=_worker_start,
                                    initargs=(weights, device, threads, needs_model))
 
-    queue, suspects = deque(pending), deque(suspects)
+    queue, suspects, held = deque(pending), deque(suspects), []
     running: dict = {}  # future -> (job, whether it runs alone, the folders made for it)
     pool = new_pool()
 
     def submit(job: Job, alone: bool) -> None:
-        running[pool.submit(_worker_run, job, settings)] = (job, alone, _mark_running(job))
+        made = _take(job, settings, reporter, held)
+        if made is not None:
+            running[pool.submit(_worker_run, job, settings)] = (job, alone, made)
 
     def settle(future) -> bool:
         """Record a finished future's outcome; True if its worker died (the pool is broken)."""
@@ -1024,7 +1205,9 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
         try:
             done, warnings = future.result()
         except BrokenProcessPool:
-            if _written_before_death(job, settings):
+            # Killed between publishing the output and saying so: its retry failed with
+            # "exists".
+            if _written_meanwhile(job, settings):
                 job.status = "done"
                 job.message = (f"{_shown(job)}: written whole before the process transcribing "
                                "it died; not transcribed again")
@@ -1050,13 +1233,17 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
         return False
 
     try:
-        while queue or suspects or running:
+        while queue or suspects or running or held:
             # Alone, at the end: nothing runs beside a job that a worker died on.
             if queue:
                 while queue and len(running) < workers:
                     submit(queue.popleft(), alone=False)
             elif suspects and not running:
                 submit(suspects.popleft(), alone=True)
+            elif held and not running:  # what other runs hold, once this one has done the rest
+                queue.extend(_wait_for_others(held, settings, reporter))
+            if not running:
+                continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             if any([settle(future) for future in finished]):
                 # The pool is broken: its other jobs end at once; then a new pool.
