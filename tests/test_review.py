@@ -716,3 +716,44 @@ def test_firefox_without_a_sound_output_says_so_and_still_pauses(tmp_path,
     assert page.wait_for("window.failed > 0")
     assert page.js("return document.getElementById('no-audio').hidden") is False
     assert page.js("return audio.currentTime") >= at - 0.01
+
+
+@needs_browser
+def test_a_loop_is_set_at_the_playhead_with_a_and_b_as_on_a_touch_screen(tmp_path, browser):
+    """On a touch screen a drag scrolls the roll: an iPad could not loop a passage.  A and B
+    (keys [ and ]) set the loop's ends where the playhead is."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    notes = np.array([[0.5, 0.7, 60, 80], [1.2, 1.4, 62, 80], [1.6, 1.8, 64, 80],
+                      [3.0, 3.2, 65, 80]])
+    open_tone_page(tmp_path, browser, notes, 8)
+    loop = browser.find_element(By.ID, "loop")
+    browser.execute_script("audio.currentTime = 1.0")
+    browser.find_element(By.ID, "loop-a").click()
+    assert loop.text == "0:01.0-0:08.0"  # from A to the end, until B is set
+    browser.execute_script("audio.currentTime = 2.0")
+    browser.find_element(By.ID, "loop-b").click()
+    assert loop.text == "0:01.0-0:02.0"
+    browser.find_element(By.ID, "play").click()
+    time.sleep(3)  # round the loop's second three times
+    now = browser.execute_script("return audio.currentTime")
+    assert 1.0 <= now <= 2.05, now
+    assert browser.execute_script("return window.reviewState.played") >= 4  # 1.2 s, 1.6 s
+    browser.find_element(By.ID, "play").click()
+    # The keys: ] at 4 s (B before A: from the start), then [ at 3 s.
+    browser.find_element(By.ID, "loop-off").click()
+    body = browser.find_element(By.TAG_NAME, "body")
+    browser.execute_script("audio.currentTime = 4.0")
+    body.send_keys("]")
+    assert loop.text == "0:00.0-0:04.0"
+    browser.execute_script("audio.currentTime = 3.0")
+    body.send_keys("[")
+    assert loop.text == "0:03.0-0:04.0"
+    # A past B: from there to the end; A at the very end sets nothing.
+    browser.execute_script("audio.currentTime = 5.0")
+    body.send_keys("[")
+    assert loop.text == "0:05.0-0:08.0"
+    browser.execute_script("audio.currentTime = 8.0")
+    body.send_keys("[")
+    assert loop.text == "0:05.0-0:08.0"

@@ -4,11 +4,11 @@ The page holds everything it needs (no network, no external script or font): the
 recording, compressed (MP3, mono, 22.05 kHz) and embedded as a data URI; the
 notes and pedal as JSON; a small script that draws the piano roll (what is in sight, on a
 canvas as wide as the view) under a playhead that follows the recording, seeks where it
-is clicked, loops a passage dragged across, zooms in time, names the note under the
-pointer, slows down to 75 % or 50 %, and plays the transcription through a WebAudio
-piano-like synth (decaying partials, each note put on the synth's clock ahead of the
-recording), the recording, or both together.  Embedding makes one file to share or
-archive: about 0.5 MB a minute of audio.
+is clicked, loops a passage dragged across (or between A and B, set at the playhead),
+zooms in time, names the note under the pointer, slows down to 75 % or 50 %, and plays
+the transcription through a WebAudio piano-like synth (decaying partials, each note put
+on the synth's clock ahead of the recording), the recording, or both together.
+Embedding makes one file to share or archive: about 0.5 MB a minute of audio.
 
 MP3 because every browser plays it: Safari (macOS, and every browser on an iPad or
 iPhone) plays no Ogg, so a page with Ogg Vorbis stood still there.  LAME's header
@@ -66,6 +66,8 @@ label { margin-right: 6px; }
     <option value="1" selected>100 %</option></select></label>
   <button id="zoom-out" title="zoom out">&minus;</button>
   <button id="zoom-in" title="zoom in">+</button>
+  <button id="loop-a" title="loop from the playhead (key [)">A</button>
+  <button id="loop-b" title="loop to the playhead (key ])">B</button>
   <span id="loop-box" hidden>loop <span id="loop"></span> <button id="loop-off">off</button></span>
   <a id="midi" download="__MIDI_NAME__" href="data:audio/midi;base64,__MIDI__">Download MIDI</a>
 </div>
@@ -290,6 +292,19 @@ canvas.addEventListener("click", (event) => {
   seek(seconds);
 });
 document.getElementById("loop-off").addEventListener("click", clearLoop);
+// Or set its ends at the playhead, as practice players do: A where the passage begins, B
+// where it ends (it goes round at once).  On a touch screen a drag scrolls the roll.
+const SHORTEST_LOOP_S = 0.05;
+function loopFrom() {
+  const t = audio.currentTime, end = loop && t < loop.end ? loop.end : DATA.duration_s;
+  if (end - t >= SHORTEST_LOOP_S) setLoop(t, end);
+}
+function loopTo() {
+  const t = audio.currentTime, start = loop && t > loop.start ? loop.start : 0;
+  if (t - start >= SHORTEST_LOOP_S) setLoop(start, t);
+}
+document.getElementById("loop-a").addEventListener("click", loopFrom);
+document.getElementById("loop-b").addEventListener("click", loopTo);
 // Hovering a note names it: a pianist checking a passage by ear needs to know which it is.
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 function noteAt(clientX, clientY) {
@@ -304,12 +319,14 @@ canvas.addEventListener("mousemove", (event) => {
   canvas.title = note ? NAMES[note[2] % 12] + (Math.floor(note[2] / 12) - 1) + " (" + note[2] +
     "), " + note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3] : "";
 });
-// Space plays and pauses and the arrows seek 5 s, as in every player (on a button or a
-// choice these keys are theirs).
+// Space plays and pauses and the arrows seek 5 s, as in every player, and [ and ] set the
+// loop's ends (on a button or a choice these keys are theirs).
 document.addEventListener("keydown", (event) => {
   if (event.target.closest("button, input, select")) return;
   if (event.key === " ") {
     document.getElementById("play").click();
+  } else if (event.key === "[" || event.key === "]") {
+    (event.key === "[" ? loopFrom : loopTo)();
   } else if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
     const step = event.key === "ArrowLeft" ? -5 : 5;
     seek(Math.max(0, Math.min(DATA.duration_s, audio.currentTime + step)));
@@ -379,7 +396,8 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
     facts += (f"amt-transcribe {__version__}. Click the roll to seek, drag across it to loop a "
-              "passage, hover a note to name it; space plays and pauses, the arrows seek 5 s; "
+              "passage (or set the loop's ends at the playhead with A and B), hover a note to "
+              "name it; space plays and pauses, the arrows seek 5 s, [ and ] are A and B; "
               "slow down a fast passage with Speed.")
     values = {"TITLE": html.escape(title), "FACTS": html.escape(facts), "MIME": embedding.mime,
               "MIDI_NAME": html.escape(midi_name, quote=True),
