@@ -1,5 +1,6 @@
-"""The --html review page in real headless browsers: Debian's chromium, driven by Selenium,
-and Firefox ESR, driven through Marionette."""
+"""The --html review page in real browsers, in the three engines: Debian's chromium, driven
+by Selenium; Firefox ESR, driven through Marionette; WebKitGTK (Safari's engine), driven
+by its WebDriver on a virtual display."""
 
 import contextlib
 import io
@@ -7,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -557,9 +559,13 @@ def test_a_name_like_the_pages_placeholders_is_shown_as_it_is():
     assert page.count("cmVjb3JkaW5n") == 1  # base64 of b"recording": once, in the audio
 
 
-# Firefox: the second engine (Gecko).  Debian has no geckodriver, so it is driven through
-# Marionette, its own remote protocol, with Mozilla's marionette_driver.
+# The other engines: Firefox's (Gecko) and Safari's (WebKit, as WebKitGTK: its media go
+# through GStreamer, not Apple's).  Debian has no geckodriver, so Firefox is driven through
+# Marionette, its own remote protocol, with Mozilla's marionette_driver; WebKitGTK has a
+# WebDriver of its own, and needs an X display (Xvfb).  Both play through a sound server.
 FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+WEBKIT_DRIVER = shutil.which("WebKitWebDriver")
+XVFB = shutil.which("Xvfb")
 PULSEAUDIO = shutil.which("pulseaudio")
 needs_firefox = pytest.mark.skipif(not (FIREFOX and PULSEAUDIO),
                                    reason="apt-get install firefox-esr pulseaudio")
@@ -571,6 +577,8 @@ def sound_output():
     plays through the system's sound server; with none, playing fails)."""
     import subprocess
     import tempfile
+    if not PULSEAUDIO:
+        pytest.skip("apt-get install pulseaudio")
     # short: a socket's path holds at most 107 bytes
     runtime = Path(tempfile.mkdtemp(prefix="pulse-"))
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(runtime)}
@@ -634,21 +642,11 @@ def launched_firefox(tmp_path, sound):
         process.wait()
 
 
-class Firefox:
-    """What the tests ask of the page, in Firefox."""
+class Page:
+    """What the tests ask of the page, in a browser driven one way or another."""
 
     def __init__(self, client):
         self.client = client
-
-    def open(self, page):
-        self.client.navigate(page.as_uri())
-
-    def js(self, script, *args):  # in the page's own scope (the page's globals, not a sandbox)
-        return self.client.execute_script(script, script_args=list(args), sandbox=None)
-
-    def click(self, element_id):
-        from marionette_driver.by import By
-        self.client.find_element(By.ID, element_id).click()
 
     def wait_for(self, condition, seconds=15):
         deadline = time.monotonic() + seconds
@@ -657,10 +655,77 @@ class Firefox:
         return self.js("return " + condition)
 
 
+class Firefox(Page):
+    def open(self, page):
+        self.client.navigate(page.as_uri())
+
+    def js(self, script, *args):  # in the page's own scope (the page's globals, not a sandbox)
+        return self.client.execute_script(script, script_args=list(args), sandbox=None)
+
+    def js_async(self, script):
+        return self.client.execute_async_script(script, sandbox=None, script_timeout=30000)
+
+    def click(self, element_id):
+        from marionette_driver.by import By
+        self.client.find_element(By.ID, element_id).click()
+
+
+class Selenium(Page):
+    def open(self, page):
+        self.client.get(page.as_uri())
+
+    def js(self, script, *args):
+        return self.client.execute_script(script, *args)
+
+    def js_async(self, script):
+        return self.client.execute_async_script(script)
+
+    def click(self, element_id):
+        from selenium.webdriver.common.by import By
+        self.client.find_element(By.ID, element_id).click()
+
+
 @pytest.fixture()
-def firefox(tmp_path, sound_output):
-    with launched_firefox(tmp_path, sound_output) as page:
-        yield page
+def display():
+    """A virtual X display, for WebKitGTK (it has no headless mode)."""
+    import subprocess
+    read, write = os.pipe()
+    server = subprocess.Popen([XVFB, "-displayfd", str(write), "-screen", "0", "1280x1024x24",
+                               "-nolisten", "tcp"], pass_fds=(write,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        number = pipe.readline().strip()  # written once it takes clients; nothing if it failed
+    assert number.isdigit(), "Xvfb did not start"
+    yield f":{number.decode()}"
+    server.kill()
+    server.wait()
+
+
+@pytest.fixture(params=["firefox", "webkit"])
+def engine(request, tmp_path, sound_output):
+    """The page in Firefox, then in WebKit, each with a sound output."""
+    if request.param == "firefox":
+        if not (FIREFOX and PULSEAUDIO):
+            pytest.skip("apt-get install firefox-esr pulseaudio")
+        with launched_firefox(tmp_path, sound_output) as page:
+            yield page
+        return
+    if not (WEBKIT_DRIVER and XVFB and PULSEAUDIO):
+        pytest.skip("apt-get install webkit2gtk-driver xvfb gstreamer1.0-plugins-good pulseaudio")
+    pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
+    from selenium import webdriver
+    from selenium.webdriver.webkitgtk.service import Service
+    env = {**os.environ, "DISPLAY": request.getfixturevalue("display"), **sound_output}
+    with warnings.catch_warnings():  # Selenium's own use of an API it deprecated
+        warnings.filterwarnings("ignore", "setting remote_server_addr", DeprecationWarning)
+        driver = webdriver.WebKitGTK(options=webdriver.WebKitGTKOptions(),
+                                     service=Service(executable_path=WEBKIT_DRIVER, env=env))
+    try:
+        driver.set_window_size(1200, 800)
+        yield Selenium(driver)
+    finally:
+        driver.quit()
 
 
 @pytest.fixture()
@@ -669,39 +734,38 @@ def firefox_without_sound(tmp_path, no_sound_output):
         yield page
 
 
-@needs_firefox
-def test_the_review_page_plays_in_firefox_too(tmp_path, firefox):
+def test_the_review_page_plays_in_firefox_and_webkit_too(tmp_path, engine):
+    page = engine
     notes = np.array([[0.6, 0.8, 60, 80], [0.8, 1.0, 62, 80], [1.0, 1.2, 64, 80],
                       [4.0, 4.2, 65, 80]])
-    firefox.open(tone_page(tmp_path, notes, 8))
-    assert firefox.wait_for("audio.readyState >= 1")
-    assert firefox.js("return audio.duration") == pytest.approx(8, abs=0.01)
-    assert firefox.js("return window.reviewState.drawnNotes") == 4
-    firefox.click("play")
-    assert firefox.wait_for("audio.currentTime >= 1.5")
-    assert firefox.js("return document.getElementById('no-audio').hidden")
-    assert firefox.js("return window.reviewState.played") == 3  # each once
-    leads = firefox.js("return window.reviewState.leads")
+    page.open(tone_page(tmp_path, notes, 8))
+    assert page.wait_for("audio.readyState >= 1")
+    assert page.js("return audio.duration") == pytest.approx(8, abs=0.01)
+    assert page.js("return window.reviewState.drawnNotes") == 4
+    page.click("play")
+    assert page.wait_for("audio.currentTime >= 1.5")
+    assert page.js("return document.getElementById('no-audio').hidden")
+    assert page.js("return window.reviewState.played") == 3  # each once
+    leads = page.js("return window.reviewState.leads")
     assert all(0 < lead <= 0.25 for lead in leads), leads  # put on the clock ahead of each
-    assert firefox.js("return window.reviewState.playheadX") >= 1.5 * 60
-    firefox.click("play")  # pause: nothing put on the clock goes on sounding
-    assert firefox.js("return [audio.paused, window.reviewState.voices()]") == [True, 0]
+    assert page.js("return window.reviewState.playheadX") >= 1.5 * 60
+    page.click("play")  # pause: nothing put on the clock goes on sounding
+    assert page.js("return [audio.paused, window.reviewState.voices()]") == [True, 0]
     # Slower: the recording's clock runs at half the wall clock's, at its own pitch.
-    firefox.js("const s = document.getElementById('speed'); s.value = '0.5';"
+    page.js("const s = document.getElementById('speed'); s.value = '0.5';"
                "s.dispatchEvent(new Event('change'));")
-    assert firefox.js("return [audio.playbackRate, audio.preservesPitch]") == [0.5, True]
-    firefox.click("play")
-    assert firefox.wait_for("!audio.paused && audio.currentTime > 1.7")
-    started, position = time.monotonic(), firefox.js("return audio.currentTime")
+    assert page.js("return [audio.playbackRate, audio.preservesPitch]") == [0.5, True]
+    page.click("play")
+    assert page.wait_for("!audio.paused && audio.currentTime > 1.7")
+    started, position = time.monotonic(), page.js("return audio.currentTime")
     time.sleep(2)
-    moved = firefox.js("return audio.currentTime") - position
+    moved = page.js("return audio.currentTime") - position
     assert moved == pytest.approx((time.monotonic() - started) / 2, abs=0.3)
 
 
-@needs_firefox
-def test_the_recording_keeps_the_notes_time_in_firefox_too(tmp_path, firefox):
-    firefox.open(clicks_page(tmp_path))
-    found = firefox.client.execute_async_script(FIND_CLICKS, sandbox=None, script_timeout=30000)
+def test_the_recording_keeps_the_notes_time_in_firefox_and_webkit_too(tmp_path, engine):
+    engine.open(clicks_page(tmp_path))
+    found = engine.js_async(FIND_CLICKS)
     assert "error" not in found, found
     assert found["mime"] == "audio/mpeg"
     assert found["peaks"] == pytest.approx([1.0, 4.0], abs=0.002)  # LAME's delay taken off
