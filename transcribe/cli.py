@@ -671,7 +671,9 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
               help="Also write the posteriorgrams as .npz, to re-decode without the network.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--skip-existing", is_flag=True,
-              help="Skip inputs whose output exists (resumes an interrupted batch).")
+              help="Skip inputs whose output exists (resumes an interrupted batch), and "
+                   "leave those another run is transcribing to it (runs started at once on "
+                   "the same outputs, on this machine or others, share the files).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Also write what became of each input (its output, done / skipped / "
                    "failed / not done, seconds of audio, notes, warnings or error) to this "
@@ -703,7 +705,8 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
       amt-transcribe song.wav                 writes song.mid beside it
       amt-transcribe song.flac -o out/song.mid --plot
       amt-transcribe recordings/ -o midi/     mirrors the folder, one MIDI per file
-      amt-transcribe recordings/ -o midi/ --skip-existing    resume a batch
+      amt-transcribe recordings/ -o midi/ --skip-existing    resume a batch (or
+                                   run it on several machines at once: they share it)
       ffmpeg -i take.mkv -f wav - | amt-transcribe - -o take.mid
       amt-transcribe song.wav -o - -f csv | sort -n    notes to standard output
 
