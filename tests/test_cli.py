@@ -1171,6 +1171,7 @@ def test_a_file_another_run_is_transcribing_is_left_to_it(tmp_path, tiny_weights
             assert (f"note: waiting for other runs on these outputs (process {pid} on {host}) "
                     f"to finish {wav}") in " ".join(said.split()), said
             assert "died" not in said
+            assert "1 file: 1 skipped (1 transcribed by other runs)" in said
             assert out.read_bytes() == b"the other run's notes"  # not transcribed again
             row = next(csv.DictReader(open(tmp_path / "report.csv")))
             assert (row["status"], row["message"]) == ("skipped",
@@ -1221,6 +1222,9 @@ def test_two_runs_at_once_on_one_folder_share_its_files(tmp_path, tiny_weights, 
     for a, b in zip(*rows):  # each file transcribed by one run, and left by the other
         if flag == "--skip-existing":
             assert sorted([a["status"], b["status"]]) == ["done", "skipped"], (a, b)
+            # (or found written by the other when the run began)
+            assert {a["message"], b["message"]} - {""} <= {"transcribed by another run meanwhile",
+                                                          "output exists"}, (a, b)
         else:  # an output one run finished before the other came to it is replaced
             assert "done" in (a["status"], b["status"]) and "failed" not in (a["status"],
                                                                            b["status"])

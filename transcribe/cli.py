@@ -1060,6 +1060,7 @@ def _take(job: Job, settings: JobSettings, reporter, held: list) -> list[Path] |
     --skip-existing or --overwrite the file is left to that run (put in ``held``, with its
     output's state, to wait for), else it fails now.  Another run wrote it meanwhile: it is
     skipped with --skip-existing, else fails as an output there at the start does."""
+    from .progress import BY_ANOTHER_RUN
     before = _state(job.output) if not is_stdio(job.output) else None
     made = _claim(job)
     if made is None:
@@ -1074,7 +1075,7 @@ def _take(job: Job, settings: JobSettings, reporter, held: list) -> list[Path] |
     elif _written_meanwhile(job, settings):
         _clear_running(job, made)
         if settings.skip_existing:
-            job.status, job.message = "skipped", "transcribed by another run meanwhile"
+            job.status, job.message = "skipped", BY_ANOTHER_RUN
         else:
             job.status = "failed"
             job.message = f"{job.output} exists; use --overwrite to replace it or --skip-existing"
@@ -1088,6 +1089,7 @@ def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
     """Wait until the other runs holding ``held``'s jobs give one up (written, failed or
     died); returns the jobs given up that are still to transcribe here, the ones written
     meanwhile skipped."""
+    from .progress import BY_ANOTHER_RUN
     noted = False
     while True:
         given_up = [(job, before) for job, before in held if not isinstance(_holder(job), str)]
@@ -1097,7 +1099,7 @@ def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
             left = []
             for job, before in given_up:
                 if _written_meanwhile(job, settings, before):
-                    job.status, job.message = "skipped", "transcribed by another run meanwhile"
+                    job.status, job.message = "skipped", BY_ANOTHER_RUN
                     reporter.finish_file(job)
                 else:
                     left.append(job)

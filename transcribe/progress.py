@@ -26,6 +26,9 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+BY_ANOTHER_RUN = "transcribed by another run meanwhile"  # a skipped job's message
+
+
 def totals_line(jobs, elapsed_s: float | None = None) -> str:
     """``12 files: 10 done (2 with warnings), 1 skipped, 1 failed; 1:02:07 of audio in
     41.3 s (90x real time)``: the counts that are not zero, and the audio transcribed.
@@ -35,8 +38,11 @@ def totals_line(jobs, elapsed_s: float | None = None) -> str:
     counts = {status: sum(job.status == status for job in jobs)
               for status in ("done", "skipped", "failed", "pending")}
     warned = sum(job.status == "done" and bool(job.message) for job in jobs)
+    by_others = sum(job.status == "skipped" and job.message == BY_ANOTHER_RUN for job in jobs)
     parts = [f"{n} {'not done' if status == 'pending' else status}"
              + (f" ({warned} with warnings)" if status == "done" and warned else "")
+             + (f" ({by_others} transcribed by other runs)" if status == "skipped" and by_others
+                else "")
              for status, n in counts.items() if n]
     line = f"{plural(len(jobs), 'file')}: {', '.join(parts)}"
     audio_s = sum(job.duration_s or 0.0 for job in jobs if job.status == "done")
