@@ -205,3 +205,43 @@ def test_cuda_on_a_cluster_without_a_gpu_is_refused_not_left_waiting(tmp_path, c
     assert run.stderr.strip().splitlines()[-1] == (
         "amt-transcribe: error: --device cuda: no node of the Ray cluster has a GPU")
     assert not (tmp_path / "a.mid").exists()
+
+
+def test_a_cluster_batch_leaves_a_file_another_run_is_transcribing_to_it(tmp_path, cluster,
+                                                                         tiny_weights):
+    """A cluster batch and a local one (or two drivers) on the same outputs share the files,
+    as local runs do: the driver claims each file as its task is submitted."""
+    import platform
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("held", "free"):
+        write_wav(src / f"{name}.wav", seconds=2)
+    out.mkdir()
+    marker = out / ".held.mid.amt-running"
+    other = subprocess.Popen(["sleep", "120"])  # the other run, alive, on this machine
+    try:
+        marker.write_text(f"amt-transcribe, process {other.pid} on {platform.node()}: x\n")
+        stderr_path = tmp_path / "stderr"
+        with open(stderr_path, "w") as stderr:
+            batch = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out,
+                                      f"--ray={cluster}", "--weights", tiny_weights,
+                                      "--skip-existing"], stderr=stderr, text=True)
+            try:
+                deadline = time.monotonic() + 180
+                while (time.monotonic() < deadline and batch.poll() is None
+                       and "waiting for other runs" not in stderr_path.read_text()):
+                    time.sleep(0.05)
+                assert batch.poll() is None, stderr_path.read_text()
+                assert (out / "free.mid").exists()  # its own file done first
+                (out / "held.mid").write_bytes(b"the other run's notes")
+                marker.unlink()
+                assert batch.wait(timeout=120) == 0, stderr_path.read_text()
+            finally:
+                batch.kill()
+                batch.wait()
+    finally:
+        other.kill()
+        other.wait()
+    said = " ".join(stderr_path.read_text().split())
+    assert "2 files: 1 done, 1 skipped (1 transcribed by other runs)" in said, said
+    assert (out / "held.mid").read_bytes() == b"the other run's notes"
+    assert sorted(p.name for p in out.iterdir()) == ["free.mid", "held.mid"]  # no marker left

@@ -1091,7 +1091,7 @@ def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
     meanwhile skipped."""
     from .progress import BY_ANOTHER_RUN
     noted = False
-    while True:
+    while held:
         given_up = [(job, before) for job, before in held if not isinstance(_holder(job), str)]
         if given_up:
             for pair in given_up:
@@ -1112,6 +1112,7 @@ def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
                           f"{', ...' if len(held) > 3 else ''}")
             noted = True
         time.sleep(WAIT_S)
+    return []
 
 
 def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, times) -> None:

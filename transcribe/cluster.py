@@ -201,23 +201,39 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
         task = ray.remote(num_cpus=threads, num_gpus=1 if device.startswith("cuda") else 0,
                           max_retries=0)(_transcribe_task)
         cwd = os.getcwd()
-        queue, running, attempts = deque(pending), {}, {}
+        # Files are claimed by the driver as their tasks are submitted, as a local run
+        # claims them: runs on the same outputs share them (cli._take).
+        from .cli import _clear_running, _take, _wait_for_others
+        queue, running, attempts, claims, held = deque(pending), {}, {}, {}, []
 
         def submit(job, retry: bool) -> None:
+            if not retry:
+                made = _take(job, settings, reporter, held)
+                if made is None:
+                    return
+                claims[id(job)] = made
             # A retry may replace what its lost attempt published: those files are ours.
             job_settings = replace(settings, overwrite=True) if retry else settings
             running[task.remote(model_ref, device, threads, cwd, job, job_settings)] = job
 
+        def release(job) -> None:
+            _clear_running(job, claims.pop(id(job), []))
+
         try:
-            while queue or running:
+            while queue or running or held:
                 while queue and len(running) < in_flight:
                     submit(queue.popleft(), False)
+                if not running:  # what other runs hold, once this one has done the rest
+                    if held:
+                        queue.extend(_wait_for_others(held, settings, reporter))
+                    continue
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for reference in ready:
                     job = running.pop(reference)
                     if _settle(ray, reference, job, attempts, reporter):
                         submit(job, True)
                     else:
+                        release(job)
                         reporter.finish_file(job)
         except KeyboardInterrupt:
             # Ray raises KeyboardInterrupt inside each running task: its temporary
@@ -228,6 +244,8 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
             for reference in unfinished:
                 ray.cancel(reference)
             ray.wait(unfinished, num_returns=len(unfinished), timeout=30)
+            for job in running.values():
+                release(job)
             raise
     finally:
         if started_here:
