@@ -824,19 +824,12 @@ def test_a_loop_is_set_at_the_playhead_with_a_and_b_as_on_a_touch_screen(tmp_pat
     assert 1.0 <= now <= 2.05, now
     assert browser.execute_script("return window.reviewState.played") >= 4  # 1.2 s, 1.6 s
     browser.find_element(By.ID, "play").click()
-    # The keys: ] at 4 s (B before A: from the start), then [ at 3 s.
     browser.find_element(By.ID, "loop-off").click()
     body = browser.find_element(By.TAG_NAME, "body")
-    browser.execute_script("audio.currentTime = 4.0")
-    body.send_keys("]")
-    assert loop.text == "0:00.0-0:04.0"
-    browser.execute_script("audio.currentTime = 3.0")
-    body.send_keys("[")
-    assert loop.text == "0:03.0-0:04.0"
-    # A past B: from there to the end; A at the very end sets nothing.
-    browser.execute_script("audio.currentTime = 5.0")
-    body.send_keys("[")
-    assert loop.text == "0:05.0-0:08.0"
-    browser.execute_script("audio.currentTime = 8.0")
-    body.send_keys("[")
-    assert loop.text == "0:05.0-0:08.0"
+    # The keys, at the playhead: ] at 4 s (B before A: from the start), then [ at 3 s; A
+    # past B loops from there to the end; A at the very end sets nothing.
+    for at, key, looped in ((4.0, "]", "0:00.0-0:04.0"), (3.0, "[", "0:03.0-0:04.0"),
+                            (5.0, "[", "0:05.0-0:08.0"), (8.0, "[", "0:05.0-0:08.0")):
+        browser.execute_script("audio.currentTime = arguments[0]", at)
+        body.send_keys(key)
+        assert loop.text == looped, (at, key)
