@@ -1355,3 +1355,17 @@ def test_a_recording_cut_off_before_its_header_was_finished_is_transcribed(tmp_p
     assert "its header was never finished (a recording cut off?): read as the 3.0 s of " \
            "samples that follow it" in result.output
     assert (tmp_path / "unfinished-take.mid").is_file()
+
+
+def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(tmp_path):
+    """Ctrl-C between claiming a file and handing it to a worker (or a Ray task) left its
+    marker up: the next run took it for a file a run had died on (seen in a cluster test)."""
+    from transcribe import cli
+    jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "ab"]
+    for job in jobs:
+        assert cli._claim(job) == []
+        assert cli._holder(job) is cli.DIED  # put up by this process: not another run's
+    cli._let_stand(jobs[1])  # a worker died on b.wav: its marker is the record of it
+    cli._release_held()
+    assert not cli._running_marker(jobs[0]).exists()
+    assert cli._running_marker(jobs[1]).exists()

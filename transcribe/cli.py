@@ -523,6 +523,10 @@ class _Heartbeat:
         with self.lock:
             self.markers.discard(marker)
 
+    def held(self) -> list[Path]:
+        with self.lock:
+            return list(self.markers)
+
     def beat(self) -> None:
         while True:
             time.sleep(HEARTBEAT_S)
@@ -536,6 +540,25 @@ class _Heartbeat:
 
 
 _HEARTBEAT = _Heartbeat()
+
+
+def _release_held() -> None:
+    """Take down the markers of the jobs this run holds (stopped: Ctrl-C, SIGTERM), those
+    caught between being claimed and being handed to a worker or task too.  The markers of
+    files a worker died on are not held: they stand, for the next run."""
+    for marker in _HEARTBEAT.held():
+        _HEARTBEAT.remove(marker)
+        try:
+            marker.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _let_stand(job: Job) -> None:
+    """Leave ``job``'s marker up as the record that a process died transcribing it."""
+    marker = _running_marker(job)
+    if marker is not None:
+        _HEARTBEAT.remove(marker)
 
 
 def _died_on(job: Job) -> bool:
@@ -866,6 +889,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                         _run_parallel([], 1, threads or usable_cores(), weights, str(chosen),
                                       bool(audio_jobs), settings, reporter, suspects)
     except KeyboardInterrupt:
+        _release_held()
         reporter.stop()
         write_report()
         interrupted()
@@ -1221,6 +1245,7 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
                 _clear_running(job, made)
                 reporter.finish_file(job)
                 return True
+            _let_stand(job)
             if not alone:
                 suspects.append(job)  # its marker stands until it is settled
                 return True
