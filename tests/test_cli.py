@@ -1369,3 +1369,17 @@ def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(t
     cli._release_held()
     assert not cli._running_marker(jobs[0]).exists()
     assert cli._running_marker(jobs[1]).exists()
+
+
+def test_a_marker_is_put_up_whole_or_not_at_all(tmp_path):
+    """Written in place, a marker was empty for a moment (on NFS until it was closed): a
+    run reading it then took it for a dead run's, and both transcribed the file."""
+    from transcribe import cli
+    marker = tmp_path / ".a.mid.amt-running"
+    cli._put_up(marker, b"one\n")
+    with pytest.raises(FileExistsError):
+        cli._put_up(marker, b"two\n")
+    assert marker.read_bytes() == b"one\n"
+    cli._put_up(marker, b"three\n", replace=True)  # a dead run's, taken over
+    assert marker.read_bytes() == b"three\n"
+    assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing staged is left

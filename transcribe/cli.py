@@ -460,20 +460,48 @@ def _claim(job: Job) -> list[Path] | None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # it may come down between a try and the look at who holds it
             try:
-                with open(marker, "xb") as file:
-                    file.write(text)
+                _put_up(marker, text)
                 break
             except FileExistsError:
                 holder = _holder(job)
                 if isinstance(holder, str):
                     return None
                 if holder is DIED:  # ours now, to transcribe it again
-                    marker.write_bytes(text)
+                    _put_up(marker, text, replace=True)
                     break
     except OSError:
         pass
     _HEARTBEAT.add(marker)
     return made
+
+
+def _put_up(marker: Path, text: bytes, replace: bool = False) -> None:
+    """Make ``marker`` hold ``text``, whole from the first moment another run can read it
+    (a run reading it half written, empty on NFS until it is closed, would take it for a
+    dead run's); FileExistsError if it exists and not ``replace``."""
+    import tempfile
+    handle, staged = tempfile.mkstemp(prefix=f"{marker.name}.", suffix=".claim",
+                                      dir=marker.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(text)
+        if replace:
+            os.replace(staged, marker)
+            return
+        try:
+            os.link(staged, marker)  # fails if the name exists, as O_EXCL does
+        except FileExistsError:
+            if os.stat(staged).st_nlink == 2:  # NFS: made, but its reply was lost
+                return
+            raise
+        except OSError:  # a filesystem without hard links (FAT, some SMB shares)
+            with open(marker, "xb") as file:
+                file.write(text)
+    finally:
+        try:
+            os.unlink(staged)
+        except OSError:
+            pass
 
 
 def _holder(job: Job) -> str | _Died | None:
