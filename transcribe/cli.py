@@ -380,14 +380,12 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     """Remove the temporary files that a run killed outright (SIGKILL, the out-of-memory
     killer, power lost) left for the outputs of ``jobs``, about to be written anew: each
     kill of a job that plots an hour of audio left 200 MB of them, hidden, for good.
-    Returns how many were removed.  Those of a job another run is transcribing now are
-    its own, and stay."""
+    Returns how many were removed.  (Leave out the jobs another run is transcribing now:
+    those files are its own.)"""
     from .files import temporary_of, temporary_stem
     from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
-        if isinstance(_holder(job), str):
-            continue
         for path in _written_by(job, side):
             wanted[path.parent].add(temporary_stem(path.name))
     removed = 0
@@ -427,8 +425,8 @@ def _running_marker(job: Job) -> Path | None:
 # Runs share a batch's files: a job is claimed by putting its marker up (only one run can
 # create it), and a run finding it up leaves the file to the run that holds it.  A
 # running job's marker is touched this often, so that runs on other machines sharing the
-# folder see that it is alive; one of another machine left untouched for STALE_S is of a
-# run that died (clocks a minute apart do no harm).
+# folder see that it is alive; one left untouched for STALE_S is of a run that died (clocks
+# a minute apart do no harm), and so is one of this machine whose process is gone.
 HEARTBEAT_S = 15.0
 STALE_S = 120.0
 _HOST = platform.node() or "?"
@@ -587,13 +585,6 @@ def _let_stand(job: Job) -> None:
     marker = _running_marker(job)
     if marker is not None:
         _HEARTBEAT.remove(marker)
-
-
-def _died_on(job: Job) -> bool:
-    """Whether a run before this one died while transcribing ``job``: its marker stands,
-    and was not put up by a run that is alive (another run started beside this one, on
-    the same outputs, on this machine or another)."""
-    return _holder(job) is DIED
 
 
 def _alive(pid: int) -> bool:
@@ -819,10 +810,15 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
             write_report(as_it_goes=True)
 
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
-    removed = _remove_leftovers(pending, side)
+    # Whose marker stands beside each output: a run that is alive (its files stay as they
+    # are), or one that died on the file.
+    holders = [_holder(job) for job in pending]
+    removed = _remove_leftovers([job for job, holder in zip(pending, holders)
+                                 if not isinstance(holder, str)], side)
     # Files a run before this one died on: each is run last, alone, in a process of its own,
     # so that it cannot stop this run too (a Ray cluster retries dead workers itself).
-    suspects = [job for job in pending if ray_address is None and _died_on(job)]
+    suspects = [job for job, holder in zip(pending, holders)
+                if ray_address is None and holder is DIED]
     fresh = [job for job in pending if job not in suspects]
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
@@ -1113,7 +1109,8 @@ def _take(job: Job, settings: JobSettings, reporter, held: list) -> list[Path] |
     output's state, to wait for), else it fails now.  Another run wrote it meanwhile: it is
     skipped with --skip-existing, else fails as an output there at the start does."""
     from .progress import BY_ANOTHER_RUN
-    before = _state(job.output) if not is_stdio(job.output) else None
+    # what a run writing it changes (looked at only where --overwrite would hide it)
+    before = _state(job.output) if settings.overwrite and not is_stdio(job.output) else None
     made = _claim(job)
     if made is None:
         if settings.skip_existing or settings.overwrite:
