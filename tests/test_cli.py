@@ -1371,6 +1371,45 @@ def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(t
     assert cli._running_marker(jobs[1]).exists()
 
 
+def test_a_run_stopped_for_minutes_leaves_the_file_another_run_took_to_it(tmp_path,
+                                                                           tiny_weights,
+                                                                           monkeypatch):
+    """A run stopped with Ctrl-Z for longer than STALE_S stops touching its marker: another
+    run takes the file for a dead run's and writes it.  Resumed, the first run failed the
+    file ("exists"), exit 1, and took the other run's marker down."""
+    import platform
+    from transcribe import cli, transcriber
+    wav = write_wav(tmp_path / "a.wav")
+    out, marker = tmp_path / "a.mid", tmp_path / ".a.mid.amt-running"
+    other = subprocess.Popen(["sleep", "60"])  # the run that took the file over, alive
+    theirs = f"amt-transcribe, process {other.pid} on {platform.node()}: {wav}\n".encode()
+    heard = transcriber._transcription
+
+    def stopped_meanwhile(*args, **kwargs):
+        result = heard(*args, **kwargs)
+        marker.unlink()
+        cli._put_up(marker, theirs)
+        out.write_bytes(b"the other run's notes")
+        return result
+
+    monkeypatch.setattr(transcriber, "_transcription", stopped_meanwhile)
+    try:
+        result = invoke(wav, "--weights", tiny_weights, "--skip-existing")
+        assert result.exit_code == 0, result.output
+        assert "1 file: 1 skipped (1 transcribed by other runs)" in result.output
+        assert out.read_bytes() == b"the other run's notes"
+        assert marker.read_bytes() == theirs  # still up: its run is writing the side files
+        assert sorted(p.name for p in tmp_path.iterdir()) == [marker.name, "a.mid", "a.wav"]
+        # Without --skip-existing the user asked to hear of an output that exists.
+        out.unlink()
+        marker.unlink()
+        failed = invoke(wav, "--weights", tiny_weights)
+        assert failed.exit_code == 1 and "a.mid exists" in failed.output
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_marker_is_put_up_whole_or_not_at_all(tmp_path):
     """Written in place, a marker was empty for a moment (on NFS until it was closed): a
     run reading it then took it for a dead run's, and both transcribed the file."""
@@ -1380,6 +1419,43 @@ def test_a_marker_is_put_up_whole_or_not_at_all(tmp_path):
     with pytest.raises(FileExistsError):
         cli._put_up(marker, b"two\n")
     assert marker.read_bytes() == b"one\n"
-    cli._put_up(marker, b"three\n", replace=True)  # a dead run's, taken over
-    assert marker.read_bytes() == b"three\n"
     assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing staged is left
+
+
+def test_a_file_a_run_died_on_is_taken_back_by_one_run_only(tmp_path, monkeypatch):
+    """Runs resuming a killed batch at once (two terminals, two machines) each found the
+    marker of the file it died on, and each replaced it with its own: all of them
+    transcribed that file, and all but one failed it ("exists").  Here another run takes it
+    over between this run's look at the marker and its move."""
+    import platform
+    from transcribe import cli
+    job = cli.Job(tmp_path / "a.wav", tmp_path / "a.mid")
+    marker = cli._running_marker(job)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    other = subprocess.Popen(["sleep", "60"])  # the run that took it over, alive
+    theirs = f"amt-transcribe, process {other.pid} on {platform.node()}: a.wav\n".encode()
+    looked = cli._holder
+
+    def taken_over_after_the_look(job):
+        holder = looked(job)
+        if holder is cli.DIED and marker.read_bytes() != theirs:
+            marker.unlink()
+            cli._put_up(marker, theirs)
+        return holder
+
+    try:
+        marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
+        monkeypatch.setattr(cli, "_holder", taken_over_after_the_look)
+        assert cli._claim(job) is None  # the file is the other run's
+        assert marker.read_bytes() == theirs
+        monkeypatch.setattr(cli, "_holder", looked)
+        other.kill()
+        other.wait()
+        assert cli._claim(job) == []  # its run died too: this one takes it back
+        assert marker.read_bytes().startswith(b"amt-transcribe, process %d " % os.getpid())
+        assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing set aside left
+    finally:
+        other.kill()
+        other.wait()
+        cli._release_held()

@@ -456,7 +456,7 @@ def _claim(job: Job) -> list[Path] | None:
         os.getpid(), _HOST.encode(), os.fsencode(job.source))
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):  # it may come down between a try and the look at who holds it
+        for _ in range(5):  # it may come down, or be taken, between a try and the look
             try:
                 _put_up(marker, text)
                 break
@@ -464,28 +464,50 @@ def _claim(job: Job) -> list[Path] | None:
                 holder = _holder(job)
                 if isinstance(holder, str):
                     return None
-                if holder is DIED:  # ours now, to transcribe it again
-                    _put_up(marker, text, replace=True)
-                    break
+                if holder is DIED:  # to transcribe again: cleared, then put up as any
+                    _take_down_dead(marker)
     except OSError:
         pass
     _HEARTBEAT.add(marker)
     return made
 
 
-def _put_up(marker: Path, text: bytes, replace: bool = False) -> None:
+def _take_down_dead(marker: Path) -> None:
+    """Take down ``marker``, found to be a dead run's, so that it can be put up anew by
+    exactly one of the runs that found it so (replaced in place, it was taken by each run
+    resuming the batch at that moment, and all of them transcribed the file).  It is moved
+    aside in one step, which only one run can do, and looked at again: one that another run
+    put up meanwhile, alive, is put back."""
+    aside = marker.with_name(f"{marker.name}.{os.getpid()}.{time.monotonic_ns()}.dead")
+    try:
+        os.rename(marker, aside)
+    except FileNotFoundError:  # another run took it down first
+        return
+    try:
+        if isinstance(_judge(aside), str):  # taken over since it was found dead
+            try:
+                os.link(aside, marker)
+            except FileExistsError:  # and a third put its own up: both hold it
+                pass
+            except OSError:  # a filesystem without hard links
+                os.rename(aside, marker)
+    finally:
+        try:
+            os.unlink(aside)
+        except OSError:
+            pass
+
+
+def _put_up(marker: Path, text: bytes) -> None:
     """Make ``marker`` hold ``text``, whole from the first moment another run can read it
     (a run reading it half written, empty on NFS until it is closed, would take it for a
-    dead run's); FileExistsError if it exists and not ``replace``."""
+    dead run's); FileExistsError if it exists."""
     import tempfile
     handle, staged = tempfile.mkstemp(prefix=f"{marker.name}.", suffix=".claim",
                                       dir=marker.parent)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(text)
-        if replace:
-            os.replace(staged, marker)
-            return
         try:
             os.link(staged, marker)  # fails if the name exists, as O_EXCL does
         except FileExistsError:
@@ -509,8 +531,11 @@ def _holder(job: Job) -> str | _Died | None:
     this machine, its process runs: a run resumed at once after a crash takes the files it
     died on back at once, and one whose number another process got later is not waited for."""
     marker = _running_marker(job)
-    if marker is None:
-        return None
+    return None if marker is None else _judge(marker)
+
+
+def _judge(marker: Path) -> str | _Died | None:
+    """``_holder`` of the marker at ``marker``."""
     try:
         text, touched = marker.read_bytes(), marker.stat().st_mtime
     except FileNotFoundError:
@@ -574,10 +599,18 @@ def _release_held() -> None:
     files a worker died on are not held: they stand, for the next run."""
     for marker in _HEARTBEAT.held():
         _HEARTBEAT.remove(marker)
-        try:
-            marker.unlink(missing_ok=True)
-        except OSError:
-            pass
+        _take_down(marker)
+
+
+def _take_down(marker: Path) -> None:
+    """Remove ``marker`` if it is this run's: one stopped for longer than ``STALE_S``
+    (Ctrl-Z) may find that another run has taken its file, and the marker is that run's."""
+    try:
+        if marker.read_bytes().startswith(b"amt-transcribe, process %d on %s:" % (
+                os.getpid(), _HOST.encode())):
+            marker.unlink()
+    except OSError:
+        pass
 
 
 def _let_stand(job: Job) -> None:
@@ -607,8 +640,8 @@ def _clear_running(job: Job, made: list[Path]) -> None:
     if marker is None:
         return
     _HEARTBEAT.remove(marker)
+    _take_down(marker)
     try:
-        marker.unlink(missing_ok=True)
         for folder in made:
             folder.rmdir()
     except OSError:  # a folder holds outputs, or another job's marker
@@ -998,6 +1031,8 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
 
     Never raises for a bad input: the batch goes on and the job says why it failed.
     """
+    from .files import OutputExists
+    from .progress import BY_ANOTHER_RUN
     from .transcriber import transcribe_to_file, transcribe_to_stream
 
     started = time.perf_counter()
@@ -1018,11 +1053,17 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
                                         overwrite=settings.overwrite, html=settings.html,
                                         source_name=shown if job.spool else None, **common)
     except TranscribeError as error:
-        job.status = "failed"
-        # Messages of ours name the file already; say which input they belong to otherwise.
-        text = _named(job, str(error))
-        named = shown in text or (not is_stdio(job.output) and str(job.output) in text)
-        job.message = text if named else f"{shown}: {text}"
+        if (settings.skip_existing and isinstance(error, OutputExists)
+                and _written_meanwhile(job, settings)):
+            # by a run that took it too (resumed after being stopped for minutes, Ctrl-Z)
+            job.status, job.message = "skipped", BY_ANOTHER_RUN
+        else:
+            job.status = "failed"
+            # Messages of ours name the file already; say which input they belong to
+            # otherwise.
+            text = _named(job, str(error))
+            named = shown in text or (not is_stdio(job.output) and str(job.output) in text)
+            job.message = text if named else f"{shown}: {text}"
     except BrokenPipeError:  # `| head`: what was read of the notes is all there is
         _stdout_to_devnull()
         job.status, job.message = "failed", (f"{shown}: standard output was closed before "
