@@ -1231,6 +1231,53 @@ def test_two_runs_at_once_on_one_folder_share_its_files(tmp_path, tiny_weights, 
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.mid" for i in range(8)]
 
 
+def test_runs_sharing_a_batch_and_its_report_leave_the_whole_batchs_rows(tmp_path,
+                                                                          tiny_weights):
+    """Runs on the same outputs with the same --report: the last run to write it left only
+    its own rows, and "transcribed by another run meanwhile" for the files the others did
+    (their notes, seconds and warnings lost).  Here the other run writes a.wav and its
+    report while this run waits for it."""
+    import platform
+    src, report, marker = tmp_path / "in", tmp_path / "report.csv", tmp_path / ".a.mid.amt-running"
+    wav, _ = write_wav(src / "a.wav"), write_wav(src / "b.wav")
+    other = subprocess.Popen(["sleep", "120"])  # the other run, alive, on this machine
+    marker.write_text(f"amt-transcribe, process {other.pid} on {platform.node()}: {wav}\n")
+    theirs = {"input": str(wav), "output": str(tmp_path / "a.mid"), "status": "done",
+              "duration_s": "1.0", "notes": "3", "seconds": "0.5",
+              "message": "clipped: 12 samples at full scale"}
+    try:
+        with open(tmp_path / "stderr", "w+") as stderr:
+            run = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", tmp_path,
+                                    "--weights", tiny_weights, "--skip-existing", "--report",
+                                    report], stderr=stderr, text=True)
+            try:
+                deadline = time.monotonic() + 60
+                while (time.monotonic() < deadline and run.poll() is None
+                       and "waiting" not in (tmp_path / "stderr").read_text()):
+                    time.sleep(0.05)
+                assert run.poll() is None, (tmp_path / "stderr").read_text()
+                (tmp_path / "a.mid").write_bytes(b"the other run's notes")
+                with open(report, "w", newline="") as handle:  # its report, as it stands
+                    writer = csv.DictWriter(handle, list(theirs))
+                    writer.writeheader()
+                    writer.writerow(theirs)
+                    writer.writerow({**theirs, "input": str(src / "b.wav"), "output":
+                                     str(tmp_path / "b.mid"), "status": "not done",
+                                     "duration_s": "", "notes": "", "seconds": "",
+                                     "message": ""})
+                marker.unlink()
+                assert run.wait(timeout=60) == 0, (tmp_path / "stderr").read_text()
+            finally:
+                kill_all(run)
+    finally:
+        other.kill()
+        other.wait()
+    rows = list(csv.DictReader(open(report)))
+    assert rows[0] == theirs
+    assert (rows[1]["input"], rows[1]["status"]) == (str(src / "b.wav"), "done")
+    assert "1 skipped (1 transcribed by other runs)" in (tmp_path / "stderr").read_text()
+
+
 def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
     """Runs on other machines tell a run that is alive from one that died by it."""
     from transcribe import cli
@@ -1305,7 +1352,7 @@ def test_a_report_that_cannot_be_written_fails_the_run(tmp_path, tiny_weights, m
     from transcribe import progress
     from transcribe.errors import TranscribeError
 
-    def disk_full(path, jobs, elapsed_s=None, earlier=None):
+    def disk_full(path, jobs, elapsed_s=None, earlier=None, latest=None):
         raise TranscribeError(f"{path}: cannot write it (No space left on device)")
 
     monkeypatch.setattr(progress, "write_report", disk_full)

@@ -755,7 +755,8 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
                    ".csv or .json file, kept up as files finish and written at the end or "
                    "on Ctrl-C: the record of a long batch, even of one killed outright.  "
                    "An existing one is replaced with --overwrite, or with --skip-existing, "
-                   "where the files it says were done keep their rows.")
+                   "where the files it says were done keep their rows (runs sharing a "
+                   "batch may share its report).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--profile", is_flag=True,
               help="Print the seconds spent per stage (start-up, audio decoding, spectrogram, "
@@ -824,10 +825,12 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         """The report as things stand (before any exit from here on)."""
         if report is None:
             return
-        from .progress import write_report as write
+        from .progress import read_report, write_report as write
         began = time.perf_counter()
+        # Other runs sharing the batch write it too: the rows of the files they did.
+        latest = read_report(report) if skip_existing or overwrite else None
         try:
-            write(report, jobs, began - started, earlier)
+            write(report, jobs, began - started, earlier, latest)
         except TranscribeError as error:
             if as_it_goes:  # tried again as the next file finishes, and at the end
                 return

@@ -188,22 +188,28 @@ def read_report(path: Path) -> dict[tuple[str, str], dict]:
 
 
 def write_report(path: Path, jobs, elapsed_s: float | None = None,
-                 earlier: dict[tuple[str, str], dict] | None = None) -> None:
+                 earlier: dict[tuple[str, str], dict] | None = None,
+                 latest: dict[tuple[str, str], dict] | None = None) -> None:
     """What became of each input, as CSV or JSON by ``path``'s suffix: status ``done``,
     ``skipped``, ``failed`` or ``not done`` (interrupted first), the seconds of audio,
     the notes, the seconds it took, and the warnings or the error.  A file skipped now
     keeps its row from ``earlier`` (``read_report``) where that says it was done, so the
-    report of a resumed batch is the whole batch's.  Written atomically."""
+    report of a resumed batch is the whole batch's; from ``latest`` (the report as it
+    stands now) first, where another run sharing the batch writes it too: each run's
+    report, the last written, is then the whole batch's.  Written atomically."""
     import csv
     import io
     import json
     from .files import write_atomic
     rows = []
     for job in jobs:
-        before = (earlier or {}).get((str(job.source), str(job.output)))
-        if job.status == "skipped" and before is not None and before["status"] == "done":
-            rows.append({field: before[field] for field in REPORT_FIELDS})
-            continue
+        if job.status == "skipped":
+            key = (str(job.source), str(job.output))
+            done = [row for row in ((latest or {}).get(key), (earlier or {}).get(key))
+                    if row is not None and row["status"] == "done"]
+            if done:
+                rows.append({field: done[0][field] for field in REPORT_FIELDS})
+                continue
         rows.append({"input": str(job.source), "output": str(job.output),
                      "status": "not done" if job.status == "pending" else job.status,
                      "duration_s": None if job.duration_s is None else round(job.duration_s, 3),
