@@ -1278,6 +1278,59 @@ def test_runs_sharing_a_batch_and_its_report_leave_the_whole_batchs_rows(tmp_pat
     assert "1 skipped (1 transcribed by other runs)" in (tmp_path / "stderr").read_text()
 
 
+def test_a_shared_report_keeps_the_rows_other_runs_wrote_for_their_files(tmp_path):
+    """Seen with three runs on 6 files: one run's report written while another run's file
+    was still to do here put "not done" over that run's "done", and the report written last
+    lost it.  An earlier batch's row of a file to transcribe again is not kept."""
+    from transcribe import cli
+    from transcribe.progress import read_report, write_report
+    jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
+    began = time.time() - 1
+    jobs[1].output.write_text("written by the other run")
+    jobs[2].output.write_text("an earlier batch's")
+    os.utime(jobs[2].output, (began - 3600, began - 3600))
+    jobs[0].status, jobs[0].message = "skipped", "transcribed by another run meanwhile"
+    jobs[3].status, jobs[3].duration_s, jobs[3].notes, jobs[3].seconds = "done", 2.0, 5, 0.1
+    theirs = tmp_path / "theirs.csv"
+    write_report(theirs, [cli.Job(j.source, j.output, status="done", duration_s=1.0, notes=7,
+                                  seconds=0.5, message="clipped") for j in jobs])
+    ours = tmp_path / "ours.csv"
+    write_report(ours, jobs, latest=cli._rows_of_others(read_report(theirs), jobs, began))
+    rows = {row["input"]: row for row in csv.DictReader(open(ours))}
+    status = {Path(name).stem: (row["status"], row["notes"]) for name, row in rows.items()}
+    assert status == {"a": ("done", "7"),  # skipped here: the other run's row
+                      "b": ("done", "7"),  # to do here, and written meanwhile: its row
+                      "c": ("not done", ""),  # to do here, written before this run began
+                      "d": ("done", "5")}  # done here: this run's own row
+
+
+def test_a_shared_reports_lock_is_waited_for_and_one_left_by_a_killed_run_is_broken(tmp_path):
+    import threading
+    from transcribe import progress
+    report = tmp_path / "report.csv"
+    lock = tmp_path / ".report.csv.amt-lock"
+    order = []
+
+    def second():
+        with progress.report_lock(report):
+            order.append("second")
+
+    with progress.report_lock(report):
+        assert lock.exists()
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first")
+    thread.join(timeout=10)
+    assert order == ["first", "second"] and not lock.exists()
+    lock.write_text("")
+    os.utime(lock, (time.time() - 60, time.time() - 60))  # its run was killed holding it
+    began = time.monotonic()
+    with progress.report_lock(report):
+        assert time.monotonic() - began < 1
+    assert not lock.exists()
+
+
 def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
     """Runs on other machines tell a run that is alive from one that died by it."""
     from transcribe import cli

@@ -362,6 +362,27 @@ def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) 
     check_writable(report.parent)
 
 
+def _rows_of_others(latest: dict, jobs: list[Job], run_began: float) -> dict:
+    """The rows of ``latest`` (the shared report as it stands) that other runs sharing the
+    batch wrote for files they did: those of the files skipped here, and of those not yet
+    done here whose output was written since this run began (by another run: an earlier
+    batch's row of a file to be transcribed again is not one)."""
+    rows = {}
+    for job in jobs:
+        key = (str(job.source), str(job.output))
+        row = latest.get(key)
+        if row is None or job.status not in ("skipped", "pending"):
+            continue
+        if job.status == "pending":
+            try:
+                if job.output.stat().st_mtime < run_began:
+                    continue
+            except (OSError, AttributeError):  # not written; standard output
+                continue
+        rows[key] = row
+    return rows
+
+
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
     click.echo(f"amt-transcribe: error: {readable(message)}", err=True)
     sys.exit(code)
@@ -794,7 +815,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     from .transcriber import side_outputs
 
     times = StageTimes()
-    started = time.perf_counter()
+    started, run_began = time.perf_counter(), time.time()
     options = pop_decoding_options(decoding)
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other", EXIT_USAGE)
@@ -825,12 +846,15 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         """The report as things stand (before any exit from here on)."""
         if report is None:
             return
-        from .progress import read_report, write_report as write
+        from .progress import read_report, report_lock, write_report as write
         began = time.perf_counter()
-        # Other runs sharing the batch write it too: the rows of the files they did.
-        latest = read_report(report) if skip_existing or overwrite else None
         try:
-            write(report, jobs, began - started, earlier, latest)
+            if skip_existing or overwrite:  # other runs sharing the batch may write it too
+                with report_lock(report):
+                    write(report, jobs, began - started, earlier,
+                          _rows_of_others(read_report(report), jobs, run_began))
+            else:
+                write(report, jobs, began - started, earlier)
         except TranscribeError as error:
             if as_it_goes:  # tried again as the next file finishes, and at the end
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from rich.markup import escape
@@ -170,6 +171,45 @@ class Reporter:
 REPORT_FIELDS = ("input", "output", "status", "duration_s", "notes", "seconds", "message")
 
 
+REPORT_LOCK_STALE_S = 10.0  # a report's lock older than this was left by a run killed
+
+
+@contextlib.contextmanager
+def report_lock(path: Path, wait_s: float = 5.0):
+    """Hold ``path``'s lock (a hidden file beside it) while its rows are read and written
+    anew, so that of runs sharing a batch, and its report, the one writing last has read the
+    others' last rows.  Best effort: where it cannot be had within ``wait_s`` (or made at
+    all), the report is written without it."""
+    import os
+    import time
+    lock = path.with_name(f".{path.name}.amt-lock")
+    held = False
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            held = True
+            break
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime > REPORT_LOCK_STALE_S:
+                    lock.unlink()
+                    continue
+            except OSError:
+                continue
+        except OSError:
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        if held:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+
+
 def read_report(path: Path) -> dict[tuple[str, str], dict]:
     """The rows of an earlier ``write_report`` by (input, output); none from a file that is
     not one."""
@@ -194,18 +234,20 @@ def write_report(path: Path, jobs, elapsed_s: float | None = None,
     ``skipped``, ``failed`` or ``not done`` (interrupted first), the seconds of audio,
     the notes, the seconds it took, and the warnings or the error.  A file skipped now
     keeps its row from ``earlier`` (``read_report``) where that says it was done, so the
-    report of a resumed batch is the whole batch's; from ``latest`` (the report as it
-    stands now) first, where another run sharing the batch writes it too: each run's
-    report, the last written, is then the whole batch's.  Written atomically."""
+    report of a resumed batch is the whole batch's.  A file skipped or not yet done here
+    takes its row from ``latest`` first where that says it was done: the rows other runs
+    sharing the batch, and the report, wrote for the files they did (``cli``), so that the
+    report written last is the whole batch's.  Written atomically."""
     import csv
     import io
     import json
     from .files import write_atomic
     rows = []
     for job in jobs:
-        if job.status == "skipped":
+        if job.status in ("skipped", "pending"):
             key = (str(job.source), str(job.output))
-            done = [row for row in ((latest or {}).get(key), (earlier or {}).get(key))
+            done = [row for row in ((latest or {}).get(key),
+                                    (earlier or {}).get(key) if job.status == "skipped" else None)
                     if row is not None and row["status"] == "done"]
             if done:
                 rows.append({field: done[0][field] for field in REPORT_FIELDS})
