@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from transcribe import constants as C
 from transcribe.cli import main
+from waiting import wait_until
 
 
 def invoke(*args):
@@ -339,9 +340,7 @@ def interrupt_after_first_output(src, out, weights, *extra, signum=signal.SIGINT
     exists; check that it exits 130 (128 + ``signum``) without a traceback, leaving only
     whole MIDI files.  Returns stderr."""
     process = start_interruptible(src, "-o", out, "--weights", weights, "-q", *extra)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
-        time.sleep(0.05)
+    wait_until(lambda: out.exists() and any(out.glob("*.mid")), 180)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
@@ -393,9 +392,7 @@ def test_the_report_is_kept_up_as_files_finish(tmp_path, tiny_weights):
     process = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out,
                                 "--weights", tiny_weights, "-q", "--report", report],
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not report.exists():
-        time.sleep(0.02)
+    wait_until(report.exists, 180, 0.02)
     process.kill()
     process.communicate(timeout=60)
     rows = list(csv.DictReader(report.open()))
@@ -417,9 +414,7 @@ def test_sighup_is_left_alone_under_nohup(tmp_path, tiny_weights):
         [sys.executable, "-m", "transcribe", src, "-o", out, "--weights", tiny_weights, "-q"],
         stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
-        time.sleep(0.05)
+    wait_until(lambda: out.exists() and any(out.glob("*.mid")), 120)
     process.send_signal(signal.SIGHUP)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
@@ -995,9 +990,7 @@ def test_a_worker_killed_mid_batch_costs_no_file(tmp_path, tiny_weights):
     process = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out, "--weights",
                                 tiny_weights, "-q", "--jobs", "2", "--threads", "1"],
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.mid"))):
-        time.sleep(0.02)
+    wait_until(lambda: out.exists() and any(out.glob("*.mid")), 180, 0.02)
     workers = workers_of(process.pid)
     try:
         assert len(workers) == 2
@@ -1022,12 +1015,12 @@ def test_an_output_its_dead_worker_had_written_whole_is_kept(tmp_path, tiny_weig
                                 tiny_weights, "-q", "--jobs", "2", "--threads", "1",
                                 "--report", report], stderr=subprocess.PIPE, text=True)
     markers = [out / ".0.mid.amt-running", out / ".1.mid.amt-running"]
-    deadline = time.monotonic() + 180
-    workers = []
-    while time.monotonic() < deadline and (len(workers) < 2 or
-                                           not all(m.exists() for m in markers)):
+
+    def both_working():
         workers = workers_of(process.pid)
-        time.sleep(0.02)
+        return workers if len(workers) >= 2 and all(m.exists() for m in markers) else []
+
+    workers = wait_until(both_working, 180, 0.02)
     written = pretty_midi.PrettyMIDI()
     written.write(str(out / "0.mid"))  # as the worker publishes it: whole, then killed
     before = (out / "0.mid").read_bytes()
@@ -1060,21 +1053,14 @@ def test_a_file_a_serial_batch_died_on_is_run_last_in_a_process_of_its_own(tmp_p
                "-q", "--threads", "1"]
     marker = out / ".1.mid.amt-running"
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not marker.exists():
-        time.sleep(0.01)
+    wait_until(marker.exists, 180, 0.01)
     process.kill()  # as the out-of-memory killer does, while 1.wav is transcribed
     process.communicate(timeout=60)
     assert marker.exists() and not (out / "1.mid").exists()
 
     # Resumed: the others first; 1.wav last, in a process that dies again: it fails alone.
     process = subprocess.Popen(command + ["--skip-existing"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        workers = workers_of(process.pid)
-        if workers:
-            break
-        time.sleep(0.01)
+    workers = wait_until(lambda: workers_of(process.pid), 180, 0.01)
     assert (out / "2.mid").exists() and (out / "3.mid").exists()
     os.kill(workers[0], signal.SIGKILL)
     _, stderr = process.communicate(timeout=300)
@@ -1113,13 +1099,14 @@ def test_an_idle_worker_killed_while_another_is_mid_job_does_not_hang_the_batch(
                                 tiny_weights, "-q", "--jobs", "2", "--threads", "1"],
                                stderr=subprocess.PIPE, text=True)
     try:
-        idle, deadline = [], time.monotonic() + 120
-        while not idle and time.monotonic() < deadline:
-            if (out / "0.mid").exists():
-                workers = workers_of(process.pid)
-                busy = [pid for pid in workers if reading_audio(pid)]
-                idle = [pid for pid in workers if pid not in busy] if busy else []
-            time.sleep(0.01)
+        def one_idle() -> list[int]:  # once 0.wav is done: the worker waiting, beside 1.wav's
+            if not (out / "0.mid").exists():
+                return []
+            workers = workers_of(process.pid)
+            busy = [pid for pid in workers if reading_audio(pid)]
+            return [pid for pid in workers if pid not in busy] if busy else []
+
+        idle = wait_until(one_idle, 120, 0.01)
         assert len(idle) == 1
         os.kill(idle[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=120)
@@ -1157,10 +1144,8 @@ def test_a_file_another_run_is_transcribing_is_left_to_it(tmp_path, tiny_weights
             with open(tmp_path / "stderr", "w+") as stderr:
                 run = subprocess.Popen(command, stderr=stderr, text=True)
                 try:
-                    deadline = time.monotonic() + 60
-                    while (time.monotonic() < deadline and run.poll() is None
-                           and "waiting" not in (tmp_path / "stderr").read_text()):
-                        time.sleep(0.05)
+                    wait_until(lambda: run.poll() is not None
+                               or "waiting" in (tmp_path / "stderr").read_text(), 60)
                     assert run.poll() is None, (tmp_path / "stderr").read_text()
                     out.write_bytes(b"the other run's notes")  # it finishes the file
                     marker.unlink()
@@ -1251,10 +1236,8 @@ def test_runs_sharing_a_batch_and_its_report_leave_the_whole_batchs_rows(tmp_pat
                                     "--weights", tiny_weights, "--skip-existing", "--report",
                                     report], stderr=stderr, text=True)
             try:
-                deadline = time.monotonic() + 60
-                while (time.monotonic() < deadline and run.poll() is None
-                       and "waiting" not in (tmp_path / "stderr").read_text()):
-                    time.sleep(0.05)
+                wait_until(lambda: run.poll() is not None
+                           or "waiting" in (tmp_path / "stderr").read_text(), 60)
                 assert run.poll() is None, (tmp_path / "stderr").read_text()
                 (tmp_path / "a.mid").write_bytes(b"the other run's notes")
                 with open(report, "w", newline="") as handle:  # its report, as it stands
@@ -1340,10 +1323,7 @@ def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
     marker.write_text("x")
     os.utime(marker, (1000, 1000))
     beat.add(marker)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and marker.stat().st_mtime < time.time() - 60:
-        time.sleep(0.01)
-    assert marker.stat().st_mtime >= time.time() - 60
+    assert wait_until(lambda: marker.stat().st_mtime >= time.time() - 60, 10, 0.01)
     beat.remove(marker)
     time.sleep(0.2)  # a beat under way ends
     os.utime(marker, (1000, 1000))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from test_cli import interrupt_after_first_output, write_wav
+from waiting import wait_until
 
 from transcribe.weights import default_weights_path
 
@@ -142,10 +143,8 @@ def test_a_worker_killed_mid_batch_is_retried_and_every_file_is_written_once(tmp
     batch = subprocess.Popen([sys.executable, "-m", "transcribe", src, "-o", out, "-f", "csv",
                               f"--ray={cluster}", "--weights", default_weights_path()],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, victims = time.monotonic() + 120, []
-    while time.monotonic() < deadline and not victims and batch.poll() is None:
-        victims = _task_processes()
-        time.sleep(0.02)
+    victims = wait_until(lambda: _task_processes() or batch.poll() is not None, 120, 0.02)
+    victims = victims if isinstance(victims, list) else []
     assert victims, "no transcription task was seen running"
     os.kill(victims[0], signal.SIGKILL)
     _, stderr = batch.communicate(timeout=300)
@@ -226,10 +225,8 @@ def test_a_cluster_batch_leaves_a_file_another_run_is_transcribing_to_it(tmp_pat
                                       f"--ray={cluster}", "--weights", tiny_weights,
                                       "--skip-existing"], stderr=stderr, text=True)
             try:
-                deadline = time.monotonic() + 180
-                while (time.monotonic() < deadline and batch.poll() is None
-                       and "waiting for other runs" not in stderr_path.read_text()):
-                    time.sleep(0.05)
+                wait_until(lambda: batch.poll() is not None
+                           or "waiting for other runs" in stderr_path.read_text(), 180)
                 assert batch.poll() is None, stderr_path.read_text()
                 assert (out / "free.mid").exists()  # its own file done first
                 (out / "held.mid").write_bytes(b"the other run's notes")

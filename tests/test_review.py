@@ -16,6 +16,7 @@ import pretty_midi
 import pytest
 
 from test_cli import invoke
+from waiting import wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -181,11 +182,8 @@ def test_the_review_page_plays_draws_every_note_and_needs_no_network(tmp_path, p
     assert browser.execute_script("return window.reviewState.drawnNotes") == midi_notes
     assert browser.find_element(By.ID, "roll").get_attribute("data-drawn-notes") == str(midi_notes)
     browser.find_element(By.ID, "play").click()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and \
-            browser.execute_script("return window.reviewState.playheadX") < 10:
-        time.sleep(0.1)
-    assert browser.execute_script("return window.reviewState.playheadX") >= 10, \
+    assert wait_until(lambda: browser.execute_script(
+        "return window.reviewState.playheadX >= 10"), 20), \
         "the playhead did not move while the recording played"
     assert browser.execute_script("return document.getElementById('audio').currentTime") > 0
     # Click to seek: the playhead jumps to where the roll was clicked.
@@ -271,10 +269,8 @@ def test_the_recording_in_the_page_keeps_the_notes_time(tmp_path, browser):
     assert found["mime"] == "audio/mpeg"
     assert found["duration"] == pytest.approx(seconds, abs=0.01)
     assert found["peaks"] == pytest.approx([1.0, 4.0], abs=0.002)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not browser.execute_script(
-            "return document.getElementById('audio').readyState >= 1"):
-        time.sleep(0.1)
+    wait_until(lambda: browser.execute_script(
+        "return document.getElementById('audio').readyState >= 1"), 10)
     assert browser.execute_script("return document.getElementById('audio').duration") == \
         pytest.approx(seconds, abs=0.01)
 
@@ -293,11 +289,8 @@ def test_a_page_whose_recording_cannot_play_says_so(tmp_path, browser):
     page = tmp_path / "broken.html"
     page.write_text(page_html(result, b"not audio at all" * 64, "broken"))
     browser.get(page.as_uri())
-    deadline = time.monotonic() + 10
     line = browser.find_element(By.ID, "no-audio")
-    while time.monotonic() < deadline and not line.is_displayed():
-        time.sleep(0.1)
-    assert line.is_displayed()
+    assert wait_until(line.is_displayed, 10)
     # where it is read: above the roll, not under it, out of sight
     assert browser.execute_script(
         "return arguments[0].getBoundingClientRect().bottom <= "
@@ -328,10 +321,8 @@ def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
     result = Transcription(notes, None, float(seconds), DecodingOptions().resolve())
     write_review_page(result, tmp_path / "long.wav", tmp_path / "long.html")
     browser.get((tmp_path / "long.html").as_uri())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not browser.execute_script(
-            "return document.getElementById('audio').readyState >= 1"):
-        time.sleep(0.1)
+    wait_until(lambda: browser.execute_script(
+        "return document.getElementById('audio').readyState >= 1"), 10)
 
     def pixel(at, pitch, per_second=60):  # the colour drawn where ``pitch`` sounds at ``at`` s
         return browser.execute_script("""
@@ -362,10 +353,8 @@ def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
     assert browser.execute_script("return document.getElementById('audio').currentTime") == \
         pytest.approx(last[0] + 1.0, abs=0.05)  # 200 px before the note, clicked 260 px in
     # Zooming in keeps the playhead where it was on the screen (once a frame has drawn it).
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not browser.execute_script(
-            "return window.reviewState.playheadX === Math.round(audio.currentTime * 60)"):
-        time.sleep(0.05)
+    wait_until(lambda: browser.execute_script(
+        "return window.reviewState.playheadX === Math.round(audio.currentTime * 60)"), 5)
     before = browser.execute_script(
         "return window.reviewState.playheadX - document.getElementById('roll-box').scrollLeft")
     browser.find_element(By.ID, "zoom-in").click()
@@ -400,10 +389,7 @@ def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
     assert browser.execute_script("return document.documentElement.scrollHeight > innerHeight")
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys(Keys.SPACE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and browser.execute_script("return audio.paused"):
-        time.sleep(0.1)
-    assert not browser.execute_script("return audio.paused")
+    assert wait_until(lambda: browser.execute_script("return !audio.paused"), 10)
     assert browser.execute_script("return window.scrollY") == 0  # the page did not scroll
     body.send_keys(Keys.SPACE)
     assert browser.execute_script("return audio.paused")
@@ -433,10 +419,7 @@ def test_the_transcription_is_played_on_time_once_and_stops_with_the_recording(t
     browser.find_element(By.ID, "play").click()
 
     def wait_for(seconds):
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and browser.execute_script(
-                "return audio.currentTime") < seconds:
-            time.sleep(0.05)
+        wait_until(lambda: browser.execute_script("return audio.currentTime") >= seconds, 20)
 
     wait_for(3.2)
     assert browser.execute_script("return window.reviewState.played") == 3  # each once
@@ -485,9 +468,7 @@ def test_a_fast_passage_plays_slower_with_the_transcription_on_its_time(tmp_path
     Select(browser.find_element(By.ID, "speed")).select_by_visible_text("50 %")
     assert browser.execute_script("return audio.playbackRate") == 0.5
     browser.find_element(By.ID, "play").click()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and browser.execute_script("return audio.currentTime") < 0.1:
-        time.sleep(0.02)
+    wait_until(lambda: browser.execute_script("return audio.currentTime") >= 0.1, 10, 0.02)
     started, position = time.monotonic(), browser.execute_script("return audio.currentTime")
     time.sleep(2)
     moved = browser.execute_script("return audio.currentTime") - position
@@ -585,9 +566,7 @@ def sound_output():
          "--load=module-null-sink", "--load=module-native-protocol-unix"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     socket = runtime / "pulse" / "native"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not socket.exists() and server.poll() is None:
-        time.sleep(0.05)
+    wait_until(lambda: socket.exists() or server.poll() is not None, 20)
     assert socket.exists(), "pulseaudio did not start"
     yield {"PULSE_SERVER": f"unix:{socket}"}
     server.kill()
@@ -628,9 +607,7 @@ def launched_firefox(tmp_path, sound):
     def port():
         return port_file.read_text().strip() if port_file.exists() else ""
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not port().isdigit() and process.poll() is None:
-        time.sleep(0.1)
+    wait_until(lambda: port().isdigit() or process.poll() is not None, 60, 0.1)
     try:
         assert port().isdigit(), "Firefox did not start"
         client = Marionette(host="127.0.0.1", port=int(port()))
@@ -649,10 +626,7 @@ class Page:
         self.client = client
 
     def wait_for(self, condition, seconds=15):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.js("return " + condition):
-            time.sleep(0.05)
-        return self.js("return " + condition)
+        return wait_until(lambda: self.js("return " + condition), seconds)
 
 
 class Firefox(Page):
