@@ -18,7 +18,7 @@ import torch
 import soundfile as sf
 from click.testing import CliRunner
 
-from transcribe import constants as C
+from transcribe import claims, constants as C
 from transcribe.cli import main
 from waiting import wait_until
 
@@ -1314,23 +1314,6 @@ def test_a_shared_reports_lock_is_waited_for_and_one_left_by_a_killed_run_is_bro
     assert not lock.exists()
 
 
-def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
-    """Runs on other machines tell a run that is alive from one that died by it."""
-    from transcribe import cli
-    monkeypatch.setattr(cli, "HEARTBEAT_S", 0.05)
-    beat = cli._Heartbeat()
-    marker = tmp_path / ".a.mid.amt-running"
-    marker.write_text("x")
-    os.utime(marker, (1000, 1000))
-    beat.add(marker)
-    assert wait_until(lambda: marker.stat().st_mtime >= time.time() - 60, 10, 0.01)
-    beat.remove(marker)
-    time.sleep(0.2)  # a beat under way ends
-    os.utime(marker, (1000, 1000))
-    time.sleep(0.3)
-    assert marker.stat().st_mtime == 1000  # no longer touched
-
-
 def test_long_recordings_get_numbered_pages_of_every_figure(tmp_path, tiny_weights):
     import matplotlib.image
     wav = write_wav(tmp_path / "long.wav", seconds=65)
@@ -1437,20 +1420,6 @@ def test_a_recording_cut_off_before_its_header_was_finished_is_transcribed(tmp_p
     assert (tmp_path / "unfinished-take.mid").is_file()
 
 
-def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(tmp_path):
-    """Ctrl-C between claiming a file and handing it to a worker (or a Ray task) left its
-    marker up: the next run took it for a file a run had died on (seen in a cluster test)."""
-    from transcribe import cli
-    jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "ab"]
-    for job in jobs:
-        assert cli._claim(job) == []
-        assert cli._holder(job) is cli.DIED  # put up by this process: not another run's
-    cli._let_stand(jobs[1])  # a worker died on b.wav: its marker is the record of it
-    cli._release_held()
-    assert not cli._running_marker(jobs[0]).exists()
-    assert cli._running_marker(jobs[1]).exists()
-
-
 def test_a_run_stopped_for_minutes_leaves_the_file_another_run_took_to_it(tmp_path,
                                                                            tiny_weights,
                                                                            monkeypatch):
@@ -1458,7 +1427,7 @@ def test_a_run_stopped_for_minutes_leaves_the_file_another_run_took_to_it(tmp_pa
     run takes the file for a dead run's and writes it.  Resumed, the first run failed the
     file ("exists"), exit 1, and took the other run's marker down."""
     import platform
-    from transcribe import cli, transcriber
+    from transcribe import transcriber
     wav = write_wav(tmp_path / "a.wav")
     out, marker = tmp_path / "a.mid", tmp_path / ".a.mid.amt-running"
     other = subprocess.Popen(["sleep", "60"])  # the run that took the file over, alive
@@ -1468,7 +1437,7 @@ def test_a_run_stopped_for_minutes_leaves_the_file_another_run_took_to_it(tmp_pa
     def stopped_meanwhile(*args, **kwargs):
         result = heard(*args, **kwargs)
         marker.unlink()
-        cli._put_up(marker, theirs)
+        claims.put_up(marker, theirs)
         out.write_bytes(b"the other run's notes")
         return result
 
@@ -1490,52 +1459,3 @@ def test_a_run_stopped_for_minutes_leaves_the_file_another_run_took_to_it(tmp_pa
         other.wait()
 
 
-def test_a_marker_is_put_up_whole_or_not_at_all(tmp_path):
-    """Written in place, a marker was empty for a moment (on NFS until it was closed): a
-    run reading it then took it for a dead run's, and both transcribed the file."""
-    from transcribe import cli
-    marker = tmp_path / ".a.mid.amt-running"
-    cli._put_up(marker, b"one\n")
-    with pytest.raises(FileExistsError):
-        cli._put_up(marker, b"two\n")
-    assert marker.read_bytes() == b"one\n"
-    assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing staged is left
-
-
-def test_a_file_a_run_died_on_is_taken_back_by_one_run_only(tmp_path, monkeypatch):
-    """Runs resuming a killed batch at once (two terminals, two machines) each found the
-    marker of the file it died on, and each replaced it with its own: all of them
-    transcribed that file, and all but one failed it ("exists").  Here another run takes it
-    over between this run's look at the marker and its move."""
-    import platform
-    from transcribe import cli
-    job = cli.Job(tmp_path / "a.wav", tmp_path / "a.mid")
-    marker = cli._running_marker(job)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    other = subprocess.Popen(["sleep", "60"])  # the run that took it over, alive
-    theirs = f"amt-transcribe, process {other.pid} on {platform.node()}: a.wav\n".encode()
-    looked = cli._holder
-
-    def taken_over_after_the_look(job):
-        holder = looked(job)
-        if holder is cli.DIED and marker.read_bytes() != theirs:
-            marker.unlink()
-            cli._put_up(marker, theirs)
-        return holder
-
-    try:
-        marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
-        monkeypatch.setattr(cli, "_holder", taken_over_after_the_look)
-        assert cli._claim(job) is None  # the file is the other run's
-        assert marker.read_bytes() == theirs
-        monkeypatch.setattr(cli, "_holder", looked)
-        other.kill()
-        other.wait()
-        assert cli._claim(job) == []  # its run died too: this one takes it back
-        assert marker.read_bytes().startswith(b"amt-transcribe, process %d " % os.getpid())
-        assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing set aside left
-    finally:
-        other.kill()
-        other.wait()
-        cli._release_held()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import re
 import shlex
 import signal
 import sys
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from . import constants as C
+from . import claims, constants as C
 from .version import __version__
 from .errors import TranscribeError, UsageError
 from .files import is_stdio, readable
@@ -429,246 +427,6 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     return removed
 
 
-RUNNING_SUFFIX = ".amt-running"
-
-
-def _running_marker(job: Job) -> Path | None:
-    """The hidden file beside ``job``'s output that stands while the job runs (none for
-    standard output).  One that outlived its run says the run died on this file (the
-    out-of-memory killer, a crash in a decoder): a serial batch died again on it at every
-    ``--skip-existing`` resume."""
-    from .files import temporary_stem
-    if is_stdio(job.output):
-        return None
-    return job.output.with_name(f".{temporary_stem(job.output.name)}{RUNNING_SUFFIX}")
-
-
-# Runs share a batch's files: a job is claimed by putting its marker up (only one run can
-# create it), and a run finding it up leaves the file to the run that holds it.  A
-# running job's marker is touched this often, so that runs on other machines sharing the
-# folder see that it is alive; one left untouched for STALE_S is of a run that died (clocks
-# a minute apart do no harm), and so is one of this machine whose process is gone.
-HEARTBEAT_S = 15.0
-STALE_S = 120.0
-_HOST = platform.node() or "?"
-
-
-class _Died:
-    """What ``_holder`` returns for a marker whose run is gone."""
-
-
-DIED = _Died()
-
-
-def _claim(job: Job) -> list[Path] | None:
-    """Put up ``job``'s marker; None if another run that is alive holds it (the file is
-    its).  Returns the folders made for the marker, deepest first (the output's own,
-    mirrored from the input's, may not exist yet).  Best effort: a marker that cannot be
-    written only costs the next run its warning, and other runs the sharing."""
-    marker = _running_marker(job)
-    if marker is None:
-        return []
-    made = []
-    folder = marker.parent
-    while not folder.exists() and folder != folder.parent:
-        made.append(folder)
-        folder = folder.parent
-    text = b"amt-transcribe, process %d on %s: %s\n" % (
-        os.getpid(), _HOST.encode(), os.fsencode(job.source))
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):  # it may come down, or be taken, between a try and the look
-            try:
-                _put_up(marker, text)
-                break
-            except FileExistsError:
-                holder = _holder(job)
-                if isinstance(holder, str):
-                    return None
-                if holder is DIED:  # to transcribe again: cleared, then put up as any
-                    _take_down_dead(marker)
-    except OSError:
-        pass
-    _HEARTBEAT.add(marker)
-    return made
-
-
-def _take_down_dead(marker: Path) -> None:
-    """Take down ``marker``, found to be a dead run's, so that it can be put up anew by
-    exactly one of the runs that found it so (replaced in place, it was taken by each run
-    resuming the batch at that moment, and all of them transcribed the file).  It is moved
-    aside in one step, which only one run can do, and looked at again: one that another run
-    put up meanwhile, alive, is put back."""
-    aside = marker.with_name(f"{marker.name}.{os.getpid()}.{time.monotonic_ns()}.dead")
-    try:
-        os.rename(marker, aside)
-    except FileNotFoundError:  # another run took it down first
-        return
-    try:
-        if isinstance(_judge(aside), str):  # taken over since it was found dead
-            try:
-                os.link(aside, marker)
-            except FileExistsError:  # and a third put its own up: both hold it
-                pass
-            except OSError:  # a filesystem without hard links
-                os.rename(aside, marker)
-    finally:
-        try:
-            os.unlink(aside)
-        except OSError:
-            pass
-
-
-def _put_up(marker: Path, text: bytes) -> None:
-    """Make ``marker`` hold ``text``, whole from the first moment another run can read it
-    (a run reading it half written, empty on NFS until it is closed, would take it for a
-    dead run's); FileExistsError if it exists."""
-    import tempfile
-    handle, staged = tempfile.mkstemp(prefix=f"{marker.name}.", suffix=".claim",
-                                      dir=marker.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(text)
-        try:
-            os.link(staged, marker)  # fails if the name exists, as O_EXCL does
-        except FileExistsError:
-            if os.stat(staged).st_nlink == 2:  # NFS: made, but its reply was lost
-                return
-            raise
-        except OSError:  # a filesystem without hard links (FAT, some SMB shares)
-            with open(marker, "xb") as file:
-                file.write(text)
-    finally:
-        try:
-            os.unlink(staged)
-        except OSError:
-            pass
-
-
-def _holder(job: Job) -> str | _Died | None:
-    """Who holds ``job``'s marker: "process P on HOST" if a run other than this one that is
-    alive; ``DIED`` if its run is gone (killed, or crashed, on this file); None if there is
-    no marker.  A run is alive if its marker was touched lately (``HEARTBEAT_S``), and, on
-    this machine, its process runs: a run resumed at once after a crash takes the files it
-    died on back at once, and one whose number another process got later is not waited for."""
-    marker = _running_marker(job)
-    return None if marker is None else _judge(marker)
-
-
-def _judge(marker: Path) -> str | _Died | None:
-    """``_holder`` of the marker at ``marker``."""
-    try:
-        text, touched = marker.read_bytes(), marker.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return DIED
-    put_up = re.match(rb"amt-transcribe, process (\d+) on (\S+):", text)
-    if not put_up:
-        return DIED
-    pid, host = int(put_up[1]), put_up[2].decode(errors="replace")
-    alive = time.time() - touched < STALE_S
-    if host == _HOST and os.name != "nt":  # Windows' processes cannot be asked
-        alive = alive and _alive(pid)
-    return f"process {pid} on {host}" if alive else DIED
-
-
-class _Heartbeat:
-    """Touches the markers of the jobs this process runs, every ``HEARTBEAT_S``."""
-
-    def __init__(self):
-        import threading
-        self.markers: set[Path] = set()
-        self.lock = threading.Lock()
-        self.thread = None
-
-    def add(self, marker: Path) -> None:
-        import threading
-        with self.lock:
-            self.markers.add(marker)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self.beat, name="amt-heartbeat",
-                                               daemon=True)
-                self.thread.start()
-
-    def remove(self, marker: Path) -> None:
-        with self.lock:
-            self.markers.discard(marker)
-
-    def held(self) -> list[Path]:
-        with self.lock:
-            return list(self.markers)
-
-    def beat(self) -> None:
-        while True:
-            time.sleep(HEARTBEAT_S)
-            with self.lock:
-                markers = list(self.markers)
-            for marker in markers:
-                try:
-                    os.utime(marker)
-                except OSError:
-                    pass
-
-
-_HEARTBEAT = _Heartbeat()
-
-
-def _release_held() -> None:
-    """Take down the markers of the jobs this run holds (stopped: Ctrl-C, SIGTERM), those
-    caught between being claimed and being handed to a worker or task too.  The markers of
-    files a worker died on are not held: they stand, for the next run."""
-    for marker in _HEARTBEAT.held():
-        _HEARTBEAT.remove(marker)
-        _take_down(marker)
-
-
-def _take_down(marker: Path) -> None:
-    """Remove ``marker`` if it is this run's: one stopped for longer than ``STALE_S``
-    (Ctrl-Z) may find that another run has taken its file, and the marker is that run's."""
-    try:
-        if marker.read_bytes().startswith(b"amt-transcribe, process %d on %s:" % (
-                os.getpid(), _HOST.encode())):
-            marker.unlink()
-    except OSError:
-        pass
-
-
-def _let_stand(job: Job) -> None:
-    """Leave ``job``'s marker up as the record that a process died transcribing it."""
-    marker = _running_marker(job)
-    if marker is not None:
-        _HEARTBEAT.remove(marker)
-
-
-def _alive(pid: int) -> bool:
-    """Whether another process numbered ``pid`` runs (in a container this run may have the
-    number of the run that died: this run's markers are not up yet)."""
-    if os.name == "nt" or pid == os.getpid():  # os.kill(pid, 0) ends the process on Windows
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
-
-
-def _clear_running(job: Job, made: list[Path]) -> None:
-    """Take down ``job``'s marker, and the folders made for it if the job left them empty."""
-    marker = _running_marker(job)
-    if marker is None:
-        return
-    _HEARTBEAT.remove(marker)
-    _take_down(marker)
-    try:
-        for folder in made:
-            folder.rmdir()
-    except OSError:  # a folder holds outputs, or another job's marker
-        pass
-
-
 def _name_max(folder: Path) -> int:
     """The longest file name (bytes) that ``folder``'s filesystem takes; 255 where unknown."""
     while not folder.exists() and folder != folder.parent:
@@ -872,13 +630,13 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     pending = _mark_existing(jobs, side, overwrite, skip_existing)
     # Whose marker stands beside each output: a run that is alive (its files stay as they
     # are), or one that died on the file.
-    holders = [_holder(job) for job in pending]
+    holders = [claims.holder(job) for job in pending]
     removed = _remove_leftovers([job for job, holder in zip(pending, holders)
                                  if not isinstance(holder, str)], side)
     # Files a run before this one died on: each is run last, alone, in a process of its own,
     # so that it cannot stop this run too (a Ray cluster retries dead workers itself).
     suspects = [job for job, holder in zip(pending, holders)
-                if ray_address is None and holder is DIED]
+                if ray_address is None and holder is claims.DIED]
     fresh = [job for job in pending if job not in suspects]
     from .transcriber import is_posteriorgram_file
     audio_jobs = [job for job in pending if not is_posteriorgram_file(job.source)]
@@ -973,7 +731,7 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
                         _run_parallel([], 1, threads or usable_cores(), weights, str(chosen),
                                       bool(audio_jobs), settings, reporter, suspects)
     except KeyboardInterrupt:
-        _release_held()
+        claims.release_held()
         reporter.stop()
         write_report()
         interrupted()
@@ -1171,26 +929,26 @@ def _written_meanwhile(job: Job, settings: JobSettings, before=_Unknown) -> bool
 
 
 def _take(job: Job, settings: JobSettings, reporter, held: list) -> list[Path] | None:
-    """Claim ``job`` for this run: the folders made for its marker (``_claim``), or None
-    where it is not this run's to transcribe.  Another run that is alive holds it: with
+    """Claim ``job`` for this run: the folders made for its marker (``claims.claim``), or
+    None where it is not this run's to transcribe.  Another run that is alive holds it: with
     --skip-existing or --overwrite the file is left to that run (put in ``held``, with its
     output's state, to wait for), else it fails now.  Another run wrote it meanwhile: it is
     skipped with --skip-existing, else fails as an output there at the start does."""
     from .progress import BY_ANOTHER_RUN
     # what a run writing it changes (looked at only where --overwrite would hide it)
     before = _state(job.output) if settings.overwrite and not is_stdio(job.output) else None
-    made = _claim(job)
+    made = claims.claim(job)
     if made is None:
         if settings.skip_existing or settings.overwrite:
             held.append((job, before))
             return None
-        holder = _holder(job)
+        holder = claims.holder(job)
         job.status = "failed"
         job.message = (f"{job.output}: another run is writing it"
                        + (f" ({holder})" if isinstance(holder, str) else "")
                        + "; use --skip-existing to leave such files to it")
     elif _written_meanwhile(job, settings):
-        _clear_running(job, made)
+        claims.clear(job, made)
         if settings.skip_existing:
             job.status, job.message = "skipped", BY_ANOTHER_RUN
         else:
@@ -1209,7 +967,8 @@ def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
     from .progress import BY_ANOTHER_RUN
     noted = False
     while held:
-        given_up = [(job, before) for job, before in held if not isinstance(_holder(job), str)]
+        given_up = [(job, before) for job, before in held
+                    if not isinstance(claims.holder(job), str)]
         if given_up:
             for pair in given_up:
                 held.remove(pair)
@@ -1223,7 +982,7 @@ def _wait_for_others(held: list, settings: JobSettings, reporter) -> list[Job]:
             return left
         if not noted:
             holders = sorted({holder for job, _ in held
-                              if isinstance(holder := _holder(job), str)})
+                              if isinstance(holder := claims.holder(job), str)})
             reporter.note(f"waiting for other runs on these outputs ({', '.join(holders)}) to "
                           f"finish {', '.join(_shown(job) for job, _ in held[:3])}"
                           f"{', ...' if len(held) > 3 else ''}")
@@ -1248,7 +1007,7 @@ def _run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, tim
             for warning in run_job(job, loaded, settings, reporter.advance_file, times):
                 reporter.warn(warning)
         finally:  # not after a kill: the marker outlives the run
-            _clear_running(job, made)
+            claims.clear(job, made)
         reporter.finish_file(job)
 
 
@@ -1335,10 +1094,10 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
                 job.message = (f"{_shown(job)}: written whole before the process transcribing "
                                "it died; not transcribed again")
                 reporter.warn(job.message)  # a done job's message is a warning, printed as such
-                _clear_running(job, made)
+                claims.clear(job, made)
                 reporter.finish_file(job)
                 return True
-            _let_stand(job)
+            claims.let_stand(job)
             if not alone:
                 suspects.append(job)  # its marker stands until it is settled
                 return True
@@ -1352,7 +1111,7 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
             job.status, job.message = "failed", f"{_shown(job)}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
-        _clear_running(job, made)
+        claims.clear(job, made)
         reporter.finish_file(job)
         return False
 
@@ -1380,7 +1139,7 @@ def _run_parallel(pending: list[Job], workers: int, threads: int, weights, devic
             process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         for job, _, made in running.values():
-            _clear_running(job, made)
+            claims.clear(job, made)
         raise
     pool.shutdown(wait=True)
 

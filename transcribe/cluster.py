@@ -203,21 +203,22 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
         cwd = os.getcwd()
         # Files are claimed by the driver as their tasks are submitted, as a local run
         # claims them: runs on the same outputs share them (cli._take).
-        from .cli import _clear_running, _take, _wait_for_others
-        queue, running, attempts, claims, held = deque(pending), {}, {}, {}, []
+        from .claims import clear
+        from .cli import _take, _wait_for_others
+        queue, running, attempts, made_for, held = deque(pending), {}, {}, {}, []
 
         def submit(job, retry: bool) -> None:
             if not retry:
                 made = _take(job, settings, reporter, held)
                 if made is None:
                     return
-                claims[id(job)] = made
+                made_for[id(job)] = made
             # A retry may replace what its lost attempt published: those files are ours.
             job_settings = replace(settings, overwrite=True) if retry else settings
             running[task.remote(model_ref, device, threads, cwd, job, job_settings)] = job
 
         def release(job) -> None:
-            _clear_running(job, claims.pop(id(job), []))
+            clear(job, made_for.pop(id(job), []))
 
         try:
             while queue or running or held:

@@ -1,0 +1,90 @@
+"""Runs sharing a batch's outputs: the markers that say which run transcribes a file
+(the CLI's use of them is tested in test_cli.py and test_cluster.py)."""
+
+import os
+import platform
+import subprocess
+import time
+
+import pytest
+
+from transcribe import claims
+from transcribe.cli import Job
+from waiting import wait_until
+
+
+def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
+    """Runs on other machines tell a run that is alive from one that died by it."""
+    monkeypatch.setattr(claims, "HEARTBEAT_S", 0.05)
+    beat = claims.Heartbeat()
+    marker = tmp_path / ".a.mid.amt-running"
+    marker.write_text("x")
+    os.utime(marker, (1000, 1000))
+    beat.add(marker)
+    assert wait_until(lambda: marker.stat().st_mtime >= time.time() - 60, 10, 0.01)
+    beat.remove(marker)
+    time.sleep(0.2)  # a beat under way ends
+    os.utime(marker, (1000, 1000))
+    time.sleep(0.3)
+    assert marker.stat().st_mtime == 1000  # no longer touched
+
+
+def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(tmp_path):
+    """Ctrl-C between claiming a file and handing it to a worker (or a Ray task) left its
+    marker up: the next run took it for a file a run had died on (seen in a cluster test)."""
+    jobs = [Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "ab"]
+    for job in jobs:
+        assert claims.claim(job) == []
+        assert claims.holder(job) is claims.DIED  # put up by this process: not another run's
+    claims.let_stand(jobs[1])  # a worker died on b.wav: its marker is the record of it
+    claims.release_held()
+    assert not claims.marker_of(jobs[0]).exists()
+    assert claims.marker_of(jobs[1]).exists()
+
+
+def test_a_marker_is_put_up_whole_or_not_at_all(tmp_path):
+    """Written in place, a marker was empty for a moment (on NFS until it was closed): a
+    run reading it then took it for a dead run's, and both transcribed the file."""
+    marker = tmp_path / ".a.mid.amt-running"
+    claims.put_up(marker, b"one\n")
+    with pytest.raises(FileExistsError):
+        claims.put_up(marker, b"two\n")
+    assert marker.read_bytes() == b"one\n"
+    assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing staged is left
+
+
+def test_a_file_a_run_died_on_is_taken_back_by_one_run_only(tmp_path, monkeypatch):
+    """Runs resuming a killed batch at once (two terminals, two machines) each found the
+    marker of the file it died on, and each replaced it with its own: all of them
+    transcribed that file, and all but one failed it ("exists").  Here another run takes it
+    over between this run's look at the marker and its move."""
+    job = Job(tmp_path / "a.wav", tmp_path / "a.mid")
+    marker = claims.marker_of(job)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    other = subprocess.Popen(["sleep", "60"])  # the run that took it over, alive
+    theirs = f"amt-transcribe, process {other.pid} on {platform.node()}: a.wav\n".encode()
+    looked = claims.holder
+
+    def taken_over_after_the_look(job):
+        holder = looked(job)
+        if holder is claims.DIED and marker.read_bytes() != theirs:
+            marker.unlink()
+            claims.put_up(marker, theirs)
+        return holder
+
+    try:
+        marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
+        monkeypatch.setattr(claims, "holder", taken_over_after_the_look)
+        assert claims.claim(job) is None  # the file is the other run's
+        assert marker.read_bytes() == theirs
+        monkeypatch.setattr(claims, "holder", looked)
+        other.kill()
+        other.wait()
+        assert claims.claim(job) == []  # its run died too: this one takes it back
+        assert marker.read_bytes().startswith(b"amt-transcribe, process %d " % os.getpid())
+        assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing set aside left
+    finally:
+        other.kill()
+        other.wait()
+        claims.release_held()

@@ -1,0 +1,257 @@
+"""Runs that share a batch's outputs: each job's marker, which only one run can put up.
+
+A job is claimed by putting its marker up (a hidden file beside its output), and a run
+finding it up leaves the file to the run that holds it.  A running job's marker is touched
+every ``HEARTBEAT_S``, so that runs on other machines sharing the folder see that it is
+alive; one left untouched for ``STALE_S`` is of a run that died (clocks a minute apart do
+no harm), and so is one of this machine whose process is gone.  A marker that outlives its
+run says the run died on that file.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .files import is_stdio
+
+if TYPE_CHECKING:
+    from .cli import Job
+
+RUNNING_SUFFIX = ".amt-running"
+
+
+def marker_of(job: Job) -> Path | None:
+    """The hidden file beside ``job``'s output that stands while the job runs (none for
+    standard output).  One that outlived its run says the run died on this file (the
+    out-of-memory killer, a crash in a decoder): a serial batch died again on it at every
+    ``--skip-existing`` resume."""
+    from .files import temporary_stem
+    if is_stdio(job.output):
+        return None
+    return job.output.with_name(f".{temporary_stem(job.output.name)}{RUNNING_SUFFIX}")
+
+
+HEARTBEAT_S = 15.0
+STALE_S = 120.0
+_HOST = platform.node() or "?"
+
+
+class _Died:
+    """What ``holder`` returns for a marker whose run is gone."""
+
+
+DIED = _Died()
+
+
+def claim(job: Job) -> list[Path] | None:
+    """Put up ``job``'s marker; None if another run that is alive holds it (the file is
+    its).  Returns the folders made for the marker, deepest first (the output's own,
+    mirrored from the input's, may not exist yet).  Best effort: a marker that cannot be
+    written only costs the next run its warning, and other runs the sharing."""
+    marker = marker_of(job)
+    if marker is None:
+        return []
+    made = []
+    folder = marker.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    text = b"amt-transcribe, process %d on %s: %s\n" % (
+        os.getpid(), _HOST.encode(), os.fsencode(job.source))
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):  # it may come down, or be taken, between a try and the look
+            try:
+                put_up(marker, text)
+                break
+            except FileExistsError:
+                whose = holder(job)
+                if isinstance(whose, str):
+                    return None
+                if whose is DIED:  # to transcribe again: cleared, then put up as any
+                    _take_down_dead(marker)
+    except OSError:
+        pass
+    _HEARTBEAT.add(marker)
+    return made
+
+
+def _take_down_dead(marker: Path) -> None:
+    """Take down ``marker``, found to be a dead run's, so that it can be put up anew by
+    exactly one of the runs that found it so (replaced in place, it was taken by each run
+    resuming the batch at that moment, and all of them transcribed the file).  It is moved
+    aside in one step, which only one run can do, and looked at again: one that another run
+    put up meanwhile, alive, is put back."""
+    aside = marker.with_name(f"{marker.name}.{os.getpid()}.{time.monotonic_ns()}.dead")
+    try:
+        os.rename(marker, aside)
+    except FileNotFoundError:  # another run took it down first
+        return
+    try:
+        if isinstance(_judge(aside), str):  # taken over since it was found dead
+            try:
+                os.link(aside, marker)
+            except FileExistsError:  # and a third put its own up: both hold it
+                pass
+            except OSError:  # a filesystem without hard links
+                os.rename(aside, marker)
+    finally:
+        try:
+            os.unlink(aside)
+        except OSError:
+            pass
+
+
+def put_up(marker: Path, text: bytes) -> None:
+    """Make ``marker`` hold ``text``, whole from the first moment another run can read it
+    (a run reading it half written, empty on NFS until it is closed, would take it for a
+    dead run's); FileExistsError if it exists."""
+    import tempfile
+    handle, staged = tempfile.mkstemp(prefix=f"{marker.name}.", suffix=".claim",
+                                      dir=marker.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(text)
+        try:
+            os.link(staged, marker)  # fails if the name exists, as O_EXCL does
+        except FileExistsError:
+            if os.stat(staged).st_nlink == 2:  # NFS: made, but its reply was lost
+                return
+            raise
+        except OSError:  # a filesystem without hard links (FAT, some SMB shares)
+            with open(marker, "xb") as file:
+                file.write(text)
+    finally:
+        try:
+            os.unlink(staged)
+        except OSError:
+            pass
+
+
+def holder(job: Job) -> str | _Died | None:
+    """Who holds ``job``'s marker: "process P on HOST" if a run other than this one that is
+    alive; ``DIED`` if its run is gone (killed, or crashed, on this file); None if there is
+    no marker.  A run is alive if its marker was touched lately (``HEARTBEAT_S``), and, on
+    this machine, its process runs: a run resumed at once after a crash takes the files it
+    died on back at once, and one whose number another process got later is not waited for."""
+    marker = marker_of(job)
+    return None if marker is None else _judge(marker)
+
+
+def _judge(marker: Path) -> str | _Died | None:
+    """``holder`` of the marker at ``marker``."""
+    try:
+        text, touched = marker.read_bytes(), marker.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return DIED
+    put_up = re.match(rb"amt-transcribe, process (\d+) on (\S+):", text)
+    if not put_up:
+        return DIED
+    pid, host = int(put_up[1]), put_up[2].decode(errors="replace")
+    alive = time.time() - touched < STALE_S
+    if host == _HOST and os.name != "nt":  # Windows' processes cannot be asked
+        alive = alive and _alive(pid)
+    return f"process {pid} on {host}" if alive else DIED
+
+
+class Heartbeat:
+    """Touches the markers of the jobs this process runs, every ``HEARTBEAT_S``."""
+
+    def __init__(self):
+        import threading
+        self.markers: set[Path] = set()
+        self.lock = threading.Lock()
+        self.thread = None
+
+    def add(self, marker: Path) -> None:
+        import threading
+        with self.lock:
+            self.markers.add(marker)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.beat, name="amt-heartbeat",
+                                               daemon=True)
+                self.thread.start()
+
+    def remove(self, marker: Path) -> None:
+        with self.lock:
+            self.markers.discard(marker)
+
+    def held(self) -> list[Path]:
+        with self.lock:
+            return list(self.markers)
+
+    def beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self.lock:
+                markers = list(self.markers)
+            for marker in markers:
+                try:
+                    os.utime(marker)
+                except OSError:
+                    pass
+
+
+_HEARTBEAT = Heartbeat()
+
+
+def release_held() -> None:
+    """Take down the markers of the jobs this run holds (stopped: Ctrl-C, SIGTERM), those
+    caught between being claimed and being handed to a worker or task too.  The markers of
+    files a worker died on are not held: they stand, for the next run."""
+    for marker in _HEARTBEAT.held():
+        _HEARTBEAT.remove(marker)
+        _take_down(marker)
+
+
+def _take_down(marker: Path) -> None:
+    """Remove ``marker`` if it is this run's: one stopped for longer than ``STALE_S``
+    (Ctrl-Z) may find that another run has taken its file, and the marker is that run's."""
+    try:
+        if marker.read_bytes().startswith(b"amt-transcribe, process %d on %s:" % (
+                os.getpid(), _HOST.encode())):
+            marker.unlink()
+    except OSError:
+        pass
+
+
+def let_stand(job: Job) -> None:
+    """Leave ``job``'s marker up as the record that a process died transcribing it."""
+    marker = marker_of(job)
+    if marker is not None:
+        _HEARTBEAT.remove(marker)
+
+
+def _alive(pid: int) -> bool:
+    """Whether another process numbered ``pid`` runs (in a container this run may have the
+    number of the run that died: this run's markers are not up yet)."""
+    if os.name == "nt" or pid == os.getpid():  # os.kill(pid, 0) ends the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def clear(job: Job, made: list[Path]) -> None:
+    """Take down ``job``'s marker, and the folders made for it if the job left them empty."""
+    marker = marker_of(job)
+    if marker is None:
+        return
+    _HEARTBEAT.remove(marker)
+    _take_down(marker)
+    try:
+        for folder in made:
+            folder.rmdir()
+    except OSError:  # a folder holds outputs, or another job's marker
+        pass
