@@ -92,6 +92,9 @@ def _take_down_dead(marker: Path) -> None:
         os.rename(marker, aside)
     except FileNotFoundError:  # another run took it down first
         return
+    except PermissionError:  # Windows: another run is reading it; the caller tries again
+        time.sleep(0.01)
+        return
     try:
         if isinstance(_judge(aside), str):  # taken over since it was found dead
             try:
