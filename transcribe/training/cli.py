@@ -546,8 +546,13 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     # other files would not be the set's.
     try:
         if predictions is not None:
-            rows = evaluate_predictions(pairs, predictions, midi_dir)
+            missing: list[Path] = []
+            rows = evaluate_predictions(pairs, predictions, midi_dir, missing)
             title = f"{predictions} on {plural(len(rows), 'file')}"
+            if missing:
+                console.print(f"amt-evaluate: note: {plural(len(missing), 'reference')} without "
+                              f"a prediction in {predictions}, scored as no notes (the first: "
+                              f"{missing[0]})", markup=False, highlight=False, soft_wrap=True)
         else:
             from ..inference import pick_device
             from ..weights import load_model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,24 @@ def reference_pedal(midi_path: Path) -> np.ndarray:
     return pedal_spans(read_midi(midi_path, "mido"))
 
 
+@dataclass
+class Reference:
+    """A reference MIDI file, read once: ``notes`` lengthened through its sustain pedal,
+    ``key_notes`` ending at the key releases, ``pedal`` its sustain-pedal spans."""
+
+    path: Path
+    notes: np.ndarray
+    key_notes: np.ndarray
+    pedal: np.ndarray
+
+
+def read_references(pairs: list[tuple[Path, Path]]) -> list[Reference]:
+    """The references of ``pairs``, all read before any audio is transcribed: a damaged
+    one ends an evaluation at once, not after the network has heard every file before it."""
+    return [Reference(midi, reference_notes(midi), reference_notes(midi, sustain=False),
+                      reference_pedal(midi)) for _, midi in pairs]
+
+
 def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
     """The scores of one file and its counts by register, velocity and polyphony."""
     return {**score(reference, estimate), "registers": register_counts(reference, estimate),
@@ -82,22 +101,20 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
     """
     from ..transcriber import transcribe
     rows = []
-    for audio, midi in pairs:
+    for (audio, _), reference in zip(pairs, read_references(pairs)):
         started = time.perf_counter()
         result = transcribe(audio, loaded, options=options, keep_posteriorgrams=False,
                             model_pass=model_pass)
-        reference = reference_notes(midi)
         notes, _ = result.with_pedal(C.DEFAULT_PEDAL_MODE)
         row = {"file": audio.name, "seconds": time.perf_counter() - started,
-               **note_rows(reference, notes)}
+               **note_rows(reference.notes, notes)}
         if result.pedal is not None:
-            extended = score(reference, result.with_pedal("extend")[0])
+            extended = score(reference.notes, result.with_pedal("extend")[0])
             row.update({f"extend_{name}": value for name, value in extended.items()
                         if name.startswith(("frame_", "note_offset_"))})
-        spans = reference_pedal(midi)
-        if result.pedal is not None and len(spans):
-            row.update(pedal_scores(spans, result.pedal, result.duration_s))
-            keys = score(reference_notes(midi, sustain=False), result.with_pedal("cc64")[0])
+        if result.pedal is not None and len(reference.pedal):
+            row.update(pedal_scores(reference.pedal, result.pedal, result.duration_s))
+            keys = score(reference.key_notes, result.with_pedal("cc64")[0])
             row.update({f"cc64_{name}": value for name, value in keys.items()
                         if name.startswith("note_offset_")})
         rows.append(row)
@@ -135,10 +152,11 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     # From the constants, not the card: a card tuned before must not steer the pedal and
     # key searches below, which decode the notes with these base thresholds.
     base = DecodingOptions().resolve(None)
+    references = read_references(pairs)
     runs = [(transcribe(audio, loaded, options=base, model_pass=model_pass),
-             reference_notes(midi), reference_pedal(midi)) for audio, midi in pairs]
-    pedalled = [(result, reference, spans, midi) for (result, reference, spans), (_, midi)
-                in zip(runs, pairs) if result.pedal is not None and len(spans)]
+             reference.notes, reference.pedal) for (audio, _), reference in zip(pairs, references)]
+    pedalled = [(result, reference, spans, keys.key_notes) for (result, reference, spans), keys
+                in zip(runs, references) if result.pedal is not None and len(spans)]
     pedal_threshold = key_threshold = split_threshold = None
     if pedalled:
         by_choice = {}
@@ -158,8 +176,7 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
             (choice for choice, (_, frame_f1) in by_choice.items()
              if frame_f1 >= best_frame - 0.01), key=lambda choice: by_choice[choice][0])
     if pedalled and pedalled[0][0].key_notes is not None:
-        releases = [(result, reference_notes(midi, sustain=False))
-                    for result, _, _, midi in pedalled]
+        releases = [(result, key_notes) for result, _, _, key_notes in pedalled]
         key_threshold = max(key_down, key=lambda threshold: np.mean([
             score(reference, result.redecode(key_threshold=threshold).with_pedal("cc64")[0])
             ["note_offset_f1"] for result, reference in releases]))
@@ -208,18 +225,24 @@ def pick_decoding(tried: list[tuple], tolerance: float = NOTE_F1_TOLERANCE) -> t
 
 
 def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
-                         reference_root: Path) -> list[dict]:
-    """Score MIDI files another transcriber wrote (mirroring the reference tree) against the references."""
+                         reference_root: Path, missing: list[Path] | None = None) -> list[dict]:
+    """Score MIDI files another transcriber wrote (mirroring the reference tree, ``.mid`` or
+    the reference's suffix) against the references.  A reference without a prediction is
+    scored as one without notes (the transcriber wrote nothing for it), and appended to
+    ``missing``, if given."""
     from ..midi import midi_to_notes
     rows = []
     for audio, midi in pairs:
         predicted = predictions / midi.relative_to(reference_root)
         if not predicted.exists():
             predicted = predicted.with_suffix(".mid")
-        estimate = midi_to_notes(read_midi(predicted)) if predicted.exists() \
-            else np.zeros((0, 4))
-        reference = reference_notes(midi)
-        rows.append({"file": audio.name, **note_rows(reference, estimate)})
+        if predicted.exists():
+            estimate = midi_to_notes(read_midi(predicted))
+        else:
+            estimate = np.zeros((0, 4))
+            if missing is not None:
+                missing.append(predicted)
+        rows.append({"file": audio.name, **note_rows(reference_notes(midi), estimate)})
     return rows
 
 
