@@ -198,6 +198,13 @@ def test_amt_evaluate_reads_every_reference_before_it_transcribes(tmp_path):
     assert result.stderr.startswith(f"amt-evaluate: error: {ref / 'b.mid'}: not a readable "
                                     "MIDI file (")
     assert len(result.stderr.splitlines()) == 1, result.stderr
+    good.write(str(ref / "b.mid"))
+    (ref / "b.flac").write_bytes(b"not audio at all" * 64)
+    result = subprocess.run(result.args, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"amt-evaluate: error: {ref / 'b.flac'}: not a readable "
+                                    "audio file")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_amt_evaluate_says_which_references_another_transcriber_left_without_notes(

@@ -75,10 +75,15 @@ class Reference:
 
 
 def read_references(pairs: list[tuple[Path, Path]]) -> list[Reference]:
-    """The references of ``pairs``, all read before any audio is transcribed: a damaged
-    one ends an evaluation at once, not after the network has heard every file before it."""
-    return [Reference(midi, reference_notes(midi), reference_notes(midi, sustain=False),
-                      reference_pedal(midi)) for _, midi in pairs]
+    """The references of ``pairs``, all read, and their audio files looked at (``probe``),
+    before any audio is transcribed: a damaged file ends an evaluation at once, not after
+    the network has heard every file before it."""
+    from ..audio import probe
+    references = [Reference(midi, reference_notes(midi), reference_notes(midi, sustain=False),
+                            reference_pedal(midi)) for _, midi in pairs]
+    for audio, _ in pairs:
+        probe(audio)
+    return references
 
 
 def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
