@@ -71,14 +71,21 @@ def main() -> None:
         if args.weights:
             command += ["--weights", str(args.weights)]
         ours_s = run_timed(command)
-        results["amt-transcribe"] = (evaluate_predictions(pairs, ours, args.folder), ours_s)
+        missing = {"amt-transcribe": [], "basic-pitch 0.4.0": []}
+        results["amt-transcribe"] = (evaluate_predictions(pairs, ours, args.folder,
+                                                          missing["amt-transcribe"]), ours_s)
 
         theirs = Path(tmp) / "basic_pitch"
         theirs.mkdir()
         bp_s = run_timed([str(bp), str(theirs), *map(str, audio)])
         for path in theirs.glob("*_basic_pitch.mid"):
             shutil.move(path, theirs / path.name.replace("_basic_pitch.mid", ".mid"))
-        results["basic-pitch 0.4.0"] = (evaluate_predictions(pairs, theirs, args.folder), bp_s)
+        results["basic-pitch 0.4.0"] = (evaluate_predictions(pairs, theirs, args.folder,
+                                                             missing["basic-pitch 0.4.0"]), bp_s)
+    for name, lost in missing.items():  # scored as no notes: the means count them so
+        if lost:
+            console.print(f"{name} wrote nothing for {len(lost)} of the {len(pairs)} files "
+                          f"(scored as no notes; the first: {lost[0].name})")
 
     table = Table(title=f"{len(pairs)} files, {audio_s / 60:.1f} min; mean F1 (%) and speed")
     table.add_column("transcriber")
