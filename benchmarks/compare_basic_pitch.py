@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from peers import DEFAULT_VENV, basic_pitch
+from transcribe.progress import plural
 from transcribe.training.evaluate import evaluate_predictions, pair_files, write_csv
 from transcribe.training.metrics import (METRICS, POLYPHONY_BANDS, REGISTERS, VELOCITY_BANDS,
                                          mean_scores, register_recall_precision)
@@ -63,11 +64,12 @@ def main() -> None:
     audio = [a for a, _ in pairs]
     audio_s = sum(__import__("soundfile").info(str(a)).duration for a in audio)
     console = Console()
-    console.print(f"{len(pairs)} files, {audio_s / 60:.1f} min of audio in {args.folder}")
+    console.print(f"{plural(len(pairs), 'file')}, {audio_s / 60:.1f} min of audio in {args.folder}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         ours = Path(tmp) / "ours"
-        command = [sys.executable, "-m", "transcribe", *map(str, audio), "-o", str(ours), "-q"]
+        # a folder even for one file (without the "/", one input's -o names its MIDI file)
+        command = [sys.executable, "-m", "transcribe", *map(str, audio), "-o", f"{ours}/", "-q"]
         if args.weights:
             command += ["--weights", str(args.weights)]
         ours_s = run_timed(command)
@@ -87,7 +89,7 @@ def main() -> None:
             console.print(f"{name} wrote nothing for {len(lost)} of the {len(pairs)} files "
                           f"(scored as no notes; the first: {lost[0].name})")
 
-    table = Table(title=f"{len(pairs)} files, {audio_s / 60:.1f} min; mean F1 (%) and speed")
+    table = Table(title=f"{plural(len(pairs), 'file')}, {audio_s / 60:.1f} min; mean F1 (%) and speed")
     table.add_column("transcriber")
     for level in METRICS:
         table.add_column(level.replace("_", "+"), justify="right")
