@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -957,9 +958,9 @@ def test_ctrl_c_in_a_parallel_batch_leaves_no_partial_file(tmp_path, tiny_weight
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux ``/proc``)."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for status in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = status.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == pid:
@@ -1376,6 +1377,32 @@ def test_a_report_that_cannot_be_written_fails_the_run(tmp_path, tiny_weights, m
     result = invoke(wav, "--weights", tiny_weights, "--report", tmp_path / "r.csv")
     assert result.exit_code == 1 and (tmp_path / "song.mid").is_file()
     assert "r.csv: cannot write it (No space left on device)" in result.output
+
+
+def test_a_device_or_pipe_is_never_replaced_by_an_output(tmp_path, tiny_weights):
+    """An output is published by renaming a file over its name: with --overwrite, a pipe
+    named as the output was replaced by a MIDI file, and run as root, -o /dev/null
+    --overwrite would have put one where the system's /dev/null was."""
+    wav = write_wav(tmp_path / "a.wav")
+    fifo = tmp_path / "out.mid"
+    os.mkfifo(fifo)
+    for args in ((wav, "-o", fifo, "--overwrite"), (wav, "-o", tmp_path / "x.mid", "--report",
+                                                    tmp_path / "r.csv", "--overwrite")):
+        if "--report" in args:
+            fifo.unlink()
+            os.mkfifo(tmp_path / "r.csv")
+        result = invoke(*args, "--weights", tiny_weights)
+        assert result.exit_code == 2, result.output
+        assert "not a file but a device, pipe or socket, which writing would replace" in \
+            result.output and len(result.output.splitlines()) == 1, result.output
+    assert stat.S_ISFIFO(os.stat(tmp_path / "r.csv").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "r.csv"]
+    # (never with --overwrite here: were the check gone, the test would do the harm)
+    for target in ("/dev/null", "/dev/amt-transcribe-test.mid"):
+        result = invoke(wav, "-o", target, "--weights", tiny_weights)
+        assert result.exit_code == 2 and "name a file (-o - writes the notes to standard " \
+            "output)" in result.output, result.output
+    assert not os.path.exists("/dev/amt-transcribe-test.mid")
 
 
 def test_file_names_with_brackets_are_printed_as_they_are(tmp_path, tiny_weights, monkeypatch):

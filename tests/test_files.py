@@ -76,3 +76,18 @@ def test_a_failed_write_names_its_output_and_leaves_nothing(tmp_path):
     assert result.stdout.strip() == f"TranscribeError {target}: cannot write it (File too large)", \
         result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_a_pipe_or_a_device_folder_is_never_written_over(tmp_path):
+    """Every writer (reports, amt-evaluate's --csv, weights) publishes by renaming over the
+    target: a pipe there was replaced, and so would /dev/stdout's link be, run as root."""
+    import stat
+    from transcribe.files import NotAFile, write_atomic
+    fifo = tmp_path / "scores.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(NotAFile, match="not a file but a device, pipe or socket"):
+        write_atomic(fifo, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == ["scores.csv"]
+    with pytest.raises(NotAFile, match="in /dev, a folder of devices and processes"):
+        write_atomic("/dev/amt-transcribe-test.csv", b"x")
+    assert not os.path.exists("/dev/amt-transcribe-test.csv")

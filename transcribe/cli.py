@@ -310,7 +310,7 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
 
     ``side`` are the suffixes of the side outputs (``.npz``, ``.pianoroll.png``...).
     """
-    from .files import check_writable
+    from .files import NotAFile, check_not_special, check_writable
     inputs = {_key(job.source) for job in jobs}
     audio = _audio_suffixes()
     for job in jobs:
@@ -328,6 +328,11 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
         for path in _written_by(job, side):
             if _key(path) in inputs:
                 raise UsageError(f"{path} is also an input; choose another output name")
+            try:
+                check_not_special(path)
+            except NotAFile as error:
+                raise UsageError(f"{error}; name a file (-o - writes the notes to standard "
+                                 "output)") from None
     checked = set()
     for job in jobs:
         if is_stdio(job.output):
@@ -345,7 +350,7 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
 def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) -> None:
     """Refuse, before any audio is read, a ``--report`` that is not .csv or .json, that
     names an input or an output, or that exists unless ``replace``; make its folder."""
-    from .files import check_writable
+    from .files import NotAFile, check_not_special, check_writable
     if report.suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"{report}: name the report .csv or .json")
     for job in jobs:
@@ -355,6 +360,10 @@ def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) 
                              "; choose another name")
     if report.is_dir():
         raise UsageError(f"{report}: is a folder; name the report's file")
+    try:
+        check_not_special(report)
+    except NotAFile as error:
+        raise UsageError(f"{error}; name the report's file") from None
     if report.exists() and not replace:
         raise TranscribeError(f"{report} exists; use --overwrite to replace it")
     check_writable(report.parent)

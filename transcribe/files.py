@@ -14,6 +14,7 @@ import contextvars
 import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -66,7 +67,34 @@ def all_or_none():
         raise
 
 
+class NotAFile(TranscribeError):
+    """The target is a device (``/dev/null``), a pipe or a socket, or a link to one."""
+
+
+_SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")  # of devices and processes, not files
+
+
+def check_not_special(path: Path) -> None:
+    """Raise ``NotAFile`` if ``path`` is a device, a pipe or a socket, or a link to one, or
+    lies in ``/dev``, ``/proc`` or ``/sys``: a file published there takes its place
+    (``-o /dev/null --overwrite`` run as root put a MIDI file where the system's /dev/null
+    was; ``-o /dev/stdout`` with standard output in a file would replace the link)."""
+    try:
+        mode = os.stat(path).st_mode  # through links: /dev/stdout is one
+    except (OSError, ValueError):  # none yet, or a dangling link
+        mode = None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise NotAFile(f"{path}: not a file but a device, pipe or socket, which writing "
+                       "would replace")
+    if os.name != "nt":
+        folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if any(folder == top or folder.startswith(top + "/") for top in _SYSTEM_FOLDERS):
+            raise NotAFile(f"{path}: in {folder}, a folder of devices and processes, where "
+                           "a file written would replace what is there")
+
+
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    check_not_special(path)
     if overwrite:
         os.replace(tmp, path)
         return
@@ -96,6 +124,7 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     ``all_or_none`` the file is published when the block ends.
     """
     path = Path(path)
+    check_not_special(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The temporary name adds 14 characters to the target's: cut, so that a target

@@ -545,6 +545,9 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     # A file that cannot be read or written ends the run in one line: a mean over the
     # other files would not be the set's.
     try:
+        if csv_path:  # before the work, not after it
+            from ..files import check_not_special
+            check_not_special(csv_path)
         if predictions is not None:
             missing: list[Path] = []
             rows = evaluate_predictions(pairs, predictions, midi_dir, missing)
