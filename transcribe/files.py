@@ -76,9 +76,9 @@ _SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")  # of devices and processes, not fil
 
 def check_not_special(path: Path) -> None:
     """Raise ``NotAFile`` if ``path`` is a device, a pipe or a socket, or a link to one, or
-    lies in ``/dev``, ``/proc`` or ``/sys``: a file published there takes its place
-    (``-o /dev/null --overwrite`` run as root put a MIDI file where the system's /dev/null
-    was; ``-o /dev/stdout`` with standard output in a file would replace the link)."""
+    lies in ``/dev``, ``/proc`` or ``/sys``: a file published there takes its place (a
+    pipe named as the output was replaced by a MIDI file; ``-o /dev/null --overwrite`` run
+    as root would replace the system's /dev/null, and ``-o /dev/stdout`` its link)."""
     try:
         mode = os.stat(path).st_mode  # through links: /dev/stdout is one
     except (OSError, ValueError):  # none yet, or a dangling link
