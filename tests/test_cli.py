@@ -665,7 +665,9 @@ def test_outputs_are_checked_before_any_audio_is_read(tmp_path, tiny_weights):
     before = wav.read_bytes()
     cases = [(["-o", wav, "--overwrite"], 2, "audio file name"),
              (["-o", tmp_path / "x.mid", "-f", "json"], 2, "the suffix says mid"),
-             (["-o", "/proc/amt/x.mid"], 1, "/proc: cannot write there"),
+             (["-o", "/proc/amt/x.mid"], 2, "in /proc/amt, a folder of devices and processes"),
+             (["-o", tmp_path / "midi"], 2, "a name without a suffix; name the file midi.mid, "
+                                            "end a folder's name with / (midi/)"),
              (["-o", tmp_path / "song.wav" / "x.mid"], 1, "is a file, not a folder")]
     for args, code, message in cases:
         result = invoke(wav, *args, "--weights", tiny_weights, "-q")
@@ -964,7 +966,7 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
         if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+            found.append(int(status.parent.name))
     return found
 
 

@@ -333,6 +333,11 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
             except NotAFile as error:
                 raise UsageError(f"{error}; name a file (-o - writes the notes to standard "
                                  "output)") from None
+        # "-o midi" for one file: a folder was meant more often than a MIDI file so named
+        if not fmt_given and not suffix and not is_stdio(job.output):
+            raise UsageError(f"{job.output}: a name without a suffix; name the file "
+                             f"{job.output.name}.{fmt}, end a folder's name with / "
+                             f"({job.output.name}/), or give --format to use this name")
     checked = set()
     for job in jobs:
         if is_stdio(job.output):
