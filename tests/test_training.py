@@ -176,19 +176,26 @@ def test_amt_evaluate_names_an_unreadable_file_in_one_line(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def silent_pairs(folder: Path, names: str) -> pretty_midi.PrettyMIDI:
+    """A second of silence (NAME.flac) and a one-note reference (NAME.mid) for each name
+    in ``folder``; returns the reference."""
+    folder.mkdir()
+    midi = pretty_midi.PrettyMIDI()
+    midi.instruments.append(pretty_midi.Instrument(0))
+    midi.instruments[0].notes.append(pretty_midi.Note(80, 60, 0.1, 0.5))
+    for name in names:
+        sf.write(folder / f"{name}.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
+        midi.write(str(folder / f"{name}.mid"))
+    return midi
+
+
 def test_amt_evaluate_reads_every_reference_before_it_transcribes(tmp_path):
     """A damaged reference ended an evaluation only when its turn came, after the network
     had heard every file before it (hours, on a large set)."""
     import subprocess
     import sys
     ref = tmp_path / "ref"
-    ref.mkdir()
-    good = pretty_midi.PrettyMIDI()
-    good.instruments.append(pretty_midi.Instrument(0))
-    good.instruments[0].notes.append(pretty_midi.Note(80, 60, 0.1, 0.5))
-    for name in "ab":
-        sf.write(ref / f"{name}.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
-    good.write(str(ref / "a.mid"))
+    good = silent_pairs(ref, "ab")
     (ref / "b.mid").write_bytes(b"MThd not a MIDI file")
     result = subprocess.run([sys.executable, "-c", "from transcribe.training.cli import "
                              "evaluate_main; evaluate_main()", str(ref), str(ref)],
@@ -211,15 +218,8 @@ def test_amt_evaluate_says_which_references_another_transcriber_left_without_not
         tmp_path, capsys):
     from transcribe.training.cli import evaluate_main
     ref, pred = tmp_path / "ref", tmp_path / "pred"
-    for folder in (ref, pred):
-        folder.mkdir()
-    midi = pretty_midi.PrettyMIDI()
-    midi.instruments.append(pretty_midi.Instrument(0))
-    midi.instruments[0].notes.append(pretty_midi.Note(80, 60, 0.1, 0.5))
-    for name in "abc":
-        sf.write(ref / f"{name}.flac", np.zeros(C.SAMPLE_RATE, np.float32), C.SAMPLE_RATE)
-        midi.write(str(ref / f"{name}.mid"))
-    midi.write(str(pred / "a.mid"))  # it failed on b and c
+    pred.mkdir()
+    silent_pairs(ref, "abc").write(str(pred / "a.mid"))  # it failed on b and c
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main([str(ref), str(ref), "--predictions", str(pred)])
     assert exit_info.value.code == 0
