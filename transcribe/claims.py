@@ -41,6 +41,11 @@ STALE_S = 120.0
 _HOST = platform.node() or "?"
 
 
+def _mine() -> bytes:
+    """How this process's markers begin (``_judge`` reads them back)."""
+    return b"amt-transcribe, process %d on %s:" % (os.getpid(), _HOST.encode())
+
+
 class _Died:
     """What ``holder`` returns for a marker whose run is gone."""
 
@@ -61,8 +66,7 @@ def claim(job: Job) -> list[Path] | None:
     while not folder.exists() and folder != folder.parent:
         made.append(folder)
         folder = folder.parent
-    text = b"amt-transcribe, process %d on %s: %s\n" % (
-        os.getpid(), _HOST.encode(), os.fsencode(job.source))
+    text = b"%s %s\n" % (_mine(), os.fsencode(job.source))
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(5):  # it may come down, or be taken, between a try and the look
@@ -218,8 +222,7 @@ def _take_down(marker: Path) -> None:
     """Remove ``marker`` if it is this run's: one stopped for longer than ``STALE_S``
     (Ctrl-Z) may find that another run has taken its file, and the marker is that run's."""
     try:
-        if marker.read_bytes().startswith(b"amt-transcribe, process %d on %s:" % (
-                os.getpid(), _HOST.encode())):
+        if marker.read_bytes().startswith(_mine()):
             marker.unlink()
     except OSError:
         pass

@@ -94,7 +94,6 @@ def check_not_special(path: Path) -> None:
 
 
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:
-    check_not_special(path)
     if overwrite:
         os.replace(tmp, path)
         return
@@ -124,7 +123,7 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     ``all_or_none`` the file is published when the block ends.
     """
     path = Path(path)
-    check_not_special(path)
+    check_not_special(path)  # before a temporary file is made beside it (in /dev...)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The temporary name adds 14 characters to the target's: cut, so that a target

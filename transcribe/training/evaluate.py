@@ -68,7 +68,6 @@ class Reference:
     """A reference MIDI file, read once: ``notes`` lengthened through its sustain pedal,
     ``key_notes`` ending at the key releases, ``pedal`` its sustain-pedal spans."""
 
-    path: Path
     notes: np.ndarray
     key_notes: np.ndarray
     pedal: np.ndarray
@@ -79,7 +78,7 @@ def read_references(pairs: list[tuple[Path, Path]]) -> list[Reference]:
     before any audio is transcribed: a damaged file ends an evaluation at once, not after
     the network has heard every file before it."""
     from ..audio import probe
-    references = [Reference(midi, reference_notes(midi), reference_notes(midi, sustain=False),
+    references = [Reference(reference_notes(midi), reference_notes(midi, sustain=False),
                             reference_pedal(midi)) for _, midi in pairs]
     for audio, _ in pairs:
         probe(audio)
