@@ -1290,6 +1290,28 @@ def test_a_shared_report_keeps_the_rows_other_runs_wrote_for_their_files(tmp_pat
                       "d": ("done", "5")}  # done here: this run's own row
 
 
+def test_a_json_reports_batch_line_counts_its_rows_where_its_summary_is_this_runs(tmp_path):
+    """A resumed or shared batch's JSON report held the whole batch's rows under this run's
+    summary ("3 files: 2 skipped, 1 done" over three done rows): a script reading it had to
+    count the rows itself.  Its "batch" line now says what the rows say."""
+    from transcribe import cli
+    from transcribe.progress import read_report, write_report
+    jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
+    before = tmp_path / "before.json"
+    write_report(before, [cli.Job(j.source, j.output, status="done", duration_s=30.0, notes=7,
+                                  seconds=0.5, message="clipped" if j is jobs[0] else None)
+                          for j in jobs[:2]], elapsed_s=1.0)
+    jobs[0].status = jobs[1].status = "skipped"
+    jobs[2].status, jobs[2].duration_s, jobs[2].notes, jobs[2].seconds = "done", 60.0, 5, 0.2
+    report = tmp_path / "report.json"
+    write_report(report, jobs, elapsed_s=2.0, earlier=read_report(before))
+    written = json.loads(report.read_text())
+    assert written["summary"] == ("4 files: 1 done, 2 skipped, 1 not done; "
+                                  "1:00 of audio in 2.0 s (30x real time)")
+    assert written["batch"] == "4 files: 3 done (1 with warnings), 1 not done; 2:00 of audio"
+    assert [row["status"] for row in written["files"]] == ["done", "done", "done", "not done"]
+
+
 def test_a_shared_reports_lock_is_waited_for_and_one_left_by_a_killed_run_is_broken(tmp_path):
     import threading
     from transcribe import progress

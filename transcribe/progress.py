@@ -36,21 +36,37 @@ def totals_line(jobs, elapsed_s: float | None = None) -> str:
 
     The warnings (a file cut short, clicks) were printed as they came: in an archive's
     run they have scrolled away, so the count says to look for them (``--report``)."""
-    counts = {status: sum(job.status == status for job in jobs)
+    line = _counts_line([(job.status, job.message) for job in jobs])
+    audio_s = sum(job.duration_s or 0.0 for job in jobs if job.status == "done")
+    if elapsed_s and any(job.status == "done" for job in jobs):
+        line += (f"; {clock(audio_s)} of audio in {clock(elapsed_s)} "
+                 f"({audio_s / elapsed_s:.0f}x real time)")
+    return line
+
+
+def batch_line(rows) -> str:
+    """``12 files: 11 done (2 with warnings), 1 failed; 1:02:07 of audio``: what the rows
+    of a report say, which are the whole batch's (its earlier runs', and those of the runs
+    sharing it) where ``totals_line`` is one run's."""
+    statuses = [("pending" if row["status"] == "not done" else row["status"], row["message"])
+                for row in rows]
+    audio_s = sum(float(row["duration_s"] or 0.0) for row in rows if row["status"] == "done")
+    return _counts_line(statuses) + (f"; {clock(audio_s)} of audio" if audio_s else "")
+
+
+def _counts_line(statuses: list[tuple[str, str | None]]) -> str:
+    """``12 files: 10 done (2 with warnings), 1 skipped, 1 failed``, of (status, message)s."""
+    counts = {status: sum(had == status for had, _ in statuses)
               for status in ("done", "skipped", "failed", "pending")}
-    warned = sum(job.status == "done" and bool(job.message) for job in jobs)
-    by_others = sum(job.status == "skipped" and job.message == BY_ANOTHER_RUN for job in jobs)
+    warned = sum(status == "done" and bool(message) for status, message in statuses)
+    by_others = sum(status == "skipped" and message == BY_ANOTHER_RUN
+                    for status, message in statuses)
     parts = [f"{n} {'not done' if status == 'pending' else status}"
              + (f" ({warned} with warnings)" if status == "done" and warned else "")
              + (f" ({by_others} transcribed by other runs)" if status == "skipped" and by_others
                 else "")
              for status, n in counts.items() if n]
-    line = f"{plural(len(jobs), 'file')}: {', '.join(parts)}"
-    audio_s = sum(job.duration_s or 0.0 for job in jobs if job.status == "done")
-    if counts["done"] and elapsed_s:
-        line += (f"; {clock(audio_s)} of audio in {clock(elapsed_s)} "
-                 f"({audio_s / elapsed_s:.0f}x real time)")
-    return line
+    return f"{plural(len(statuses), 'file')}: {', '.join(parts)}"
 
 
 class Reporter:
@@ -259,7 +275,8 @@ def write_report(path: Path, jobs, elapsed_s: float | None = None,
                      "seconds": None if job.seconds is None else round(job.seconds, 3),
                      "message": job.message})
     if path.suffix.lower() == ".json":
-        text = json.dumps({"summary": totals_line(jobs, elapsed_s), "files": rows}, indent=1)
+        text = json.dumps({"summary": totals_line(jobs, elapsed_s), "batch": batch_line(rows),
+                           "files": rows}, indent=1)
     else:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, REPORT_FIELDS, lineterminator="\n")
