@@ -88,3 +88,69 @@ def test_a_file_a_run_died_on_is_taken_back_by_one_run_only(tmp_path, monkeypatc
         other.kill()
         other.wait()
         claims.release_held()
+
+
+def test_a_marker_taken_over_meanwhile_is_never_down_for_a_third_run_to_take(tmp_path,
+                                                                            monkeypatch):
+    """Moved aside to be judged again, the marker another run had just taken over was gone
+    for a moment; a third run putting its own up then held the file too, and both
+    transcribed it.  Here the third run tries to put its marker up at every look this run
+    takes at one."""
+    job = Job(tmp_path / "a.wav", tmp_path / "a.mid")
+    marker = claims.marker_of(job)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    second, third = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
+    theirs = f"amt-transcribe, process {second.pid} on {platform.node()}: a.wav\n".encode()
+    looked, judged = claims.holder, claims._judge
+    got_in = []
+
+    def taken_over_after_the_look(job):
+        holder = looked(job)
+        if holder is claims.DIED and marker.read_bytes() != theirs:
+            marker.unlink()
+            claims.put_up(marker, theirs)
+        return holder
+
+    def a_third_run_tries(path):
+        try:
+            claims.put_up(marker, b"amt-transcribe, process %d on %s: a.wav\n"
+                          % (third.pid, platform.node().encode()))
+            got_in.append(path.name)
+        except FileExistsError:
+            pass
+        return judged(path)
+
+    try:
+        marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
+        monkeypatch.setattr(claims, "holder", taken_over_after_the_look)
+        monkeypatch.setattr(claims, "_judge", a_third_run_tries)
+        assert claims.claim(job) is None  # the file is the second run's
+        assert marker.read_bytes() == theirs and not got_in
+        assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # no lock, nothing aside
+    finally:
+        for run in (second, third):
+            run.kill()
+            run.wait()
+        claims.release_held()
+
+
+def test_a_takeover_waits_for_anothers_and_breaks_one_left_by_a_killed_run(tmp_path):
+    job = Job(tmp_path / "a.wav", tmp_path / "a.mid")
+    marker = claims.marker_of(job)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
+    lock = marker.with_name(marker.name + ".takeover")
+    lock.write_text("amt-transcribe, process 1 on elsewhere: taking over\n")
+    try:
+        # Another run's takeover under way: its marker is left to it.
+        claims._take_down_dead(marker)
+        assert marker.exists() and lock.exists()
+        # One left by a run killed in it is broken, and the file is taken back.
+        os.utime(lock, (time.time() - claims.TAKEOVER_STALE_S - 5,) * 2)
+        assert claims.claim(job) == []
+        assert marker.read_bytes().startswith(b"amt-transcribe, process %d " % os.getpid())
+        assert [p.name for p in tmp_path.iterdir()] == [marker.name]
+    finally:
+        claims.release_held()

@@ -10,6 +10,7 @@ run says the run died on that file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -69,7 +70,7 @@ def claim(job: Job) -> list[Path] | None:
     text = b"%s %s\n" % (_mine(), os.fsencode(job.source))
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):  # it may come down, or be taken, between a try and the look
+        for _ in range(100):  # it may come down, or be taken, between a try and the look
             try:
                 put_up(marker, text)
                 break
@@ -85,33 +86,68 @@ def claim(job: Job) -> list[Path] | None:
     return made
 
 
+TAKEOVER_STALE_S = 10.0  # a takeover's lock older than this was left by a run killed in it
+
+
 def _take_down_dead(marker: Path) -> None:
     """Take down ``marker``, found to be a dead run's, so that it can be put up anew by
     exactly one of the runs that found it so (replaced in place, it was taken by each run
-    resuming the batch at that moment, and all of them transcribed the file).  It is moved
-    aside in one step, which only one run can do, and looked at again: one that another run
-    put up meanwhile, alive, is put back."""
-    aside = marker.with_name(f"{marker.name}.{os.getpid()}.{time.monotonic_ns()}.dead")
+    resuming the batch at that moment, and all of them transcribed the file).
+
+    It is done under a lock beside it (``.NAME.takeover``, held for milliseconds), within
+    which the marker is looked at again: the run that held the lock before may have taken
+    it over.  Moved aside without the lock, a marker another run had just taken over was
+    gone for a moment, and a third run could put its own up then: two runs held the file.
+    A run finding the lock held waits for the caller's next try; one left by a run killed
+    in a takeover is broken after ``TAKEOVER_STALE_S``."""
+    lock = marker.with_name(f"{marker.name}.takeover")
     try:
-        os.rename(marker, aside)
-    except FileNotFoundError:  # another run took it down first
-        return
-    except PermissionError:  # Windows: another run is reading it; the caller tries again
-        time.sleep(0.01)
-        return
-    try:
-        if isinstance(_judge(aside), str):  # taken over since it was found dead
-            try:
-                os.link(aside, marker)
-            except FileExistsError:  # and a third put its own up: both hold it
-                pass
-            except OSError:  # a filesystem without hard links
-                os.rename(aside, marker)
-    finally:
+        put_up(lock, _mine() + b" taking over\n")
+    except FileExistsError:  # another run is taking it over
         try:
-            os.unlink(aside)
+            if time.time() - lock.stat().st_mtime > TAKEOVER_STALE_S:
+                lock.unlink()
         except OSError:
             pass
+        time.sleep(0.01)
+        return
+    except OSError:  # a lock cannot be made here: taken down as without one
+        lock = None
+    try:
+        try:
+            found = os.stat(marker)
+        except FileNotFoundError:
+            return
+        if _judge(marker) is not DIED:  # taken over, or taken down, since it was found dead
+            return
+        aside = marker.with_name(f"{marker.name}.{os.getpid()}.{time.monotonic_ns()}.dead")
+        try:
+            os.rename(marker, aside)
+        except FileNotFoundError:
+            return
+        except PermissionError:  # Windows: another run is reading it; the caller tries again
+            time.sleep(0.01)
+            return
+        try:
+            moved = os.stat(aside)
+        except OSError:
+            moved = found
+        try:
+            # Not the one judged dead: its run, stopped (Ctrl-Z) past STALE_S, took it down
+            # on resuming, and another run put its own up.
+            if not os.path.samestat(moved, found):
+                os.link(aside, marker)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            with contextlib.suppress(OSError):
+                os.rename(aside, marker)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+    finally:
+        if lock is not None:
+            _take_down(lock)
 
 
 def put_up(marker: Path, text: bytes) -> None:
