@@ -293,6 +293,27 @@ def test_the_level_sets_aside_a_few_brief_spikes_far_above_the_music(tmp_path):
         assert peaks.spikes == 0 and peaks.level == peaks.mix == pytest.approx(value)
 
 
+def test_clipping_is_counted_where_the_wave_is_held_at_full_scale(tmp_path):
+    """A recording clipped at its converter (or by a gain) holds its wave at full scale for
+    runs of samples; a float file past full scale is loud, not clipped."""
+    rate = 44100
+    wave = tone(110, 2.0, rate, amplitude=1.0)
+    plateau = np.array([0.5, 1.0, 1.0, 1.0, 1.0, 0.5, -1.0, -1.0, -1.0, 0.2, 1.0, 1.0, 0.3])
+    assert audio.clipped_samples(plateau.reshape(-1, 1)) == 7  # a run of 2 is not clipping
+    assert audio.clipped_samples(np.stack([plateau, 0.5 * plateau], 1)) == 7
+    for name, samples, subtype, share in (("clipped.wav", np.clip(3 * wave, -1, 1), "PCM_16",
+                                           (0.6, 0.8)),
+                                          ("clipped-float.flac", np.clip(3 * wave, -1, 1),
+                                           "PCM_24", (0.6, 0.8)),
+                                          ("loud.wav", 3 * wave, "FLOAT", (0, 0)),
+                                          ("full-scale.wav", wave, "PCM_16", (0, 0.001))):
+        path = tmp_path / name
+        sf.write(path, samples, rate, subtype=subtype)
+        for peaks in (audio.peak(path), audio.array_peak(sf.read(path)[0], rate)):
+            assert share[0] <= peaks.clipped_share <= share[1], name
+            assert peaks.samples == len(samples)
+
+
 def unfinished(path):
     """``path`` as a recorder leaves it when it stops before finishing its header: the RIFF
     and data sizes still 0."""

@@ -5,6 +5,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -804,6 +805,23 @@ def test_silent_and_far_too_quiet_recordings_are_warned_of(tmp_path, tiny_weight
             "dBFS): raised by 60 dB, the most, it is still 18 dB below the level the weights "
             "were tuned at, and soft notes may be missed") in result.output
     sf.write(path, noise * 10 ** (-60 / 20), C.SAMPLE_RATE, subtype="FLOAT")  # raised whole
+    assert "warning" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
+
+
+def test_a_clipped_recording_is_warned_of(tmp_path, tiny_weights):
+    """Clipped, the example gained 7 to 23 notes that were not played (at 8 % and 35 % of
+    its samples clipped), and no word said why."""
+    rng = np.random.default_rng(0)
+    music = (0.8 * np.sin(np.linspace(0, 2000, 2 * C.SAMPLE_RATE))
+             + rng.normal(0, 0.01, 2 * C.SAMPLE_RATE))
+    path = tmp_path / "x.wav"
+    sf.write(path, np.clip(1.5 * music, -1, 1), C.SAMPLE_RATE)
+    result = invoke(path, "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"amt-transcribe: warning: {re.escape(str(path))}: \d+\.\d % of its "
+                     r"samples are clipped \(held at full scale\): the distortion may add notes "
+                     "that were not played", result.output), result.output
+    sf.write(path, 1.5 * music, C.SAMPLE_RATE, subtype="FLOAT")  # loud, not clipped
     assert "warning" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
 
 

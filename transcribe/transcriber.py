@@ -259,6 +259,11 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         warnings.append(f"{peaks.spikes} brief spike{'s' * (peaks.spikes > 1)} (clicks? a "
                         f"knock?) stand up to {above:.0f} dB above the music; its level was "
                         "set by the music, and they were held to full scale")
+    if peaks is not None and peaks.clipped_share >= audio_io.CLIPPED_WARN_SHARE:
+        share = 100 * peaks.clipped_share
+        warnings.append(f"{share:.{0 if share >= 10 else 1}f} % of its samples are clipped "
+                        "(held at full scale): the distortion may add notes that were not "
+                        "played")
     if peaks is not None and peaks.channels == 0:
         # "0 notes" alone reads as the transcriber's failure: a dead input, a muted track.
         warnings.append("the recording is silent: every sample is zero")
