@@ -809,7 +809,7 @@ def test_silent_and_far_too_quiet_recordings_are_warned_of(tmp_path, tiny_weight
 
 
 def test_a_clipped_recording_is_warned_of(tmp_path, tiny_weights):
-    """Clipped, the example gained 7 to 23 notes that were not played (at 8 % and 35 % of
+    """Clipped, the example gained 11 and 33 notes that were not played (at 6 % and 31 % of
     its samples clipped), and no word said why."""
     rng = np.random.default_rng(0)
     music = (0.8 * np.sin(np.linspace(0, 2000, 2 * C.SAMPLE_RATE))
