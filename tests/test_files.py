@@ -91,3 +91,48 @@ def test_a_pipe_or_a_device_folder_is_never_written_over(tmp_path):
     with pytest.raises(NotAFile, match="in /dev, a folder of devices and processes"):
         write_atomic("/dev/amt-transcribe-test.csv", b"x")
     assert not os.path.exists("/dev/amt-transcribe-test.csv")
+
+
+@pytest.fixture
+def ctrl_c():
+    """A function that presses Ctrl-C, as a terminal would (KeyboardInterrupt at the next
+    step), whatever the shell that started the tests did with SIGINT."""
+    import signal
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield lambda: signal.raise_signal(signal.SIGINT)
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_as_a_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch, ctrl_c):
+    """Ctrl-C between a temporary file's making and its naming left it for good."""
+    import tempfile
+    from transcribe import files
+    made = tempfile.mkstemp
+
+    def then_ctrl_c(*args, **kwargs):
+        handle, name = made(*args, **kwargs)
+        ctrl_c()
+        return handle, name
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "a.mid", b"notes")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_as_a_jobs_outputs_are_published_leaves_all_or_none(tmp_path, monkeypatch,
+                                                                   ctrl_c):
+    from transcribe import files
+    published = files._publish
+
+    def then_ctrl_c(tmp, path, overwrite):
+        published(tmp, path, overwrite)
+        if path.suffix == ".png":
+            ctrl_c()
+
+    monkeypatch.setattr(files, "_publish", then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with files.all_or_none():
+            write_atomic(tmp_path / "a.png", b"plot", overwrite=False)
+            write_atomic(tmp_path / "a.mid", b"notes", overwrite=False)
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import is_stdio
+from .files import interruptions_deferred, is_stdio
 
 if TYPE_CHECKING:
     from .cli import Job
@@ -68,21 +68,24 @@ def claim(job: Job) -> list[Path] | None:
         made.append(folder)
         folder = folder.parent
     text = b"%s %s\n" % (_mine(), os.fsencode(job.source))
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(100):  # it may come down, or be taken, between a try and the look
-            try:
-                put_up(marker, text)
-                break
-            except FileExistsError:
-                whose = holder(job)
-                if isinstance(whose, str):
-                    return None
-                if whose is DIED:  # to transcribe again: cleared, then put up as any
-                    _take_down_dead(marker)
-    except OSError:
-        pass
-    _HEARTBEAT.add(marker)
+    # Ctrl-C waits until the marker is up and held (taken down on the way out), and its
+    # staging file, or a dead one's, gone: seen left by a cluster batch's Ctrl-C.
+    with interruptions_deferred():
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(100):  # it may come down, or be taken, between a try and the look
+                try:
+                    put_up(marker, text)
+                    break
+                except FileExistsError:
+                    whose = holder(job)
+                    if isinstance(whose, str):
+                        return None
+                    if whose is DIED:  # to transcribe again: cleared, then put up as any
+                        _take_down_dead(marker)
+        except OSError:
+            pass
+        _HEARTBEAT.add(marker)
     return made
 
 
@@ -290,8 +293,9 @@ def clear(job: Job, made: list[Path]) -> None:
     marker = marker_of(job)
     if marker is None:
         return
-    _HEARTBEAT.remove(marker)
-    _take_down(marker)
+    with interruptions_deferred():  # no longer held, and not yet down: it would stand
+        _HEARTBEAT.remove(marker)
+        _take_down(marker)
     try:
         for folder in made:
             folder.rmdir()

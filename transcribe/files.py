@@ -52,12 +52,13 @@ def all_or_none():
             yield
         finally:
             _STAGED.reset(token)
-        for tmp, path, overwrite in staged:
-            try:
-                _publish(tmp, path, overwrite)
-            except OSError as error:
-                raise _cannot_write(path, error) from None
-            published.append(path)
+        with interruptions_deferred():  # Ctrl-C halfway left some of a job's outputs
+            for tmp, path, overwrite in staged:
+                try:
+                    _publish(tmp, path, overwrite)
+                except OSError as error:
+                    raise _cannot_write(path, error) from None
+                published.append(path)
     except BaseException:
         for path in published:
             with contextlib.suppress(OSError):
@@ -65,6 +66,40 @@ def all_or_none():
         for tmp, _, _ in staged:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def interruptions_deferred():
+    """Ctrl-C, SIGTERM and SIGHUP that come inside the block take effect as it ends: for
+    the few steps that must not be cut in two (a file made but not yet in the hands of what
+    removes it on the way out; a job's outputs half published).  Seen: Ctrl-C of a cluster
+    batch, as its driver put up the next file's marker, left the marker's staging file.
+    Python hands signals to the main thread only; elsewhere nothing is deferred."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+    before: dict = {}
+    try:
+        for number in _DEFERRED_SIGNALS:
+            handler = signal.getsignal(number)
+            if callable(handler):
+                before[number] = handler
+                signal.signal(number, lambda signum, frame: caught.append((signum, frame)))
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if caught:
+            signum, frame = caught[0]
+            before[signum](signum, frame)
+
+
+_DEFERRED_SIGNALS = tuple(getattr(__import__("signal"), name)
+                          for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                          if hasattr(__import__("signal"), name))
 
 
 class NotAFile(TranscribeError):
@@ -126,14 +161,18 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     check_not_special(path)  # before a temporary file is made beside it (in /dev...)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The temporary name adds 14 characters to the target's: cut, so that a target
-        # name the filesystem allows (up to 255 bytes) never fails for its temporary's.
-        handle, tmp = tempfile.mkstemp(prefix=f".{temporary_stem(path.name)}.", suffix=".tmp",
-                                       dir=path.parent)
     except OSError as error:
         raise _cannot_write(path, error) from None
+    tmp = None
     try:
-        with os.fdopen(handle, "wb") as file:
+        # The temporary name adds 14 characters to the target's: cut, so that a target
+        # name the filesystem allows (up to 255 bytes) never fails for its temporary's.
+        # Ctrl-C waits until it is named here, where it is removed on the way out.
+        with interruptions_deferred():
+            handle, tmp = tempfile.mkstemp(prefix=f".{temporary_stem(path.name)}.",
+                                           suffix=".tmp", dir=path.parent)
+            file = os.fdopen(handle, "wb")
+        with file:
             file.write(data)
         umask = os.umask(0)
         os.umask(umask)
@@ -144,10 +183,12 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = True) -> None:
             return
         _publish(tmp, path, overwrite)
     except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise _cannot_write(path, error) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
