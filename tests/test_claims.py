@@ -53,6 +53,21 @@ def test_a_marker_is_put_up_whole_or_not_at_all(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [marker.name]  # nothing staged is left
 
 
+def taken_over_after_the_look(marker, theirs: bytes):
+    """``claims.holder``, as it is when another run takes the file over (its marker
+    ``theirs``) between this run's look at a dead run's marker and what it does next."""
+    looked = claims.holder
+
+    def holder(job):
+        found = looked(job)
+        if found is claims.DIED and marker.read_bytes() != theirs:
+            marker.unlink()
+            claims.put_up(marker, theirs)
+        return found
+
+    return holder
+
+
 def test_a_file_a_run_died_on_is_taken_back_by_one_run_only(tmp_path, monkeypatch):
     """Runs resuming a killed batch at once (two terminals, two machines) each found the
     marker of the file it died on, and each replaced it with its own: all of them
@@ -65,17 +80,9 @@ def test_a_file_a_run_died_on_is_taken_back_by_one_run_only(tmp_path, monkeypatc
     other = subprocess.Popen(["sleep", "60"])  # the run that took it over, alive
     theirs = f"amt-transcribe, process {other.pid} on {platform.node()}: a.wav\n".encode()
     looked = claims.holder
-
-    def taken_over_after_the_look(job):
-        holder = looked(job)
-        if holder is claims.DIED and marker.read_bytes() != theirs:
-            marker.unlink()
-            claims.put_up(marker, theirs)
-        return holder
-
     try:
         marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
-        monkeypatch.setattr(claims, "holder", taken_over_after_the_look)
+        monkeypatch.setattr(claims, "holder", taken_over_after_the_look(marker, theirs))
         assert claims.claim(job) is None  # the file is the other run's
         assert marker.read_bytes() == theirs
         monkeypatch.setattr(claims, "holder", looked)
@@ -102,15 +109,8 @@ def test_a_marker_taken_over_meanwhile_is_never_down_for_a_third_run_to_take(tmp
     dead.wait()
     second, third = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
     theirs = f"amt-transcribe, process {second.pid} on {platform.node()}: a.wav\n".encode()
-    looked, judged = claims.holder, claims._judge
+    judged = claims._judge
     got_in = []
-
-    def taken_over_after_the_look(job):
-        holder = looked(job)
-        if holder is claims.DIED and marker.read_bytes() != theirs:
-            marker.unlink()
-            claims.put_up(marker, theirs)
-        return holder
 
     def a_third_run_tries(path):
         try:
@@ -123,7 +123,7 @@ def test_a_marker_taken_over_meanwhile_is_never_down_for_a_third_run_to_take(tmp
 
     try:
         marker.write_text(f"amt-transcribe, process {dead.pid} on {platform.node()}: a.wav\n")
-        monkeypatch.setattr(claims, "holder", taken_over_after_the_look)
+        monkeypatch.setattr(claims, "holder", taken_over_after_the_look(marker, theirs))
         monkeypatch.setattr(claims, "_judge", a_third_run_tries)
         assert claims.claim(job) is None  # the file is the second run's
         assert marker.read_bytes() == theirs and not got_in
