@@ -305,6 +305,31 @@ def test_a_page_whose_recording_cannot_play_says_so(tmp_path, browser):
 
 
 @needs_browser
+def test_the_page_shows_what_the_terminal_warned_of(tmp_path, browser):
+    """A page shared with a pianist who never saw the terminal said nothing of a recording
+    cut short or clipped, by which its notes are to be judged."""
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import page_html
+    from transcribe.transcriber import Transcription
+    warned = ["6.0 % of its samples are clipped (held at full scale): the distortion may add "
+              "notes that were not played", "read to 2.9 s of 3.0 s: <the file ends early>"]
+    result = Transcription(np.array([[0.5, 1.0, 60, 80]]), None, 3.0,
+                           DecodingOptions().resolve(), warnings=warned)
+    page = tmp_path / "warned.html"
+    page.write_text(page_html(result, b"", "warned"))
+    browser.get(page.as_uri())
+    box = browser.find_element(By.ID, "warnings")
+    assert box.is_displayed()
+    assert box.text.splitlines() == [f"Warning: {line}" for line in warned]  # escaped, whole
+    assert browser.execute_script(  # above the roll, where it is read
+        "return arguments[0].getBoundingClientRect().bottom <= "
+        "document.getElementById('roll-box').getBoundingClientRect().top", box)
+    quiet = Transcription(result.notes, None, 3.0, DecodingOptions().resolve())
+    assert 'id="warnings"' not in page_html(quiet, b"", "quiet")
+
+
 def test_a_long_recording_is_drawn_and_sought_to_its_end(tmp_path, browser):
     """The roll was one canvas as wide as the recording (60 px a second): past about 9
     minutes (32,767 px, browsers' limit) it stayed blank, everywhere along it."""

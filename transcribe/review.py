@@ -50,11 +50,12 @@ button { font: inherit; padding: 3px 10px; }
 #roll { position: absolute; top: 0; left: 0; }
 #facts { color: #555; margin: 6px 0; }
 #no-audio { color: #a00; margin: 6px 0; }
+#warnings { color: #8a4b00; margin: 6px 0; }
 label { margin-right: 6px; }
 </style></head><body>
 <h2>__TITLE__</h2>
 <div id="facts">__FACTS__</div>
-<div id="no-audio" hidden></div>
+__WARNINGS__<div id="no-audio" hidden></div>
 <div id="bar">
   <button id="play">Play</button>
   <span id="clock">0:00.0</span>
@@ -399,14 +400,19 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
               "passage (or set the loop's ends at the playhead with A and B), hover a note to "
               "name it; space plays and pauses, the arrows seek 5 s, [ and ] are A and B; "
               "slow down a fast passage with Speed.")
+    # What the terminal warned of (a file cut short, clipping, clicks), where the page's
+    # reader, who may never have seen that terminal, judges the notes.
+    warnings = "".join(f"<div>Warning: {html.escape(warning)}</div>"
+                       for warning in result.warnings)
     values = {"TITLE": html.escape(title), "FACTS": html.escape(facts), "MIME": embedding.mime,
+              "WARNINGS": f'<div id="warnings">{warnings}</div>\n' if warnings else "",
               "MIDI_NAME": html.escape(midi_name, quote=True),
               "MIDI": base64.b64encode(result.to_bytes("mid", tempo_bpm, pedal)).decode("ascii"),
               "AUDIO": base64.b64encode(recording).decode("ascii"),
               # "</" could end the script element early: JSON allows "<\/" instead.
               "DATA": json.dumps(data).replace("</", "<\\/")}
     # In one pass: a file named "__AUDIO__.wav" puts its name in the title, not the audio.
-    return re.sub(r"__(TITLE|FACTS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
+    return re.sub(r"__(TITLE|FACTS|WARNINGS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
                   lambda match: values[match.group(1)], _PAGE)
 
 
