@@ -1326,6 +1326,12 @@ def test_a_json_reports_batch_line_counts_its_rows_where_its_summary_is_this_run
                                   "1:00 of audio in 2.0 s (30x real time)")
     assert written["batch"] == "4 files: 3 done (1 with warnings), 1 not done; 2:00 of audio"
     assert [row["status"] for row in written["files"]] == ["done", "done", "done", "not done"]
+    # A report edited by hand, its seconds no number: counted as none, and written.
+    edited = json.loads(before.read_text())
+    edited["files"][1]["duration_s"] = "half a minute"
+    before.write_text(json.dumps(edited))
+    write_report(report, jobs, elapsed_s=2.0, earlier=read_report(before))
+    assert json.loads(report.read_text())["batch"].endswith("; 1:30 of audio")
 
 
 def test_a_shared_reports_lock_is_waited_for_and_one_left_by_a_killed_run_is_broken(tmp_path):

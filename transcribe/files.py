@@ -14,6 +14,7 @@ import contextvars
 import errno
 import os
 import re
+import signal
 import stat
 import tempfile
 from pathlib import Path
@@ -75,7 +76,6 @@ def interruptions_deferred():
     removes it on the way out; a job's outputs half published).  Seen: Ctrl-C of a cluster
     batch, as its driver put up the next file's marker, left the marker's staging file.
     Python hands signals to the main thread only; elsewhere nothing is deferred."""
-    import signal
     import threading
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -97,9 +97,8 @@ def interruptions_deferred():
             before[signum](signum, frame)
 
 
-_DEFERRED_SIGNALS = tuple(getattr(__import__("signal"), name)
-                          for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                          if hasattr(__import__("signal"), name))
+_DEFERRED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                          if hasattr(signal, name))  # Windows has no SIGHUP
 
 
 class NotAFile(TranscribeError):

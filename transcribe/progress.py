@@ -50,8 +50,17 @@ def batch_line(rows) -> str:
     sharing it) where ``totals_line`` is one run's."""
     statuses = [("pending" if row["status"] == "not done" else row["status"], row["message"])
                 for row in rows]
-    audio_s = sum(float(row["duration_s"] or 0.0) for row in rows if row["status"] == "done")
+    audio_s = sum(_seconds(row["duration_s"]) for row in rows if row["status"] == "done")
     return _counts_line(statuses) + (f"; {clock(audio_s)} of audio" if audio_s else "")
+
+
+def _seconds(value) -> float:
+    """A report's seconds as written (a number, or text from a CSV); 0 for none, or for
+    what is not a number (a report edited by hand)."""
+    try:
+        return float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _counts_line(statuses: list[tuple[str, str | None]]) -> str:
