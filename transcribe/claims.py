@@ -153,6 +153,22 @@ def _take_down_dead(marker: Path) -> None:
             _take_down(lock)
 
 
+# What making or taking over the marker of the output whose temporary stem is ``stem`` left,
+# if a run was killed outright in its microseconds: a staging file (``put_up``), a dead
+# marker set aside, or a takeover's lock (``_take_down_dead``).
+_LEFTOVER = re.compile(r"\.(?P<stem>.+)" + re.escape(RUNNING_SUFFIX)
+                       + r"(?:(?:\.takeover)?\.[a-z0-9_]{8}\.claim|\.\d+\.\d+\.dead|\.takeover)")
+
+
+def leftover_of(name: str) -> str | None:
+    """The temporary stem (``files.temporary_stem``) of the output whose marker's making or
+    takeover left the file named ``name``, if it is such a file (the marker itself is not:
+    it is the record of a run that died on the file).  Older than ``TAKEOVER_STALE_S``,
+    its run is gone."""
+    match = _LEFTOVER.fullmatch(name)
+    return match["stem"] if match else None
+
+
 def put_up(marker: Path, text: bytes) -> None:
     """Make ``marker`` hold ``text``, whole from the first moment another run can read it
     (a run reading it half written, empty on NFS until it is closed, would take it for a
