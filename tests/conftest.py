@@ -64,3 +64,13 @@ def silence_wav(tmp_path) -> Path:
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(C.SAMPLE_RATE * 2, np.float32), C.SAMPLE_RATE)
     return path
+
+
+@pytest.fixture
+def ctrl_c():
+    """A function that presses Ctrl-C, as a terminal would (KeyboardInterrupt at the next
+    step), whatever the shell that started the tests did with SIGINT."""
+    import signal
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield lambda: signal.raise_signal(signal.SIGINT)
+    signal.signal(signal.SIGINT, before)

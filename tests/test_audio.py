@@ -303,7 +303,7 @@ def test_clipping_is_counted_where_the_wave_is_held_at_full_scale(tmp_path):
     assert audio.clipped_samples(np.stack([plateau, 0.5 * plateau], 1)) == 7
     for name, samples, subtype, share in (("clipped.wav", np.clip(3 * wave, -1, 1), "PCM_16",
                                            (0.6, 0.8)),
-                                          ("clipped-float.flac", np.clip(3 * wave, -1, 1),
+                                          ("clipped-24.flac", np.clip(3 * wave, -1, 1),
                                            "PCM_24", (0.6, 0.8)),
                                           ("loud.wav", 3 * wave, "FLOAT", (0, 0)),
                                           ("full-scale.wav", wave, "PCM_16", (0, 0.001))):

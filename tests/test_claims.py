@@ -156,19 +156,17 @@ def test_a_takeover_waits_for_anothers_and_breaks_one_left_by_a_killed_run(tmp_p
         claims.release_held()
 
 
-def test_ctrl_c_as_a_marker_is_put_up_leaves_no_marker(tmp_path, monkeypatch):
+def test_ctrl_c_as_a_marker_is_put_up_leaves_no_marker(tmp_path, monkeypatch, ctrl_c):
     """Ctrl-C just after a marker was put up, before the run held it, left it standing: the
     next run took it for a file a run had died on ("a run before this one died while
     transcribing ..."), and a cluster batch's left its staging file."""
-    import signal
     job = Job(tmp_path / "a.wav", tmp_path / "a.mid")
     put_up = claims.put_up
 
     def then_ctrl_c(marker, text):
         put_up(marker, text)
-        signal.raise_signal(signal.SIGINT)
+        ctrl_c()
 
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr(claims, "put_up", then_ctrl_c)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -176,5 +174,4 @@ def test_ctrl_c_as_a_marker_is_put_up_leaves_no_marker(tmp_path, monkeypatch):
         claims.release_held()  # as a stopped run does on its way out
         assert list(tmp_path.iterdir()) == []
     finally:
-        signal.signal(signal.SIGINT, before)
         claims.release_held()

@@ -93,16 +93,6 @@ def test_a_pipe_or_a_device_folder_is_never_written_over(tmp_path):
     assert not os.path.exists("/dev/amt-transcribe-test.csv")
 
 
-@pytest.fixture
-def ctrl_c():
-    """A function that presses Ctrl-C, as a terminal would (KeyboardInterrupt at the next
-    step), whatever the shell that started the tests did with SIGINT."""
-    import signal
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield lambda: signal.raise_signal(signal.SIGINT)
-    signal.signal(signal.SIGINT, before)
-
-
 def test_ctrl_c_as_a_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch, ctrl_c):
     """Ctrl-C between a temporary file's making and its naming left it for good."""
     import tempfile
