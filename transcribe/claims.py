@@ -107,11 +107,9 @@ def _take_down_dead(marker: Path) -> None:
     try:
         put_up(lock, _mine() + b" taking over\n")
     except FileExistsError:  # another run is taking it over
-        try:
-            if time.time() - lock.stat().st_mtime > TAKEOVER_STALE_S:
+        if _older_than(lock, TAKEOVER_STALE_S):
+            with contextlib.suppress(OSError):
                 lock.unlink()
-        except OSError:
-            pass
         time.sleep(0.01)
         return
     except OSError:  # a lock cannot be made here: taken down as without one
@@ -160,13 +158,25 @@ _LEFTOVER = re.compile(r"\.(?P<stem>.+)" + re.escape(RUNNING_SUFFIX)
                        + r"(?:(?:\.takeover)?\.[a-z0-9_]{8}\.claim|\.\d+\.\d+\.dead|\.takeover)")
 
 
-def leftover_of(name: str) -> str | None:
+def leftover_of(folder: str, name: str) -> str | None:
     """The temporary stem (``files.temporary_stem``) of the output whose marker's making or
-    takeover left the file named ``name``, if it is such a file (the marker itself is not:
-    it is the record of a run that died on the file).  Older than ``TAKEOVER_STALE_S``,
-    its run is gone."""
+    takeover left the file ``name`` in ``folder``, if it is such a file and older than
+    ``TAKEOVER_STALE_S``, so that its run is surely gone (a younger one may be another
+    run's, being put up).  The marker itself is not one: it is the record of a run that
+    died on the file."""
     match = _LEFTOVER.fullmatch(name)
-    return match["stem"] if match else None
+    if match is None or not _older_than(os.path.join(folder, name), TAKEOVER_STALE_S):
+        return None
+    return match["stem"]
+
+
+def _older_than(path, seconds: float) -> bool:
+    """Whether the file at ``path`` was last changed more than ``seconds`` ago (not if it
+    is gone)."""
+    try:
+        return time.time() - os.stat(path).st_mtime > seconds
+    except OSError:
+        return False
 
 
 def put_up(marker: Path, text: bytes) -> None:

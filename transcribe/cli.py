@@ -430,9 +430,8 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
         for name in names:
             stem = temporary_of(name)
             if stem is None:  # what a marker's making left, once it is surely no run's
-                stem = claims.leftover_of(name)
-                if stem is None or not _older_than(os.path.join(folder, name),
-                                                   claims.TAKEOVER_STALE_S):
+                stem = claims.leftover_of(folder, name)
+                if stem is None:
                     continue
             page = unpaged(stem)  # a long recording's plot pages (STEM.pianoroll-02.png)
             if stem in stems or (page is not None and temporary_stem(page) in stems):
@@ -442,13 +441,6 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
                 except OSError:
                     pass
     return removed
-
-
-def _older_than(path: str, seconds: float) -> bool:
-    try:
-        return time.time() - os.stat(path).st_mtime > seconds
-    except OSError:
-        return False
 
 
 def _name_max(folder: Path) -> int:
