@@ -835,6 +835,27 @@ def test_a_clipped_recording_is_warned_of(tmp_path, tiny_weights):
     assert "warning" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
 
 
+def test_every_figure_carries_the_recordings_warnings(tmp_path, tiny_weights):
+    """A figure sent on to someone who never saw the terminal says that the recording was
+    clipped, as the review page does: in the warning's brown, on every figure."""
+    import matplotlib.colors
+    import matplotlib.image
+    from transcribe.plot import WARNING_COLOUR
+    brown = np.array(matplotlib.colors.to_rgb(WARNING_COLOUR))
+    music = 0.8 * np.sin(np.linspace(0, 2000, 2 * C.SAMPLE_RATE))
+    sf.write(tmp_path / "clipped.wav", np.clip(1.5 * music, -1, 1), C.SAMPLE_RATE)
+    sf.write(tmp_path / "clean.wav", 0.5 * music, C.SAMPLE_RATE)
+    for name in ("clipped", "clean"):
+        result = invoke(tmp_path / f"{name}.wav", "--plot", "--weights", tiny_weights, "-q")
+        assert result.exit_code == 0, result.output
+    kinds = ("spectrogram", "posteriorgram", "reconstruction", "pianoroll")
+    for kind in kinds:
+        brown_pixels = {}
+        for name in ("clipped", "clean"):
+            image = matplotlib.image.imread(tmp_path / f"{name}.{kind}.png")[..., :3]
+            brown_pixels[name] = int((np.abs(image - brown).max(axis=-1) < 0.05).sum())
+        assert brown_pixels["clipped"] > 200 and brown_pixels["clean"] == 0, (kind, brown_pixels)
+
 def test_a_file_with_no_audio_writes_nothing_and_fails_alone_in_a_batch(tmp_path, tiny_weights):
     src = tmp_path / "in"
     src.mkdir()

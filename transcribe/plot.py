@@ -8,6 +8,8 @@ figure stays readable and small.
 from __future__ import annotations
 
 import re
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,25 @@ def _titled(title: str, name: str | None) -> str:
     return readable(name).replace("$", r"\$") + ": " + title if name else title
 
 
+WARNING_COLOUR = "#8a4b00"  # the review page's, and the terminal's yellow darkened for paper
+
+
+def _warn(ax, warnings: Sequence[str], width_in: float) -> None:
+    """The recording's warnings (clipped, cut short, too quiet...), by which its figures are
+    to be judged, in a box at the top left of the plot, as the review page shows them."""
+    if not warnings:
+        return
+    # At 8 points about 16 characters an inch: lines of half the figure's width, clear of
+    # the piano roll's pedal legend at the top right.
+    columns = max(40, int(width_in * 8))
+    lines = [textwrap.fill(f"Warning: {warning}", columns, subsequent_indent="  ")
+             for warning in warnings]
+    ax.text(0.005, 0.985, "\n".join(lines), transform=ax.transAxes, ha="left", va="top",
+            fontsize=8, color=WARNING_COLOUR, parse_math=False, zorder=10,
+            bbox=dict(boxstyle="round,pad=0.3", facecolor="white", alpha=0.9,
+                      edgecolor=WARNING_COLOUR, linewidth=0.8))
+
+
 def _save(fig, path: Path, overwrite: bool = True) -> None:
     import io
 
@@ -86,7 +107,7 @@ def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: flo
                        title: str = "Frame posteriorgram", overwrite: bool = True,
                        threshold: float | None = None, notes: np.ndarray | None = None,
                        name: str | None = None, start_s: float = 0.0,
-                       width_s: float | None = None) -> None:
+                       width_s: float | None = None, warnings: Sequence[str] = ()) -> None:
     """``(frames, 88)`` probabilities as an image on the key axis.
 
     With ``threshold`` the colour scale turns bright at it (what becomes a note is what
@@ -112,6 +133,7 @@ def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: flo
     label = title + (f" (decoding threshold {threshold:g}: the colour turns bright there; "
                      "decoded notes outlined)" if threshold is not None else "")
     ax.set_title(_titled(label, name), fontsize=10)
+    _warn(ax, warnings, fig.get_figwidth())
     fig.colorbar(shown, cax=colour_axis, label="probability")
     _save(fig, path, overwrite)
 
@@ -119,7 +141,7 @@ def plot_posteriorgram(posteriorgram: np.ndarray, path: Path, frame_rate_hz: flo
 def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
                      title: str, kind: str = "mel", overwrite: bool = True,
                      name: str | None = None, start_s: float = 0.0,
-                     width_s: float | None = None) -> None:
+                     width_s: float | None = None, warnings: Sequence[str] = ()) -> None:
     """``(frames, bins)`` log power on the key axis of the other figures, in dB.
 
     Each bin is drawn at the pitch of its centre frequency (A4 = 440 Hz), so a note's
@@ -145,13 +167,15 @@ def plot_spectrogram(spectrogram: np.ndarray, path: Path, frame_rate_hz: float,
     ax.set_xlabel("time (s)")
     ax.set_title(_titled(title + " (each bin at the pitch of its centre frequency)", name),
                  fontsize=10)
+    _warn(ax, warnings, fig.get_figwidth())
     fig.colorbar(shown, cax=colour_axis, label="power (dB)")
     _save(fig, path, overwrite)
 
 
 def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
                     overwrite: bool = True, pedal: np.ndarray | None = None,
-                    name: str | None = None, start_s: float = 0.0) -> None:
+                    name: str | None = None, start_s: float = 0.0,
+                    warnings: Sequence[str] = ()) -> None:
     """Decoded notes as bars coloured by velocity (with its colour bar) on a keyboard axis;
     sustain-pedal spans shaded below A0."""
     import matplotlib.pyplot as plt
@@ -185,6 +209,7 @@ def plot_piano_roll(notes: np.ndarray, path: Path, duration_s: float,
     ax.set_xlabel("time (s)")
     ax.set_title(_titled(f"piano roll, {len(notes)} note{'s' * (len(notes) != 1)}", name),
                  fontsize=10)
+    _warn(ax, warnings, fig.get_figwidth())
     fig.colorbar(ScalarMappable(velocity, colours), cax=colour_axis, label="velocity")
     _save(fig, path, overwrite)
 
@@ -214,7 +239,8 @@ def unpaged(name: str) -> str | None:
 
 def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> list[Path]:
     """Write ``STEM.spectrogram.png``, ``.posteriorgram.png``, ``.reconstruction.png``
-    (when the model reconstructs) and ``.pianoroll.png``; returns the paths.
+    (when the model reconstructs) and ``.pianoroll.png``; returns the paths.  The
+    recording's warnings stand on every figure.
 
     A recording longer than ``PAGE_S`` gets numbered pages of every figure
     (``STEM.pianoroll-01.png``...), each covering the same ``PAGE_S`` seconds.
@@ -225,6 +251,7 @@ def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> l
     width = PAGE_S if n_pages > 1 else None
     rate = p.frame_rate_hz
     notes = np.asarray(result.notes).reshape(-1, 4)
+    warnings = [readable(warning) for warning in result.warnings]
     written = []
     for page in range(n_pages):
         start, end = page * PAGE_S, (page + 1) * PAGE_S
@@ -235,20 +262,21 @@ def plot_all(result, stem: Path, kind: str = "mel", overwrite: bool = True) -> l
         if p.spectrogram is not None:
             path = figure_path(stem, "spectrogram", page, n_pages)
             plot_spectrogram(p.spectrogram[frames], path, rate, "input log-Mel spectrogram",
-                             kind, overwrite, label, start, width)
+                             kind, overwrite, label, start, width, warnings)
             written.append(path)
         path = figure_path(stem, "posteriorgram", page, n_pages)
         plot_posteriorgram(p.frame[frames], path, rate, "frame posteriorgram", overwrite,
-                           result.options.frame_threshold, shown, label, start, width)
+                           result.options.frame_threshold, shown, label, start, width,
+                           warnings)
         written.append(path)
         if p.reconstruction is not None:
             path = figure_path(stem, "reconstruction", page, n_pages)
             plot_spectrogram(p.reconstruction[frames], path, rate,
                              "spectrogram reconstructed from the posteriorgram (second U-net)",
-                             kind, overwrite, label, start, width)
+                             kind, overwrite, label, start, width, warnings)
             written.append(path)
         path = figure_path(stem, "pianoroll", page, n_pages)
         plot_piano_roll(shown, path, width or result.duration_s, overwrite, result.pedal, label,
-                        start)
+                        start, warnings)
         written.append(path)
     return written
