@@ -293,25 +293,40 @@ def test_the_level_sets_aside_a_few_brief_spikes_far_above_the_music(tmp_path):
         assert peaks.spikes == 0 and peaks.level == peaks.mix == pytest.approx(value)
 
 
-def test_clipping_is_counted_where_the_wave_is_held_at_full_scale(tmp_path):
+def test_clipping_is_counted_where_the_wave_is_held_at_full_scale_or_its_own_peak(tmp_path):
     """A recording clipped at its converter (or by a gain) holds its wave at full scale for
-    runs of samples; a float file past full scale is loud, not clipped."""
+    runs of samples, and where it was clipped and then lowered, at its own peak; a float
+    file past full scale is loud, not clipped, and a quiet 8-bit file's crests stand on
+    its coarse steps without having been clipped."""
     rate = 44100
     wave = tone(110, 2.0, rate, amplitude=1.0)
     plateau = np.array([0.5, 1.0, 1.0, 1.0, 1.0, 0.5, -1.0, -1.0, -1.0, 0.2, 1.0, 1.0, 0.3])
     assert audio.clipped_samples(plateau.reshape(-1, 1)) == 7  # a run of 2 is not clipping
     assert audio.clipped_samples(np.stack([plateau, 0.5 * plateau], 1)) == 7
-    for name, samples, subtype, share in (("clipped.wav", np.clip(3 * wave, -1, 1), "PCM_16",
-                                           (0.6, 0.8)),
-                                          ("clipped-24.flac", np.clip(3 * wave, -1, 1),
-                                           "PCM_24", (0.6, 0.8)),
-                                          ("loud.wav", 3 * wave, "FLOAT", (0, 0)),
-                                          ("full-scale.wav", wave, "PCM_16", (0, 0.001))):
+    assert audio.clipped_samples(0.5 * plateau.reshape(-1, 1)) == 7  # at its own top
+    # Held at +-0.5 where the wave reaches +-0.6: not at its top, nor at full scale.
+    assert audio.clipped_samples(np.r_[0.5 * plateau, 0.6, -0.6].reshape(-1, 1)) == 0
+    assert audio.clipped_samples(np.r_[0.5 * plateau, 0.6].reshape(-1, 1)) == 3  # bottom
+    clipped = np.clip(3 * wave, -1, 1)
+    for name, samples, subtype, share in (
+            ("clipped.wav", clipped, "PCM_16", (0.6, 0.8)),
+            ("clipped-24.flac", clipped, "PCM_24", (0.6, 0.8)),
+            ("lowered.wav", 0.5 * clipped, "PCM_16", (0.6, 0.8)),
+            ("lowered-20dB.flac", 0.1 * clipped, "PCM_24", (0.6, 0.8)),
+            ("lowered-asymmetric.wav", 0.7 * np.clip(3 * wave, -0.8, 0.9), "PCM_16", (0.8, 0.83)),
+            ("loud.wav", 3 * wave, "FLOAT", (0, 0)),
+            ("full-scale.wav", wave, "PCM_16", (0, 0.001)),
+            ("quiet-8-bit.wav", tone(55, 2.0, rate, amplitude=0.02), "PCM_U8", (0, 0))):
         path = tmp_path / name
         sf.write(path, samples, rate, subtype=subtype)
         for peaks in (audio.peak(path), audio.array_peak(sf.read(path)[0], rate)):
-            assert share[0] <= peaks.clipped_share <= share[1], name
+            assert share[0] <= peaks.clipped_share <= share[1], (name, peaks.clipped_share)
             assert peaks.samples == len(samples)
+    # A long file read in parts at once judges its runs as one read does.
+    long = np.tile(0.5 * clipped, 40)
+    sf.write(tmp_path / "long.flac", long, rate)
+    assert audio.peak(tmp_path / "long.flac", parts=2).clipped == audio.peak(
+        tmp_path / "long.flac").clipped > 0.6 * len(long)
 
 
 def unfinished(path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 import stat
@@ -743,17 +744,39 @@ class Peaks(NamedTuple):
     """A recording's largest finite sample magnitudes: of its mono mix, and of its
     loudest channel; and the peaks of the mix's loudest ``LEVEL_BLOCK_S`` blocks, by which
     a few brief spikes far above the music (clicks, a knock on the microphone) are told
-    apart from it."""
+    apart from it; and the runs of samples held at one value near its top and bottom, by
+    which clipping is found."""
 
     channels: float
     loudest: tuple[float, ...] = ()  # the SPIKE_BLOCKS + 1 loudest blocks' peaks, loudest first
-    clipped: int = 0  # samples of the channels in runs held at full scale (``clipped_samples``)
+    held: tuple[tuple[float, int], ...] = ()  # (value, samples) of the runs (``held_runs``)
     samples: int = 0  # samples of the channels looked at
+    top: float = 0.0  # the channels' largest finite sample
+    bottom: float = 0.0  # and their smallest
+
+    @property
+    def clipped_values(self) -> tuple[float, ...]:
+        """The values at which the recording's wave is held where clipped: full scale, or
+        (clipped, then lowered) its own top and bottom."""
+        high, low = clip_levels(self.top, self.bottom, own_floor=True)
+        return tuple(value for value, _ in self.held if value >= high or value <= low)
+
+    @property
+    def clipped(self) -> int:
+        """Samples of the channels in runs held where clipped (``clipped_values``)."""
+        high, low = clip_levels(self.top, self.bottom, own_floor=True)
+        return sum(count for value, count in self.held if value >= high or value <= low)
 
     @property
     def clipped_share(self) -> float:
         """The share of the channels' samples that are clipped (0 to 1)."""
         return self.clipped / self.samples if self.samples else 0.0
+
+    @property
+    def clipped_dbfs(self) -> float:
+        """The level where the clipped wave is held, in dB of full scale (its highest)."""
+        value = max((abs(v) for v in self.clipped_values), default=0.0)
+        return 20 * math.log10(value) if value > 0 else -math.inf
 
     @property
     def mix(self) -> float:
@@ -790,9 +813,15 @@ SPIKE_BLOCKS = 3
 SPIKE_DB = 12.0
 # Clipping: a run of at least CLIP_RUN samples of one value, at least CLIP_LEVEL of full
 # scale (-0.09 dB; 8-bit PCM's top is 127/128) or beyond, the wave held where the converter,
-# or a gain, stopped it.  One value: a float file past full scale is not clipped, and its
-# samples there vary.
+# or a gain, stopped it; or at least CLIP_OWN of the recording's own top (or bottom), where a
+# recording clipped and then lowered (by an editor, a normalizing app) holds it.  One value:
+# a float file past full scale is not clipped, and its samples there vary.  Own tops below
+# CLIP_OWN_FLOOR are not looked at: there a 16-bit file's steps are coarse enough for a slow
+# wave's crest to stand on one value (8-bit renders of our pianos at -40 dBFS: 0.3-1.9 % of
+# their samples; at 16 bits and at -20 dBFS and above, in 8 bits: none).
 CLIP_LEVEL = 0.99
+CLIP_OWN = 0.99
+CLIP_OWN_FLOOR = 10 ** (-30 / 20)
 CLIP_RUN = 3
 # The share of a recording's samples clipped above which it is said (the example, clipped by
 # gain: note F1 93.1 as it ships, 92.2 at 1.3 % of its samples clipped, 93.7 at 3.1 %, 89.3
@@ -800,21 +829,65 @@ CLIP_RUN = 3
 CLIPPED_WARN_SHARE = 0.01
 
 
-def clipped_samples(block: np.ndarray) -> int:
-    """How many samples of a ``(samples, channels)`` block are clipped (a run across two
-    blocks is counted as two)."""
+def clip_levels(top: float, bottom: float, own_floor: bool = False) -> tuple[float, float]:
+    """(high, low): a run held at or above ``high``, or at or below ``low``, is clipping, in
+    a recording whose largest sample is ``top`` and smallest ``bottom``.  Without
+    ``own_floor`` these are the levels of a part of it, whose runs are kept for the whole to
+    judge: its own top counts down to CLIP_OWN of the floor (quieter, it holds nothing that
+    could count in a whole whose top reaches the floor; and near-silence holds its few
+    values in runs that would cost a block 7 ms to count)."""
+    floor = CLIP_OWN_FLOOR if own_floor else CLIP_OWN * CLIP_OWN_FLOOR
+
+    def level(extreme: float) -> float:
+        if extreme < floor:
+            return CLIP_LEVEL
+        return min(CLIP_LEVEL, CLIP_OWN * extreme)
+    return level(top), -level(-bottom)
+
+
+def held_runs(block: np.ndarray, top: float, bottom: float) -> tuple[tuple[float, int], ...]:
+    """(value, samples) of the runs of at least ``CLIP_RUN`` samples of one value in a
+    ``(samples, channels)`` block that may be clipping (``clip_levels`` of its own ``top``
+    and ``bottom``, finite); a run across two blocks is counted as two."""
     count = len(block) - CLIP_RUN + 1
     if count <= 0:
-        return 0
-    starts = np.abs(block[:count]) >= CLIP_LEVEL  # where a run of CLIP_RUN begins
-    if not starts.any():
-        return 0
+        return ()
+    high, low = clip_levels(top, bottom)
+    head = block[:count]
+    # Where a run may begin (flat: numpy's nonzero of a 2-D mask takes 40 times as long).
+    at = np.flatnonzero((head >= high) | (head <= low))
+    if not len(at):
+        return ()
+    rows, columns = np.divmod(at, block.shape[1])
+    first = block[rows, columns]
+    same = np.isfinite(first)
     for offset in range(1, CLIP_RUN):
-        starts &= block[offset:count + offset] == block[:count]
-    held = np.zeros(block.shape, bool)
-    for offset in range(CLIP_RUN):  # the samples those runs cover
-        held[offset:count + offset] |= starts
-    return int(held.sum())
+        same &= block[rows + offset, columns] == first
+    rows, columns = rows[same], columns[same]
+    if not len(rows):
+        return ()
+    covered = np.unique(np.concatenate([(rows + offset) * block.shape[1] + columns
+                                        for offset in range(CLIP_RUN)]))
+    values, counts = np.unique(block.reshape(-1)[covered], return_counts=True)
+    return tuple(zip(values.tolist(), counts.tolist()))
+
+
+def clipped_samples(block: np.ndarray) -> int:
+    """How many samples of a ``(samples, channels)`` block are clipped (held at full scale,
+    or at its own top or bottom; a run across two blocks is counted as two)."""
+    top, bottom = _extremes(block)
+    return Peaks(0.0, held=held_runs(block, top, bottom), top=top, bottom=bottom).clipped
+
+
+def _extremes(block: np.ndarray) -> tuple[float, float]:
+    """(largest, smallest) finite sample of ``block``; (0, 0) for none."""
+    if not block.size:
+        return 0.0, 0.0
+    top, bottom = float(block.max()), float(block.min())
+    if not (np.isfinite(top) and np.isfinite(bottom)):
+        finite = block[np.isfinite(block)]
+        top, bottom = float(finite.max(initial=0.0)), float(finite.min(initial=0.0))
+    return top, bottom
 
 
 def _peaks(block: np.ndarray, rate: float) -> Peaks:
@@ -830,17 +903,26 @@ def _peaks(block: np.ndarray, rate: float) -> Peaks:
         peaks = np.array([_block_peak(mix[start:start + length])
                           for start in range(0, len(mix), length)], np.float32)
     loudest = tuple(float(p) for p in np.sort(peaks)[::-1][:SPIKE_BLOCKS + 1])
-    mix = loudest[0] if loudest else 0.0
-    return Peaks(_block_peak(block) if block.shape[1] > 1 else mix, loudest,
-                 clipped_samples(block), block.size)
+    top, bottom = _extremes(block)
+    return Peaks(max(top, -bottom) if block.shape[1] > 1 else
+                 (loudest[0] if loudest else 0.0), loudest,
+                 held_runs(block, top, bottom), block.size, top, bottom)
 
 
 def _largest(peaks: Iterator[Peaks]) -> Peaks:
-    found = list(peaks)
-    return Peaks(max((p.channels for p in found), default=0.0),
-                 tuple(sorted((q for p in found for q in p.loudest), reverse=True)
-                       [:SPIKE_BLOCKS + 1]),
-                 sum(p.clipped for p in found), sum(p.samples for p in found))
+    """The ``Peaks`` of the parts together: of their runs, those that may be clipping in the
+    whole (the levels only rise as parts are added, so a run dropped is never wanted)."""
+    channels, loudest, held, samples, top, bottom = 0.0, (), {}, 0, 0.0, 0.0
+    for part in peaks:
+        channels = max(channels, part.channels)
+        loudest = tuple(sorted(loudest + part.loudest, reverse=True)[:SPIKE_BLOCKS + 1])
+        samples += part.samples
+        top, bottom = max(top, part.top), min(bottom, part.bottom)
+        high, low = clip_levels(top, bottom)
+        for value, count in part.held:
+            held[value] = held.get(value, 0) + count
+        held = {value: count for value, count in held.items() if value >= high or value <= low}
+    return Peaks(channels, loudest, tuple(sorted(held.items())), samples, top, bottom)
 
 
 SEEK_EXACT = ("WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF", "RAW")  # libsndfile's

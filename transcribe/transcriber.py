@@ -261,9 +261,11 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                         "set by the music, and they were held to full scale")
     if peaks is not None and peaks.clipped_share >= audio_io.CLIPPED_WARN_SHARE:
         share = 100 * peaks.clipped_share
+        where = ("held at full scale" if peaks.clipped_dbfs >= 20 * math.log10(
+            audio_io.CLIP_LEVEL) else f"held flat at {peaks.clipped_dbfs:.1f} dBFS, its peak: "
+            "clipped, then lowered")
         warnings.append(f"{share:.{0 if share >= 10 else 1}f} % of its samples are clipped "
-                        "(held at full scale): the distortion may add notes that were not "
-                        "played")
+                        f"({where}): the distortion may add notes that were not played")
     if peaks is not None and peaks.channels == 0:
         # "0 notes" alone reads as the transcriber's failure: a dead input, a muted track.
         warnings.append("the recording is silent: every sample is zero")
