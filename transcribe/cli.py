@@ -22,7 +22,7 @@ import click
 from . import claims, constants as C
 from .version import __version__
 from .errors import TranscribeError, UsageError
-from .files import is_stdio, readable
+from .files import STOP_SIGNALS, is_stdio, readable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
@@ -777,18 +777,14 @@ def _interrupt_as_exception() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for number in _STOP_SIGNALS:
+    for number in STOP_SIGNALS:
         if signal.getsignal(number) == signal.SIG_DFL:
             signal.signal(number, _stop)
 
 
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
-                      if hasattr(signal, name))  # Windows has no SIGHUP
-
-
 def _stop(signum, frame) -> None:
     _STOPPED_BY["signal"] = signum
-    for number in _STOP_SIGNALS:  # one orderly exit: a second SIGTERM must not cut it short
+    for number in STOP_SIGNALS:  # one orderly exit: a second SIGTERM must not cut it short
         signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt
 

@@ -97,8 +97,11 @@ def interruptions_deferred():
             before[signum](signum, frame)
 
 
-_DEFERRED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                          if hasattr(signal, name))  # Windows has no SIGHUP
+# The signals that stop a batch in good order besides Ctrl-C (``cli``): ``kill``, a batch
+# scheduler's time limit, ``docker stop``; the terminal closed.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))  # Windows has no SIGHUP
+_DEFERRED_SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
 
 
 class NotAFile(TranscribeError):
