@@ -29,6 +29,46 @@ def test_a_running_jobs_marker_is_touched_while_it_runs(tmp_path, monkeypatch):
     assert marker.stat().st_mtime == 1000  # no longer touched
 
 
+@pytest.mark.parametrize("clock_off_s", [300, -300])
+def test_markers_and_locks_are_judged_by_the_clock_that_stamps_their_folder(
+        tmp_path, monkeypatch, clock_off_s):
+    """Runs on several machines share a folder on a file server, which stamps its files'
+    times by its own clock.  A machine whose clock was 5 minutes ahead of it took a live
+    run's marker for a dead run's (and transcribed its file too); one 5 minutes behind left
+    a dead run's file to it, and kept a killed run's lock, for 5 more minutes.  Here the
+    filesystem's clock is the real one and this process's is set off it."""
+    from transcribe import files
+    from transcribe.progress import REPORT_LOCK_STALE_S, report_lock
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + clock_off_s)
+    monkeypatch.setattr(files, "_CLOCK_OFFSETS", {})
+    job = Job(tmp_path / "a.wav", tmp_path / "a.mid")
+    marker = claims.marker_of(job)
+    marker.write_bytes(b"amt-transcribe, process 1 on another-host: a.wav")  # touched now
+    assert claims.holder(job) == "process 1 on another-host"
+    os.utime(marker, (real_time() - 3 * claims.STALE_S,) * 2)  # its run died 6 minutes ago
+    assert claims.holder(job) is claims.DIED
+    assert files.age_s(marker) == pytest.approx(3 * claims.STALE_S, abs=5)
+    # A takeover's lock and a report's lock: kept while fresh, broken once a killed run's.
+    lock = tmp_path / f".{job.output.name}{claims.RUNNING_SUFFIX}.takeover"
+    lock.write_bytes(b"")
+    assert claims.leftover_of(str(tmp_path), lock.name) is None
+    os.utime(lock, (real_time() - 2 * claims.TAKEOVER_STALE_S,) * 2)
+    assert claims.leftover_of(str(tmp_path), lock.name) == job.output.name
+    report = tmp_path / "report.csv"
+    report_lock_file = tmp_path / ".report.csv.amt-lock"
+    report_lock_file.write_bytes(b"")
+    began = time.monotonic()
+    with report_lock(report, wait_s=0.3):  # a live run's: waited for, not broken
+        assert report_lock_file.exists()
+    assert time.monotonic() - began >= 0.3
+    os.utime(report_lock_file, (real_time() - 2 * REPORT_LOCK_STALE_S,) * 2)
+    began = time.monotonic()
+    with report_lock(report, wait_s=5):
+        assert time.monotonic() - began < 1  # a killed run's: broken, this run's taken
+    assert not report_lock_file.exists()
+
+
 def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(tmp_path):
     """Ctrl-C between claiming a file and handing it to a worker (or a Ray task) left its
     marker up: the next run took it for a file a run had died on (seen in a cluster test)."""

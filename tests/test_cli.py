@@ -1319,12 +1319,20 @@ def test_runs_sharing_a_batch_and_its_report_leave_the_whole_batchs_rows(tmp_pat
     assert "1 skipped (1 transcribed by other runs)" in (tmp_path / "stderr").read_text()
 
 
-def test_a_shared_report_keeps_the_rows_other_runs_wrote_for_their_files(tmp_path):
+@pytest.mark.parametrize("clock_off_s", [0, 300, -300])
+def test_a_shared_report_keeps_the_rows_other_runs_wrote_for_their_files(tmp_path, monkeypatch,
+                                                                        clock_off_s):
     """Seen with three runs on 6 files: one run's report written while another run's file
     was still to do here put "not done" over that run's "done", and the report written last
-    lost it.  An earlier batch's row of a file to transcribe again is not kept."""
-    from transcribe import cli
+    lost it.  An earlier batch's row of a file to transcribe again is not kept.  On a shared
+    folder the files' times are the file server's: this machine's clock 5 minutes off it
+    (``clock_off_s``) must not lose the rows (ahead, it took the other run's output for one
+    written before this run began)."""
+    from transcribe import cli, files
     from transcribe.progress import read_report, write_report
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + clock_off_s)
+    monkeypatch.setattr(files, "_CLOCK_OFFSETS", {})
     jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
     began = time.time() - 1
     jobs[1].output.write_text("written by the other run")

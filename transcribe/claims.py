@@ -3,8 +3,9 @@
 A job is claimed by putting its marker up (a hidden file beside its output), and a run
 finding it up leaves the file to the run that holds it.  A running job's marker is touched
 every ``HEARTBEAT_S``, so that runs on other machines sharing the folder see that it is
-alive; one left untouched for ``STALE_S`` is of a run that died (clocks a minute apart do
-no harm), and so is one of this machine whose process is gone.  A marker that outlives its
+alive; one left untouched for ``STALE_S`` is of a run that died (judged by the clock that
+stamps the folder's files, a file server's on a shared folder: ``files.folder_clock``),
+and so is one of this machine whose process is gone.  A marker that outlives its
 run says the run died on that file.
 """
 
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import interruptions_deferred, is_stdio
+from .files import age_s, folder_clock, interruptions_deferred, is_stdio
 
 if TYPE_CHECKING:
     from .cli import Job
@@ -174,7 +175,7 @@ def _older_than(path, seconds: float) -> bool:
     """Whether the file at ``path`` was last changed more than ``seconds`` ago (not if it
     is gone)."""
     try:
-        return time.time() - os.stat(path).st_mtime > seconds
+        return age_s(path) > seconds
     except OSError:
         return False
 
@@ -227,7 +228,7 @@ def _judge(marker: Path) -> str | _Died | None:
     if not put_up:
         return DIED
     pid, host = int(put_up[1]), put_up[2].decode(errors="replace")
-    alive = time.time() - touched < STALE_S
+    alive = folder_clock(marker.parent) - touched < STALE_S
     if host == _HOST and os.name != "nt":  # Windows' processes cannot be asked
         alive = alive and _alive(pid)
     return f"process {pid} on {host}" if alive else DIED

@@ -22,7 +22,7 @@ import click
 from . import claims, constants as C
 from .version import __version__
 from .errors import TranscribeError, UsageError
-from .files import STOP_SIGNALS, is_stdio, readable
+from .files import STOP_SIGNALS, age_s, is_stdio, readable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
@@ -387,7 +387,8 @@ def _rows_of_others(latest: dict, jobs: list[Job], run_began: float) -> dict:
             continue
         if job.status == "pending":
             try:
-                if job.output.stat().st_mtime < run_began:
+                # By the output folder's clock: a file server's may be minutes off ours.
+                if age_s(job.output) > time.time() - run_began:
                     continue
             except (OSError, AttributeError):  # not written; standard output
                 continue

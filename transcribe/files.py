@@ -257,3 +257,48 @@ def check_writable(folder: Path) -> None:
             from None
     os.close(handle)
     os.unlink(tmp)
+
+
+# A folder's clock: runs on several machines sharing a folder judge each other's markers
+# and locks by their age, and a file's time is stamped by the file server (NFS, SMB), whose
+# clock may be minutes off this machine's.
+CLOCK_MEASURED_S = 300.0  # a filesystem's clock offset is measured again after this
+
+
+_CLOCK_OFFSETS: dict[int, tuple[float, float]] = {}  # st_dev: (offset s, measured at)
+
+
+def folder_clock(folder: str | os.PathLike) -> float:
+    """The time now by the clock that stamps the files in ``folder``: this machine's, plus
+    the offset of the file server's where the folder is shared.  The offset is measured by
+    making a hidden file there and reading its time, once a ``CLOCK_MEASURED_S`` for each
+    filesystem; this machine's clock where no file can be made."""
+    import time
+    now = time.time()
+    try:
+        device = os.stat(folder).st_dev
+    except OSError:
+        return now
+    known = _CLOCK_OFFSETS.get(device)
+    if known is not None and abs(now - known[1]) < CLOCK_MEASURED_S:
+        return now + known[0]
+    try:
+        with interruptions_deferred():
+            descriptor, name = tempfile.mkstemp(prefix=".amt-clock.", dir=folder)
+            try:
+                stamped = os.fstat(descriptor).st_mtime
+            finally:
+                os.close(descriptor)
+                os.unlink(name)
+    except OSError:
+        return now + (known[0] if known is not None else 0.0)
+    offset = stamped - now
+    _CLOCK_OFFSETS[device] = (offset, now)
+    return now + offset
+
+
+def age_s(path: str | os.PathLike) -> float:
+    """Seconds since the file at ``path`` was last changed, by its folder's clock
+    (``folder_clock``); raises ``OSError`` as ``os.stat`` does."""
+    changed = os.stat(path).st_mtime
+    return folder_clock(os.path.dirname(os.path.abspath(path))) - changed

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from .files import is_stdio, readable
+from .files import age_s, is_stdio, readable
 
 
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
@@ -217,7 +217,7 @@ def report_lock(path: Path, wait_s: float = 5.0):
             break
         except FileExistsError:
             try:
-                if time.time() - lock.stat().st_mtime > REPORT_LOCK_STALE_S:
+                if age_s(lock) > REPORT_LOCK_STALE_S:
                     lock.unlink()
                     continue
             except OSError:
