@@ -118,6 +118,20 @@ def test_an_array_whose_channels_cancel_is_warned_of_by_its_columns(tiny_model):
                warning.endswith("transcribe one channel, e.g. audio[:, 0]")
                for warning in result.warnings), result.warnings
 
+def test_a_result_shows_itself_in_a_line(tiny_model, piano_wav):
+    """In a notebook a result printed every note and every posteriorgram's numbers (the
+    dataclass's own repr); now the facts a look wants, in one line."""
+    from transcribe import transcribe
+    from transcribe.transcriber import Transcription
+    result = transcribe(piano_wav, tiny_model)
+    shown = repr(result)
+    assert shown.startswith(f"Transcription({str(piano_wav)!r}, {len(result.notes)} note")
+    assert f", {result.duration_s:.1f} s" in shown and "\n" not in shown and "array" not in shown
+    bare = Transcription(np.array([[0.0, 1.0, 60, 80]]), None, 2.0, pedal=np.zeros((1, 2)),
+                         warnings=["cut short"])
+    assert repr(bare) == ("Transcription(1 note, 2.0 s, pedal down 1 time, posteriorgrams "
+                          "not kept, warnings=['cut short'])")
+
 
 def _plain_copy(loaded):
     """The same network without ``threaded_recurrence``: the layers' own forward."""

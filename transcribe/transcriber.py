@@ -50,6 +50,21 @@ class Transcription:
     # them (their card's "decoding") and the model pass; saved with the posteriorgrams.
     provenance: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # The dataclass's own printed every note and posteriorgram: screens of numbers for
+        # one look at a result in a notebook.
+        count = len(self.notes)
+        parts = [f"{count} note{'s' * (count != 1)}", f"{self.duration_s:.1f} s"]
+        if self.source is not None:
+            parts.insert(0, repr(self.source))
+        if self.pedal is not None:
+            parts.append(f"pedal down {len(self.pedal)} time{'s' * (len(self.pedal) != 1)}")
+        if self.posteriorgrams is None:
+            parts.append("posteriorgrams not kept")
+        if self.warnings:
+            parts.append(f"warnings={self.warnings!r}")
+        return f"Transcription({', '.join(parts)})"
+
     @property
     def posteriorgram(self) -> np.ndarray:
         """The frame posteriorgram ``(frames, 88)``."""
