@@ -447,13 +447,19 @@ def test_temporary_files_left_by_a_killed_run_are_removed_when_the_job_runs_agai
         (out / name).write_text("amt-transcribe, process 4242 on elsewhere: song.wav\n")
         os.utime(out / name, (time.time() - 60,) * 2)
     ours += marking
+    # A probe of the folder's clock (files.folder_clock), left by a run killed in it.
+    (out / ".amt-clock.q1w2e3r4").write_text("")
+    os.utime(out / ".amt-clock.q1w2e3r4", (time.time() - 60,) * 2)
+    ours.append(".amt-clock.q1w2e3r4")
     (out / ".other.mid.amt-running.takeover").write_text("not ours: another output's")
     (out / ".song.mid.amt-running.z9y8x7w6.claim").write_text("a run's, being put up now")
-    others += [".other.mid.amt-running.takeover", ".song.mid.amt-running.z9y8x7w6.claim"]
+    (out / ".amt-clock.t5y6u7i8").write_text("")  # another run's, measuring the clock now
+    others += [".other.mid.amt-running.takeover", ".song.mid.amt-running.z9y8x7w6.claim",
+               ".amt-clock.t5y6u7i8"]
     result = invoke(wav, "-o", out / "song.mid", "--plot", "--save-posteriorgram",
                     "--weights", tiny_weights)
     assert result.exit_code == 0, result.output
-    assert "note: removed 7 temporary files that a run killed outright" in result.output
+    assert "note: removed 8 temporary files that a run killed outright" in result.output
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(others)
     assert not any((out / name).exists() for name in ours)
 

@@ -416,7 +416,7 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     kill of a job that plots an hour of audio left 200 MB of them, hidden, for good.
     Returns how many were removed.  (Leave out the jobs another run is transcribing now:
     those files are its own.)"""
-    from .files import temporary_of, temporary_stem
+    from .files import clock_probe_left, temporary_of, temporary_stem
     from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
@@ -429,13 +429,12 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
         except OSError:  # not made yet
             continue
         for name in names:
-            stem = temporary_of(name)
-            if stem is None:  # what a marker's making left, once it is surely no run's
-                stem = claims.leftover_of(folder, name)
-                if stem is None:
-                    continue
-            page = unpaged(stem)  # a long recording's plot pages (STEM.pianoroll-02.png)
-            if stem in stems or (page is not None and temporary_stem(page) in stems):
+            # The output of a temporary file, or of what a marker's making left (once it
+            # is surely no run's); a clock probe is the folder's.
+            stem = temporary_of(name) or claims.leftover_of(folder, name)
+            page = unpaged(stem) if stem else None  # a long recording's plot pages
+            if (stem in stems or (page is not None and temporary_stem(page) in stems)
+                    or clock_probe_left(folder, name)):
                 try:
                     os.unlink(os.path.join(folder, name))
                     removed += 1

@@ -297,6 +297,21 @@ def folder_clock(folder: str | os.PathLike) -> float:
     return now + offset
 
 
+_CLOCK_PROBE = re.compile(r"\.amt-clock\.[a-z0-9_]{8}")  # mkstemp's 8 characters
+CLOCK_PROBE_STALE_S = 10.0  # a probe lives for microseconds: one this old a killed run left
+
+
+def clock_probe_left(folder: str | os.PathLike, name: str) -> bool:
+    """Whether ``name`` in ``folder`` is the probe of a ``folder_clock`` that a run killed
+    outright (SIGKILL) left in its microseconds."""
+    if _CLOCK_PROBE.fullmatch(name) is None:
+        return False
+    try:
+        return age_s(os.path.join(folder, name)) > CLOCK_PROBE_STALE_S
+    except OSError:
+        return False
+
+
 def age_s(path: str | os.PathLike) -> float:
     """Seconds since the file at ``path`` was last changed, by its folder's clock
     (``folder_clock``); raises ``OSError`` as ``os.stat`` does."""
