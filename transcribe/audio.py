@@ -911,7 +911,8 @@ def _peaks(block: np.ndarray, rate: float) -> Peaks:
 
 def _largest(peaks: Iterator[Peaks]) -> Peaks:
     """The ``Peaks`` of the parts together: of their runs, those that may be clipping in the
-    whole (the levels only rise as parts are added, so a run dropped is never wanted)."""
+    whole (a run dropped as the parts' top and bottom grow could never count in it: see
+    ``clip_levels``)."""
     channels, loudest, held, samples, top, bottom = 0.0, (), {}, 0, 0.0, 0.0
     for part in peaks:
         channels = max(channels, part.channels)
