@@ -5,6 +5,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -1323,6 +1324,44 @@ def test_runs_sharing_a_batch_and_its_report_leave_the_whole_batchs_rows(tmp_pat
     assert rows[0] == theirs
     assert (rows[1]["input"], rows[1]["status"]) == (str(src / "b.wav"), "done")
     assert "1 skipped (1 transcribed by other runs)" in (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None,
+                    reason="sets a run's clock off with libfaketime (apt-get install faketime)")
+@pytest.mark.parametrize("clock_off", ["+5m", "-5m"])
+def test_a_run_whose_clock_is_off_judges_markers_by_the_folders_clock(tmp_path, tiny_weights,
+                                                                      clock_off):
+    """Machines sharing a folder on a file server, which stamps the markers' times by its own
+    clock.  A run on a machine 5 minutes ahead of it said "a run before this one died while
+    transcribing" a file another machine was transcribing, and took it (seen with two real
+    runs); one 5 minutes behind waited on a dead run's file 5 minutes longer.  Here a real
+    run's clock is set off with libfaketime; the marker is another machine's."""
+    src = tmp_path / "in"
+    wav = write_wav(src / "a.wav")
+    marker, out, log = tmp_path / ".a.mid.amt-running", tmp_path / "a.mid", tmp_path / "stderr"
+    marker.write_text(f"amt-transcribe, process 4242 on another-machine: {wav}\n")
+    if clock_off == "-5m":
+        os.utime(marker, (time.time() - 180,) * 2)  # its run died 3 minutes ago
+    with open(log, "w+") as stderr:
+        run = subprocess.Popen(["faketime", "-f", clock_off, sys.executable, "-m", "transcribe",
+                                src, "-o", tmp_path, "--weights", tiny_weights,
+                                "--skip-existing"], stderr=stderr, text=True)
+        try:
+            if clock_off == "+5m":  # alive: left to its run, and waited for
+                assert wait_until(lambda: run.poll() is not None
+                                  or "waiting" in log.read_text(), 60)
+                assert run.poll() is None, log.read_text()
+                out.write_bytes(b"the other machine's notes")
+                marker.unlink()
+                assert run.wait(timeout=60) == 0, log.read_text()
+                assert out.read_bytes() == b"the other machine's notes"
+                assert "died" not in log.read_text()
+            else:  # dead: taken back at once
+                assert run.wait(timeout=60) == 0, log.read_text()
+                assert f"a run before this one died while transcribing {wav}" in log.read_text()
+                assert len(pretty_midi.PrettyMIDI(str(out)).instruments) == 1
+        finally:
+            kill_all(run)
 
 
 @pytest.mark.parametrize("clock_off_s", [0, 300, -300])
