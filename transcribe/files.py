@@ -260,7 +260,7 @@ def check_writable(folder: Path) -> None:
 
 
 # A folder's clock: runs on several machines sharing a folder judge each other's markers
-# and locks by their age, and a file's time is stamped by the file server (NFS, SMB), whose
+# and locks by their age, and a file's time is stamped by the file server (NFS), whose
 # clock may be minutes off this machine's.
 CLOCK_MEASURED_S = 300.0  # a filesystem's clock offset is measured again after this
 
