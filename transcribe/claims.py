@@ -4,7 +4,7 @@ A job is claimed by putting its marker up (a hidden file beside its output), and
 finding it up leaves the file to the run that holds it.  A running job's marker is touched
 every ``HEARTBEAT_S``, so that runs on other machines sharing the folder see that it is
 alive; one left untouched for ``STALE_S`` is of a run that died (judged by the clock that
-stamps the folder's files, a file server's on a shared folder: ``files.folder_clock``),
+stamps the folder's files, on NFS the file server's: ``files.folder_clock``),
 and so is one of this machine whose process is gone.  A marker that outlives its
 run says the run died on that file.
 """
