@@ -1,0 +1,119 @@
+"""What clipping does to the notes, whether it is warned of, and what is warned of wrongly.
+
+    python benchmarks/clipping.py examples
+    python benchmarks/clipping.py cache/development --files 10 --gains 1 3 4 8
+    python benchmarks/clipping.py examples --false-alarms ../shared/data/pianos cache/development
+
+Each file of FOLDER (audio with MIDI files of the same names) is driven into full scale by
+each gain (the samples times the gain, cut at +-1, saved as 16-bit WAV, as a converter or a
+gain clips), and also so clipped and then lowered by ``--lower-db`` (an editor's gain, a
+normalizing app).  Each copy is transcribed as a file by the shipped weights (the card's
+decoding); printed per gain, over the files: the share of samples the first read counts
+clipped (``audio.peak``), how many files are warned of, mean note F1 and the notes
+written.
+
+``--false-alarms DIR ...``: every audio file under the folders, brought to peaks of 0,
+-1, -10, -20 and -29 dBFS and saved in 16 and in 8 bits; how many of those copies are
+counted clipped at all, and how many would be warned of (``CLIPPED_WARN_SHARE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from transcribe import audio as audio_io
+from transcribe import constants as C
+from transcribe import transcribe
+from transcribe.training.evaluate import note_rows, pair_files, reference_notes
+from transcribe.training.metrics import mean_scores
+from transcribe.weights import load_model
+
+FALSE_ALARM_PEAKS_DB = (0, -1, -10, -20, -29)
+
+
+def clipped_copies(samples: np.ndarray, gain: float, lower_db: float) -> dict[str, np.ndarray]:
+    """The samples clipped at full scale by ``gain``, and the same lowered ``lower_db``."""
+    clipped = np.clip(samples * gain, -1, 1)
+    return {"at full scale": clipped, f"lowered {lower_db:g} dB": clipped * 10 ** (-lower_db / 20)}
+
+
+def scores(pairs, gains, lower_db, loaded) -> None:
+    data = [(sf.read(audio, dtype="float64"), reference_notes(midi)) for audio, midi in pairs]
+    print(f"{len(pairs)} file{'s' * (len(pairs) != 1)}; each clipped by the gain, saved as "
+          "16-bit WAV, transcribed as a file")
+    print("| gain | copy | samples clipped (mean) | files warned of | note F1 | notes |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for gain in gains:
+            kinds = clipped_copies(np.zeros(1), gain, lower_db)
+            for kind in kinds if gain != 1 else list(kinds)[:1]:
+                shares, warned, rows, notes = [], 0, [], 0
+                for (samples, rate), reference in data:
+                    path = Path(tmp) / "copy.wav"
+                    sf.write(path, clipped_copies(samples, gain, lower_db)[kind], rate,
+                             subtype="PCM_16")
+                    shares.append(audio_io.peak(path).clipped_share)
+                    result = transcribe(path, loaded, keep_posteriorgrams=False)
+                    warned += any("clipped" in warning for warning in result.warnings)
+                    written = result.with_pedal(C.DEFAULT_PEDAL_MODE)[0]
+                    rows.append(note_rows(reference, written))
+                    notes += len(written)
+                mean = mean_scores(rows)
+                print(f"| {gain:g} | {'as it is' if gain == 1 else kind} | "
+                      f"{100 * np.mean(shares):.2f} % | {warned} of {len(data)} | "
+                      f"{100 * mean['note_f1']:.1f} | {notes} |", flush=True)
+
+
+def false_alarms(folders: list[Path]) -> None:
+    files = sorted(path for folder in folders for path in folder.rglob("*")
+                   if path.suffix.lower() in audio_io.AUDIO_EXTENSIONS)
+    counted, warned, copies, largest = {}, 0, 0, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in files:
+            samples, rate = sf.read(source, dtype="float64")
+            peak = np.abs(samples).max(initial=0.0)
+            if peak == 0:
+                continue
+            for peak_db in FALSE_ALARM_PEAKS_DB:
+                for subtype in ("PCM_16", "PCM_U8"):
+                    path = Path(tmp) / "copy.wav"
+                    sf.write(path, samples * (10 ** (peak_db / 20) / peak), rate,
+                             subtype=subtype)
+                    share = audio_io.peak(path).clipped_share
+                    copies += 1
+                    counted[subtype] = counted.get(subtype, 0) + (share > 0)
+                    largest[subtype] = max(largest.get(subtype, 0.0), share)
+                    warned += share >= audio_io.CLIPPED_WARN_SHARE
+    print(f"false alarms: {len(files)} files, {copies} copies (peaks "
+          f"{', '.join(f'{p:g}' for p in FALSE_ALARM_PEAKS_DB)} dBFS, 16 and 8 bits): "
+          f"{warned} warned of; with any sample counted clipped "
+          + ", ".join(f"{counted[k]} in {k} (at most {100 * largest[k]:.3f} % of a copy)"
+                      for k in counted))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="Audio with MIDI files of the same names.")
+    parser.add_argument("--files", type=int, default=0, help="The first FILES only (0: all).")
+    parser.add_argument("--gains", nargs="+", type=float, default=[1, 2.5, 3, 3.5, 4, 8])
+    parser.add_argument("--lower-db", type=float, default=6.0,
+                        help="How far the clipped copies are lowered afterwards.")
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--false-alarms", nargs="+", type=Path, default=[],
+                        metavar="DIR", help="Folders of recordings that are not clipped.")
+    args = parser.parse_args()
+    pairs = pair_files(args.folder, args.folder)
+    pairs = pairs[:args.files] if args.files else pairs
+    if pairs:
+        scores(pairs, args.gains, args.lower_db, load_model(args.weights, "cpu"))
+    if args.false_alarms:
+        false_alarms(args.false_alarms)
+
+
+if __name__ == "__main__":
+    main()
