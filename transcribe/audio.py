@@ -816,9 +816,10 @@ SPIKE_DB = 12.0
 # or a gain, stopped it; or at least CLIP_OWN of the recording's own top (or bottom), where a
 # recording clipped and then lowered (by an editor, a normalizing app) holds it.  One value:
 # a float file past full scale is not clipped, and its samples there vary.  Own tops below
-# CLIP_OWN_FLOOR are not looked at: there a 16-bit file's steps are coarse enough for a slow
-# wave's crest to stand on one value (8-bit renders of our pianos at -40 dBFS: 0.3-1.9 % of
-# their samples; at 16 bits and at -20 dBFS and above, in 8 bits: none).
+# CLIP_OWN_FLOOR are not looked at: there a file's steps are coarse enough for a slow wave's
+# crest to stand on one value (8-bit copies of our renders at -40 dBFS: 0.3-1.9 % of their
+# samples, at -29 dBFS and above none; of the pianos' single notes at 0 to -29 dBFS, at most
+# 0.58 %: ``benchmarks/clipping.py --false-alarms``).
 CLIP_LEVEL = 0.99
 CLIP_OWN = 0.99
 CLIP_OWN_FLOOR = 10 ** (-30 / 20)
