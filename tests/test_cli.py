@@ -869,6 +869,7 @@ def test_every_figure_carries_the_recordings_warnings(tmp_path, tiny_weights):
             brown_pixels[name] = int((np.abs(image - brown).max(axis=-1) < 0.05).sum())
         assert brown_pixels["clipped"] > 200 and brown_pixels["clean"] == 0, (kind, brown_pixels)
 
+
 def test_a_file_with_no_audio_writes_nothing_and_fails_alone_in_a_batch(tmp_path, tiny_weights):
     src = tmp_path / "in"
     src.mkdir()

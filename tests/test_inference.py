@@ -118,6 +118,7 @@ def test_an_array_whose_channels_cancel_is_warned_of_by_its_columns(tiny_model):
                warning.endswith("transcribe one channel, e.g. audio[:, 0]")
                for warning in result.warnings), result.warnings
 
+
 def test_a_result_shows_itself_in_a_line(tiny_model, piano_wav):
     """In a notebook a result printed every note and every posteriorgram's numbers (the
     dataclass's own repr); now the facts a look wants, in one line."""
