@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import re
 import stat
@@ -754,18 +753,16 @@ class Peaks(NamedTuple):
     top: float = 0.0  # the channels' largest finite sample
     bottom: float = 0.0  # and their smallest
 
-    @property
-    def clipped_values(self) -> tuple[float, ...]:
-        """The values at which the recording's wave is held where clipped: full scale, or
-        (clipped, then lowered) its own top and bottom."""
+    def _clipped_runs(self) -> list[tuple[float, int]]:
+        """(value, samples) of the runs held where the recording is clipped: at full scale,
+        or (clipped, then lowered) at its own top and bottom."""
         high, low = clip_levels(self.top, self.bottom, own_floor=True)
-        return tuple(value for value, _ in self.held if value >= high or value <= low)
+        return [(value, count) for value, count in self.held if value >= high or value <= low]
 
     @property
     def clipped(self) -> int:
-        """Samples of the channels in runs held where clipped (``clipped_values``)."""
-        high, low = clip_levels(self.top, self.bottom, own_floor=True)
-        return sum(count for value, count in self.held if value >= high or value <= low)
+        """Samples of the channels in runs held where clipped."""
+        return sum(count for _, count in self._clipped_runs())
 
     @property
     def clipped_share(self) -> float:
@@ -773,10 +770,9 @@ class Peaks(NamedTuple):
         return self.clipped / self.samples if self.samples else 0.0
 
     @property
-    def clipped_dbfs(self) -> float:
-        """The level where the clipped wave is held, in dB of full scale (its highest)."""
-        value = max((abs(v) for v in self.clipped_values), default=0.0)
-        return 20 * math.log10(value) if value > 0 else -math.inf
+    def clipped_level(self) -> float:
+        """The magnitude at which the clipped wave is held (the highest; 0 for none)."""
+        return max((abs(value) for value, _ in self._clipped_runs()), default=0.0)
 
     @property
     def mix(self) -> float:

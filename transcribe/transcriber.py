@@ -276,9 +276,10 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                         "set by the music, and they were held to full scale")
     if peaks is not None and peaks.clipped_share >= audio_io.CLIPPED_WARN_SHARE:
         share = 100 * peaks.clipped_share
-        where = ("held at full scale" if peaks.clipped_dbfs >= 20 * math.log10(
-            audio_io.CLIP_LEVEL) else f"held flat at {peaks.clipped_dbfs:.1f} dBFS, its peak: "
-            "clipped, then lowered")
+        level = peaks.clipped_level
+        where = ("held at full scale" if level >= audio_io.CLIP_LEVEL else
+                 f"held flat at {20 * math.log10(level):.1f} dBFS, its peak: clipped, then "
+                 "lowered")
         warnings.append(f"{share:.{0 if share >= 10 else 1}f} % of its samples are clipped "
                         f"({where}): the distortion may add notes that were not played")
     if peaks is not None and peaks.channels == 0:
