@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import age_s, folder_clock, interruptions_deferred, is_stdio
+from .files import folder_clock, interruptions_deferred, is_stdio, older_than
 
 if TYPE_CHECKING:
     from .cli import Job
@@ -108,7 +108,7 @@ def _take_down_dead(marker: Path) -> None:
     try:
         put_up(lock, _mine() + b" taking over\n")
     except FileExistsError:  # another run is taking it over
-        if _older_than(lock, TAKEOVER_STALE_S):
+        if older_than(lock, TAKEOVER_STALE_S):
             with contextlib.suppress(OSError):
                 lock.unlink()
         time.sleep(0.01)
@@ -166,18 +166,9 @@ def leftover_of(folder: str, name: str) -> str | None:
     run's, being put up).  The marker itself is not one: it is the record of a run that
     died on the file."""
     match = _LEFTOVER.fullmatch(name)
-    if match is None or not _older_than(os.path.join(folder, name), TAKEOVER_STALE_S):
+    if match is None or not older_than(os.path.join(folder, name), TAKEOVER_STALE_S):
         return None
     return match["stem"]
-
-
-def _older_than(path, seconds: float) -> bool:
-    """Whether the file at ``path`` was last changed more than ``seconds`` ago (not if it
-    is gone)."""
-    try:
-        return age_s(path) > seconds
-    except OSError:
-        return False
 
 
 def put_up(marker: Path, text: bytes) -> None:

@@ -304,12 +304,8 @@ CLOCK_PROBE_STALE_S = 10.0  # a probe lives for microseconds: one this old a kil
 def clock_probe_left(folder: str | os.PathLike, name: str) -> bool:
     """Whether ``name`` in ``folder`` is the probe of a ``folder_clock`` that a run killed
     outright (SIGKILL) left in its microseconds."""
-    if _CLOCK_PROBE.fullmatch(name) is None:
-        return False
-    try:
-        return age_s(os.path.join(folder, name)) > CLOCK_PROBE_STALE_S
-    except OSError:
-        return False
+    return (_CLOCK_PROBE.fullmatch(name) is not None
+            and older_than(os.path.join(folder, name), CLOCK_PROBE_STALE_S))
 
 
 def age_s(path: str | os.PathLike) -> float:
@@ -317,3 +313,12 @@ def age_s(path: str | os.PathLike) -> float:
     (``folder_clock``); raises ``OSError`` as ``os.stat`` does."""
     changed = os.stat(path).st_mtime
     return folder_clock(os.path.dirname(os.path.abspath(path))) - changed
+
+
+def older_than(path: str | os.PathLike, seconds: float) -> bool:
+    """Whether the file at ``path`` was last changed more than ``seconds`` ago, by its
+    folder's clock (not if it is gone)."""
+    try:
+        return age_s(path) > seconds
+    except OSError:
+        return False
