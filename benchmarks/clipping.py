@@ -36,10 +36,9 @@ from transcribe.weights import load_model
 FALSE_ALARM_PEAKS_DB = (0, -1, -10, -20, -29)
 
 
-def clipped_copies(samples: np.ndarray, gain: float, lower_db: float) -> dict[str, np.ndarray]:
-    """The samples clipped at full scale by ``gain``, and the same lowered ``lower_db``."""
-    clipped = np.clip(samples * gain, -1, 1)
-    return {"at full scale": clipped, f"lowered {lower_db:g} dB": clipped * 10 ** (-lower_db / 20)}
+def clipped_copy(samples: np.ndarray, gain: float, lowered_db: float) -> np.ndarray:
+    """The samples clipped at full scale by ``gain``, then lowered ``lowered_db`` (0: not)."""
+    return np.clip(samples * gain, -1, 1) * 10 ** (-lowered_db / 20)
 
 
 def scores(pairs, gains, lower_db, loaded) -> None:
@@ -50,12 +49,13 @@ def scores(pairs, gains, lower_db, loaded) -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for gain in gains:
-            kinds = clipped_copies(np.zeros(1), gain, lower_db)
-            for kind in kinds if gain != 1 else list(kinds)[:1]:
+            for lowered_db in (0.0,) if gain == 1 else (0.0, lower_db):
+                kind = ("as it is" if gain == 1 else "at full scale" if not lowered_db
+                        else f"lowered {lowered_db:g} dB")
                 shares, warned, rows, notes = [], 0, [], 0
                 for (samples, rate), reference in data:
                     path = Path(tmp) / "copy.wav"
-                    sf.write(path, clipped_copies(samples, gain, lower_db)[kind], rate,
+                    sf.write(path, clipped_copy(samples, gain, lowered_db), rate,
                              subtype="PCM_16")
                     shares.append(audio_io.peak(path).clipped_share)
                     result = transcribe(path, loaded, keep_posteriorgrams=False)
@@ -64,7 +64,7 @@ def scores(pairs, gains, lower_db, loaded) -> None:
                     rows.append(note_rows(reference, written))
                     notes += len(written)
                 mean = mean_scores(rows)
-                print(f"| {gain:g} | {'as it is' if gain == 1 else kind} | "
+                print(f"| {gain:g} | {kind} | "
                       f"{100 * np.mean(shares):.2f} % | {warned} of {len(data)} | "
                       f"{100 * mean['note_f1']:.1f} | {notes} |", flush=True)
 
