@@ -69,6 +69,64 @@ def test_markers_and_locks_are_judged_by_the_clock_that_stamps_their_folder(
     assert not report_lock_file.exists()
 
 
+
+def broken_and_taken_after_the_look(lock, theirs: bytes, monkeypatch):
+    """Make another run break the killed run's ``lock`` and put its own up (``theirs``)
+    between this run's look at the lock's time and what it does next."""
+    from transcribe import files
+    looked = files.folder_clock
+
+    def folder_clock(folder):
+        now = looked(folder)
+        if lock.read_bytes() != theirs:  # the killed run's still
+            lock.unlink()
+            lock.write_bytes(theirs)
+        return now
+
+    monkeypatch.setattr(files, "folder_clock", folder_clock)
+
+
+def test_a_killed_runs_lock_is_broken_by_one_run_only(tmp_path, monkeypatch):
+    """Two runs finding the lock a killed run left (a report's, a takeover's) at once: the
+    first broke it and took its own, and the other, removing the lock by its name, removed
+    that fresh one and took its own too: both held it, and one report could miss the
+    other's rows.  Here another run breaks it and takes it between this run's look at it
+    and its removal; this run waits for it and leaves it standing."""
+    from transcribe.progress import REPORT_LOCK_STALE_S, report_lock
+    report = tmp_path / "report.csv"
+    lock = tmp_path / ".report.csv.amt-lock"
+    lock.write_bytes(b"")  # a killed run's
+    os.utime(lock, (time.time() - 2 * REPORT_LOCK_STALE_S,) * 2)
+    broken_and_taken_after_the_look(lock, b"the other run's", monkeypatch)
+    began = time.monotonic()
+    with report_lock(report, wait_s=0.3):
+        assert lock.read_bytes() == b"the other run's"
+    assert time.monotonic() - began >= 0.3  # waited for, as a live run's lock
+    assert lock.read_bytes() == b"the other run's"  # and not taken down on the way out
+    assert [p.name for p in tmp_path.iterdir()] == [lock.name]  # nothing set aside is left
+    # A takeover's lock, found as a dead run's marker is taken back: the same.
+    job = Job(tmp_path / "a.wav", tmp_path / "a.mid")
+    marker = claims.marker_of(job)
+    marker.write_bytes(b"amt-transcribe, process 1 on another-host: a.wav")
+    os.utime(marker, (time.time() - 3 * claims.STALE_S,) * 2)
+    takeover = marker.with_name(f"{marker.name}.takeover")
+    takeover.write_bytes(b"")
+    os.utime(takeover, (time.time() - 2 * claims.TAKEOVER_STALE_S,) * 2)
+    broken_and_taken_after_the_look(takeover, b"the other run's", monkeypatch)
+    claims._take_down_dead(marker)
+    assert takeover.read_bytes() == b"the other run's"
+    assert marker.exists()  # left to the run that holds the takeover
+    # A report's lock this run held, broken while it was stopped (Ctrl-Z) and taken by
+    # another run, is that run's: left standing.
+    lock.unlink()
+    with report_lock(report, wait_s=0.3):
+        lock.unlink()
+        lock.write_bytes(b"the other run's")
+        later = time.time() + 2 * REPORT_LOCK_STALE_S  # made once this run's was stale
+        os.utime(lock, (later, later))
+    assert lock.read_bytes() == b"the other run's"
+
+
 def test_a_stopped_run_takes_down_the_markers_it_holds_but_not_those_of_deaths(tmp_path):
     """Ctrl-C between claiming a file and handing it to a worker (or a Ray task) left its
     marker up: the next run took it for a file a run had died on (seen in a cluster test)."""

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import folder_clock, interruptions_deferred, is_stdio, older_than
+from .files import (break_stale_lock, folder_clock, interruptions_deferred, is_stdio,
+                    older_than)
 
 if TYPE_CHECKING:
     from .cli import Job
@@ -108,9 +109,7 @@ def _take_down_dead(marker: Path) -> None:
     try:
         put_up(lock, _mine() + b" taking over\n")
     except FileExistsError:  # another run is taking it over
-        if older_than(lock, TAKEOVER_STALE_S):
-            with contextlib.suppress(OSError):
-                lock.unlink()
+        break_stale_lock(lock, TAKEOVER_STALE_S)
         time.sleep(0.01)
         return
     except OSError:  # a lock cannot be made here: taken down as without one
@@ -154,9 +153,11 @@ def _take_down_dead(marker: Path) -> None:
 
 # What making or taking over the marker of the output whose temporary stem is ``stem`` left,
 # if a run was killed outright in its microseconds: a staging file (``put_up``), a dead
-# marker set aside, or a takeover's lock (``_take_down_dead``).
+# marker or a killed run's takeover lock set aside (``files.break_stale_lock``), or a
+# takeover's lock (``_take_down_dead``).
 _LEFTOVER = re.compile(r"\.(?P<stem>.+)" + re.escape(RUNNING_SUFFIX)
-                       + r"(?:(?:\.takeover)?\.[a-z0-9_]{8}\.claim|\.\d+\.\d+\.dead|\.takeover)")
+                       + r"(?:(?:\.takeover)?(?:\.[a-z0-9_]{8}\.claim|\.\d+\.\d+\.dead)"
+                       + r"|\.takeover)")
 
 
 def leftover_of(folder: str, name: str) -> str | None:

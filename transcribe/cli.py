@@ -416,7 +416,7 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
     kill of a job that plots an hour of audio left 200 MB of them, hidden, for good.
     Returns how many were removed.  (Leave out the jobs another run is transcribing now:
     those files are its own.)"""
-    from .files import clock_probe_left, temporary_of, temporary_stem
+    from .files import break_stale_lock, clock_probe_left, temporary_of, temporary_stem
     from .plot import unpaged
     wanted = defaultdict(set)  # folder -> the temporary stems of its outputs
     for job in jobs:
@@ -435,8 +435,13 @@ def _remove_leftovers(jobs: list[Job], side: list[str]) -> int:
             page = unpaged(stem) if stem else None  # a long recording's plot pages
             if (stem in stems or (page is not None and temporary_stem(page) in stems)
                     or clock_probe_left(folder, name)):
+                path = os.path.join(folder, name)
                 try:
-                    os.unlink(os.path.join(folder, name))
+                    if name.endswith(".takeover"):  # a lock's one name: a run may make it anew
+                        if not break_stale_lock(path, claims.TAKEOVER_STALE_S):
+                            continue
+                    else:
+                        os.unlink(path)
                     removed += 1
                 except OSError:
                     pass

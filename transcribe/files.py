@@ -322,3 +322,50 @@ def older_than(path: str | os.PathLike, seconds: float) -> bool:
         return age_s(path) > seconds
     except OSError:
         return False
+
+
+def same_version(found: os.stat_result, known: os.stat_result) -> bool:
+    """Whether ``found`` (``os.stat``) is the file ``known`` was, unchanged since: the same
+    inode and time, as a file removed and made anew may take the inode's number."""
+    return os.path.samestat(found, known) and found.st_mtime_ns == known.st_mtime_ns
+
+
+def break_stale_lock(path: str | os.PathLike, seconds: float) -> bool:
+    """Remove the lock at ``path`` if it was last changed more than ``seconds`` ago (by its
+    folder's clock): a run killed while holding it left it.  Returns whether it was removed.
+
+    Of runs that find it so at the same moment, none removes the lock that another of them
+    has made in its place since: unlinked by name, a fresh lock made between one run's look
+    and its unlink was removed, and two runs held it.  So the lock is moved aside, and put
+    back if what was moved is not the file judged stale (``same_version``)."""
+    path = os.fspath(path)
+    try:
+        judged = os.stat(path)
+        if folder_clock(os.path.dirname(os.path.abspath(path))) - judged.st_mtime <= seconds:
+            return False
+    except OSError:
+        return False
+    import time
+    aside = f"{path}.{os.getpid()}.{time.monotonic_ns()}.dead"
+    with interruptions_deferred():
+        try:
+            os.rename(path, aside)
+        except OSError:  # gone: another run broke it
+            return False
+        try:
+            moved = os.stat(aside)
+            if same_version(moved, judged):
+                return True
+            try:
+                os.link(aside, path)  # another run's, made since: put back
+            except FileExistsError:  # a third run's lock stands there now
+                pass
+            except OSError:  # a filesystem without hard links
+                if not os.path.exists(path):
+                    os.rename(aside, path)
+            return False
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from .files import age_s, is_stdio, readable
+from .files import break_stale_lock, is_stdio, readable, same_version
 
 
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
@@ -208,20 +208,17 @@ def report_lock(path: Path, wait_s: float = 5.0):
     import os
     import time
     lock = path.with_name(f".{path.name}.amt-lock")
-    held = False
+    held = None  # the lock's stat, once this run holds it
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            held = True
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            held = os.fstat(descriptor)
+            os.close(descriptor)
             break
         except FileExistsError:
-            try:
-                if age_s(lock) > REPORT_LOCK_STALE_S:
-                    lock.unlink()
-                    continue
-            except OSError:
-                continue
+            if break_stale_lock(lock, REPORT_LOCK_STALE_S) or not os.path.lexists(lock):
+                continue  # a killed run's, broken, or let go: tried again at once
         except OSError:
             break
         if time.monotonic() > deadline:
@@ -230,8 +227,10 @@ def report_lock(path: Path, wait_s: float = 5.0):
     try:
         yield
     finally:
-        if held:
-            with contextlib.suppress(OSError):
+        # Not another run's: this one, stopped (Ctrl-Z) past REPORT_LOCK_STALE_S, had its
+        # lock broken, and another run may hold its own now.
+        with contextlib.suppress(OSError):
+            if held is not None and same_version(os.stat(lock), held):
                 lock.unlink()
 
 
