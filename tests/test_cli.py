@@ -856,7 +856,7 @@ def test_every_figure_carries_the_recordings_warnings(tmp_path, tiny_weights):
     clipped, as the review page does: in the warning's brown, on every figure."""
     import matplotlib.colors
     import matplotlib.image
-    from transcribe.plot import WARNING_COLOUR
+    from transcribe.constants import WARNING_COLOUR
     brown = np.array(matplotlib.colors.to_rgb(WARNING_COLOUR))
     music = 0.8 * np.sin(np.linspace(0, 2000, 2 * C.SAMPLE_RATE))
     sf.write(tmp_path / "clipped.wav", np.clip(1.5 * music, -1, 1), C.SAMPLE_RATE)

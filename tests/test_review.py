@@ -323,6 +323,8 @@ def test_the_page_shows_what_the_terminal_warned_of(tmp_path, browser):
     box = browser.find_element(By.ID, "warnings")
     assert box.is_displayed()
     assert box.text.splitlines() == [f"Warning: {line}" for line in warned]  # escaped, whole
+    # In the figures' colour (constants.WARNING_COLOUR, #8a4b00), set apart from the facts.
+    assert box.value_of_css_property("color") in ("rgb(138, 75, 0)", "rgba(138, 75, 0, 1)")
     assert browser.execute_script(  # above the roll, where it is read
         "return arguments[0].getBoundingClientRect().bottom <= "
         "document.getElementById('roll-box').getBoundingClientRect().top", box)

@@ -97,3 +97,7 @@ CONTEXT_FRAMES = 48  # 1.54 s
 # Chunks per forward pass: on CPU more only costs memory (no speed); a GPU wants many.
 BATCH_CHUNKS_CPU = 1
 BATCH_CHUNKS_GPU = 16
+
+# The colour of a recording's warnings on the review page and its figures: the terminal's
+# yellow, darkened to read on white.
+WARNING_COLOUR = "#8a4b00"

@@ -72,9 +72,6 @@ def _titled(title: str, name: str | None) -> str:
     return readable(name).replace("$", r"\$") + ": " + title if name else title
 
 
-WARNING_COLOUR = "#8a4b00"  # the review page's, and the terminal's yellow darkened for paper
-
-
 def _warn(ax, warnings: Sequence[str], width_in: float) -> None:
     """The recording's warnings (clipped, cut short, too quiet...), by which its figures are
     to be judged, in a box at the top left of the plot, as the review page shows them."""
@@ -86,9 +83,9 @@ def _warn(ax, warnings: Sequence[str], width_in: float) -> None:
     lines = [textwrap.fill(f"Warning: {warning}", columns, subsequent_indent="  ")
              for warning in warnings]
     ax.text(0.005, 0.985, "\n".join(lines), transform=ax.transAxes, ha="left", va="top",
-            fontsize=8, color=WARNING_COLOUR, parse_math=False, zorder=10,
+            fontsize=8, color=C.WARNING_COLOUR, parse_math=False, zorder=10,
             bbox=dict(boxstyle="round,pad=0.3", facecolor="white", alpha=0.9,
-                      edgecolor=WARNING_COLOUR, linewidth=0.8))
+                      edgecolor=C.WARNING_COLOUR, linewidth=0.8))
 
 
 def _save(fig, path: Path, overwrite: bool = True) -> None:

@@ -50,7 +50,7 @@ button { font: inherit; padding: 3px 10px; }
 #roll { position: absolute; top: 0; left: 0; }
 #facts { color: #555; margin: 6px 0; }
 #no-audio { color: #a00; margin: 6px 0; }
-#warnings { color: #8a4b00; margin: 6px 0; }
+#warnings { color: __WARNING_COLOUR__; margin: 6px 0; }
 label { margin-right: 6px; }
 </style></head><body>
 <h2>__TITLE__</h2>
@@ -405,6 +405,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     warnings = "".join(f"<div>Warning: {html.escape(warning)}</div>"
                        for warning in result.warnings)
     values = {"TITLE": html.escape(title), "FACTS": html.escape(facts), "MIME": embedding.mime,
+              "WARNING_COLOUR": C.WARNING_COLOUR,
               "WARNINGS": f'<div id="warnings">{warnings}</div>\n' if warnings else "",
               "MIDI_NAME": html.escape(midi_name, quote=True),
               "MIDI": base64.b64encode(result.to_bytes("mid", tempo_bpm, pedal)).decode("ascii"),
@@ -412,7 +413,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
               # "</" could end the script element early: JSON allows "<\/" instead.
               "DATA": json.dumps(data).replace("</", "<\\/")}
     # In one pass: a file named "__AUDIO__.wav" puts its name in the title, not the audio.
-    return re.sub(r"__(TITLE|FACTS|WARNINGS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
+    return re.sub(r"__(TITLE|FACTS|WARNING_COLOUR|WARNINGS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
                   lambda match: values[match.group(1)], _PAGE)
 
 
