@@ -101,11 +101,40 @@ def test_an_array_in_either_layout_transcribes_as_its_file_does(tiny_model, pian
         assert result.duration_s == pytest.approx(from_file.duration_s)
     with pytest.raises(TranscribeError, match="sample_rate"):
         transcribe(samples, tiny_model, sample_rate=0)
+    # librosa's habit, transcribe(y, sr): the rate was taken for the model (AttributeError:
+    # 'int' object has no attribute 'card').
+    for rate_as_model in (rate, float(rate), np.int64(rate)):
+        with pytest.raises(TranscribeError, match=f"{rate} was given as the model; give a "
+                                                  f"rate as sample_rate={rate}$"):
+            transcribe(samples, rate_as_model)
+    with pytest.raises(TranscribeError, match=r"the model is load_model\(\)'s .* not a list"):
+        transcribe(samples, [tiny_model], sample_rate=rate)
     # A path carries its own rate: one that disagrees is a mistake, one that agrees is fine.
     with pytest.raises(TranscribeError, match=f"the file's own rate \\({rate} Hz\\)"):
         transcribe(piano_wav, tiny_model, sample_rate=rate // 2)
     np.testing.assert_allclose(transcribe(piano_wav, tiny_model, sample_rate=rate).notes,
                                from_file.notes)
+
+
+def test_the_package_lists_its_api_without_loading_torch():
+    """``dir(transcribe)`` (a notebook's completion) listed only ``version``: the API's
+    names load on first use."""
+    import subprocess
+    import sys
+    listed = subprocess.run(
+        [sys.executable, "-c", "import sys, transcribe; names = dir(transcribe); "
+         "print(sorted(set(transcribe.__all__) - set(names)), 'torch' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout
+    assert listed.split() == ["[]", "False"]
+
+
+def test_a_model_may_be_given_as_its_weights_path(tiny_weights, tiny_model, piano_wav):
+    from transcribe import transcribe
+    by_path = transcribe(piano_wav, tiny_weights)
+    np.testing.assert_array_equal(by_path.notes, transcribe(piano_wav, tiny_model).notes)
+    assert by_path.provenance["weights_sha256"] == tiny_model.card["sha256"]
+    with pytest.raises(TranscribeError, match="no such weights file"):
+        transcribe(piano_wav, str(tiny_weights) + ".missing")
 
 
 def test_an_array_whose_channels_cancel_is_warned_of_by_its_columns(tiny_model):

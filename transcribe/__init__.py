@@ -26,3 +26,8 @@ def __getattr__(name: str):
         from .errors import TranscribeError
         return TranscribeError
     raise AttributeError(f"module 'transcribe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, which a notebook's completion offers (not loading them)."""
+    return sorted(set(globals()) | set(__all__))

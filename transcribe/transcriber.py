@@ -184,8 +184,10 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     the channels.  Floats are taken as they are ([-1, 1] full scale); integer PCM
     is scaled to [-1, 1] by its type's range.  Bad arguments raise ``TranscribeError``.
 
-    ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls);
-    by default the shipped weights are loaded on ``device``.  ``progress`` is
+    ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls), or a
+    weights path loaded on ``device`` for this call; by default the shipped weights are.
+    A number given as the model (``transcribe(y, sr)``, librosa's habit) raises
+    ``TranscribeError`` saying that the rate is ``sample_rate=``.  ``progress`` is
     called with (seconds done, seconds in all).  ``keep_spectrograms`` keeps the
     input and reconstructed spectrograms for plotting.  ``times`` collects the
     seconds spent per stage (audio, spectrogram, network, note decoding).
@@ -205,9 +207,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     do not set the level; they are held to full scale, with a warning.  The gain applied
     is in ``provenance["input_gain_db"]``.
     """
-    if model is None:
-        from .weights import load_model
-        model = load_model(device=pick_device(device))
+    model = _model_of(model, device)
     options = (options or DecodingOptions()).resolve(model.card)
     times = times or StageTimes()
     stats = audio_io.StreamStats()
@@ -346,6 +346,22 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
     return result.redecode()
 
 MODEL_PASSES = ("fast", "full")
+
+
+def _model_of(model, device: str):
+    """``transcribe``'s ``model`` argument as a ``LoadedModel``."""
+    from .weights import LoadedModel, load_model
+    if isinstance(model, LoadedModel):
+        return model
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return load_model(model, device=pick_device(device))
+    if isinstance(model, (int, float, np.number)) and not isinstance(model, bool):
+        rate = format(float(model), "g")
+        raise TranscribeError(f"transcribe(audio, model, sample_rate): {rate} was given as the "
+                              f"model; give a rate as sample_rate={rate}")
+    raise TranscribeError(f"transcribe(audio, model, sample_rate): the model is load_model()'s "
+                          f"(or a weights path, or None for the shipped weights), not a "
+                          f"{type(model).__name__}")
 
 
 def resolve_model_pass(model_pass: str | None, card: dict) -> str:
