@@ -1,3 +1,4 @@
+import io
 import os
 import shutil
 
@@ -564,6 +565,8 @@ def test_arrays_in_either_layout_and_integer_pcm_read_alike():
     (np.zeros(100), None, "needs its sample_rate"), (b"RIFF....", 16000, "not bytes"),
     (np.zeros((2, 3, 4)), 16000, "shape"), (np.zeros((100, 100)), 16000, "channels"),
     (np.zeros(0), 16000, "no samples"), (np.array(["a"]), 16000, "dtype"),
+    # An upload as a web framework hands it on: it said "got dtype object".
+    (io.BytesIO(b"RIFF...."), 16000, r"not a file object \(give its path, or decode it first"),
 ])
 def test_bad_arrays_and_rates_raise_our_error(samples, rate, message):
     with pytest.raises(TranscribeError, match=message):

@@ -689,9 +689,13 @@ def as_samples_first(audio) -> np.ndarray:
     the shorter axis, if it has at most ``MAX_CHANNELS`` entries, is the channels.
     Raises ``TranscribeError`` for anything that is not such an array.
     """
-    if isinstance(audio, (bytes, bytearray, memoryview, str)):
+    if isinstance(audio, (bytes, bytearray, memoryview, str)) or hasattr(audio, "read"):
+        # A file object (open(), BytesIO, a web framework's upload) read as an array of one
+        # object, and the error said "dtype object".
+        what = "a file object" if hasattr(audio, "read") else type(audio).__name__
         raise TranscribeError(f"audio must be a file path or a numpy array of samples, not "
-                              f"{type(audio).__name__} (decode encoded bytes with soundfile first)")
+                              f"{what} (give its path, or decode it first: samples, rate = "
+                              "soundfile.read(...))")
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as error:
