@@ -229,6 +229,24 @@ def test_amt_evaluate_says_which_references_another_transcriber_left_without_not
     assert "pred on 3 files" in printed
 
 
+def test_amt_evaluate_says_which_references_hold_no_notes(tmp_path, capsys):
+    """A reference whose notes are all on a drum track (or none at all) scored F1 0 without
+    a word, and pulled the set's mean down."""
+    from transcribe.training.cli import evaluate_main
+    ref = tmp_path / "ref"
+    midi = silent_pairs(ref, "abc")
+    midi.instruments[0].is_drum = True
+    midi.write(str(ref / "b.mid"))
+    pretty_midi.PrettyMIDI().write(str(ref / "c.mid"))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(ref), str(ref), "--predictions", str(ref)])
+    assert exit_info.value.code == 0
+    printed, said = capsys.readouterr()
+    assert said == ("amt-evaluate: note: 2 references hold no notes on the 88 keys outside "
+                    f"drum tracks: scored 0 whatever is heard (the first: {ref / 'b.mid'})\n")
+    assert "ref on 3 files" in printed
+
+
 def test_training_steps_run_checkpoint_and_resume(tmp_path):
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)

@@ -573,6 +573,15 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
         console.print(f"amt-evaluate: error: {error}", markup=False, highlight=False,
                       soft_wrap=True)
         sys.exit(1)
+    # A reference with no notes (on drum tracks only, or none on the 88 keys) scores 0
+    # whatever is played: most likely the wrong file, and it pulls the mean down.
+    empty = [midi for (_, midi), row in zip(pairs, rows) if not row["registers"][:, 0].any()]
+    if empty:
+        console.print(f"amt-evaluate: note: {plural(len(empty), 'reference')} "
+                      f"hold{'s' * (len(empty) == 1)} no notes on the 88 keys outside drum "
+                      f"tracks: scored 0 whatever is heard "
+                      f"({'the first: ' * (len(empty) > 1)}{empty[0]})",
+                      markup=False, highlight=False, soft_wrap=True)
     Console().print(summary_table(mean_scores(rows), title))
     if by_register:
         counts = sum(row["registers"] for row in rows)
