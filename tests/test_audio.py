@@ -272,6 +272,39 @@ def test_mp3_decoder_chatter_is_kept_off_the_terminal_and_other_messages_are_not
     assert "mpg123" not in err and err.count("a warning of someone else\n") == len(reads) > 1
 
 
+@needs_ffmpeg
+def test_a_damaged_mp3s_decoder_notes_are_kept_off_the_terminal(tmp_path, capfd):
+    """A truncated MP3 made libmpg123 print "Warning: Xing stream size off by more than
+    1%..." as each read of it opened the file (three a transcription), and one damaged
+    inside "Note: Illegal Audio-MPEG-Header...", "Note: Trying to resync...": across a
+    batch's progress display, besides our own warning of it."""
+    import subprocess
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.flac"
+    mp3 = tmp_path / "example.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(example), str(mp3)], check=True)
+    whole = mp3.read_bytes()
+    truncated, damaged = tmp_path / "truncated.mp3", tmp_path / "damaged.mp3"
+    truncated.write_bytes(whole[:len(whole) // 2])
+    rng = np.random.default_rng(1)
+    hurt = bytearray(whole)
+    for at in rng.integers(len(whole) // 4, len(whole) - 100, 20):
+        hurt[at:at + 50] = rng.bytes(50)
+    damaged.write_bytes(bytes(hurt))
+    for path in (truncated, damaged):
+        capfd.readouterr()
+        with sf.SoundFile(path) as opened:  # what it printed without us
+            opened.read()
+        printed = capfd.readouterr().err
+        assert "Warning: Xing stream size" in printed or "Note: Trying to resync" in printed
+        stats = audio.StreamStats()
+        info = audio.probe(path)
+        audio.peak(path, info)
+        assert sum(len(block) for block in audio.stream(path, info=info, stats=stats)) > 0
+        assert capfd.readouterr().err == ""
+        assert "truncated or damaged" in stats.shortfall  # said by us, once, in our words
+
+
 def test_the_level_sets_aside_a_few_brief_spikes_far_above_the_music(tmp_path):
     rate = 44100
     notes = np.concatenate([tone(220 * (k + 1), 1.0, rate, amplitude=0.05 + 0.01 * k)

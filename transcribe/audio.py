@@ -530,8 +530,10 @@ class _Reader:
     goes to a scratch file, and whatever else was written there is passed on."""
 
     def __init__(self, info: AudioInfo):
+        self.window = None
+        self.scratch = tempfile.TemporaryFile() \
+            if info.format == "MP3" and not info.raw_data else None
         try:
-            self.window = None
             if info.raw_data:
                 raw = info.raw_data
                 self.window = _DataWindow(info.path, raw.offset, raw.size)
@@ -539,11 +541,15 @@ class _Reader:
                                            samplerate=info.sample_rate, channels=info.channels,
                                            subtype=raw.subtype, endian="LITTLE")
             else:
-                self.handle = sf.SoundFile(_sf_name(info.path))
+                # Opening a damaged MP3 makes libmpg123 print too ("Warning: Xing stream
+                # size off..."), once for each of a file's reads, across a batch's progress.
+                with self._quiet():
+                    self.handle = sf.SoundFile(_sf_name(info.path))
         except (sf.LibsndfileError, RuntimeError, OSError) as failure:
+            if self.scratch is not None:
+                self.scratch.close()
             raise TranscribeError(f"{info.path}: cannot be read any more "
                                   f"({_reason(failure)})") from None
-        self.scratch = tempfile.TemporaryFile() if info.format == "MP3" else None
         self.open_ended, self.ended = info.open_ended, False
 
     def __enter__(self) -> "_Reader":
@@ -560,11 +566,19 @@ class _Reader:
         self.handle.seek(frame)
 
     def read(self, frames: int) -> np.ndarray:
-        if self.scratch is None:
+        with self._quiet():
             return self._read(frames)
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """libmpg123's lines (an MP3's) kept from the process's stderr in the block; what
+        else was written there is passed on."""
+        if self.scratch is None:
+            yield
+            return
         try:
             with _stderr_into(self.scratch):
-                return self._read(frames)
+                yield
         finally:
             _pass_on(self.scratch)
 
@@ -627,7 +641,11 @@ def _stderr_into(scratch) -> Iterator[None]:
                 os.close(saved)
 
 
-_MPG123_LINE = re.compile(rb"^\[[^\]\n]*libmpg123[^\]\n]*\][^\n]*(\n|$)", re.MULTILINE)
+# libmpg123's lines: "[src/libmpg123/layer3.c:...] error: ...", and the notes it prints
+# without its name on damaged files ("Note: Illegal Audio-MPEG-Header ...", "Note: Trying to
+# resync...", "Warning: Xing stream size off by more than 1%...", "Giving up resync after ...").
+_MPG123_LINE = re.compile(rb"^(?:\[[^\]\n]*libmpg123[^\]\n]*\]|Note: |Warning: |Giving up resync)"
+                          rb"[^\n]*(\n|$)", re.MULTILINE)
 
 
 def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = BLOCK_S,
