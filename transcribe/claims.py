@@ -107,7 +107,8 @@ def _take_down_dead(marker: Path) -> None:
     in a takeover is broken after ``TAKEOVER_STALE_S``."""
     lock = marker.with_name(f"{marker.name}.takeover")
     try:
-        put_up(lock, _mine() + b" taking over\n")
+        # Its own contents (files.break_stale_lock tells two locks apart by them).
+        put_up(lock, _mine() + b" taking over %s\n" % os.urandom(8).hex().encode())
     except FileExistsError:  # another run is taking it over
         break_stale_lock(lock, TAKEOVER_STALE_S)
         time.sleep(0.01)

@@ -324,12 +324,6 @@ def older_than(path: str | os.PathLike, seconds: float) -> bool:
         return False
 
 
-def same_version(found: os.stat_result, known: os.stat_result) -> bool:
-    """Whether ``found`` (``os.stat``) is the file ``known`` was, unchanged since: the same
-    inode and time, as a file removed and made anew may take the inode's number."""
-    return os.path.samestat(found, known) and found.st_mtime_ns == known.st_mtime_ns
-
-
 def break_stale_lock(path: str | os.PathLike, seconds: float) -> bool:
     """Remove the lock at ``path`` if it was last changed more than ``seconds`` ago (by its
     folder's clock): a run killed while holding it left it.  Returns whether it was removed.
@@ -337,10 +331,13 @@ def break_stale_lock(path: str | os.PathLike, seconds: float) -> bool:
     Of runs that find it so at the same moment, none removes the lock that another of them
     has made in its place since: unlinked by name, a fresh lock made between one run's look
     and its unlink was removed, and two runs held it.  So the lock is moved aside, and put
-    back if what was moved is not the file judged stale (``same_version``)."""
+    back if what was moved is not the file judged stale: another inode, or (a fresh lock
+    may take the number of the inode removed) other contents.  Its times are not compared:
+    a file server's may change between two looks (SMB refreshes them)."""
     path = os.fspath(path)
     try:
-        judged = os.stat(path)
+        with open(path, "rb") as lock:  # its inode, time and contents at one look
+            judged, held_by = os.fstat(lock.fileno()), lock.read(4096)
         if folder_clock(os.path.dirname(os.path.abspath(path))) - judged.st_mtime <= seconds:
             return False
     except OSError:
@@ -354,8 +351,9 @@ def break_stale_lock(path: str | os.PathLike, seconds: float) -> bool:
             return False
         try:
             moved = os.stat(aside)
-            if same_version(moved, judged):
-                return True
+            with open(aside, "rb") as lock:
+                if os.path.samestat(moved, judged) and lock.read(4096) == held_by:
+                    return True
             try:
                 os.link(aside, path)  # another run's, made since: put back
             except FileExistsError:  # a third run's lock stands there now

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from .files import break_stale_lock, is_stdio, readable, same_version
+from .files import break_stale_lock, is_stdio, readable
 
 
 TABLE_ROWS = 30  # a batch of more files than this gets its totals, not a table
@@ -208,13 +208,21 @@ def report_lock(path: Path, wait_s: float = 5.0):
     import os
     import time
     lock = path.with_name(f".{path.name}.amt-lock")
-    held = None  # the lock's stat, once this run holds it
+    mine = f"{os.getpid()} {os.urandom(8).hex()}\n".encode()  # what this run's lock holds
+    held = False
     deadline = time.monotonic() + wait_s
     while True:
         try:
             descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            held = os.fstat(descriptor)
-            os.close(descriptor)
+            try:
+                held = os.write(descriptor, mine) == len(mine)
+            except OSError:  # a full disk: the report is written without the lock
+                pass
+            finally:
+                os.close(descriptor)
+            if not held:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
             break
         except FileExistsError:
             if break_stale_lock(lock, REPORT_LOCK_STALE_S) or not os.path.lexists(lock):
@@ -230,7 +238,7 @@ def report_lock(path: Path, wait_s: float = 5.0):
         # Not another run's: this one, stopped (Ctrl-Z) past REPORT_LOCK_STALE_S, had its
         # lock broken, and another run may hold its own now.
         with contextlib.suppress(OSError):
-            if held is not None and same_version(os.stat(lock), held):
+            if held and lock.read_bytes() == mine:
                 lock.unlink()
 
 
