@@ -172,6 +172,23 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, tiny_weights, setup, messa
     assert result.output.strip().count("\n") == 0, result.output
 
 
+def test_a_midi_file_given_to_transcribe_is_named_as_one(tmp_path, tiny_weights):
+    """`amt-transcribe song.mid` said "song.mid is also an input; choose another output
+    name", and with -o "not a readable audio file (format not recognised)": neither says
+    that a MIDI file is what the tool writes, not what it reads."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.mid"
+    for name, output in (("song.mid", None), ("score.midi", "out.mid"), ("take.wav", "t.mid")):
+        given = tmp_path / name  # take.wav: a MIDI file under an audio file's name
+        shutil.copy(example, given)
+        result = invoke(given, *(["-o", tmp_path / output] if output else []),
+                        "--weights", tiny_weights)
+        assert result.exit_code == (2 if output is None else 1)
+        assert result.output == (f"amt-transcribe: error: {given}: a MIDI file, not a "
+                                 "recording: amt-transcribe turns recordings (WAV, FLAC, OGG, "
+                                 "MP3, AIFF...) into MIDI\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["score.midi", "song.mid", "take.wav"]
+
+
 def transcribe_piped(*args, stdin=b"", **kwargs):
     return subprocess.run([sys.executable, "-m", "transcribe", *map(str, args)], input=stdin,
                           capture_output=True, timeout=300, **kwargs)

@@ -95,6 +95,8 @@ def probe(path: str | Path) -> AudioInfo:
             misnamed = _misnamed(path)
             if misnamed is not None:
                 return misnamed
+            if is_midi(path):
+                raise TranscribeError(midi_given(path)) from None
             raise TranscribeError(f"{path}: not a readable audio file ({_reason(error)}); "
                                   "supported: WAV, FLAC, OGG, MP3, AIFF") from None
         if not decodes:  # what libmpg123 printed was its struggle with it: dropped
@@ -159,6 +161,22 @@ def _misnamed(path: Path) -> AudioInfo | None:
         return _probe_with_ffmpeg(path)
     except TranscribeError:
         return None
+
+
+def is_midi(path: Path) -> bool:
+    """Whether ``path`` holds a MIDI file (a standard MIDI file, or one wrapped in RIFF)."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(12)
+    except OSError:
+        return False
+    return start[:4] == b"MThd" or (start[:4] == b"RIFF" and start[8:12] == b"RMID")
+
+
+def midi_given(path: Path) -> str:
+    """The error for a MIDI file given to be transcribed."""
+    return (f"{path}: a MIDI file, not a recording: amt-transcribe turns recordings (WAV, "
+            "FLAC, OGG, MP3, AIFF...) into MIDI")
 
 
 def _sf_name(path: Path) -> str | bytes:

@@ -327,6 +327,9 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
                              f".mid, .csv or .json, or give --format to use this name")
         for path in _written_by(job, side):
             if _key(path) in inputs:
+                from .audio import is_midi, midi_given
+                if _key(path) == _key(job.source) and is_midi(job.source):  # song.mid alone
+                    raise UsageError(midi_given(job.source))
                 raise UsageError(f"{path} is also an input; choose another output name")
             try:
                 check_not_special(path)
