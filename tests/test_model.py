@@ -112,16 +112,58 @@ def test_each_pass_normalises_with_its_own_statistics():
     torch.testing.assert_close(fast["reconstruction"], after["reconstruction"])
 
 
+def test_threads_sharing_a_model_run_each_pass_with_its_own_norms():
+    """The pass whose statistics the norms used was set on the modules: a thread's first
+    pass, started while another thread sharing the model (a web app's pool, with one
+    loaded model) ran its second, switched that second pass to the first pass's
+    statistics, and its full transcription came out wrong."""
+    import threading
+
+    import transcribe.model as M
+    torch.manual_seed(0)
+    model = UNetTranscriber(ModelConfig(unet_channels=(4, 8, 8, 8), lstm_hidden=8,
+                                        reconstruction=True)).eval()
+    for norm in model.modules():
+        if isinstance(norm, M.PassNorm):  # two passes' statistics that differ, as trained
+            norm.running_mean_2.normal_()
+            norm.running_var_2.uniform_(0.5, 2.0)
+    spec = torch.randn(1, 32, C.N_MELS)
+    with torch.no_grad():
+        full_alone, fast_alone = model(spec), model(spec, full=False)
+        calls, other = [], {}
+
+        def other_thread():
+            with torch.no_grad():
+                other["fast"] = model(spec, full=False)
+
+        def at_each_pass(module, inputs):
+            calls.append(1)
+            if len(calls) == 2:  # this thread's second pass begins: another's first runs
+                thread = threading.Thread(target=other_thread)
+                thread.start()
+                thread.join()
+
+        hook = model.transcriber.register_forward_pre_hook(at_each_pass)
+        try:
+            shared = model(spec)
+        finally:
+            hook.remove()
+    assert len(calls) == 3
+    for name in ("frame", "onset", "frame_1"):
+        torch.testing.assert_close(shared[name], full_alone[name], rtol=0, atol=0)
+    torch.testing.assert_close(other["fast"]["frame"], fast_alone["frame"], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("norm_class, active_pass", [("Norm", 1), ("PassNorm", 1), ("PassNorm", 2)])
 def test_norms_take_a_bfloat16_input_in_float32(norm_class, active_pass):
     """Under bfloat16 autocast the U-nets' norms compute in float32 (the kernels of a
     float32 input), matching a plain BatchNorm fed the same values in float32."""
     import transcribe.model as M
     norm = getattr(M, norm_class)(4)
-    norm.active_pass = active_pass
     reference = torch.nn.BatchNorm2d(4)
     x = torch.randn(2, 4, 6, 5).to(torch.bfloat16)
-    out = norm(x)
+    with M.active_pass(active_pass):
+        out = norm(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, reference(x.float()))
     if active_pass == 2:

@@ -11,9 +11,12 @@ predictions.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -137,19 +140,19 @@ class PassNorm(Norm):
     running statistics averages two different inputs, and in eval mode the second pass
     is then normalised for neither: trained that way, our first GPU weights found no
     note at all in the full pass while training-mode batches were fine.  The scale and
-    shift stay shared; ``active_pass`` (set by ``UNetTranscriber``) picks the statistics.
-    Weights saved without the second pass's statistics load with a copy of the first's.
+    shift stay shared; the pass under way (``active_pass``, entered by
+    ``UNetTranscriber``) picks the statistics.  Weights saved without the second pass's
+    statistics load with a copy of the first's.
     """
 
     def __init__(self, channels: int):
         super().__init__(channels)
         self.register_buffer("running_mean_2", torch.zeros(channels))
         self.register_buffer("running_var_2", torch.ones(channels))
-        self.active_pass = 1
         self.momentum_2 = None  # None: the same as the first pass's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.active_pass == 1:
+        if _ACTIVE_PASS.get() == 1:
             return super().forward(x)
         x = self.float_input(x)
         momentum = self.momentum_2 if self.momentum_2 is not None else self.momentum
@@ -163,11 +166,22 @@ class PassNorm(Norm):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def set_pass(module: nn.Module, index: int) -> None:
-    """Make every ``PassNorm`` under ``module`` use the statistics of pass ``index`` (1 or 2)."""
-    for child in module.modules():
-        if isinstance(child, PassNorm):
-            child.active_pass = index
+# The pass under way, for this thread (and asyncio task) alone: set on the modules, one
+# thread's second pass switched the norms of another thread's first pass, sharing the
+# model, to the second pass's statistics (and back, in the middle of its second pass).
+_ACTIVE_PASS: contextvars.ContextVar[int] = contextvars.ContextVar("amt_active_pass",
+                                                                    default=1)
+
+
+@contextlib.contextmanager
+def active_pass(index: int) -> Iterator[None]:
+    """Make every ``PassNorm`` use the statistics of pass ``index`` (1 or 2) in the block,
+    in the calling thread; outside any such block, pass 1's."""
+    token = _ACTIVE_PASS.set(index)
+    try:
+        yield
+    finally:
+        _ACTIVE_PASS.reset(token)
 
 
 class ConvBlock(nn.Module):
@@ -353,17 +367,16 @@ class UNetTranscriber(nn.Module):
         pad = -n_frames % self.config.time_multiple
         if pad:
             spec = F.pad(spec, (0, 0, 0, pad))
-        set_pass(self.transcriber, 1)
-        first = self.transcriber(spec)
+        with active_pass(1):
+            first = self.transcriber(spec)
         if self.reconstructor is None or not full:
             out = dict(first)
             if self.reconstructor is not None and reconstruct:
                 out["reconstruction"] = self.reconstructor(torch.sigmoid(first["frame"]))
         else:
             reconstruction = self.reconstructor(torch.sigmoid(first["frame"]))
-            set_pass(self.transcriber, 2)
-            out = dict(self.transcriber(reconstruction))
-            set_pass(self.transcriber, 1)
+            with active_pass(2):
+                out = dict(self.transcriber(reconstruction))
             out["reconstruction"] = reconstruction
             out.update({f"{name}_1": value for name, value in first.items()})
         return {name: value[:, :n_frames] for name, value in out.items()}

@@ -31,10 +31,8 @@ def frozen_features(loaded, paths: list[Path], segments: int, frames: int, seed:
     """(hidden ``(segments, frames, width)`` float16 memory map in ``work``, onsets
     ``(segments, frames, 88)`` bool, velocities uint8 1..127 at the onsets) of segments
     drawn and augmented as ``fit`` draws them, through the first pass of ``loaded``."""
-    from ..model import set_pass
     from .data import SegmentSampler
-    net, frontend = loaded.model.transcriber, loaded.frontend
-    set_pass(net, 1)
+    net, frontend = loaded.model.transcriber, loaded.frontend  # outside a pass: the first's
     sampler = SegmentSampler(paths, frames, frontend, seed=seed, rooms=rooms,
                              mix_probability=mix_probability)
     width = net.velocity.in_features
