@@ -27,6 +27,8 @@ from .files import STOP_SIGNALS, age_s, is_stdio, readable
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 REPORT_GAP_S = 1.0  # --report is rewritten as files finish, at most once a second
 NOTE_SUFFIXES = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json"}
+# -h as --help, and lines up to 100 columns wide: the same for every command of the package.
+HELP_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class FiniteFloat(click.ParamType):
@@ -490,7 +492,7 @@ def _mark_existing(jobs: list[Job], side: list[str], overwrite: bool, skip_exist
     return pending
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=HELP_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(),
               help="Output file (one input) or folder (several inputs, a folder, or a path "

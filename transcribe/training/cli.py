@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import decoding_options, pop_decoding_options
+from ..cli import HELP_SETTINGS, decoding_options, pop_decoding_options
 
 DEFAULT_CACHE = Path("cache")
 
@@ -46,7 +46,7 @@ OVERWRITE_OUT = click.option("--overwrite", is_flag=True,
                              help="Replace OUT (and its card) if it exists.")
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings=HELP_SETTINGS)
 def main():
     """Train amt-transcribe's network on MIDI rendered through SoundFonts."""
 
@@ -502,7 +502,7 @@ def band_table(counts, by: str, title: str):
     return table
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=HELP_SETTINGS)
 @click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to evaluate (default: shipped).")
