@@ -187,7 +187,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
 
     ``model`` is a ``LoadedModel`` from ``load_model`` (reuse it across calls), or a
     weights path loaded on ``device`` for this call; by default the shipped weights,
-    loaded once a thread and kept for its next call given no model.
+    loaded once and kept for the next call given no model (from any thread).
     A number given as the model (``transcribe(y, sr)``, librosa's habit) raises
     ``TranscribeError`` saying that the rate is ``sample_rate=``.  ``progress`` is
     called with (seconds done, seconds in all).  ``keep_spectrograms`` keeps the
@@ -350,10 +350,12 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
 MODEL_PASSES = ("fast", "full")
 
 
-# The shipped weights as ``transcribe`` loaded them for a call given no model, kept for the
-# thread's next such call: loading them anew cost 0.08 s a call, a third of a 19 s file's
-# transcription.  Per thread, so that no model is shared unasked.
-_SHIPPED = threading.local()
+# The shipped weights as ``transcribe`` loaded them for a call given no model, by device,
+# kept for the next such call: loading them anew cost 0.08 s a call, a third of a 19 s
+# file's transcription.  One for all threads (a call keeps its own pass, ``model.
+# active_pass``): a web app's pool of 40 threads would otherwise keep 40 copies.
+_SHIPPED: dict[torch.device, object] = {}
+_SHIPPED_LOADING = threading.Lock()
 
 
 def _model_of(model, device: str):
@@ -365,10 +367,10 @@ def _model_of(model, device: str):
         return load_model(model, device=pick_device(device))
     if model is None:
         chosen = pick_device(device)
-        kept = getattr(_SHIPPED, "kept", None)  # (the device asked for, the model)
-        if kept is None or kept[0] != chosen:
-            kept = _SHIPPED.kept = (chosen, load_model(device=chosen))
-        return kept[1]
+        with _SHIPPED_LOADING:
+            if chosen not in _SHIPPED:
+                _SHIPPED[chosen] = load_model(device=chosen)
+            return _SHIPPED[chosen]
     if isinstance(model, (int, float, np.number)) and not isinstance(model, bool):
         rate = format(float(model), "g")
         raise TranscribeError(f"transcribe(audio, model, sample_rate): {rate} was given as the "
