@@ -126,3 +126,42 @@ def test_ctrl_c_as_a_jobs_outputs_are_published_leaves_all_or_none(tmp_path, mon
             write_atomic(tmp_path / "a.png", b"plot", overwrite=False)
             write_atomic(tmp_path / "a.mid", b"notes", overwrite=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_judged_is_removed_only_if_it_is_still_the_one_judged(tmp_path, monkeypatch):
+    """A dead run's lock or marker is taken down by the runs that find it so: one that
+    another run has put in its place since the look is put back, whether it is another
+    file or the same inode with other contents, on filesystems with hard links or not."""
+    from transcribe import files
+    path = tmp_path / "lock"
+    path.write_bytes(b"12 dead")
+    judged, held = files.look_at(path)
+    assert files.remove_if_same(path, judged, held) and list(tmp_path.iterdir()) == []
+    assert not files.remove_if_same(path, judged, held)  # gone: another run took it down
+
+    def replaced(write):  # the file another run leaves standing after this run's look
+        path.write_bytes(b"12 dead")
+        look = files.look_at(path)
+        write()
+        assert not files.remove_if_same(path, *look)
+        assert path.read_bytes() == b"34 alive"
+        assert [p.name for p in tmp_path.iterdir()] == ["lock"]  # nothing left aside
+        path.unlink()
+
+    def another_file():
+        path.unlink()
+        path.write_bytes(b"34 alive")
+
+    replaced(another_file)
+    replaced(lambda: path.write_bytes(b"34 alive"))  # the same inode, other contents
+
+    def no_hard_links(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    replaced(another_file)
+    # Contents not given: the inode alone is compared.
+    path.write_bytes(b"12 dead")
+    judged = os.stat(path)
+    path.write_bytes(b"12 dead, touched")
+    assert files.remove_if_same(path, judged) and not path.exists()

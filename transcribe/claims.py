@@ -11,7 +11,6 @@ run says the run died on that file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
@@ -19,8 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import (break_stale_lock, folder_clock, interruptions_deferred, is_stdio,
-                    older_than)
+from .files import (break_stale_lock, folder_clock, interruptions_deferred, is_stdio, look_at,
+                    older_than, remove_if_same)
 
 if TYPE_CHECKING:
     from .cli import Job
@@ -117,36 +116,17 @@ def _take_down_dead(marker: Path) -> None:
         lock = None
     try:
         try:
-            found = os.stat(marker)
+            found, held = look_at(marker)
         except FileNotFoundError:
             return
         if _judge(marker) is not DIED:  # taken over, or taken down, since it was found dead
             return
-        aside = marker.with_name(f"{marker.name}.{os.getpid()}.{time.monotonic_ns()}.dead")
         try:
-            os.rename(marker, aside)
-        except FileNotFoundError:
-            return
+            # Put back if not the one judged dead: its run, stopped (Ctrl-Z) past STALE_S,
+            # took it down on resuming, and another run put its own up.
+            remove_if_same(marker, found, held)
         except PermissionError:  # Windows: another run is reading it; the caller tries again
             time.sleep(0.01)
-            return
-        try:
-            moved = os.stat(aside)
-        except OSError:
-            moved = found
-        try:
-            # Not the one judged dead: its run, stopped (Ctrl-Z) past STALE_S, took it down
-            # on resuming, and another run put its own up.
-            if not os.path.samestat(moved, found):
-                os.link(aside, marker)
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links
-            with contextlib.suppress(OSError):
-                os.rename(aside, marker)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(aside)
     finally:
         if lock is not None:
             _take_down(lock)
@@ -154,7 +134,7 @@ def _take_down_dead(marker: Path) -> None:
 
 # What making or taking over the marker of the output whose temporary stem is ``stem`` left,
 # if a run was killed outright in its microseconds: a staging file (``put_up``), a dead
-# marker or a killed run's takeover lock set aside (``files.break_stale_lock``), or a
+# marker or a killed run's takeover lock set aside (``files.remove_if_same``), or a
 # takeover's lock (``_take_down_dead``).
 _LEFTOVER = re.compile(r"\.(?P<stem>.+)" + re.escape(RUNNING_SUFFIX)
                        + r"(?:(?:\.takeover)?(?:\.[a-z0-9_]{8}\.claim|\.\d+\.\d+\.dead)"

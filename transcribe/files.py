@@ -327,43 +327,66 @@ def older_than(path: str | os.PathLike, seconds: float) -> bool:
 def break_stale_lock(path: str | os.PathLike, seconds: float) -> bool:
     """Remove the lock at ``path`` if it was last changed more than ``seconds`` ago (by its
     folder's clock): a run killed while holding it left it.  Returns whether it was removed.
-
     Of runs that find it so at the same moment, none removes the lock that another of them
-    has made in its place since: unlinked by name, a fresh lock made between one run's look
-    and its unlink was removed, and two runs held it.  So the lock is moved aside, and put
-    back if what was moved is not the file judged stale: another inode, or (a fresh lock
-    may take the number of the inode removed) other contents.  Its times are not compared:
-    a file server's may change between two looks (SMB refreshes them)."""
+    has made in its place since (``remove_if_same``)."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as lock:  # its inode, time and contents at one look
-            judged, held_by = os.fstat(lock.fileno()), lock.read(4096)
+        judged, held_by = look_at(path)
         if folder_clock(os.path.dirname(os.path.abspath(path))) - judged.st_mtime <= seconds:
             return False
+        return remove_if_same(path, judged, held_by)
     except OSError:
         return False
+
+
+_LOOK = 4096  # how much of a file ``remove_if_same`` compares
+
+
+def look_at(path: str | os.PathLike) -> tuple[os.stat_result, bytes]:
+    """The file at ``path``'s inode and times, and its first bytes, at one look: what
+    ``remove_if_same`` is to compare it with."""
+    with open(path, "rb") as file:
+        return os.fstat(file.fileno()), file.read(_LOOK)
+
+
+def remove_if_same(path: str | os.PathLike, judged: os.stat_result,
+                   contents: bytes | None = None) -> bool:
+    """Remove the file at ``path`` if it is still the one ``judged`` was taken of, and holds
+    ``contents`` (its first ``_LOOK`` bytes) when they are given.  Returns whether it was
+    removed; False if it is gone.
+
+    Of runs that judge a file (a dead run's lock or marker) at the same moment, none removes
+    the file that another of them has put in its place since: unlinked by name, a file made
+    between one run's look and its unlink was removed, and two runs held what it guards.  So
+    it is moved aside, and put back if it is not the file judged: another inode, or (a new
+    file may take the number of the inode removed) other contents.  Times are not compared:
+    a file server's may change between two looks (SMB refreshes them).  Errors of the move
+    but a missing file are raised (PermissionError on Windows while another run reads it)."""
     import time
+    path = os.fspath(path)
     aside = f"{path}.{os.getpid()}.{time.monotonic_ns()}.dead"
     with interruptions_deferred():
         try:
             os.rename(path, aside)
-        except OSError:  # gone: another run broke it
+        except FileNotFoundError:  # another run took it down
             return False
         try:
-            moved = os.stat(aside)
-            with open(aside, "rb") as lock:
-                if os.path.samestat(moved, judged) and lock.read(4096) == held_by:
-                    return True
             try:
-                os.link(aside, path)  # another run's, made since: put back
-            except FileExistsError:  # a third run's lock stands there now
-                pass
-            except OSError:  # a filesystem without hard links
-                if not os.path.exists(path):
-                    os.rename(aside, path)
-            return False
-        except OSError:
-            return False
+                with open(aside, "rb") as moved:
+                    same = (os.path.samestat(os.fstat(moved.fileno()), judged)
+                            and (contents is None or moved.read(_LOOK) == contents))
+            except OSError:
+                same = False
+            if not same:  # another run's, made since: put back
+                try:
+                    os.link(aside, path)
+                except FileExistsError:  # a third run's stands there now
+                    pass
+                except OSError:  # a filesystem without hard links
+                    if not os.path.exists(path):
+                        with contextlib.suppress(OSError):
+                            os.rename(aside, path)
+            return same
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(aside)
