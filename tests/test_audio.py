@@ -198,7 +198,7 @@ def test_an_archives_lossless_formats_are_found_and_read_to_the_sample(tmp_path)
     """WavPack, TTA, AIFF-C and Broadcast WAV (.bwf) files were passed over by a folder
     search without a word: an archive of them gave "no audio files found"."""
     import subprocess
-    from transcribe.cli import plan_jobs
+    from transcribe.batch import plan_jobs
     rng = np.random.default_rng(0)
     wav = tmp_path / "take.wav"
     sf.write(wav, (rng.standard_normal((3 * 44100, 2)) * 0.1).astype(np.float32), 44100,

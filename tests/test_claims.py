@@ -9,7 +9,7 @@ import time
 import pytest
 
 from transcribe import claims
-from transcribe.cli import Job
+from transcribe.batch import Job
 from waiting import wait_until
 
 

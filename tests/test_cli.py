@@ -1394,12 +1394,12 @@ def test_a_shared_report_keeps_the_rows_other_runs_wrote_for_their_files(tmp_pat
     folder the files' times are the file server's: this machine's clock 5 minutes off it
     (``clock_off_s``) must not lose the rows (ahead, it took the other run's output for one
     written before this run began)."""
-    from transcribe import cli, files
+    from transcribe import batch, files
     from transcribe.progress import read_report, write_report
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + clock_off_s)
     monkeypatch.setattr(files, "_CLOCK_OFFSETS", {})
-    jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
+    jobs = [batch.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
     began = time.time() - 1
     jobs[1].output.write_text("written by the other run")
     jobs[2].output.write_text("an earlier batch's")
@@ -1407,10 +1407,10 @@ def test_a_shared_report_keeps_the_rows_other_runs_wrote_for_their_files(tmp_pat
     jobs[0].status, jobs[0].message = "skipped", "transcribed by another run meanwhile"
     jobs[3].status, jobs[3].duration_s, jobs[3].notes, jobs[3].seconds = "done", 2.0, 5, 0.1
     theirs = tmp_path / "theirs.csv"
-    write_report(theirs, [cli.Job(j.source, j.output, status="done", duration_s=1.0, notes=7,
-                                  seconds=0.5, message="clipped") for j in jobs])
+    write_report(theirs, [batch.Job(j.source, j.output, status="done", duration_s=1.0, notes=7,
+                                    seconds=0.5, message="clipped") for j in jobs])
     ours = tmp_path / "ours.csv"
-    write_report(ours, jobs, latest=cli._rows_of_others(read_report(theirs), jobs, began))
+    write_report(ours, jobs, latest=batch.rows_of_others(read_report(theirs), jobs, began))
     rows = {row["input"]: row for row in csv.DictReader(open(ours))}
     status = {Path(name).stem: (row["status"], row["notes"]) for name, row in rows.items()}
     assert status == {"a": ("done", "7"),  # skipped here: the other run's row
@@ -1423,12 +1423,12 @@ def test_a_json_reports_batch_line_counts_its_rows_where_its_summary_is_this_run
     """A resumed or shared batch's JSON report held the whole batch's rows under this run's
     summary ("3 files: 2 skipped, 1 done" over three done rows): a script reading it had to
     count the rows itself.  Its "batch" line now says what the rows say."""
-    from transcribe import cli
+    from transcribe import batch
     from transcribe.progress import read_report, write_report
-    jobs = [cli.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
+    jobs = [batch.Job(tmp_path / f"{name}.wav", tmp_path / f"{name}.mid") for name in "abcd"]
     before = tmp_path / "before.json"
-    write_report(before, [cli.Job(j.source, j.output, status="done", duration_s=30.0, notes=7,
-                                  seconds=0.5, message="clipped" if j is jobs[0] else None)
+    write_report(before, [batch.Job(j.source, j.output, status="done", duration_s=30.0, notes=7,
+                                    seconds=0.5, message="clipped" if j is jobs[0] else None)
                           for j in jobs[:2]], elapsed_s=1.0)
     jobs[0].status = jobs[1].status = "skipped"
     jobs[2].status, jobs[2].duration_s, jobs[2].notes, jobs[2].seconds = "done", 60.0, 5, 0.2

@@ -168,7 +168,7 @@ def test_nodes_that_cannot_see_the_files_are_named_before_any_work(tmp_path, clu
     wav = write_wav(tmp_path / "a.wav")
     script = f"""
 from pathlib import Path
-from transcribe.cli import Job
+from transcribe.batch import Job
 from transcribe.cluster import check_nodes, connect
 from transcribe.errors import TranscribeError
 from transcribe.version import __version__

@@ -22,7 +22,7 @@ from .files import (break_stale_lock, folder_clock, interruptions_deferred, is_s
                     older_than, remove_if_same)
 
 if TYPE_CHECKING:
-    from .cli import Job
+    from .batch import Job
 
 RUNNING_SUFFIX = ".amt-running"
 

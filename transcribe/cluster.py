@@ -131,8 +131,8 @@ _MODELS: dict = {}
 
 
 def _transcribe_task(weights, device: str, threads: int, cwd: str, job, settings):
-    """One file on a worker: ``cli.run_job`` with the network built once per process."""
-    from .cli import run_job
+    """One file on a worker: ``batch.run_job`` with the network built once per process."""
+    from .batch import run_job
     from .inference import set_threads
     from .weights import load_model
     os.chdir(cwd)  # relative paths mean what they meant to the driver
@@ -153,7 +153,7 @@ def _transcribe_task(weights, device: str, threads: int, cwd: str, job, settings
 def _settle(ray, reference, job, attempts: dict, reporter) -> bool:
     """Record on ``job`` the outcome of its task ``reference``; True when the task must be
     tried again (its worker or node was lost, fewer than ``RETRIES`` times so far)."""
-    from .cli import record_outcome
+    from .batch import record_outcome
     try:
         done, warnings = ray.get(reference)
     except ray.exceptions.RayTaskError as error:  # our code raised: a bug
@@ -175,10 +175,10 @@ def _settle(ray, reference, job, attempts: dict, reporter) -> bool:
 
 def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                in_flight: int | None, settings, reporter) -> None:
-    """Transcribe ``pending`` (``cli.Job``) with ``weights`` (a ``weights.WeightsFile``
+    """Transcribe ``pending`` (``batch.Job``) with ``weights`` (a ``weights.WeightsFile``
     read once, or None for saved posteriorgrams alone) on the cluster joined by
     ``connect``, recording
-    each outcome on its job and reporting it as it finishes, as ``cli._run_serial`` does;
+    each outcome on its job and reporting it as it finishes, as ``batch.run_serial`` does;
     Ray is shut down at the end if ``connect`` started it (``started_here``).
 
     Each task takes ``threads`` CPUs (and a GPU when ``device`` is ``cuda``); at most
@@ -202,14 +202,14 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                           max_retries=0)(_transcribe_task)
         cwd = os.getcwd()
         # Files are claimed by the driver as their tasks are submitted, as a local run
-        # claims them: runs on the same outputs share them (cli._take).
+        # claims them: runs on the same outputs share them (batch.take).
         from .claims import clear
-        from .cli import _take, _wait_for_others
+        from .batch import take, wait_for_others
         queue, running, attempts, made_for, held = deque(pending), {}, {}, {}, []
 
         def submit(job, retry: bool) -> None:
             if not retry:
-                made = _take(job, settings, reporter, held)
+                made = take(job, settings, reporter, held)
                 if made is None:
                     return
                 made_for[id(job)] = made
@@ -226,7 +226,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                     submit(queue.popleft(), False)
                 if not running:  # what other runs hold, once this one has done the rest
                     if held:
-                        queue.extend(_wait_for_others(held, settings, reporter))
+                        queue.extend(wait_for_others(held, settings, reporter))
                     continue
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for reference in ready:
