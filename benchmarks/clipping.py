@@ -9,7 +9,7 @@ each gain (the samples times the gain, cut at +-1, saved as 16-bit WAV, as a con
 gain clips), and also so clipped and then lowered by ``--lower-db`` (an editor's gain, a
 normalizing app).  Each copy is transcribed as a file by the shipped weights (the card's
 decoding); printed per gain, over the files: the share of samples the first read counts
-clipped (``audio.peak``), how many files are warned of, mean note F1 and the notes
+clipped (``level.peak``), how many files are warned of, mean note F1 and the notes
 written.
 
 ``--false-alarms DIR ...``: every audio file under the folders, brought to peaks of 0,
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from transcribe import audio as audio_io
+from transcribe import audio as audio_io, level
 from transcribe import constants as C
 from transcribe import transcribe
 from transcribe.training.evaluate import note_rows, pair_files, reference_notes
@@ -57,7 +57,7 @@ def scores(pairs, gains, lower_db, loaded) -> None:
                     path = Path(tmp) / "copy.wav"
                     sf.write(path, clipped_copy(samples, gain, lowered_db), rate,
                              subtype="PCM_16")
-                    shares.append(audio_io.peak(path).clipped_share)
+                    shares.append(level.peak(path).clipped_share)
                     result = transcribe(path, loaded, keep_posteriorgrams=False)
                     warned += any("clipped" in warning for warning in result.warnings)
                     written = result.with_pedal(C.DEFAULT_PEDAL_MODE)[0]
@@ -84,11 +84,11 @@ def false_alarms(folders: list[Path]) -> None:
                     path = Path(tmp) / "copy.wav"
                     sf.write(path, samples * (10 ** (peak_db / 20) / peak), rate,
                              subtype=subtype)
-                    share = audio_io.peak(path).clipped_share
+                    share = level.peak(path).clipped_share
                     copies += 1
                     counted[subtype] = counted.get(subtype, 0) + (share > 0)
                     largest[subtype] = max(largest.get(subtype, 0.0), share)
-                    warned += share >= audio_io.CLIPPED_WARN_SHARE
+                    warned += share >= level.CLIPPED_WARN_SHARE
     print(f"false alarms: {len(files)} files, {copies} copies (peaks "
           f"{', '.join(f'{p:g}' for p in FALSE_ALARM_PEAKS_DB)} dBFS, 16 and 8 bits): "
           f"{warned} warned of; with any sample counted clipped "

@@ -74,3 +74,15 @@ def ctrl_c():
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield lambda: signal.raise_signal(signal.SIGINT)
     signal.signal(signal.SIGINT, before)
+
+
+def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):
+    """A noise file of ``seconds`` cut after the fraction ``keep`` of its bytes."""
+    whole = tmp_path / f"whole-{name}"
+    rng = np.random.default_rng(1)
+    sf.write(whole, rng.standard_normal(int(C.SAMPLE_RATE * seconds)).astype(np.float32) * 0.1,
+             C.SAMPLE_RATE, **write)
+    data = whole.read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut

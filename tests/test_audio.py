@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from transcribe import audio
+from transcribe import audio, level
 from transcribe import constants as C
 from transcribe.errors import TranscribeError
-from conftest import tone
+from conftest import cut_file, tone
 
 
 def peak_hz(signal: np.ndarray, rate: int) -> float:
@@ -80,42 +80,6 @@ def test_nan_and_inf_become_silence_and_are_counted(tmp_path):
     out = np.concatenate(list(audio.stream(path, stats=stats)))
     assert np.isfinite(out).all()
     assert stats.nonfinite == 11
-
-
-def test_the_peak_is_the_mono_mix_of_finite_samples_in_files_and_arrays(tmp_path):
-    left = tone(440, 3.0, 44100, amplitude=0.6)
-    data = np.stack([left, -0.5 * left], axis=1)  # the mix's peak is 0.15, not 0.6
-    data[1000, 0] = np.nan
-    path = tmp_path / "stereo.wav"
-    sf.write(path, data, 44100, subtype="FLOAT")
-    for peaks in (audio.peak(path), audio.array_peak(audio.as_samples_first(data), 44100),
-                  audio.array_peak(audio.as_samples_first(data.T), 44100)):
-        assert peaks.mix == pytest.approx(0.15, rel=1e-4)
-        assert peaks.channels == pytest.approx(0.6, rel=1e-4) and not peaks.cancelled
-    # A damaged file: the peak of what decodes (the transcribing pass reports the damage).
-    cut = cut_file(tmp_path, "cut.flac")
-    read = np.concatenate(list(audio.stream(cut)))
-    assert audio.peak(cut).mix == pytest.approx(np.abs(read).max(), rel=1e-4)
-    # Read in parts by threads: the same peaks, a damaged file's too.
-    long = tmp_path / "long.flac"
-    ramp = np.linspace(0.1, 1, 70 * 44100)[:, None]  # the loudest sample near the end
-    sf.write(long, np.tile(np.stack([left, -0.5 * left], axis=1)[:44100], (70, 1)) * ramp, 44100)
-    assert audio.peak(long, parts=2) == audio.peak(long) and audio.peak(long).mix > 0.1
-    cut_long = cut_file(tmp_path, "cut-long.flac", seconds=90.0)
-    assert audio.peak(cut_long, parts=3) == audio.peak(cut_long)
-    # Channels that cancel: one polarity-inverted, the other a little louder.
-    inverted = np.stack([left, -1.05 * left], axis=1)
-    assert audio.array_peak(inverted, 44100).cancelled
-    assert audio.array_peak(inverted, 44100).mix == pytest.approx(0.015, rel=1e-3)
-
-
-def test_the_level_gain_brings_the_peak_to_the_tuned_level_within_its_cap():
-    assert audio.level_gain(0.08) == pytest.approx(C.INPUT_PEAK / 0.08)
-    assert audio.level_gain(8.0) == pytest.approx(C.INPUT_PEAK / 8.0)  # a float file past 0 dBFS
-    assert audio.level_gain(1e-7) == pytest.approx(10 ** (C.MAX_INPUT_GAIN_DB / 20))
-    assert audio.level_gain(0.0) == 1.0  # silence stays silence
-    blocks = list(audio.scaled(iter([np.full(4, 0.25, np.float32)]), 2.0))
-    assert blocks[0].dtype == np.float32 and np.all(blocks[0] == 0.5)
 
 
 @pytest.mark.parametrize("make,message", [
@@ -230,7 +194,7 @@ def test_ffmpeg_files_are_mixed_and_leveled_as_their_lossless_original(tmp_path)
         m4a = tmp_path / f"{name}.m4a"
         subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "192k",
                         str(m4a)], check=True)
-        lossless, phone = audio.peak(wav), audio.peak(m4a)
+        lossless, phone = level.peak(wav), level.peak(m4a)
         assert phone.channels == pytest.approx(lossless.channels, rel=0.05)
         assert phone.mix == pytest.approx(lossless.mix, rel=0.05, abs=0.005)
         assert phone.cancelled == lossless.cancelled == (name == "inverted")
@@ -251,7 +215,7 @@ def test_mp3_decoder_chatter_is_kept_off_the_terminal_and_other_messages_are_not
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(example), str(mp3)], check=True)
     capfd.readouterr()
     out = audio.load(mp3)
-    audio.peak(mp3)
+    level.peak(mp3)
     assert "mpg123" not in capfd.readouterr().err
     decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp3), "-ar", str(C.SAMPLE_RATE),
                               "-f", "f32le", "-"], capture_output=True, check=True).stdout
@@ -299,68 +263,10 @@ def test_a_damaged_mp3s_decoder_notes_are_kept_off_the_terminal(tmp_path, capfd)
         assert "Warning: Xing stream size" in printed or "Note: Trying to resync" in printed
         stats = audio.StreamStats()
         info = audio.probe(path)
-        audio.peak(path, info)
+        level.peak(path, info)
         assert sum(len(block) for block in audio.stream(path, info=info, stats=stats)) > 0
         assert capfd.readouterr().err == ""
         assert "truncated or damaged" in stats.shortfall  # said by us, once, in our words
-
-
-def test_the_level_sets_aside_a_few_brief_spikes_far_above_the_music(tmp_path):
-    rate = 44100
-    notes = np.concatenate([tone(220 * (k + 1), 1.0, rate, amplitude=0.05 + 0.01 * k)
-                            * np.exp(-3 * np.linspace(0, 1, rate)) for k in range(8)])
-    music = audio.array_peak(notes, rate)
-    assert music.spikes == 0 and music.level == music.mix == pytest.approx(0.12, rel=0.01)
-    clicked = notes.copy()
-    clicked[rate // 2] = 0.9  # a click of one sample
-    clicked[5 * rate:5 * rate + 40] = -0.7  # one of 1 ms
-    path = tmp_path / "clicks.flac"
-    sf.write(path, clicked, rate, subtype="PCM_24")
-    for peaks in (audio.array_peak(clicked, rate), audio.peak(path), audio.peak(path, parts=2)):
-        assert peaks.spikes == 2 and peaks.mix == pytest.approx(0.9, rel=1e-4)
-        assert peaks.level == pytest.approx(music.level, rel=1e-4)
-    # Spikes not far above the music, or too many to be spikes, are the level as they are.
-    for where, value in (([rate // 2], 0.3), ([k * rate // 2 for k in range(1, 9, 2)], 0.9)):
-        loud = notes.copy()
-        loud[where] = value
-        peaks = audio.array_peak(loud, rate)
-        assert peaks.spikes == 0 and peaks.level == peaks.mix == pytest.approx(value)
-
-
-def test_clipping_is_counted_where_the_wave_is_held_at_full_scale_or_its_own_peak(tmp_path):
-    """A recording clipped at its converter (or by a gain) holds its wave at full scale for
-    runs of samples, and where it was clipped and then lowered, at its own peak; a float
-    file past full scale is loud, not clipped, and a quiet 8-bit file's crests stand on
-    its coarse steps without having been clipped."""
-    rate = 44100
-    wave = tone(110, 2.0, rate, amplitude=1.0)
-    plateau = np.array([0.5, 1.0, 1.0, 1.0, 1.0, 0.5, -1.0, -1.0, -1.0, 0.2, 1.0, 1.0, 0.3])
-    assert audio.clipped_samples(plateau.reshape(-1, 1)) == 7  # a run of 2 is not clipping
-    assert audio.clipped_samples(np.stack([plateau, 0.5 * plateau], 1)) == 7
-    assert audio.clipped_samples(0.5 * plateau.reshape(-1, 1)) == 7  # at its own top
-    # Held at +-0.5 where the wave reaches +-0.6: not at its top, nor at full scale.
-    assert audio.clipped_samples(np.r_[0.5 * plateau, 0.6, -0.6].reshape(-1, 1)) == 0
-    assert audio.clipped_samples(np.r_[0.5 * plateau, 0.6].reshape(-1, 1)) == 3  # bottom
-    clipped = np.clip(3 * wave, -1, 1)
-    for name, samples, subtype, share in (
-            ("clipped.wav", clipped, "PCM_16", (0.6, 0.8)),
-            ("clipped-24.flac", clipped, "PCM_24", (0.6, 0.8)),
-            ("lowered.wav", 0.5 * clipped, "PCM_16", (0.6, 0.8)),
-            ("lowered-20dB.flac", 0.1 * clipped, "PCM_24", (0.6, 0.8)),
-            ("lowered-asymmetric.wav", 0.7 * np.clip(3 * wave, -0.8, 0.9), "PCM_16", (0.8, 0.83)),
-            ("loud.wav", 3 * wave, "FLOAT", (0, 0)),
-            ("full-scale.wav", wave, "PCM_16", (0, 0.001)),
-            ("quiet-8-bit.wav", tone(55, 2.0, rate, amplitude=0.02), "PCM_U8", (0, 0))):
-        path = tmp_path / name
-        sf.write(path, samples, rate, subtype=subtype)
-        for peaks in (audio.peak(path), audio.array_peak(sf.read(path)[0], rate)):
-            assert share[0] <= peaks.clipped_share <= share[1], (name, peaks.clipped_share)
-            assert peaks.samples == len(samples)
-    # A long file read in parts at once judges its runs as one read does.
-    long = np.tile(0.5 * clipped, 40)
-    sf.write(tmp_path / "long.flac", long, rate)
-    assert audio.peak(tmp_path / "long.flac", parts=2).clipped == audio.peak(
-        tmp_path / "long.flac").clipped > 0.6 * len(long)
 
 
 def unfinished(path):
@@ -389,7 +295,7 @@ def test_a_wav_whose_header_was_never_finished_is_read_whole(tmp_path, subtype, 
     assert info.raw_data.kind == "unfinished" and (info.sample_rate, info.channels, info.frames) == (
         22050, channels, 70 * 22050)
     np.testing.assert_array_equal(audio.load(cut), audio.load(whole))
-    assert audio.peak(cut, parts=2) == audio.peak(cut) == audio.peak(whole)
+    assert level.peak(cut, parts=2) == level.peak(cut) == level.peak(whole)
 
 
 def test_an_empty_wav_with_chunks_after_its_data_is_still_empty(tmp_path):
@@ -436,7 +342,7 @@ def test_a_wav_over_4_gb_that_is_not_rf64_is_read_whole(tmp_path, declared):
         assert warning.startswith("its header's sizes wrapped past 4 GB")
     else:  # "to the end" is what the size says
         assert warning is None
-    with audio._Reader(info) as reader:  # the last second, read where the file ends
+    with audio.Reader(info) as reader:  # the last second, read where the file ends
         reader.seek(info.frames - rate)
         last = reader.read(2 * rate)
     np.testing.assert_allclose(last, np.frombuffer(tail, "<i2").reshape(-1, 2) / 32768.0)
@@ -489,19 +395,7 @@ def test_a_flac_whose_header_gives_no_length_is_read_to_its_end(tmp_path, second
     np.testing.assert_array_equal(np.concatenate(list(audio.stream(open_ended, stats=stats))),
                                   audio.load(whole))
     assert stats.shortfall is None
-    assert audio.peak(open_ended, parts=2) == audio.peak(whole)
-
-
-def cut_file(tmp_path, name, seconds=20.0, keep=0.6, **write):
-    """A noise file of ``seconds`` cut after the fraction ``keep`` of its bytes."""
-    whole = tmp_path / f"whole-{name}"
-    rng = np.random.default_rng(1)
-    sf.write(whole, rng.standard_normal(int(C.SAMPLE_RATE * seconds)).astype(np.float32) * 0.1,
-             C.SAMPLE_RATE, **write)
-    data = whole.read_bytes()
-    cut = tmp_path / name
-    cut.write_bytes(data[: int(len(data) * keep)])
-    return cut
+    assert level.peak(open_ended, parts=2) == level.peak(whole)
 
 
 def test_a_truncated_flac_yields_what_decodes_and_says_how_much(tmp_path):

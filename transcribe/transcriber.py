@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import constants as C
-from . import audio as audio_io
+from . import audio as audio_io, level
 from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
                      head_pedal_spans, key_release_offsets)
 from .errors import TranscribeError
@@ -205,7 +205,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     ``normalize`` scales the audio so that its peak is ``constants.INPUT_PEAK``, the level
     the weights were tuned at (raised at most ``MAX_INPUT_GAIN_DB``), so the notes do not
     depend on the recording level and a quiet recording is heard whole; a file is then
-    read twice.  A few brief spikes far above the music (clicks: ``audio.Peaks.level``)
+    read twice.  A few brief spikes far above the music (clicks: ``level.Peaks.level``)
     do not set the level; they are held to full scale, with a warning.  The gain applied
     is in ``provenance["input_gain_db"]``.
     """
@@ -222,19 +222,19 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         total_s, source = info.duration_s, str(audio)
         with times.measure("input level (a first read)"):
             # As many readers as the network has threads: the cores it is about to use.
-            peaks = audio_io.peak(audio, info, parts=torch.get_num_threads()) \
+            peaks = level.peak(audio, info, parts=torch.get_num_threads()) \
                 if normalize else None
         blocks = audio_io.stream(audio, target, stats=stats, info=info)
     else:
         array = audio_io.as_samples_first(audio)
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
-        peaks = audio_io.array_peak(array, rate) if normalize else None
+        peaks = level.array_peak(array, rate) if normalize else None
         blocks = audio_io.stream_array(array, rate, target, stats=stats)
-    gain = audio_io.level_gain(peaks.level) if peaks is not None else 1.0
+    gain = level.level_gain(peaks.level) if peaks is not None else 1.0
     # Spikes set aside are held to full scale: raised with the music, a click would stand
     # far above anything the network was trained on (and cost the notes around it).
-    blocks = audio_io.scaled(blocks, gain, 1.0 if peaks is not None and peaks.spikes else None)
+    blocks = level.scaled(blocks, gain, 1.0 if peaks is not None and peaks.spikes else None)
     if dereverb:
         from .dereverb import dereverberate
         blocks = dereverberate(blocks, target)
@@ -276,11 +276,11 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         warnings.append(f"{peaks.spikes} brief spike{'s' * (peaks.spikes > 1)} (clicks? a "
                         f"knock?) stand up to {above:.0f} dB above the music; its level was "
                         "set by the music, and they were held to full scale")
-    if peaks is not None and peaks.clipped_share >= audio_io.CLIPPED_WARN_SHARE:
+    if peaks is not None and peaks.clipped_share >= level.CLIPPED_WARN_SHARE:
         share = 100 * peaks.clipped_share
-        level = peaks.clipped_level
-        where = ("held at full scale" if level >= audio_io.CLIP_LEVEL else
-                 f"held flat at {20 * math.log10(level):.1f} dBFS, its peak: clipped, then "
+        held_at = peaks.clipped_level
+        where = ("held at full scale" if held_at >= level.CLIP_LEVEL else
+                 f"held flat at {20 * math.log10(held_at):.1f} dBFS, its peak: clipped, then "
                  "lowered")
         warnings.append(f"{share:.{0 if share >= 10 else 1}f} % of its samples are clipped "
                         f"({where}): the distortion may add notes that were not played")
@@ -294,7 +294,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                         f"{20 * math.log10(C.INPUT_PEAK / (gain * peaks.level)):.0f} dB below "
                         "the level the weights were tuned at, and soft notes may be missed")
     if peaks is not None and peaks.cancelled:
-        level = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
+        falls = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
                  "channel" if peaks.mix > 0 else "to silence")
         if source is None:  # an array
             one = "audio[:, 0]"
@@ -302,7 +302,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
             left = Path(source).with_name(Path(source).stem + "-left.wav")
             one = (f"ffmpeg -i {shlex.quote(source)} -af 'pan=mono|c0=c0' "
                    f"{shlex.quote(str(left))}")
-        warnings.append(f"its channels cancel when mixed to mono (the mix falls {level}; "
+        warnings.append(f"its channels cancel when mixed to mono (the mix falls {falls}; "
                         f"is one polarity-inverted?): transcribe one channel, e.g. {one}")
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
