@@ -52,6 +52,25 @@ def test_single_file_writes_mid_beside_input_and_refuses_to_overwrite(tmp_path, 
     assert invoke(wav, "--weights", tiny_weights, "-q", "--overwrite").exit_code == 0
 
 
+def test_an_empty_name_is_refused_not_taken_for_the_current_folder(tmp_path, tiny_weights,
+                                                                   monkeypatch):
+    """click takes "" for the current folder: `amt-transcribe "$SONG" -o out/` with the
+    variable unset transcribed every recording under it, and `-o ""` wrote there."""
+    from transcribe.training.cli import evaluate_main
+    write_wav(tmp_path / "music" / "a.wav")
+    monkeypatch.chdir(tmp_path / "music")
+    for args in (["", "-o", tmp_path / "out"], ["a.wav", "-o", ""],
+                 ["a.wav", "--report", "", "-o", tmp_path / "out.mid"],
+                 ["a.wav", "--weights", "", "-o", tmp_path / "out.mid"]):
+        result = invoke(*args, *([] if "--weights" in args else ["--weights", tiny_weights]))
+        assert result.exit_code == 2, result.output
+        assert "an empty name (an unset shell variable?)" in result.output
+    result = CliRunner().invoke(evaluate_main, ["", str(tmp_path)])
+    assert result.exit_code == 2 and "an empty name" in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.wav", "music"]
+    assert invoke(".", "-o", tmp_path / "out", "--weights", tiny_weights, "-q").exit_code == 0
+
+
 def test_output_folders_are_created_and_formats_written(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "a.wav")
     for fmt in ("csv", "json"):

@@ -161,6 +161,21 @@ def test_a_model_may_be_given_as_its_weights_path(tiny_weights, tiny_model, pian
         transcribe(piano_wav, str(tiny_weights) + ".missing")
 
 
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tiny_model, piano_wav,
+                                                                  tmp_path, monkeypatch):
+    """``Path("")`` is the current folder: an empty audio path said ".: is a folder", and an
+    empty output raised "exists" for the folder (an unset variable in a notebook)."""
+    from transcribe import transcribe
+    from transcribe.transcriber import transcribe_to_file
+    monkeypatch.chdir(tmp_path)
+    for call, what in ((lambda: transcribe(""), "audio"),
+                       (lambda: transcribe(piano_wav, ""), "weights"),
+                       (lambda: transcribe_to_file(piano_wav, "", tiny_model), "output")):
+        with pytest.raises(TranscribeError, match=f"^an empty path was given as the {what}; "):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_array_whose_channels_cancel_is_warned_of_by_its_columns(tiny_model):
     """The hint for a file names an ffmpeg command; an array has no file: the hint is a
     column of it (it raised TypeError, building the command from no path, in session 29)."""

@@ -26,6 +26,7 @@ import soxr
 
 from . import constants as C
 from .errors import TranscribeError
+from .files import named_path
 
 AUDIO_EXTENSIONS = (".wav", ".bwf", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".mp2", ".aif",
                     ".aiff", ".aifc", ".w64", ".rf64", ".caf")
@@ -67,7 +68,7 @@ def probe(path: str | Path) -> AudioInfo:
 
     Raises ``TranscribeError`` with a one-line reason otherwise.
     """
-    path = Path(path)
+    path = named_path(path, "audio")
     try:
         mode = path.stat().st_mode
     except OSError as error:

@@ -55,6 +55,18 @@ class FiniteFloat(click.ParamType):
 PROBABILITY = FiniteFloat(0, 1)
 
 
+class NamedPath(click.Path):
+    """``click.Path`` that refuses an empty name, which it takes for ``.``: ``amt-transcribe
+    "$SONG" -o out/`` with the variable unset transcribed every recording under the current
+    folder, and ``-o ""`` wrote there."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (str, bytes)) and not value:
+            self.fail("an empty name (an unset shell variable?); name a file or folder, "
+                      "or . for the current folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class RayAddress(click.ParamType):
     """``--ray [ADDRESS]``: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT``.
 
@@ -142,15 +154,15 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 
 
 @click.command(context_settings=HELP_SETTINGS)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(),
+@click.argument("inputs", nargs=-1, required=True, type=NamedPath(path_type=Path))
+@click.option("-o", "--output", type=NamedPath(),
               help="Output file (one input) or folder (several inputs, a folder, or a path "
                    "ending in /); - writes one input's notes to standard output. Default: "
                    "beside each input, with the format's suffix.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["mid", "csv", "json"]), default=None,
               help="MIDI file, or note events (onset s, offset s, pitch, velocity) as CSV or "
                    "JSON.  [default: from the -o suffix (.mid, .midi, .csv, .json), else mid]")
-@click.option("--weights", type=click.Path(path_type=Path),
+@click.option("--weights", type=NamedPath(path_type=Path),
               help="Another checkpoint (NAME.pt with NAME.json beside it). Default: the shipped weights.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
               show_default=True, help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
@@ -203,7 +215,7 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
               help="Skip inputs whose output exists (resumes an interrupted batch), and "
                    "leave those another run is transcribing to it (runs started at once on "
                    "the same outputs, on this machine or others, share the files).")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
+@click.option("--report", type=NamedPath(path_type=Path), default=None,
               help="Also write what became of each input (its output, done / skipped / "
                    "failed / not done, seconds of audio, notes, warnings or error) to this "
                    ".csv or .json file, kept up as files finish and written at the end or "

@@ -215,6 +215,15 @@ def temporary_of(name: str) -> str | None:
 STDIO = "-"  # on a command line: standard input as an input, standard output as -o
 
 
+def named_path(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a ``Path``; ``TranscribeError`` if it is empty, which ``Path`` takes for
+    the current folder (an unset variable as the audio read the folder, as the output wrote
+    there)."""
+    if not os.fspath(path):
+        raise TranscribeError(f"an empty path was given as the {what}; name a file")
+    return Path(path)
+
+
 def is_stdio(path) -> bool:
     """Whether ``path`` is ``-``, a command line's name for standard input or output."""
     return path is not None and str(path) == STDIO

@@ -23,7 +23,7 @@ from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_t
                      head_pedal_spans, key_release_offsets)
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
-from .files import all_or_none, write_atomic
+from .files import all_or_none, named_path, write_atomic
 from .midi import format_for, notes_bytes, notes_to_midi
 from .timing import StageTimes
 from .version import __version__
@@ -462,7 +462,7 @@ def transcribe_to_file(source: str | Path, output: str | Path, model, *,
     no existing file is replaced, even one another process wrote meanwhile:
     ``files.OutputExists`` is raised instead.
     """
-    output = Path(output)
+    output = named_path(output, "output")
     times = times or StageTimes()
     if is_posteriorgram_file(source) and html:
         raise TranscribeError(f"{source}: --html needs the recording; give the audio file")

@@ -18,7 +18,7 @@ import torch
 
 from .errors import TranscribeError
 from .features import Frontend
-from .files import write_atomic
+from .files import named_path, write_atomic
 from .model import ModelConfig, UNetTranscriber
 
 DEFAULT_NAME = "amt-unet"
@@ -112,7 +112,7 @@ def read_weights(weights: str | Path | None = None) -> WeightsFile:
     ``TranscribeError`` when no trained weights are installed, the card is missing or
     malformed, or the checksum does not match.
     """
-    path = Path(weights) if weights is not None else default_weights_path()
+    path = named_path(weights, "weights") if weights is not None else default_weights_path()
     if not path.is_file():
         if weights is None:
             raise TranscribeError("no trained weights are installed (expected "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import HELP_SETTINGS, decoding_options, pop_decoding_options
+from ..cli import HELP_SETTINGS, NamedPath, decoding_options, pop_decoding_options
 
 DEFAULT_CACHE = Path("cache")
 
@@ -52,8 +52,8 @@ def main():
 
 
 @main.command()
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE / "train",
+@click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cache", type=NamedPath(path_type=Path), default=DEFAULT_CACHE / "train",
               show_default=True)
 @click.option("--hours", type=float, default=12.0, show_default=True,
               help="Render about this much of the training corpora (a larger value extends the cache).")
@@ -61,7 +61,7 @@ def main():
 @click.option("--transpose", "max_transpose", type=click.IntRange(0, 24), default=0,
               show_default=True, help="Shift each file by a random -N..N semitones "
               "(notes leaving the 88 keys are dropped); a new --seed draws new files.")
-@click.option("--pianos", "pianos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--pianos", "pianos_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               help="Folder of sampled pianos (PIANOS.tsv + SFZ), rendered with sfizz; the "
                    "development piano is never used.")
 @click.option("--piano-share", type=click.FloatRange(0, 1), default=0.75, show_default=True,
@@ -90,8 +90,8 @@ def render(manifest, cache, hours, seed, max_transpose, pianos_dir, piano_share,
 
 
 @main.command("make-validation")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_CACHE / "validation",
+@click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=NamedPath(path_type=Path), default=DEFAULT_CACHE / "validation",
               show_default=True)
 @click.option("--count", type=int, default=30, show_default=True)
 @click.option("--seconds", type=float, default=30.0, show_default=True)
@@ -107,14 +107,14 @@ def make_validation(manifest, out, count, seconds, seed):
 
 
 @main.command("make-development")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_CACHE / "development",
+@click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=NamedPath(path_type=Path), default=DEFAULT_CACHE / "development",
               show_default=True)
 @click.option("--part", type=click.Choice(["dev", "tuning"]), default="dev", show_default=True,
               help="The development pieces, or the separate slice for threshold tuning.")
-@click.option("--pianos", "pianos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--pianos", "pianos_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=Path("../shared/data/pianos"), show_default=True)
-@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--rooms", "rooms_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=Path("../shared/data/rir"), show_default=True)
 @click.option("--count", type=int, default=30, show_default=True)
 @click.option("--seconds", type=float, default=30.0, show_default=True)
@@ -149,20 +149,20 @@ def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds,
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("run_dir", type=NamedPath(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               help="JSON with 'model' (ModelConfig) and 'train' (TrainConfig) sections.")
-@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--cache", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "train", show_default=True)
-@click.option("--validation", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--validation", type=NamedPath(file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "validation", show_default=True)
 @click.option("--validation-files", type=int, default=10, show_default=True,
               help="Excerpts scored at each checkpoint.")
-@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--init", "init_weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               help="Start from another run's checkpoint or exported weights (e.g. weights/amt-unet.pt).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: all cores).")
-@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--rooms", "rooms_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               help="Folder of measured room responses to convolve with (the development "
                    "rooms are left out); modelled rooms are used either way.")
 def fit(run_dir, config_path, cache, validation, validation_files, init_weights, device, threads,
@@ -209,8 +209,8 @@ def make_validator(folder: Path, count: int):
 
 
 @main.command("tune-thresholds")
-@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("validation", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("validation", type=NamedPath(exists=True, file_okay=False, path_type=Path))
 @click.option("--files", type=int, default=10, show_default=True,
               help="Tune on the first FILES excerpts (the checkpoint-selection subset).")
 def tune_thresholds_command(weights, validation, files):
@@ -238,14 +238,14 @@ def tune_thresholds_command(weights, validation, files):
 
 
 @main.command("velocity-head")
-@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
 @OVERWRITE_OUT
-@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--cache", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "train", show_default=True)
-@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--rooms", "rooms_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               help="Measured room responses to convolve with, as fit takes them.")
-@click.option("--work", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--work", type=NamedPath(file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "velocity-features", show_default=True,
               help="Where the frozen hidden states go (2,000 segments of 320 frames: 0.8 GB).")
 @click.option("--segments", type=click.IntRange(2), default=2000, show_default=True)
@@ -280,14 +280,14 @@ def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs
 
 
 @main.command("gpu-bundle")
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("out", type=NamedPath(file_okay=False, path_type=Path))
+@click.option("--manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               default=Path("../shared/data/midi/MANIFEST.tsv"), show_default=True)
-@click.option("--pianos", "pianos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--pianos", "pianos_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=Path("../shared/data/pianos"), show_default=True)
-@click.option("--rooms", "rooms_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--rooms", "rooms_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=Path("../shared/data/rir"), show_default=True)
-@click.option("--wheels", "wheels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--wheels", "wheels_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               required=True, help="Wheels for the GPU machine's Python (pip download, README.md).")
 @click.option("--midi-mb", type=float, default=None,
               help="MIDI to carry, unpacked (default: bundle.MIDI_BUDGET_MB, 40, or what "
@@ -335,10 +335,10 @@ def save_derived(model, out: Path, card: dict, **facts: str) -> str:
 
 
 @main.command()
-@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
 @OVERWRITE_OUT
-@click.option("--cache", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--cache", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               required=True, help="Rendered training audio (amt-train render) to measure on.")
 @click.option("--batches", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -362,9 +362,9 @@ def recalibrate(weights, out, cache, batches, seed, overwrite):
 
 
 @main.command()
-@click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("first", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
 @OVERWRITE_OUT
 @click.option("--share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="SECOND's share of the average.")
@@ -392,9 +392,9 @@ def average(first, second, out, share, overwrite):
 
 
 @main.command()
-@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
 @OVERWRITE_OUT
 def widen(weights, config, out, overwrite):
     """Widen WEIGHTS into CONFIG's wider network (its 'model' section), same outputs.
@@ -423,9 +423,9 @@ def widen(weights, config, out, overwrite):
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--card", "card_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("checkpoint", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("weights", type=NamedPath(dir_okay=False, path_type=Path))
+@click.option("--card", "card_path", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               help="JSON merged into the card (e.g. validation figures).")
 @click.option("--overwrite", is_flag=True, help="Replace WEIGHTS (and its card) if they exist.")
 def export(checkpoint, weights, card_path, overwrite):
@@ -503,12 +503,12 @@ def band_table(counts, by: str, title: str):
 
 
 @click.command(context_settings=HELP_SETTINGS)
-@click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights to evaluate (default: shipped).")
-@click.option("--predictions", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.argument("audio_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path))
+@click.argument("midi_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path))
+@click.option("--weights", type=NamedPath(path_type=Path), help="Weights to evaluate (default: shipped).")
+@click.option("--predictions", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               help="Score MIDI files from another transcriber (same relative paths) instead.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Per-file scores CSV.")
+@click.option("--csv", "csv_path", type=NamedPath(path_type=Path), help="Per-file scores CSV.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
 @click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
