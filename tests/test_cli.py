@@ -201,11 +201,44 @@ def test_a_midi_file_given_to_transcribe_is_named_as_one(tmp_path, tiny_weights)
         shutil.copy(example, given)
         result = invoke(given, *(["-o", tmp_path / output] if output else []),
                         "--weights", tiny_weights)
-        assert result.exit_code == (2 if output is None else 1)
+        # Refused before any work by its name; take.wav as its reading fails.
+        assert result.exit_code == (1 if name == "take.wav" else 2)
         assert result.output == (f"amt-transcribe: error: {given}: a MIDI file, not a "
                                  "recording: amt-transcribe turns recordings (WAV, FLAC, OGG, "
                                  "MP3, AIFF...) into MIDI\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["score.midi", "song.mid", "take.wav"]
+
+
+def test_an_output_named_as_an_input_says_to_give_it_with_o(tmp_path, tiny_weights,
+                                                           monkeypatch):
+    """`amt-transcribe song.wav song.mid`, -o forgotten: the recording was transcribed to
+    song.wav.mid and song.mid failed as missing (or, alone, "song.mid is also an input;
+    choose another output name").  Now nothing is done and the way to name it is said."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.mid"
+    wav = write_wav(tmp_path / "song.wav")
+    shutil.copy(example, tmp_path / "old.mid")  # a MIDI file an earlier run wrote
+    monkeypatch.chdir(tmp_path)
+    for given, says in (
+            (["song.wav", "song.mid"], "song.mid: no such file; to name the output, give -o "
+                                       "song.mid"),
+            (["song.wav", "notes.csv"], "notes.csv: no such file; to name the output, give -o "
+                                        "notes.csv"),
+            (["song.wav", "old.mid"], "old.mid: a MIDI file, not a recording: amt-transcribe "
+                                      "turns recordings (WAV, FLAC, OGG, MP3, AIFF...) into MIDI; "
+                                      "to name the output, give -o old.mid"),
+            (["song.wav", "song.wav", "b.mid"], "b.mid: no such file; to name the output, give "
+                                                "-o b.mid"),
+            (["song.wav", "a.wav", "b.mid"], "b.mid: no such file")):
+        result = invoke(*given, "--weights", tiny_weights)
+        assert result.exit_code == 2
+        assert result.output == f"amt-transcribe: error: {says}\n", given
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mid", "song.wav"]
+    # A recording misnamed .mid is still read, given another output; as its own, refused.
+    shutil.copy(wav, tmp_path / "take.mid")
+    assert invoke(tmp_path / "take.mid", "-o", tmp_path / "take-notes.mid",
+                  "--weights", tiny_weights).exit_code == 0
+    result = invoke(tmp_path / "take.mid", "--weights", tiny_weights)
+    assert result.exit_code == 2 and "would be written over by its own notes" in result.output
 
 
 def transcribe_piped(*args, stdin=b"", **kwargs):

@@ -203,6 +203,9 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
     inputs = {_key(job.source) for job in jobs}
     audio = _audio_suffixes()
     for job in jobs:
+        refused = _output_given_as_input(job.source, one_other=len(jobs) == 2)
+        if refused:
+            raise UsageError(refused)
         suffix = job.output.suffix.lower()
         if suffix in audio:
             raise UsageError(f"{job.output}: an audio file name for the {fmt} output "
@@ -216,9 +219,9 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
                              f".mid, .csv or .json, or give --format to use this name")
         for path in written_by(job, side):
             if _key(path) in inputs:
-                from .audio import is_midi, midi_given
-                if _key(path) == _key(job.source) and is_midi(job.source):  # song.mid alone
-                    raise UsageError(midi_given(job.source))
+                if _key(path) == _key(job.source):  # notes.csv -f csv
+                    raise UsageError(f"{path} would be written over by its own notes; name "
+                                     "the output with -o")
                 raise UsageError(f"{path} is also an input; choose another output name")
             try:
                 check_not_special(path)
@@ -242,6 +245,23 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
             if not folder.is_dir():
                 raise TranscribeError(f"{job.output}: {folder} is a file, not a folder")
             check_writable(folder)
+
+
+def _output_given_as_input(source: Path, one_other: bool) -> str | None:
+    """The error for an input named as notes are (``.mid``, ``.csv``...) that is missing or
+    a MIDI file: ``amt-transcribe song.wav song.mid`` with -o forgotten transcribed the
+    recording to ``song.wav.mid`` and failed the other, or said "song.mid is also an input;
+    choose another output name".  ``one_other``: with one other input, say how to name
+    the output.  None for a file that may be a recording misnamed."""
+    from .audio import is_midi, midi_given
+    if source.suffix.lower() not in NOTE_SUFFIXES or is_stdio(source):
+        return None
+    hint = f"; to name the output, give -o {shlex.quote(str(source))}" if one_other else ""
+    if is_midi(source):
+        return midi_given(source) + hint
+    if not os.path.lexists(source):
+        return f"{source}: no such file{hint}"
+    return None
 
 
 def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) -> None:
