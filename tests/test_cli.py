@@ -71,6 +71,27 @@ def test_an_empty_name_is_refused_not_taken_for_the_current_folder(tmp_path, tin
     assert invoke(".", "-o", tmp_path / "out", "--weights", tiny_weights, "-q").exit_code == 0
 
 
+def test_several_recordings_given_a_files_name_as_output_are_refused(tmp_path, tiny_weights):
+    """`amt-transcribe *.wav -o all.mid` made a folder all.mid/ of one MIDI file per
+    recording.  A folder so named by the user (it exists, or the name ends in /) is one."""
+    for name in ("a.wav", "b.wav", "folder/c.wav"):
+        write_wav(tmp_path / name)
+    for inputs, output in (([tmp_path / "a.wav", tmp_path / "b.wav"], "all.mid"),
+                           ([tmp_path / "folder"], "notes.csv"), ([tmp_path / "folder"], "x.WAV")):
+        result = invoke(*inputs, "-o", tmp_path / output, "--weights", tiny_weights)
+        assert result.exit_code == 2
+        folder = tmp_path / Path(output).stem
+        assert result.output == (f"amt-transcribe: error: {tmp_path / output}: a file's name for "
+                                 "the output of several recordings, which get one file each in "
+                                 f"a folder; name the folder (-o {folder}{os.sep})\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav", "folder"]
+    (tmp_path / "made.mid").mkdir()
+    for output in ("made.mid", f"new.mid{os.sep}"):
+        assert invoke(tmp_path / "a.wav", tmp_path / "b.wav", "-o", f"{tmp_path}{os.sep}{output}",
+                      "--weights", tiny_weights, "-q").exit_code == 0
+        assert (tmp_path / output / "a.mid").is_file() and (tmp_path / output / "b.mid").is_file()
+
+
 def test_output_folders_are_created_and_formats_written(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "a.wav")
     for fmt in ("csv", "json"):

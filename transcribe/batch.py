@@ -110,6 +110,13 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     jobs = []
     many = len(inputs) > 1 or any(_is_dir(p) for p in inputs)
     out_is_dir = output is not None and (many or _is_dir(output) or raw.endswith(("/", os.sep)))
+    if (many and output is not None and not is_stdio(output) and not _is_dir(output)
+            and not raw.endswith(("/", os.sep))
+            and output.suffix.lower() in tuple(NOTE_SUFFIXES) + _audio_suffixes()):
+        # -o all.mid for *.wav made a folder all.mid/ of one MIDI file per recording
+        raise UsageError(f"{raw}: a file's name for the output of several recordings, which "
+                         f"get one file each in a folder; name the folder (-o "
+                         f"{shlex.quote(str(output.with_suffix('')) + os.sep)})")
     for source in inputs:
         if _is_dir(source):
             files = _files_under(source)
