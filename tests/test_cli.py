@@ -92,6 +92,40 @@ def test_several_recordings_given_a_files_name_as_output_are_refused(tmp_path, t
         assert (tmp_path / output / "a.mid").is_file() and (tmp_path / output / "b.mid").is_file()
 
 
+def test_a_batch_whose_disk_is_full_starts_no_more_files(tmp_path, tiny_weights, monkeypatch):
+    """Each file of an archive was transcribed and then failed to be written, one after
+    another, for hours: the disk was full.  The batch now starts no more files, and says
+    how to go on once there is room; the files not started are "not done"."""
+    import errno
+    import tempfile
+    for name in "abcd":
+        write_wav(tmp_path / "in" / f"{name}.wav")
+    out = tmp_path / "out"
+    made = tempfile.mkstemp
+
+    def full_after_a(*args, prefix="", dir=None, **kwargs):  # once a.mid is written
+        if dir is not None and Path(dir) == out and prefix.startswith((".b.", ".c.", ".d.")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return made(*args, prefix=prefix, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_after_a)
+    result = invoke(tmp_path / "in", "-o", out, "--report", tmp_path / "report.csv",
+                    "--weights", tiny_weights)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-2:] == [
+        f"amt-transcribe: failed: {out / 'b.mid'}: cannot write it (No space left on device)",
+        "amt-transcribe: stopped: no room left for the outputs (the disk is full, or the quota "
+        "spent); 2 files not started: make room, then go on with --skip-existing"]
+    assert "4 files: 1 done, 1 failed, 2 not done" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.mid"]
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    assert [row["status"] for row in rows] == ["done", "failed", "not done", "not done"]
+    monkeypatch.setattr(tempfile, "mkstemp", made)  # room made: the batch goes on
+    assert invoke(tmp_path / "in", "-o", out, "--skip-existing", "--weights", tiny_weights,
+                  "-q").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.mid", "b.mid", "c.mid", "d.mid"]
+
+
 def test_output_folders_are_created_and_formats_written(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "a.wav")
     for fmt in ("csv", "json"):

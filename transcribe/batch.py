@@ -35,6 +35,9 @@ class Job:
     seconds: float | None = None
     message: str = ""
     spool: Path | None = None  # where standard input (source "-") was saved to be read
+    # Its output found no room (disk full, quota spent): the batch starts no more files,
+    # which would all be transcribed and fail alike.
+    no_room: bool = False
 
 
 def shown(job: Job) -> str:
@@ -424,7 +427,7 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
 
     Never raises for a bad input: the batch goes on and the job says why it failed.
     """
-    from .files import OutputExists
+    from .files import NO_ROOM_ERRORS, NoRoom, OutputExists
     from .progress import BY_ANOTHER_RUN
     from .transcriber import transcribe_to_file, transcribe_to_stream
 
@@ -457,12 +460,14 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
             text = named(job, str(error))
             says_which = name in text or (not is_stdio(job.output) and str(job.output) in text)
             job.message = text if says_which else f"{name}: {text}"
+        job.no_room = isinstance(error, NoRoom)
     except BrokenPipeError:  # `| head`: what was read of the notes is all there is
         _stdout_to_devnull()
         job.status, job.message = "failed", (f"{name}: standard output was closed before "
                                              "the notes were written whole")
     except OSError as error:
         job.status, job.message = "failed", f"{name}: {error.strerror or error}"
+        job.no_room = error.errno in NO_ROOM_ERRORS
     except Exception as error:  # a bug: keep the batch going, but say so plainly
         job.status = "failed"
         job.message = (f"{name}: unexpected {type(error).__name__}: {error} "
@@ -617,6 +622,9 @@ def run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, time
         finally:  # not after a kill: the marker outlives the run
             claims.clear(job, made)
         reporter.finish_file(job)
+        if job.no_room:
+            queue.clear()
+            held.clear()
 
 
 # One worker process of --jobs: its model, loaded once, and whether a job is running.
@@ -719,6 +727,9 @@ def run_parallel(pending: list[Job], workers: int, threads: int, weights, device
             job.status, job.message = "failed", f"{shown(job)}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
+            if job.no_room:  # the jobs running finish; no more start
+                for waiting in (queue, suspects, held):
+                    waiting.clear()
         claims.clear(job, made)
         reporter.finish_file(job)
         return False

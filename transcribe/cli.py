@@ -432,6 +432,12 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
         reporter.profile(times, sum(job.duration_s or 0.0 for job in jobs))
     for job in failed:
         click.echo(f"amt-transcribe: failed: {readable(job.message)}", err=True)
+    left = sum(job.status == "pending" for job in jobs)
+    if left and any(job.no_room for job in failed):
+        from .progress import plural
+        click.echo(f"amt-transcribe: stopped: no room left for the outputs (the disk is full, "
+                   f"or the quota spent); {plural(left, 'file')} not started: make room, then "
+                   "go on with --skip-existing", err=True)
     if failed or unwritten:
         sys.exit(EXIT_FAILED)
 

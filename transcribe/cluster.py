@@ -236,6 +236,9 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                     else:
                         release(job)
                         reporter.finish_file(job)
+                        if job.no_room:  # the tasks running finish; no more start
+                            queue.clear()
+                            held.clear()
         except KeyboardInterrupt:
             # Ray raises KeyboardInterrupt inside each running task: its temporary
             # files are removed on the way out, as in a local run.

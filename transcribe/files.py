@@ -26,6 +26,15 @@ class OutputExists(TranscribeError):
     """The target exists and replacing it was not asked for."""
 
 
+class NoRoom(TranscribeError):
+    """The output's filesystem is full, or the user's quota there is spent: the outputs
+    after this one would fail as well."""
+
+
+# The errors of a write that found no room (EDQUOT: a quota; not on Windows).
+NO_ROOM_ERRORS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
 # The files written inside ``all_or_none`` and not yet published (None outside it):
 # (temporary file, target, overwrite).
 _STAGED: contextvars.ContextVar[list[tuple[str, Path, bool]] | None] = contextvars.ContextVar(
@@ -249,7 +258,8 @@ def _cut(name: str, max_bytes: int) -> str:
 
 def _cannot_write(path: Path, error: OSError) -> TranscribeError:
     """A failed write (disk full, permissions, a vanished folder) named by its output."""
-    return TranscribeError(f"{path}: cannot write it ({error.strerror or error})")
+    kind = NoRoom if error.errno in NO_ROOM_ERRORS else TranscribeError
+    return kind(f"{path}: cannot write it ({error.strerror or error})")
 
 
 def check_writable(folder: Path) -> None:

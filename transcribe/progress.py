@@ -173,7 +173,8 @@ class Reporter:
                               "" if job.duration_s is None else f"{job.duration_s:.1f} s",
                               "" if job.notes is None else str(job.notes),
                               "" if job.seconds is None else f"{job.seconds:.1f}",
-                              f"[{colours.get(job.status, 'white')}]{job.status}[/]")
+                              f"[{colours.get(job.status, 'white')}]"
+                              f"{'not done' if job.status == 'pending' else job.status}[/]")
             self.console.print(table)
         # One line even in a log file (rich wraps at 80 columns where stderr is no terminal).
         self.console.print(totals_line(jobs, elapsed_s), markup=False, highlight=False,
