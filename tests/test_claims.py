@@ -69,7 +69,6 @@ def test_markers_and_locks_are_judged_by_the_clock_that_stamps_their_folder(
     assert not report_lock_file.exists()
 
 
-
 def broken_and_taken_after_the_look(lock, theirs: bytes, monkeypatch):
     """Make another run break the killed run's ``lock`` and put its own up (``theirs``)
     between this run's look at the lock's time and what it does next."""
