@@ -301,6 +301,28 @@ def transcribe_piped(*args, stdin=b"", **kwargs):
                           capture_output=True, timeout=300, **kwargs)
 
 
+def test_standard_output_sent_to_the_output_file_is_named_as_the_mistake(tmp_path, tiny_weights):
+    """`amt-transcribe song.wav > song.mid`: the shell made song.mid empty before the run
+    began, which then said "song.mid exists; use --overwrite" (and with --skip-existing
+    left it empty, as done).  Now it says what happened, before any work."""
+    wav = write_wav(tmp_path / "song.wav")
+    for options in ([], ["--skip-existing"]):
+        with open(tmp_path / "song.mid", "wb") as redirected:
+            run = subprocess.run([sys.executable, "-m", "transcribe", str(wav), *options,
+                                  "--weights", str(tiny_weights)], stdout=redirected,
+                                 stderr=subprocess.PIPE, timeout=300)
+        assert run.returncode == 2
+        assert run.stderr.decode() == (
+            f"amt-transcribe: error: {tmp_path / 'song.mid'}: standard output is sent to it "
+            "(> song.mid), and amt-transcribe writes it itself; leave out the >, or give -o - "
+            "for the notes on standard output\n")
+    with open(tmp_path / "log.txt", "wb") as redirected:  # elsewhere: as without it
+        assert subprocess.run([sys.executable, "-m", "transcribe", str(wav), "--overwrite",
+                               "--weights", str(tiny_weights)], stdout=redirected,
+                              timeout=300).returncode == 0
+    assert pretty_midi.PrettyMIDI(str(tmp_path / "song.mid")).instruments
+
+
 def test_standard_input_and_output_give_what_files_give(tmp_path, tiny_weights):
     """ffmpeg ... -f wav - | amt-transcribe - -o song.mid, and -o - for the notes: "-" was
     refused ("save it to a file first")."""

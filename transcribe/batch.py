@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import stat
 import sys
 import time
 from collections import Counter, defaultdict
@@ -212,6 +213,7 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
     from .files import NotAFile, check_not_special, check_writable
     inputs = {_key(job.source) for job in jobs}
     audio = _audio_suffixes()
+    redirected = _stdout_file()
     for job in jobs:
         refused = _output_given_as_input(job.source, one_other=len(jobs) == 2)
         if refused:
@@ -238,6 +240,10 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
             except NotAFile as error:
                 raise UsageError(f"{error}; name a file (-o - writes the notes to standard "
                                  "output)") from None
+            if redirected is not None and _same_file(path, redirected):
+                raise UsageError(f"{path}: standard output is sent to it (> {path.name}), and "
+                                 f"amt-transcribe writes it itself; leave out the >, or give "
+                                 f"-o - for the notes on standard output")
         # "-o midi" for one file: a folder was meant more often than a MIDI file so named
         if not fmt_given and not suffix and not is_stdio(job.output):
             raise UsageError(f"{job.output}: a name without a suffix; name the file "
@@ -272,6 +278,24 @@ def _output_given_as_input(source: Path, one_other: bool) -> str | None:
     if not os.path.lexists(source):
         return f"{source}: no such file{hint}"
     return None
+
+
+def _stdout_file() -> os.stat_result | None:
+    """The file standard output is redirected to (``> song.mid``), if it is a file: the
+    shell made it empty before the run began, and it was "song.mid exists" (or, with
+    --skip-existing, skipped as done)."""
+    try:
+        found = os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # none, or not a real file (a test's)
+        return None
+    return found if stat.S_ISREG(found.st_mode) else None
+
+
+def _same_file(path: Path, found: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), found)
+    except OSError:
+        return False
 
 
 def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) -> None:
