@@ -229,6 +229,34 @@ def test_amt_evaluate_says_which_references_another_transcriber_left_without_not
     assert "pred on 3 files" in printed
 
 
+def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(tmp_path,
+                                                                              capsys):
+    """A recording and its MIDI file may be given alone (folders were required).  A
+    prediction that ends its notes at the key releases and holds them with CC64 (Transkun,
+    --pedal cc64) was read without its pedal: the pedalled example scored against itself
+    had frame F1 56 and note+offset 36."""
+    from transcribe.training.cli import evaluate_main
+    from transcribe.training.evaluate import reference_pedal
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    audio, midi = examples / "example.flac", examples / "example.mid"
+    assert reference_pedal(midi).size  # the example's pedal is down in places
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(audio), str(midi), "--predictions", str(midi),
+                       "--csv", str(tmp_path / "scores.csv")])
+    assert exit_info.value.code == 0
+    assert "example.mid on 1 file" in capsys.readouterr().out
+    row, = list(csv.DictReader(open(tmp_path / "scores.csv")))
+    for level in ("frame", "note", "note_offset", "note_velocity"):
+        assert float(row[f"{level}_f1"]) == 1.0, level
+    # Folders and files mixed: which pairs are meant cannot be told.
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(audio), str(examples)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "amt-evaluate: error: give folders, or files, to pair: a recording, its reference MIDI "
+        "file (and the other transcriber's MIDI file)\n")
+
+
 def test_amt_evaluate_says_which_references_hold_no_notes(tmp_path, capsys):
     """A reference whose notes are all on a drum track (or none at all) scored F1 0 without
     a word, and pulled the set's mean down."""

@@ -503,11 +503,12 @@ def band_table(counts, by: str, title: str):
 
 
 @click.command(context_settings=HELP_SETTINGS)
-@click.argument("audio_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path))
-@click.argument("midi_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path))
+@click.argument("audio_dir", metavar="AUDIO", type=NamedPath(exists=True, path_type=Path))
+@click.argument("midi_dir", metavar="MIDI", type=NamedPath(exists=True, path_type=Path))
 @click.option("--weights", type=NamedPath(path_type=Path), help="Weights to evaluate (default: shipped).")
-@click.option("--predictions", type=NamedPath(exists=True, file_okay=False, path_type=Path),
-              help="Score MIDI files from another transcriber (same relative paths) instead.")
+@click.option("--predictions", type=NamedPath(exists=True, path_type=Path),
+              help="Score MIDI files from another transcriber (same relative paths; for one "
+                   "recording, its MIDI file) instead.")
 @click.option("--csv", "csv_path", type=NamedPath(path_type=Path), help="Per-file scores CSV.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
@@ -520,9 +521,10 @@ def band_table(counts, by: str, title: str):
               help="Also note recall by the number of notes sounding at the onset.")
 def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, model_pass,
                   by_register, by_velocity, by_polyphony, **decoding):
-    """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO_DIR against MIDI_DIR.
+    """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO against MIDI.
 
-    Files pair by relative path without suffix (a/b.flac with a/b.mid).
+    AUDIO and MIDI are folders, whose files pair by relative path without suffix (a/b.flac
+    with a/b.mid), or a recording and its reference MIDI file.
     """
     from rich.console import Console
 
@@ -532,7 +534,13 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     from .metrics import mean_scores
     console = Console(stderr=True)
     unpaired: list[Path] = []
-    pairs = pair_files(audio_dir, midi_dir, unpaired)
+    one = [path.is_file() for path in (audio_dir, midi_dir, predictions) if path is not None]
+    if any(one) and not all(one):
+        console.print("amt-evaluate: error: give folders, or files, to pair: a recording, its "
+                      "reference MIDI file (and the other transcriber's MIDI file)", markup=False,
+                      highlight=False, soft_wrap=True)
+        sys.exit(2)
+    pairs = [(audio_dir, midi_dir)] if all(one) else pair_files(audio_dir, midi_dir, unpaired)
     if not pairs:
         console.print(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of "
                       f"the same name in {midi_dir}", markup=False, highlight=False)

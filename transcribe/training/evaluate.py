@@ -231,17 +231,20 @@ def pick_decoding(tried: list[tuple], tolerance: float = NOTE_F1_TOLERANCE) -> t
 def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
                          reference_root: Path, missing: list[Path] | None = None) -> list[dict]:
     """Score MIDI files another transcriber wrote (mirroring the reference tree, ``.mid`` or
-    the reference's suffix) against the references.  A reference without a prediction is
-    scored as one without notes (the transcriber wrote nothing for it), and appended to
-    ``missing``, if given."""
-    from ..midi import midi_to_notes
+    the reference's suffix; or, ``predictions`` a file, the one reference's) against the
+    references.  A prediction's notes are read as they sound, lengthened through its own
+    sustain pedal as the reference's are (a transcriber that writes notes to the key
+    release and CC64, as Transkun and ``--pedal cc64`` do, scored frame F1 56 against its
+    own reference file).  A reference without a prediction is scored as one without notes
+    (the transcriber wrote nothing for it), and appended to ``missing``, if given."""
     rows = []
     for audio, midi in pairs:
-        predicted = predictions / midi.relative_to(reference_root)
+        predicted = (predictions if predictions.is_file()
+                     else predictions / midi.relative_to(reference_root))
         if not predicted.exists():
             predicted = predicted.with_suffix(".mid")
         if predicted.exists():
-            estimate = midi_to_notes(read_midi(predicted))
+            estimate = reference_notes(predicted)
         else:
             estimate = np.zeros((0, 4))
             if missing is not None:
