@@ -234,7 +234,7 @@ def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(t
     """A recording and its MIDI file may be given alone (folders were required).  A
     prediction that ends its notes at the key releases and holds them with CC64 (Transkun,
     --pedal cc64) was read without its pedal: the pedalled example scored against itself
-    had frame F1 56 and note+offset 36."""
+    had frame F1 72 (recall 56) and note+offset F1 33."""
     from transcribe.training.cli import evaluate_main
     from transcribe.training.evaluate import reference_pedal
     examples = Path(__file__).resolve().parent.parent / "examples"

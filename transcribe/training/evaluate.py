@@ -234,8 +234,8 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
     the reference's suffix; or, ``predictions`` a file, the one reference's) against the
     references.  A prediction's notes are read as they sound, lengthened through its own
     sustain pedal as the reference's are (a transcriber that writes notes to the key
-    release and CC64, as Transkun and ``--pedal cc64`` do, scored frame F1 56 against its
-    own reference file).  A reference without a prediction is scored as one without notes
+    release and CC64, as Transkun and ``--pedal cc64`` do, scored frame F1 72 and
+    note+offset F1 33 against its own file as reference).  A reference without a prediction is scored as one without notes
     (the transcriber wrote nothing for it), and appended to ``missing``, if given."""
     rows = []
     for audio, midi in pairs:
