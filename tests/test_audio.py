@@ -94,6 +94,21 @@ def test_bad_files_raise_one_clear_error(tmp_path, make, message):
         audio.probe(path)
 
 
+def test_a_missing_file_named_as_a_shell_leaves_a_pattern_or_a_tilde_says_so(tmp_path,
+                                                                              monkeypatch):
+    """A quoted ~ and a pattern that matched nothing reach us as they were typed: "no such
+    file" alone left the user looking for a file that exists."""
+    monkeypatch.chdir(tmp_path)
+    for name, says in (("~/song.wav", "~/song.wav: no such file (nothing made ~ the home "
+                                      "folder: a shell does outside quotes, Python with "
+                                      "os.path.expanduser)"),
+                       ("take*.wav", "take*.wav: no such file (no file matched this pattern)"),
+                       ("take.wav", "take.wav: no such file")):
+        with pytest.raises(TranscribeError) as error:
+            audio.probe(name)
+        assert str(error.value) == says
+
+
 def test_folder_and_unsupported_container_errors(tmp_path):
     with pytest.raises(TranscribeError, match="folder"):
         audio.probe(tmp_path)

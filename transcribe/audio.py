@@ -313,6 +313,12 @@ def _stat_message(path: Path, error: OSError) -> str:
             return f"{path}: a symbolic link to a file that does not exist"
         if str(path) == "-":  # a Unix habit: the whole file is read twice, so not a pipe
             return "-: audio is not read from standard input; save it to a file first"
+        name = str(path)
+        if name.startswith("~"):  # quoted, so the shell left it
+            return (f"{path}: no such file (nothing made ~ the home folder: a shell does "
+                    "outside quotes, Python with os.path.expanduser)")
+        if "*" in name or "?" in name:  # a pattern that matched nothing is passed on as it is
+            return f"{path}: no such file (no file matched this pattern)"
         return f"{path}: no such file"
     if error.errno == errno.EACCES:
         return f"{path}: permission denied"
