@@ -126,6 +126,26 @@ def test_a_batch_whose_disk_is_full_starts_no_more_files(tmp_path, tiny_weights,
     assert sorted(p.name for p in out.iterdir()) == ["a.mid", "b.mid", "c.mid", "d.mid"]
 
 
+def test_a_quoted_tilde_never_makes_a_folder_named_tilde(tmp_path, tiny_weights, monkeypatch):
+    """`-o "~/midi/"`: no shell expanded the ~, and a folder named ~ was made in the
+    current one, which a later `rm -rf ~` would take for the home folder."""
+    wav = write_wav(tmp_path / "in" / "a.wav")
+    write_wav(tmp_path / "in" / "b.wav")
+    monkeypatch.chdir(tmp_path)
+    for args in ([wav, "-o", "~/midi/"], [wav, "-o", "~/a.mid"], [tmp_path / "in", "-o", "~"],
+                 [wav, "-o", "a.mid", "--report", "~/report.csv"]):
+        result = invoke(*args, "--weights", tiny_weights)
+        assert result.exit_code == 2
+        assert "nothing made ~ the home folder (a shell does outside quotes), and a folder " \
+               "named ~ would be made here; write it outside quotes, or with $HOME" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    # A name that only begins with ~ is a file's; a folder ~ made on purpose is used.
+    assert invoke(wav, "-o", "~a.mid", "--weights", tiny_weights, "-q").exit_code == 0
+    (tmp_path / "~").mkdir()
+    assert invoke(wav, "-o", "~/a.mid", "--weights", tiny_weights, "-q").exit_code == 0
+    assert sorted(p.name for p in tmp_path.rglob("*.mid")) == ["a.mid", "~a.mid"]
+
+
 def test_output_folders_are_created_and_formats_written(tmp_path, tiny_weights):
     wav = write_wav(tmp_path / "a.wav")
     for fmt in ("csv", "json"):

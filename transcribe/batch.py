@@ -114,6 +114,8 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     jobs = []
     many = len(inputs) > 1 or any(_is_dir(p) for p in inputs)
     out_is_dir = output is not None and (many or _is_dir(output) or raw.endswith(("/", os.sep)))
+    if output is not None:
+        check_no_tilde(raw, "-o", out_is_dir)
     if (many and output is not None and not is_stdio(output) and not _is_dir(output)
             and not raw.endswith(("/", os.sep))
             and output.suffix.lower() in tuple(NOTE_SUFFIXES) + _audio_suffixes()):
@@ -145,6 +147,20 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     # One file named twice (overlapping globs, a folder and a file in it) is one job.
     unique = {(_key(job.source), _key(job.output)): job for job in jobs}
     return _separate_collisions(list(unique.values()), suffix)
+
+
+def check_no_tilde(name: str, option: str, folder: bool = False) -> None:
+    """Refuse a path as typed (``name``) that begins with a folder ``~`` no shell expanded
+    (``-o "~/midi/"``): a folder named ``~`` was made in the current one, which ``rm -rf ~``
+    then removes the home folder in place of.  One that exists is used as it is.  ``folder``:
+    ``name`` is a folder to make."""
+    parts = Path(name).parts
+    first = parts[0] if parts else ""
+    folder = folder or len(parts) > 1
+    if first.startswith("~") and folder and not os.path.lexists(first):
+        raise UsageError(f"{option} {name}: nothing made ~ the home folder (a shell does "
+                         f"outside quotes), and a folder named {first} would be made here; "
+                         "write it outside quotes, or with $HOME")
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -302,6 +318,7 @@ def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) 
     """Refuse, before any audio is read, a ``--report`` that is not .csv or .json, that
     names an input or an output, or that exists unless ``replace``; make its folder."""
     from .files import NotAFile, check_not_special, check_writable
+    check_no_tilde(str(report), "--report")
     if report.suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"{report}: name the report .csv or .json")
     for job in jobs:
