@@ -230,7 +230,8 @@ def test_amt_evaluate_says_which_references_another_transcriber_left_without_not
 
 
 def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(tmp_path,
-                                                                              capsys):
+                                                                              capsys,
+                                                                              monkeypatch):
     """A recording and its MIDI file may be given alone (folders were required).  A
     prediction that ends its notes at the key releases and holds them with CC64 (Transkun,
     --pedal cc64) was read without its pedal: the pedalled example scored against itself
@@ -255,6 +256,13 @@ def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(t
     assert capsys.readouterr().err == (
         "amt-evaluate: error: give folders, or files, to pair: a recording, its reference MIDI "
         "file (and the other transcriber's MIDI file)\n")
+    # A quoted ~ (no shell made it the home folder) would make a folder named ~ here.
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(audio), str(midi), "--predictions", str(midi), "--csv", "~/s.csv"])
+    assert exit_info.value.code == 1 and "nothing made ~ the home folder" in capsys.readouterr().err
+    assert list((tmp_path / "here").iterdir()) == []
 
 
 def test_amt_evaluate_says_which_references_hold_no_notes(tmp_path, capsys):
