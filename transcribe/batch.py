@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import claims
 from .errors import EXIT_INTERRUPTED, TranscribeError, UsageError
-from .files import age_s, is_stdio
+from .files import age_s, check_no_tilde, is_stdio
 
 NOTE_SUFFIXES = {".mid": "mid", ".midi": "mid", ".csv": "csv", ".json": "json"}
 
@@ -147,20 +147,6 @@ def plan_jobs(inputs: tuple[Path, ...], output: str | Path | None, fmt: str,
     # One file named twice (overlapping globs, a folder and a file in it) is one job.
     unique = {(_key(job.source), _key(job.output)): job for job in jobs}
     return _separate_collisions(list(unique.values()), suffix)
-
-
-def check_no_tilde(name: str, option: str, folder: bool = False) -> None:
-    """Refuse a path as typed (``name``) that begins with a folder ``~`` no shell expanded
-    (``-o "~/midi/"``): a folder named ``~`` was made in the current one, which ``rm -rf ~``
-    then removes the home folder in place of.  One that exists is used as it is.  ``folder``:
-    ``name`` is a folder to make."""
-    parts = Path(name).parts
-    first = parts[0] if parts else ""
-    folder = folder or len(parts) > 1
-    if first.startswith("~") and folder and not os.path.lexists(first):
-        raise UsageError(f"{option} {name}: nothing made ~ the home folder (a shell does "
-                         f"outside quotes), and a folder named {first} would be made here; "
-                         "write it outside quotes, or with $HOME")
 
 
 def _files_under(folder: Path) -> list[Path]:

@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import TranscribeError
+from .errors import TranscribeError, UsageError
 
 
 class OutputExists(TranscribeError):
@@ -231,6 +231,20 @@ def named_path(path: str | os.PathLike, what: str) -> Path:
     if not os.fspath(path):
         raise TranscribeError(f"an empty path was given as the {what}; name a file")
     return Path(path)
+
+
+def check_no_tilde(name: str, option: str, folder: bool = False) -> None:
+    """Refuse a path as typed (``name``) that begins with a folder ``~`` no shell expanded
+    (``-o "~/midi/"``): a folder named ``~`` was made in the current one, which ``rm -rf ~``
+    then removes the home folder in place of.  One that exists is used as it is.  ``folder``:
+    ``name`` is a folder to make."""
+    parts = Path(name).parts
+    first = parts[0] if parts else ""
+    folder = folder or len(parts) > 1
+    if first.startswith("~") and folder and not os.path.lexists(first):
+        raise UsageError(f"{option} {name}: nothing made ~ the home folder (a shell does "
+                         f"outside quotes), and a folder named {first} would be made here; "
+                         "write it outside quotes, or with $HOME")
 
 
 def is_stdio(path) -> bool:

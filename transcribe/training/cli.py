@@ -554,8 +554,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     # other files would not be the set's.
     try:
         if csv_path:  # before the work, not after it
-            from ..batch import check_no_tilde
-            from ..files import check_not_special
+            from ..files import check_no_tilde, check_not_special
             check_no_tilde(str(csv_path), "--csv")
             check_not_special(csv_path)
         if predictions is not None:
