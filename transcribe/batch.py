@@ -527,6 +527,15 @@ def _stdout_to_devnull() -> None:
         pass
 
 
+def start_no_more_if_full(job: Job, *waiting) -> None:
+    """After ``job``, whose output found no room (disk full, quota spent), empty the lists
+    of jobs ``waiting`` to start: they would all be transcribed and fail alike.  The jobs
+    running finish; those not started stay "pending" (not done)."""
+    if job.no_room:
+        for jobs in waiting:
+            jobs.clear()
+
+
 def record_outcome(job: Job, done: Job, warnings: list[str], reporter) -> None:
     """Copy onto ``job`` the outcome a worker process recorded on its copy ``done``;
     report the warnings."""
@@ -649,9 +658,7 @@ def run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, time
         finally:  # not after a kill: the marker outlives the run
             claims.clear(job, made)
         reporter.finish_file(job)
-        if job.no_room:
-            queue.clear()
-            held.clear()
+        start_no_more_if_full(job, queue, held)
 
 
 # One worker process of --jobs: its model, loaded once, and whether a job is running.
@@ -754,9 +761,7 @@ def run_parallel(pending: list[Job], workers: int, threads: int, weights, device
             job.status, job.message = "failed", f"{shown(job)}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
-            if job.no_room:  # the jobs running finish; no more start
-                for waiting in (queue, suspects, held):
-                    waiting.clear()
+            start_no_more_if_full(job, queue, suspects, held)
         claims.clear(job, made)
         reporter.finish_file(job)
         return False

@@ -238,9 +238,9 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
     note+offset F1 33 against its own file as reference).  A reference without a prediction is scored as one without notes
     (the transcriber wrote nothing for it), and appended to ``missing``, if given."""
     rows = []
+    one_file = predictions.is_file()
     for audio, midi in pairs:
-        predicted = (predictions if predictions.is_file()
-                     else predictions / midi.relative_to(reference_root))
+        predicted = predictions if one_file else predictions / midi.relative_to(reference_root)
         if not predicted.exists():
             predicted = predicted.with_suffix(".mid")
         if predicted.exists():
