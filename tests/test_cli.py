@@ -92,10 +92,23 @@ def test_several_recordings_given_a_files_name_as_output_are_refused(tmp_path, t
         assert (tmp_path / output / "a.mid").is_file() and (tmp_path / output / "b.mid").is_file()
 
 
-def test_a_batch_whose_disk_is_full_starts_no_more_files(tmp_path, tiny_weights, monkeypatch):
+@pytest.mark.parametrize("error, strerror, stopped", [
+    ("ENOSPC", "No space left on device", "no room left for the outputs (the disk is full, or "
+     "the quota spent); 2 files not started: make room"),
+    ("EROFS", "Read-only file system", "the outputs' filesystem is read-only (mounted so, or "
+     "remounted so after errors on its disk); 2 files not started: make it writable"),
+    ("EIO", "Input/output error", "the outputs' disk gave an input/output error (failing, "
+     "unplugged, or a file server gone); 2 files not started: check the disk"),
+    ("ENOTCONN", "Transport endpoint is not connected", "the outputs' filesystem is no longer "
+     "connected (a network or FUSE mount dropped: sshfs, rclone); 2 files not started: mount "
+     "it again")])
+def test_a_batch_whose_disk_is_full_or_gone_starts_no_more_files(tmp_path, tiny_weights,
+                                                                   monkeypatch, error, strerror,
+                                                                   stopped):
     """Each file of an archive was transcribed and then failed to be written, one after
-    another, for hours: the disk was full.  The batch now starts no more files, and says
-    how to go on once there is room; the files not started are "not done"."""
+    another, for hours: the disk was full, or turned read-only after errors, or a network
+    mount had dropped.  The batch now starts no more files, and says how to go on once the
+    outputs can be written; the files not started are "not done"."""
     import errno
     import tempfile
     for name in "abcd":
@@ -103,27 +116,52 @@ def test_a_batch_whose_disk_is_full_starts_no_more_files(tmp_path, tiny_weights,
     out = tmp_path / "out"
     made = tempfile.mkstemp
 
-    def full_after_a(*args, prefix="", dir=None, **kwargs):  # once a.mid is written
+    def stuck_after_a(*args, prefix="", dir=None, **kwargs):  # once a.mid is written
         if dir is not None and Path(dir) == out and prefix.startswith((".b.", ".c.", ".d.")):
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(getattr(errno, error), strerror)
         return made(*args, prefix=prefix, dir=dir, **kwargs)
 
-    monkeypatch.setattr(tempfile, "mkstemp", full_after_a)
+    monkeypatch.setattr(tempfile, "mkstemp", stuck_after_a)
     result = invoke(tmp_path / "in", "-o", out, "--report", tmp_path / "report.csv",
                     "--weights", tiny_weights)
     assert result.exit_code == 1
     assert result.output.splitlines()[-2:] == [
-        f"amt-transcribe: failed: {out / 'b.mid'}: cannot write it (No space left on device)",
-        "amt-transcribe: stopped: no room left for the outputs (the disk is full, or the quota "
-        "spent); 2 files not started: make room, then go on with --skip-existing"]
+        f"amt-transcribe: failed: {out / 'b.mid'}: cannot write it ({strerror})",
+        f"amt-transcribe: stopped: {stopped}, then go on with --skip-existing"]
     assert "4 files: 1 done, 1 failed, 2 not done" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["a.mid"]
     rows = list(csv.DictReader(open(tmp_path / "report.csv")))
     assert [row["status"] for row in rows] == ["done", "failed", "not done", "not done"]
-    monkeypatch.setattr(tempfile, "mkstemp", made)  # room made: the batch goes on
+    monkeypatch.setattr(tempfile, "mkstemp", made)  # the outputs writable again: it goes on
     assert invoke(tmp_path / "in", "-o", out, "--skip-existing", "--weights", tiny_weights,
                   "-q").exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.mid", "b.mid", "c.mid", "d.mid"]
+
+
+def test_a_file_that_cannot_be_written_for_its_own_reason_stops_no_batch(tmp_path,
+                                                                        tiny_weights,
+                                                                        monkeypatch):
+    """An output that cannot be written for a reason of its own (a sub-folder without
+    write permission) fails alone; the batch goes on."""
+    import errno
+    import tempfile
+    for name in "abc":
+        write_wav(tmp_path / "in" / f"{name}.wav")
+    out = tmp_path / "out"
+    made = tempfile.mkstemp
+
+    def refused_for_b(*args, prefix="", dir=None, **kwargs):
+        if dir is not None and Path(dir) == out and prefix.startswith(".b."):
+            raise OSError(errno.EACCES, "Permission denied")
+        return made(*args, prefix=prefix, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused_for_b)
+    result = invoke(tmp_path / "in", "-o", out, "--weights", tiny_weights)
+    assert result.exit_code == 1
+    assert "3 files: 2 done, 1 failed" in result.output
+    assert result.output.splitlines()[-1] == (
+        f"amt-transcribe: failed: {out / 'b.mid'}: cannot write it (Permission denied)")
+    assert sorted(p.name for p in out.iterdir()) == ["a.mid", "c.mid"]
 
 
 def test_a_quoted_tilde_never_makes_a_folder_named_tilde(tmp_path, tiny_weights, monkeypatch):

@@ -36,9 +36,10 @@ class Job:
     seconds: float | None = None
     message: str = ""
     spool: Path | None = None  # where standard input (source "-") was saved to be read
-    # Its output found no room (disk full, quota spent): the batch starts no more files,
-    # which would all be transcribed and fail alike.
-    no_room: bool = False
+    # The error (a key of files.BATCH_STOPPERS) with which its output could not be written
+    # as no later output could (the disk full, read-only, gone); 0 if none.  The batch
+    # then starts no more files, which would all be transcribed and fail alike.
+    stopped_by: int = 0
 
 
 def shown(job: Job) -> str:
@@ -454,7 +455,7 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
 
     Never raises for a bad input: the batch goes on and the job says why it failed.
     """
-    from .files import NO_ROOM_ERRORS, NoRoom, OutputExists
+    from .files import BATCH_STOPPERS, OutputExists, OutputsUnwritable
     from .progress import BY_ANOTHER_RUN
     from .transcriber import transcribe_to_file, transcribe_to_stream
 
@@ -487,14 +488,14 @@ def run_job(job: Job, loaded, settings: JobSettings, progress=None, times=None) 
             text = named(job, str(error))
             says_which = name in text or (not is_stdio(job.output) and str(job.output) in text)
             job.message = text if says_which else f"{name}: {text}"
-        job.no_room = isinstance(error, NoRoom)
+        job.stopped_by = error.errno if isinstance(error, OutputsUnwritable) else 0
     except BrokenPipeError:  # `| head`: what was read of the notes is all there is
         _stdout_to_devnull()
         job.status, job.message = "failed", (f"{name}: standard output was closed before "
                                              "the notes were written whole")
     except OSError as error:
         job.status, job.message = "failed", f"{name}: {error.strerror or error}"
-        job.no_room = error.errno in NO_ROOM_ERRORS
+        job.stopped_by = error.errno if error.errno in BATCH_STOPPERS else 0
     except Exception as error:  # a bug: keep the batch going, but say so plainly
         job.status = "failed"
         job.message = (f"{name}: unexpected {type(error).__name__}: {error} "
@@ -527,11 +528,12 @@ def _stdout_to_devnull() -> None:
         pass
 
 
-def start_no_more_if_full(job: Job, *waiting) -> None:
-    """After ``job``, whose output found no room (disk full, quota spent), empty the lists
-    of jobs ``waiting`` to start: they would all be transcribed and fail alike.  The jobs
-    running finish; those not started stay "pending" (not done)."""
-    if job.no_room:
+def start_no_more_if_stuck(job: Job, *waiting) -> None:
+    """After ``job``, whose output could not be written as none after it could be (disk
+    full, read-only, gone: ``Job.stopped_by``), empty the lists of jobs ``waiting`` to
+    start: they would all be transcribed and fail alike.  The jobs running finish; those
+    not started stay "pending" (not done)."""
+    if job.stopped_by:
         for jobs in waiting:
             jobs.clear()
 
@@ -658,7 +660,7 @@ def run_serial(pending: list[Job], loaded, settings: JobSettings, reporter, time
         finally:  # not after a kill: the marker outlives the run
             claims.clear(job, made)
         reporter.finish_file(job)
-        start_no_more_if_full(job, queue, held)
+        start_no_more_if_stuck(job, queue, held)
 
 
 # One worker process of --jobs: its model, loaded once, and whether a job is running.
@@ -761,7 +763,7 @@ def run_parallel(pending: list[Job], workers: int, threads: int, weights, device
             job.status, job.message = "failed", f"{shown(job)}: worker failed ({error})"
         else:
             record_outcome(job, done, warnings, reporter)
-            start_no_more_if_full(job, queue, suspects, held)
+            start_no_more_if_stuck(job, queue, suspects, held)
         claims.clear(job, made)
         reporter.finish_file(job)
         return False

@@ -433,11 +433,13 @@ def main(inputs, output, fmt, weights, device, jobs_wanted, threads, ray_address
     for job in failed:
         click.echo(f"amt-transcribe: failed: {readable(job.message)}", err=True)
     left = sum(job.status == "pending" for job in jobs)
-    if left and any(job.no_room for job in failed):
+    stopped_by = next((job.stopped_by for job in failed if job.stopped_by), 0)
+    if left and stopped_by:
+        from .files import BATCH_STOPPERS
         from .progress import plural
-        click.echo(f"amt-transcribe: stopped: no room left for the outputs (the disk is full, "
-                   f"or the quota spent); {plural(left, 'file')} not started: make room, then "
-                   "go on with --skip-existing", err=True)
+        why, fix = BATCH_STOPPERS[stopped_by]
+        click.echo(f"amt-transcribe: stopped: {why}; {plural(left, 'file')} not started: "
+                   f"{fix}, then go on with --skip-existing", err=True)
     if failed or unwritten:
         sys.exit(EXIT_FAILED)
 

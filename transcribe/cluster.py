@@ -204,7 +204,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
         # Files are claimed by the driver as their tasks are submitted, as a local run
         # claims them: runs on the same outputs share them (batch.take).
         from .claims import clear
-        from .batch import start_no_more_if_full, take, wait_for_others
+        from .batch import start_no_more_if_stuck, take, wait_for_others
         queue, running, attempts, made_for, held = deque(pending), {}, {}, {}, []
 
         def submit(job, retry: bool) -> None:
@@ -236,7 +236,7 @@ def run_on_ray(pending, started_here: bool, weights, device: str, threads: int,
                     else:
                         release(job)
                         reporter.finish_file(job)
-                        start_no_more_if_full(job, queue, held)
+                        start_no_more_if_stuck(job, queue, held)
         except KeyboardInterrupt:
             # Ray raises KeyboardInterrupt inside each running task: its temporary
             # files are removed on the way out, as in a local run.

@@ -26,13 +26,30 @@ class OutputExists(TranscribeError):
     """The target exists and replacing it was not asked for."""
 
 
-class NoRoom(TranscribeError):
-    """The output's filesystem is full, or the user's quota there is spent: the outputs
-    after this one would fail as well."""
+class OutputsUnwritable(TranscribeError):
+    """A write failed as every write after it to that filesystem would: it is full, or
+    read-only, or gone.  ``errno`` is the error, a key of ``BATCH_STOPPERS``."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message)
+        self.errno = errno
 
 
-# The errors of a write that found no room (EDQUOT: a quota; not on Windows).
-NO_ROOM_ERRORS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+# The errors of a write that every later write to that filesystem would meet too, so a
+# batch stops starting files for them (each would be transcribed, then fail alike): what
+# the batch says of each, and what to do before going on with --skip-existing.
+_NO_ROOM = ("no room left for the outputs (the disk is full, or the quota spent)",
+            "make room")
+BATCH_STOPPERS = {
+    errno.ENOSPC: _NO_ROOM,
+    getattr(errno, "EDQUOT", errno.ENOSPC): _NO_ROOM,  # a quota; not on Windows
+    errno.EROFS: ("the outputs' filesystem is read-only (mounted so, or remounted so after "
+                  "errors on its disk)", "make it writable"),
+    errno.EIO: ("the outputs' disk gave an input/output error (failing, unplugged, or a file "
+                "server gone)", "check the disk"),
+    errno.ENOTCONN: ("the outputs' filesystem is no longer connected (a network or FUSE "
+                     "mount dropped: sshfs, rclone)", "mount it again"),
+}
 
 
 # The files written inside ``all_or_none`` and not yet published (None outside it):
@@ -272,8 +289,10 @@ def _cut(name: str, max_bytes: int) -> str:
 
 def _cannot_write(path: Path, error: OSError) -> TranscribeError:
     """A failed write (disk full, permissions, a vanished folder) named by its output."""
-    kind = NoRoom if error.errno in NO_ROOM_ERRORS else TranscribeError
-    return kind(f"{path}: cannot write it ({error.strerror or error})")
+    message = f"{path}: cannot write it ({error.strerror or error})"
+    if error.errno in BATCH_STOPPERS:
+        return OutputsUnwritable(message, error.errno)
+    return TranscribeError(message)
 
 
 def check_writable(folder: Path) -> None:
