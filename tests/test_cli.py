@@ -1220,6 +1220,25 @@ def test_the_input_gain_is_recorded_and_no_normalize_reaches_worker_processes(tm
         assert load_posteriorgrams(tmp_path / "out" / f"{name}.npz").metadata["normalize"] is False
 
 
+def test_a_folder_made_for_files_that_all_failed_is_not_left_empty(tmp_path, tiny_weights):
+    """With --jobs, each job of a new output folder could fail, and the folder stood empty:
+    the first job to end left it to the marker of the job beside it, which had not made it.
+    Serially it was removed."""
+    src = tmp_path / "in"
+    for name in ("a/1.wav", "a/2.wav"):  # handed to the two workers at once
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"not audio")
+    write_wav(src / "b.wav")
+    out = tmp_path / "out"
+    for jobs in ("1", "2"):
+        run = subprocess.run([sys.executable, "-m", "transcribe", str(src), "-o", str(out),
+                              "--weights", str(tiny_weights), "-q", "--jobs", jobs,
+                              "--overwrite"], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1, run.stderr
+        assert run.stderr.count("not a readable audio file") == 2, run.stderr
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["b.mid"]
+
+
 def test_ctrl_c_in_a_parallel_batch_leaves_no_partial_file(tmp_path, tiny_weights):
     src = tmp_path / "in"
     for i in range(6):

@@ -110,13 +110,17 @@ def _folder(root: Path, count: int, seconds: float) -> Path:
 
 def test_a_cluster_batch_writes_what_a_local_batch_writes(tmp_path, cluster):
     src = _folder(tmp_path / "in", 3, 8)
-    (src / "bad.wav").write_bytes(b"RIFF not really")
+    (src / "sub").mkdir()
+    (src / "sub" / "bad.wav").write_bytes(b"RIFF not really")
     results, failures = {}, {}
     for where, extra in (("local", []), ("ray", [f"--ray={cluster}"])):
         out = tmp_path / where
         run = amt(src, "-o", out, "-f", "csv", *extra)
         assert run.returncode == 1, run.stderr  # the bad file fails; the others are written
         assert "Traceback" not in run.stderr
+        # The nodes' check that the outputs' folders are writable made them, and sub/ stood
+        # empty.
+        assert not (out / "sub").exists()
         results[where] = {p.name: p.read_text() for p in out.iterdir()}
         failures[where] = [line for line in run.stderr.splitlines() if "failed:" in line]
         if where == "ray":

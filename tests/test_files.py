@@ -53,6 +53,12 @@ def test_an_unwritable_folder_is_found_before_any_work(tmp_path):
     check_writable(tmp_path)
     with pytest.raises(TranscribeError, match="cannot write there"):
         check_writable(type(tmp_path)("/proc"))
+    with pytest.raises(TranscribeError, match="^/proc/no/more: cannot write there"):
+        check_writable(type(tmp_path)("/proc/no/more"))
+    # A folder not made yet is tried where it would be made, and left to its first output
+    # (made for the check, it stood empty where every file of its failed).
+    check_writable(tmp_path / "new" / "deeper")
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_failed_write_names_its_output_and_leaves_nothing(tmp_path):

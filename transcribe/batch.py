@@ -213,7 +213,7 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
 
     ``side`` are the suffixes of the side outputs (``.npz``, ``.pianoroll.png``...).
     """
-    from .files import NotAFile, check_not_special, check_writable
+    from .files import NotAFile, check_not_special, check_writable, existing_folder
     inputs = {_key(job.source) for job in jobs}
     audio = _audio_suffixes()
     redirected = _stdout_file()
@@ -256,9 +256,7 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
     for job in jobs:
         if is_stdio(job.output):
             continue
-        folder = job.output.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent  # created later, where the output is written
+        folder = existing_folder(job.output.parent)  # the rest made with the output
         if _key(folder) not in checked:
             checked.add(_key(folder))
             if not folder.is_dir():

@@ -288,16 +288,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# The folders this run made for its markers that still stood when the job they were made
+# for ended: another job's marker was in them too (--jobs, Ray), or its output.
+_MADE: set[Path] = set()
+
+
 def clear(job: Job, made: list[Path]) -> None:
-    """Take down ``job``'s marker, and the folders made for it if the job left them empty."""
+    """Take down ``job``'s marker, and the folders this run made for its markers that its
+    output's path goes through, if they are left empty: made for this job, or for another
+    whose marker stood beside this one's when that job ended (with --jobs every job of a
+    new folder could fail, and the folder stood empty)."""
     marker = marker_of(job)
     if marker is None:
         return
     with interruptions_deferred():  # no longer held, and not yet down: it would stand
         _HEARTBEAT.remove(marker)
         _take_down(marker)
-    try:
-        for folder in made:
+    _MADE.update(made)
+    for folder in marker.parents:  # deepest first
+        if folder not in _MADE:
+            break
+        try:
             folder.rmdir()
-    except OSError:  # a folder holds outputs, or another job's marker
-        pass
+        except FileNotFoundError:
+            pass
+        except OSError:  # it holds outputs, or another job's marker
+            break
+        _MADE.discard(folder)

@@ -78,15 +78,19 @@ def _probe_node(cwd: str, folders: list[str], sources: list[str]) -> tuple[str, 
     """On one node: the amt-transcribe version there, and why the batch cannot run there
     (``None``: it can)."""
     from pathlib import Path
-    from .files import check_writable
+    from .files import check_writable, existing_folder
     from .version import __version__
     try:
         os.chdir(cwd)
     except OSError as error:
         return __version__, f"the driver's folder {cwd} is not there ({error.strerror})"
-    for folder in folders:
+    tried = set()  # the folders where the outputs' folders are to be made
+    for folder in map(Path, folders):
+        if existing_folder(folder) in tried:
+            continue
+        tried.add(existing_folder(folder))
         try:
-            check_writable(Path(folder))
+            check_writable(folder)
         except TranscribeError as error:
             return __version__, str(error)
     missing = [source for source in sources if not os.path.exists(source)]

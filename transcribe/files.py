@@ -295,15 +295,25 @@ def _cannot_write(path: Path, error: OSError) -> TranscribeError:
     return TranscribeError(message)
 
 
+def existing_folder(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists: where a file written in
+    ``folder`` is made today (the folders between are made with it)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def check_writable(folder: Path) -> None:
-    """Raise ``TranscribeError`` unless a file can be created in ``folder`` (made if missing).
+    """Raise ``TranscribeError`` unless a file can be created in ``folder``: tried there,
+    or where it is not made yet, in the nearest folder above it that is (``folder`` is made
+    with its first output; made here, it stood empty where every file of its failed).
 
     Used before any audio is read, so an unwritable output fails in a second,
     not after an hour of transcription.
     """
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".amt-write-check.", suffix=".tmp", dir=folder)
+        handle, tmp = tempfile.mkstemp(prefix=".amt-write-check.", suffix=".tmp",
+                                       dir=existing_folder(folder))
     except OSError as error:
         raise TranscribeError(f"{folder}: cannot write there ({error.strerror or error})") \
             from None
