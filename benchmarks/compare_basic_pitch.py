@@ -15,7 +15,6 @@ commands (start-up included) over the whole folder.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,9 +78,7 @@ def main() -> None:
 
         theirs = Path(tmp) / "basic_pitch"
         theirs.mkdir()
-        bp_s = run_timed([str(bp), str(theirs), *map(str, audio)])
-        for path in theirs.glob("*_basic_pitch.mid"):
-            shutil.move(path, theirs / path.name.replace("_basic_pitch.mid", ".mid"))
+        bp_s = run_timed([str(bp), str(theirs), *map(str, audio)])  # NAME_basic_pitch.mid
         results["basic-pitch 0.4.0"] = (evaluate_predictions(pairs, theirs, args.folder,
                                                              missing["basic-pitch 0.4.0"]), bp_s)
     for name, lost in missing.items():  # scored as no notes: the means count them so

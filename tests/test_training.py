@@ -265,6 +265,42 @@ def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(t
     assert list((tmp_path / "here").iterdir()) == []
 
 
+def test_amt_evaluate_pairs_names_differing_in_case_and_finds_basic_pitchs_files(tmp_path,
+                                                                                 capsys):
+    """``Song.WAV`` did not pair with ``song.mid`` (names copied from Windows or a Mac,
+    where case does not matter), nor did basic-pitch's ``song_basic_pitch.mid`` with
+    ``song.mid`` as a prediction: each was scored as no notes."""
+    from transcribe.training.cli import evaluate_main
+    from transcribe.training.evaluate import pair_files
+    audio, ref, predicted = tmp_path / "audio", tmp_path / "ref", tmp_path / "predicted"
+    silent_pairs(audio, "abc")
+    for name in ("a.flac", "b.flac"):
+        (audio / name).rename(audio / name.upper())
+    (audio / "c.flac").rename(audio / "C.Flac")
+    (audio / "c.flac").write_bytes((audio / "C.Flac").read_bytes())  # c.flac takes c.mid
+    midi = silent_pairs(ref, "abc")
+    predicted.mkdir()
+    midi.write(str(predicted / "a_basic_pitch.mid"))
+    midi.write(str(predicted / "B.MID"))
+    pairs = pair_files(audio, ref, unpaired := [])
+    assert [(a.name, m.name) for a, m in pairs] == [
+        ("A.FLAC", "a.mid"), ("B.FLAC", "b.mid"), ("c.flac", "c.mid")]
+    assert unpaired == [audio / "C.Flac"]  # c.mid is c.flac's: not paired again by case
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(audio), str(ref), "--predictions", str(predicted),
+                       "--csv", str(tmp_path / "scores.csv")])
+    assert exit_info.value.code == 0
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        f"amt-evaluate: note: 1 audio file without a MIDI file of the same name in {ref} left "
+        f"out (the first: {audio / 'C.Flac'})",
+        f"amt-evaluate: note: 1 reference without a prediction in {predicted}, scored as no "
+        f"notes (the first: {predicted / 'c.mid'})"]
+    rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
+    assert [(row["file"], float(row["note_f1"])) for row in rows] == [
+        ("A.FLAC", 1.0), ("B.FLAC", 1.0), ("c.flac", 0.0)]
+
+
 def test_amt_evaluate_says_which_references_hold_no_notes(tmp_path, capsys):
     """A reference whose notes are all on a drum track (or none at all) scored F1 0 without
     a word, and pulled the set's mean down."""

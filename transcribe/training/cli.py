@@ -507,8 +507,9 @@ def band_table(counts, by: str, title: str):
 @click.argument("midi_dir", metavar="MIDI", type=NamedPath(exists=True, path_type=Path))
 @click.option("--weights", type=NamedPath(path_type=Path), help="Weights to evaluate (default: shipped).")
 @click.option("--predictions", type=NamedPath(exists=True, path_type=Path),
-              help="Score MIDI files from another transcriber (same relative paths; for one "
-                   "recording, its MIDI file) instead.")
+              help="Score MIDI files from another transcriber (same relative paths, or "
+                   "basic-pitch's NAME_basic_pitch.mid; for one recording, its MIDI file) "
+                   "instead.")
 @click.option("--csv", "csv_path", type=NamedPath(path_type=Path), help="Per-file scores CSV.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
@@ -533,23 +534,24 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     from .evaluate import evaluate_model, evaluate_predictions, pair_files, write_csv
     from .metrics import mean_scores
     console = Console(stderr=True)
+
+    def say(text: str) -> None:  # one line, as written: file names are not markup
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     unpaired: list[Path] = []
     one = [path.is_file() for path in (audio_dir, midi_dir, predictions) if path is not None]
     if any(one) and not all(one):
-        console.print("amt-evaluate: error: give folders, or files, to pair: a recording, its "
-                      "reference MIDI file (and the other transcriber's MIDI file)", markup=False,
-                      highlight=False, soft_wrap=True)
+        say("amt-evaluate: error: give folders, or files, to pair: a recording, its "
+            "reference MIDI file (and the other transcriber's MIDI file)")
         sys.exit(2)
     pairs = [(audio_dir, midi_dir)] if all(one) else pair_files(audio_dir, midi_dir, unpaired)
     if not pairs:
-        console.print(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of "
-                      f"the same name in {midi_dir}", markup=False, highlight=False)
+        say(f"amt-evaluate: error: no audio in {audio_dir} has a MIDI file of the same name "
+            f"in {midi_dir}")
         sys.exit(1)
     if unpaired:  # the set scored is not the folder's: say so before the figures
-        console.print(f"amt-evaluate: note: {plural(len(unpaired), 'audio file')} without a "
-                      f"MIDI file of the same name in "
-                      f"{midi_dir} left out (the first: {unpaired[0]})", markup=False,
-                      highlight=False, soft_wrap=True)
+        say(f"amt-evaluate: note: {plural(len(unpaired), 'audio file')} without a MIDI file "
+            f"of the same name in {midi_dir} left out (the first: {unpaired[0]})")
     # A file that cannot be read or written ends the run in one line: a mean over the
     # other files would not be the set's.
     try:
@@ -562,35 +564,31 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
             rows = evaluate_predictions(pairs, predictions, midi_dir, missing)
             title = f"{predictions} on {plural(len(rows), 'file')}"
             if missing:
-                console.print(f"amt-evaluate: note: {plural(len(missing), 'reference')} without "
-                              f"a prediction in {predictions}, scored as no notes (the first: "
-                              f"{missing[0]})", markup=False, highlight=False, soft_wrap=True)
+                say(f"amt-evaluate: note: {plural(len(missing), 'reference')} without a "
+                    f"prediction in {predictions}, scored as no notes (the first: "
+                    f"{missing[0]})")
         else:
             from ..inference import pick_device
             from ..weights import load_model
             loaded = load_model(weights, pick_device(device))
             options = pop_decoding_options(decoding)
-            rows = evaluate_model(loaded, pairs, options, progress=lambda row: console.print(
-                f"{row['file']}: note F1 {100 * row['note_f1']:.1f}", markup=False,
-                highlight=False),
+            rows = evaluate_model(loaded, pairs, options, progress=lambda row: say(
+                f"{row['file']}: note F1 {100 * row['note_f1']:.1f}"),
                 model_pass=model_pass)
             title = f"{loaded.path} on {plural(len(rows), 'file')}" + (
                 f" ({model_pass} pass)" if model_pass else "")
         if csv_path:
             write_csv(rows, csv_path)
     except TranscribeError as error:
-        console.print(f"amt-evaluate: error: {error}", markup=False, highlight=False,
-                      soft_wrap=True)
+        say(f"amt-evaluate: error: {error}")
         sys.exit(1)
     # A reference with no notes (on drum tracks only, or none on the 88 keys) scores 0
     # whatever is played: most likely the wrong file, and it pulls the mean down.
     empty = [midi for (_, midi), row in zip(pairs, rows) if not row["registers"][:, 0].any()]
     if empty:
-        console.print(f"amt-evaluate: note: {plural(len(empty), 'reference')} "
-                      f"hold{'s' * (len(empty) == 1)} no notes on the 88 keys outside drum "
-                      f"tracks: scored 0 whatever is heard "
-                      f"({'the first: ' * (len(empty) > 1)}{empty[0]})",
-                      markup=False, highlight=False, soft_wrap=True)
+        say(f"amt-evaluate: note: {plural(len(empty), 'reference')} "
+            f"hold{'s' * (len(empty) == 1)} no notes on the 88 keys outside drum tracks: "
+            f"scored 0 whatever is heard ({'the first: ' * (len(empty) > 1)}{empty[0]})")
     Console().print(summary_table(mean_scores(rows), title))
     if by_register:
         counts = sum(row["registers"] for row in rows)

@@ -41,20 +41,37 @@ def reference_notes(midi_path: Path, sustain: bool = True) -> np.ndarray:
 
 def pair_files(audio_dir: Path, midi_dir: Path,
                unpaired: list[Path] | None = None) -> list[tuple[Path, Path]]:
-    """(audio, reference MIDI) pairs matched by relative path without suffix; the audio
-    files without a reference are appended to ``unpaired``, if given."""
+    """(audio, reference MIDI) pairs matched by relative path without suffix, letter case
+    aside where the name differs only by it and no other file takes the MIDI file (names
+    copied from Windows or a Mac, where case does not matter: ``Song.WAV`` with
+    ``song.mid``); the audio files without a reference are appended to ``unpaired``, if
+    given."""
     from ..audio import AUDIO_EXTENSIONS
     midis = {p.relative_to(midi_dir).with_suffix(""): p for p in midi_dir.rglob("*")
              if p.suffix.lower() in (".mid", ".midi")}
+    audio = [(a.relative_to(audio_dir).with_suffix(""), a) for a in sorted(audio_dir.rglob("*"))
+             if a.suffix.lower() in AUDIO_EXTENSIONS]
+    by_case: dict[str, list[Path]] = {}
+    for key, midi in midis.items():
+        by_case.setdefault(_folded(key), []).append(midi)
+    taken = {key for key, _ in audio if key in midis}
     pairs = []
-    for audio in sorted(audio_dir.rglob("*")):
-        if audio.suffix.lower() in AUDIO_EXTENSIONS:
-            key = audio.relative_to(audio_dir).with_suffix("")
-            if key in midis:
-                pairs.append((audio, midis[key]))
-            elif unpaired is not None:
-                unpaired.append(audio)
+    for key, recording in audio:
+        if key in midis:
+            pairs.append((recording, midis[key]))
+            continue
+        others = [midi for midi in by_case.get(_folded(key), [])
+                  if midi.relative_to(midi_dir).with_suffix("") not in taken]
+        if len(others) == 1:
+            pairs.append((recording, others[0]))
+        elif unpaired is not None:
+            unpaired.append(recording)
     return pairs
+
+
+def _folded(path: Path) -> str:
+    """``path`` without letter case, as Windows' and a Mac's disks compare names."""
+    return path.as_posix().casefold()
 
 
 def reference_pedal(midi_path: Path) -> np.ndarray:
@@ -240,17 +257,40 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
     rows = []
     one_file = predictions.is_file()
     for audio, midi in pairs:
-        predicted = predictions if one_file else predictions / midi.relative_to(reference_root)
-        if not predicted.exists():
-            predicted = predicted.with_suffix(".mid")
-        if predicted.exists():
+        relative = midi.relative_to(reference_root)
+        predicted = predictions if one_file else find_prediction(predictions, relative)
+        if predicted is not None:
             estimate = reference_notes(predicted)
         else:
             estimate = np.zeros((0, 4))
             if missing is not None:
-                missing.append(predicted)
+                missing.append(predictions / relative)
         rows.append({"file": audio.name, **note_rows(reference_notes(midi), estimate)})
     return rows
+
+
+# The names a transcriber gives the MIDI file of a reference named STEM.SUFFIX: its own,
+# .mid or .midi, and basic-pitch's (it adds "_basic_pitch"; scored as no notes before).
+PREDICTION_NAMES = ("{stem}{suffix}", "{stem}.mid", "{stem}.midi", "{stem}_basic_pitch.mid")
+
+
+def find_prediction(predictions: Path, relative: Path) -> Path | None:
+    """The MIDI file another transcriber wrote under ``predictions`` for the reference at
+    ``relative`` (its path under the references' folder), by ``PREDICTION_NAMES``; letter
+    case aside where one file alone matches.  None if there is none."""
+    folder = predictions / relative.parent
+    names = [name.format(stem=relative.stem, suffix=relative.suffix)
+             for name in PREDICTION_NAMES]
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    wanted = {name.casefold() for name in names}
+    try:
+        found = [path for path in folder.iterdir()
+                 if path.name.casefold() in wanted and path.is_file()]
+    except OSError:  # no such folder
+        return None
+    return found[0] if len(found) == 1 else None
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
