@@ -299,6 +299,13 @@ def test_amt_evaluate_pairs_names_differing_in_case_and_finds_basic_pitchs_files
     rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
     assert [(row["file"], float(row["note_f1"])) for row in rows] == [
         ("A.FLAC", 1.0), ("B.FLAC", 1.0), ("c.flac", 0.0)]
+    # Nothing pairs: one line, however long the names (it was cut over two).
+    (tmp_path / "none").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(audio), str(tmp_path / "none")])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (f"amt-evaluate: error: no audio in {audio} has a MIDI "
+                                       f"file of the same name in {tmp_path / 'none'}\n")
 
 
 def test_amt_evaluate_says_which_references_hold_no_notes(tmp_path, capsys):
