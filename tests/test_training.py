@@ -261,7 +261,15 @@ def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(t
     monkeypatch.chdir(tmp_path / "here")
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main([str(audio), str(midi), "--predictions", str(midi), "--csv", "~/s.csv"])
-    assert exit_info.value.code == 1 and "nothing made ~ the home folder" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "nothing made ~ the home folder" in capsys.readouterr().err
+    # So are amt-train's outputs: weights, runs, caches.
+    from transcribe.training.cli import main as train_main
+    for args in (["export", str(midi), "~/w.pt"], ["fit", "~"],
+                 ["make-validation", str(midi), "--out", "~"]):
+        with pytest.raises(SystemExit) as exit_info:
+            train_main(args)
+        assert exit_info.value.code == 2, args
+        assert "nothing made ~ the home folder" in capsys.readouterr().err, args
     assert list((tmp_path / "here").iterdir()) == []
 
 

@@ -58,12 +58,23 @@ PROBABILITY = FiniteFloat(0, 1)
 class NamedPath(click.Path):
     """``click.Path`` that refuses an empty name, which it takes for ``.``: ``amt-transcribe
     "$SONG" -o out/`` with the variable unset transcribed every recording under the current
-    folder, and ``-o ""`` wrote there."""
+    folder, and ``-o ""`` wrote there.  ``written``: a path to write, refused where it
+    begins with a quoted ``~`` (``files.check_no_tilde``)."""
+
+    def __init__(self, *args, written: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.written = written
 
     def convert(self, value, param, ctx):
         if isinstance(value, (str, bytes)) and not value:
             self.fail("an empty name (an unset shell variable?); name a file or folder, "
                       "or . for the current folder", param, ctx)
+        if self.written and isinstance(value, str):
+            from .files import check_no_tilde
+            try:
+                check_no_tilde(value, None, folder=not self.file_okay)
+            except UsageError as error:
+                self.fail(str(error), param, ctx)
         return super().convert(value, param, ctx)
 
 

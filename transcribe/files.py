@@ -250,16 +250,17 @@ def named_path(path: str | os.PathLike, what: str) -> Path:
     return Path(path)
 
 
-def check_no_tilde(name: str, option: str, folder: bool = False) -> None:
-    """Refuse a path as typed (``name``) that begins with a folder ``~`` no shell expanded
-    (``-o "~/midi/"``): a folder named ``~`` was made in the current one, which ``rm -rf ~``
-    then removes the home folder in place of.  One that exists is used as it is.  ``folder``:
-    ``name`` is a folder to make."""
+def check_no_tilde(name: str, option: str | None, folder: bool = False) -> None:
+    """Refuse a path as typed (``name``, given as ``option`` if one is named) that begins
+    with a folder ``~`` no shell expanded (``-o "~/midi/"``): a folder named ``~`` was made
+    in the current one, which ``rm -rf ~`` then removes the home folder in place of.  One
+    that exists is used as it is.  ``folder``: ``name`` is a folder to make."""
     parts = Path(name).parts
     first = parts[0] if parts else ""
     folder = folder or len(parts) > 1
     if first.startswith("~") and folder and not os.path.lexists(first):
-        raise UsageError(f"{option} {name}: nothing made ~ the home folder (a shell does "
+        given = f"{option} {name}" if option else name
+        raise UsageError(f"{given}: nothing made ~ the home folder (a shell does "
                          f"outside quotes), and a folder named {first} would be made here; "
                          "write it outside quotes, or with $HOME")
 

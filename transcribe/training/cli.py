@@ -53,7 +53,7 @@ def main():
 
 @main.command()
 @click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cache", type=NamedPath(path_type=Path), default=DEFAULT_CACHE / "train",
+@click.option("--cache", type=NamedPath(file_okay=False, path_type=Path, written=True), default=DEFAULT_CACHE / "train",
               show_default=True)
 @click.option("--hours", type=float, default=12.0, show_default=True,
               help="Render about this much of the training corpora (a larger value extends the cache).")
@@ -91,7 +91,7 @@ def render(manifest, cache, hours, seed, max_transpose, pianos_dir, piano_share,
 
 @main.command("make-validation")
 @click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=NamedPath(path_type=Path), default=DEFAULT_CACHE / "validation",
+@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True), default=DEFAULT_CACHE / "validation",
               show_default=True)
 @click.option("--count", type=int, default=30, show_default=True)
 @click.option("--seconds", type=float, default=30.0, show_default=True)
@@ -108,7 +108,7 @@ def make_validation(manifest, out, count, seconds, seed):
 
 @main.command("make-development")
 @click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=NamedPath(path_type=Path), default=DEFAULT_CACHE / "development",
+@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True), default=DEFAULT_CACHE / "development",
               show_default=True)
 @click.option("--part", type=click.Choice(["dev", "tuning"]), default="dev", show_default=True,
               help="The development pieces, or the separate slice for threshold tuning.")
@@ -149,7 +149,7 @@ def make_development(manifest, out, part, pianos_dir, rooms_dir, count, seconds,
 
 
 @main.command()
-@click.argument("run_dir", type=NamedPath(file_okay=False, path_type=Path))
+@click.argument("run_dir", type=NamedPath(file_okay=False, path_type=Path, written=True))
 @click.option("--config", "config_path", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               help="JSON with 'model' (ModelConfig) and 'train' (TrainConfig) sections.")
 @click.option("--cache", type=NamedPath(exists=True, file_okay=False, path_type=Path),
@@ -239,13 +239,13 @@ def tune_thresholds_command(weights, validation, files):
 
 @main.command("velocity-head")
 @click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path, written=True))
 @OVERWRITE_OUT
 @click.option("--cache", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               default=DEFAULT_CACHE / "train", show_default=True)
 @click.option("--rooms", "rooms_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               help="Measured room responses to convolve with, as fit takes them.")
-@click.option("--work", type=NamedPath(file_okay=False, path_type=Path),
+@click.option("--work", type=NamedPath(file_okay=False, path_type=Path, written=True),
               default=DEFAULT_CACHE / "velocity-features", show_default=True,
               help="Where the frozen hidden states go (2,000 segments of 320 frames: 0.8 GB).")
 @click.option("--segments", type=click.IntRange(2), default=2000, show_default=True)
@@ -280,7 +280,7 @@ def velocity_head(weights, out, cache, rooms_dir, work, segments, frames, epochs
 
 
 @main.command("gpu-bundle")
-@click.argument("out", type=NamedPath(file_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(file_okay=False, path_type=Path, written=True))
 @click.option("--manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               default=Path("../shared/data/midi/MANIFEST.tsv"), show_default=True)
 @click.option("--pianos", "pianos_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
@@ -336,7 +336,7 @@ def save_derived(model, out: Path, card: dict, **facts: str) -> str:
 
 @main.command()
 @click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path, written=True))
 @OVERWRITE_OUT
 @click.option("--cache", type=NamedPath(exists=True, file_okay=False, path_type=Path),
               required=True, help="Rendered training audio (amt-train render) to measure on.")
@@ -364,7 +364,7 @@ def recalibrate(weights, out, cache, batches, seed, overwrite):
 @main.command()
 @click.argument("first", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
 @click.argument("second", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path, written=True))
 @OVERWRITE_OUT
 @click.option("--share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="SECOND's share of the average.")
@@ -394,7 +394,7 @@ def average(first, second, out, share, overwrite):
 @main.command()
 @click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
 @click.argument("config", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path))
+@click.argument("out", type=NamedPath(dir_okay=False, path_type=Path, written=True))
 @OVERWRITE_OUT
 def widen(weights, config, out, overwrite):
     """Widen WEIGHTS into CONFIG's wider network (its 'model' section), same outputs.
@@ -424,7 +424,7 @@ def widen(weights, config, out, overwrite):
 
 @main.command()
 @click.argument("checkpoint", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("weights", type=NamedPath(dir_okay=False, path_type=Path))
+@click.argument("weights", type=NamedPath(dir_okay=False, path_type=Path, written=True))
 @click.option("--card", "card_path", type=NamedPath(exists=True, dir_okay=False, path_type=Path),
               help="JSON merged into the card (e.g. validation figures).")
 @click.option("--overwrite", is_flag=True, help="Replace WEIGHTS (and its card) if they exist.")
@@ -510,7 +510,7 @@ def band_table(counts, by: str, title: str):
               help="Score MIDI files from another transcriber (same relative paths, or "
                    "basic-pitch's NAME_basic_pitch.mid; for one recording, its MIDI file) "
                    "instead.")
-@click.option("--csv", "csv_path", type=NamedPath(path_type=Path), help="Per-file scores CSV.")
+@click.option("--csv", "csv_path", type=NamedPath(path_type=Path, written=True), help="Per-file scores CSV.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
 @click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
@@ -556,8 +556,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
     # other files would not be the set's.
     try:
         if csv_path:  # before the work, not after it
-            from ..files import check_no_tilde, check_not_special
-            check_no_tilde(str(csv_path), "--csv")
+            from ..files import check_not_special
             check_not_special(csv_path)
         if predictions is not None:
             missing: list[Path] = []
