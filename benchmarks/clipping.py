@@ -15,6 +15,12 @@ written.
 ``--false-alarms DIR ...``: every audio file under the folders, brought to peaks of 0,
 -1, -10, -20 and -29 dBFS and saved in 16 and in 8 bits; how many of those copies are
 counted clipped at all, and how many would be warned of (``CLIPPED_WARN_SHARE``).
+
+``--codec mp3``: the copies are saved as MP3 instead (libsndfile's LAME, constant bit rate
+at its middle level: 80 kbit/s at 16 kHz mono, 160 at 44.1 kHz stereo), the
+share is ``Peaks.coded_clipped_share`` and the bar ``CODED_CLIPPED_WARN_SHARE``; the
+false alarms are the copies at 0 and -1 dBFS, and each file raised ``--limit-db`` through
+ffmpeg's limiter to -0.1 dBFS (a loud master, not clipped) before it is coded.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from transcribe.training.metrics import mean_scores
 from transcribe.weights import load_model
 
 FALSE_ALARM_PEAKS_DB = (0, -1, -10, -20, -29)
+MP3_LEVEL = 0.5  # libsndfile's compression level: 80 kbit/s at 16 kHz mono, 160 at 44.1 stereo
 
 
 def clipped_copy(samples: np.ndarray, gain: float, lowered_db: float) -> np.ndarray:
@@ -41,10 +48,34 @@ def clipped_copy(samples: np.ndarray, gain: float, lowered_db: float) -> np.ndar
     return np.clip(samples * gain, -1, 1) * 10 ** (-lowered_db / 20)
 
 
-def scores(pairs, gains, lower_db, loaded) -> None:
+def save(path_stem: Path, samples: np.ndarray, rate: int, codec: str,
+         subtype: str = "PCM_16") -> Path:
+    """``samples`` saved as a 16-bit (or ``subtype``) WAV, or with ``codec="mp3"`` as an
+    MP3; the file's path."""
+    if codec == "mp3":
+        path = path_stem.with_suffix(".mp3")
+        sf.write(path, np.clip(samples, -1, 1), rate, format="MP3", subtype="MPEG_LAYER_III",
+                 bitrate_mode="CONSTANT", compression_level=MP3_LEVEL)
+        return path
+    path = path_stem.with_suffix(".wav")
+    sf.write(path, samples, rate, subtype=subtype)
+    return path
+
+
+def share_of(path: Path, codec: str) -> float:
+    """The share of ``path``'s samples counted clipped, as the warning's bar reads it."""
+    peaks = level.peak(path)
+    return peaks.coded_clipped_share if codec == "mp3" else peaks.clipped_share
+
+
+def bar(codec: str) -> float:
+    return level.CODED_CLIPPED_WARN_SHARE if codec == "mp3" else level.CLIPPED_WARN_SHARE
+
+
+def scores(pairs, gains, lower_db, loaded, codec: str) -> None:
     data = [(sf.read(audio, dtype="float64"), reference_notes(midi)) for audio, midi in pairs]
     print(f"{len(pairs)} file{'s' * (len(pairs) != 1)}; each clipped by the gain, saved as "
-          "16-bit WAV, transcribed as a file")
+          f"{'MP3' if codec == 'mp3' else '16-bit WAV'}, transcribed as a file")
     print("| gain | copy | samples clipped (mean) | files warned of | note F1 | notes |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,10 +85,9 @@ def scores(pairs, gains, lower_db, loaded) -> None:
                         else f"lowered {lowered_db:g} dB")
                 shares, warned, rows, notes = [], 0, [], 0
                 for (samples, rate), reference in data:
-                    path = Path(tmp) / "copy.wav"
-                    sf.write(path, clipped_copy(samples, gain, lowered_db), rate,
-                             subtype="PCM_16")
-                    shares.append(level.peak(path).clipped_share)
+                    path = save(Path(tmp) / "copy", clipped_copy(samples, gain, lowered_db),
+                                rate, codec)
+                    shares.append(share_of(path, codec))
                     result = transcribe(path, loaded, keep_posteriorgrams=False)
                     warned += any("clipped" in warning for warning in result.warnings)
                     written = result.with_pedal(C.DEFAULT_PEDAL_MODE)[0]
@@ -69,28 +99,46 @@ def scores(pairs, gains, lower_db, loaded) -> None:
                       f"{100 * mean['note_f1']:.1f} | {notes} |", flush=True)
 
 
-def false_alarms(folders: list[Path]) -> None:
+def limited(path: Path, source: Path, limit_db: float) -> None:
+    """``source`` raised ``limit_db`` through ffmpeg's limiter to -0.1 dBFS, as a 32-bit
+    float WAV at ``path``."""
+    import subprocess
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-af",
+                    f"volume={limit_db}dB,alimiter=limit={10 ** (-0.1 / 20):.4f}:level=disabled",
+                    "-c:a", "pcm_f32le", str(path)], check=True)
+
+
+def false_alarms(folders: list[Path], codec: str, limit_db: float) -> None:
     files = sorted(path for folder in folders for path in folder.rglob("*")
                    if path.suffix.lower() in audio_io.AUDIO_EXTENSIONS)
     counted, warned, copies, largest = {}, 0, 0, {}
+    peaks_db = FALSE_ALARM_PEAKS_DB if codec != "mp3" else (0, -1)
+    kinds = ("PCM_16", "PCM_U8") if codec != "mp3" else ("MP3", "MP3 limited")
     with tempfile.TemporaryDirectory() as tmp:
         for source in files:
             samples, rate = sf.read(source, dtype="float64")
             peak = np.abs(samples).max(initial=0.0)
             if peak == 0:
                 continue
-            for peak_db in FALSE_ALARM_PEAKS_DB:
-                for subtype in ("PCM_16", "PCM_U8"):
-                    path = Path(tmp) / "copy.wav"
-                    sf.write(path, samples * (10 ** (peak_db / 20) / peak), rate,
-                             subtype=subtype)
-                    share = level.peak(path).clipped_share
-                    copies += 1
-                    counted[subtype] = counted.get(subtype, 0) + (share > 0)
-                    largest[subtype] = max(largest.get(subtype, 0.0), share)
-                    warned += share >= level.CLIPPED_WARN_SHARE
-    print(f"false alarms: {len(files)} files, {copies} copies (peaks "
-          f"{', '.join(f'{p:g}' for p in FALSE_ALARM_PEAKS_DB)} dBFS, 16 and 8 bits): "
+            versions = [(kinds[0], samples * (10 ** (peak_db / 20) / peak))
+                        for peak_db in peaks_db]
+            if codec == "mp3":
+                limited(Path(tmp) / "limited.wav", source, limit_db)
+                versions.append((kinds[1], sf.read(Path(tmp) / "limited.wav")[0]))
+            else:
+                versions += [(kinds[1], version) for _, version in versions]
+            for number, (kind, version) in enumerate(versions):
+                subtype = "PCM_U8" if kind == "PCM_U8" else "PCM_16"
+                path = save(Path(tmp) / f"copy{number}", version, rate, codec, subtype)
+                share = share_of(path, codec)
+                copies += 1
+                counted[kind] = counted.get(kind, 0) + (share > 0)
+                largest[kind] = max(largest.get(kind, 0.0), share)
+                warned += share >= bar(codec)
+    settings = (f"peaks {', '.join(f'{p:g}' for p in peaks_db)} dBFS" +
+                (f", and raised {limit_db:g} dB through a limiter; MP3" if codec == "mp3"
+                 else "; 16 and 8 bits"))
+    print(f"false alarms: {len(files)} files, {copies} copies ({settings}): "
           f"{warned} warned of; with any sample counted clipped "
           + ", ".join(f"{counted[k]} in {k} (at most {100 * largest[k]:.3f} % of a copy)"
                       for k in counted))
@@ -106,13 +154,17 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--false-alarms", nargs="+", type=Path, default=[],
                         metavar="DIR", help="Folders of recordings that are not clipped.")
+    parser.add_argument("--codec", choices=["wav", "mp3"], default="wav",
+                        help="Save the copies as 16-bit WAV or as MP3.")
+    parser.add_argument("--limit-db", type=float, default=12.0,
+                        help="With --codec mp3: the gain into the limiter of the loud copies.")
     args = parser.parse_args()
     pairs = pair_files(args.folder, args.folder)
     pairs = pairs[:args.files] if args.files else pairs
     if pairs:
-        scores(pairs, args.gains, args.lower_db, load_model(args.weights, "cpu"))
+        scores(pairs, args.gains, args.lower_db, load_model(args.weights, "cpu"), args.codec)
     if args.false_alarms:
-        false_alarms(args.false_alarms)
+        false_alarms(args.false_alarms, args.codec, args.limit_db)
 
 
 if __name__ == "__main__":

@@ -101,3 +101,22 @@ def test_clipping_is_counted_where_the_wave_is_held_at_full_scale_or_its_own_pea
     sf.write(tmp_path / "long.flac", long, rate)
     assert level.peak(tmp_path / "long.flac", parts=2).clipped == level.peak(
         tmp_path / "long.flac").clipped > 0.6 * len(long)
+
+
+def test_lossy_files_are_told_from_lossless_ones(tmp_path):
+    """A wave clipped before lossy coding is no longer held flat, so MP3, AAC and the like
+    are looked at for it otherwise (``Peaks.coded_clipped_share``)."""
+    import shutil
+    import subprocess
+    data = tone(440, 1.0, 44100, amplitude=0.5)
+    for name, options, lossy in (("a.wav", {}, False), ("a.flac", {}, False),
+                                 ("a.ogg", {"subtype": "VORBIS"}, True),
+                                 ("a.mp3", {"format": "MP3", "subtype": "MPEG_LAYER_III"}, True)):
+        sf.write(tmp_path / name, data, 44100, **options)
+        assert audio.probe(tmp_path / name).lossy is lossy, name
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):  # read through ffmpeg
+        for name, codec, lossy in (("aac.m4a", "aac", True), ("alac.m4a", "alac", False)):
+            subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "a.wav"), "-c:a",
+                            codec, str(tmp_path / name)], check=True)
+            info = audio.probe(tmp_path / name)
+            assert (info.decoder, info.codec, info.lossy) == ("ffmpeg", codec, lossy), name

@@ -40,6 +40,13 @@ BLOCK_S = 30.0
 READ_S = 1.0  # a read that fails loses at most this much of a damaged file
 
 
+# libsndfile's subtypes of lossy codecs, and ffprobe's names of lossless ones (besides pcm_*).
+LOSSY_SUBTYPES = frozenset({"MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "VORBIS",
+                            "OPUS"})
+LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "ape", "tta", "tak", "mlp", "truehd",
+                             "shorten", "mp4als"})
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     path: Path
@@ -53,6 +60,17 @@ class AudioInfo:
     # end, read as raw samples (``_WavLayout.raw_data``)
     open_ended: bool = False  # a FLAC whose header gives no length (written to a pipe):
     # ``frames`` were counted
+    codec: str = ""  # libsndfile's subtype ("PCM_16", "MPEG_LAYER_III", "VORBIS"...), or
+    # ffprobe's codec name ("aac", "alac"...)
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the samples were coded lossily (MP3, AAC, Vorbis, Opus...): a wave
+        clipped before it was coded is no longer held flat (``level.Peaks.near_full``)."""
+        if self.decoder == "ffmpeg":
+            return bool(self.codec) and not self.codec.startswith("pcm_") \
+                and self.codec not in LOSSLESS_CODECS
+        return self.codec in LOSSY_SUBTYPES
 
     @property
     def duration_s(self) -> float:
@@ -110,20 +128,20 @@ def probe(path: str | Path) -> AudioInfo:
         raise TranscribeError(f"{path}: the file declares no samples")
     if info.frames >= UNKNOWN_FRAMES:  # a FLAC written to a pipe: the header gives no length
         open_ended = AudioInfo(path, int(info.samplerate), int(info.channels), 0,
-                               format=info.format, open_ended=True)
+                               format=info.format, open_ended=True, codec=info.subtype)
         return replace(open_ended, frames=_count_frames(open_ended))
     layout = _wav_layout(path) if info.format in ("WAV", "WAVEX") else None
     raw = layout.raw_data(path) if layout is not None else None
     if raw is not None and raw.size > info.frames * layout.block_align:
         return AudioInfo(path, layout.rate, layout.channels, raw.size // layout.block_align,
-                         format="RAW", raw_data=raw)
+                         format="RAW", raw_data=raw, codec=info.subtype)
     # ffmpeg writes "data: 0xFFFFFFFF bytes" (length unknown: read to the end) to a pipe, and
     # until it finishes a file: a promise of 13.5 hours at 44.1 kHz that no read could keep.
     promised = (layout.data_size // layout.block_align if layout and layout.block_align
                 and layout.data_size != UNKNOWN_WAV_SIZE else None)
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      promised if promised and promised > info.frames else None,
-                     format=info.format)
+                     format=info.format, codec=info.subtype)
 
 
 UNKNOWN_FRAMES = 1 << 62  # libsndfile's length of a stream whose header gives none
@@ -205,7 +223,8 @@ def _probe_with_ffmpeg(path: Path) -> AudioInfo:
                               "installed (apt-get install ffmpeg, brew install ffmpeg); or "
                               f"convert it: `ffmpeg -i '{path.name}' '{path.stem}.flac'`")
     command = [tools[1], "-v", "error", "-select_streams", "a:0", "-show_entries",
-               "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
+               "stream=sample_rate,channels,duration,codec_name:format=duration", "-of", "json",
+               str(path)]
     try:
         # errors="replace": ffprobe's messages hold the file's name, which may not be UTF-8.
         result = subprocess.run(command, capture_output=True, text=True, errors="replace",
@@ -225,7 +244,7 @@ def _probe_with_ffmpeg(path: Path) -> AudioInfo:
     if rate <= 0:
         raise TranscribeError(f"{path}: its audio track declares no sample rate")
     return AudioInfo(path, rate, int(stream.get("channels") or 1), int(duration * rate),
-                     decoder="ffmpeg")
+                     decoder="ffmpeg", codec=str(stream.get("codec_name") or ""))
 
 
 def ffmpeg_blocks(info: AudioInfo, block_s: float, stats: StreamStats) -> Iterator[np.ndarray]:

@@ -276,14 +276,20 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         warnings.append(f"{peaks.spikes} brief spike{'s' * (peaks.spikes > 1)} (clicks? a "
                         f"knock?) stand up to {above:.0f} dB above the music; its level was "
                         "set by the music, and they were held to full scale")
+    coded = isinstance(audio, (str, os.PathLike)) and info.lossy  # MP3, AAC...
     if peaks is not None and peaks.clipped_share >= level.CLIPPED_WARN_SHARE:
-        share = 100 * peaks.clipped_share
         held_at = peaks.clipped_level
         where = ("held at full scale" if held_at >= level.CLIP_LEVEL else
                  f"held flat at {20 * math.log10(held_at):.1f} dBFS, its peak: clipped, then "
                  "lowered")
-        warnings.append(f"{share:.{0 if share >= 10 else 1}f} % of its samples are clipped "
+        warnings.append(f"{_percent(peaks.clipped_share)} of its samples are clipped "
                         f"({where}): the distortion may add notes that were not played")
+    elif (coded and peaks is not None
+          and peaks.coded_clipped_share >= level.CODED_CLIPPED_WARN_SHARE):
+        warnings.append(f"{_percent(peaks.coded_clipped_share)} of its samples stand within "
+                        f"{level.NEAR_FULL_DB:g} dB of full scale or past it, as a recording's "
+                        "do that was clipped before it was encoded (MP3, AAC...): the "
+                        "distortion may add notes that were not played")
     if peaks is not None and peaks.channels == 0:
         # "0 notes" alone reads as the transcriber's failure: a dead input, a muted track.
         warnings.append("the recording is silent: every sample is zero")
@@ -313,6 +319,12 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
                          warnings, pedal=pedal, provenance=provenance,
                          key_notes=decoder.key_release_notes())
+
+
+def _percent(share: float) -> str:
+    """A share (0 to 1) as a warning gives it: "12 %", "1.3 %"."""
+    percent = 100 * share
+    return f"{percent:.{0 if percent >= 10 else 1}f} %"
 
 
 def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None) -> Transcription:
