@@ -85,6 +85,17 @@ def broken_and_taken_after_the_look(lock, theirs: bytes, monkeypatch):
     monkeypatch.setattr(files, "folder_clock", folder_clock)
 
 
+def test_a_reports_lock_is_held_in_a_folder_not_made_yet(tmp_path):
+    """The report's folder is made with its first write (made by the check that it can be
+    written, it stood empty where every file failed): its lock makes it, or the first
+    write of runs sharing the report went unlocked."""
+    from transcribe.progress import report_lock
+    report = tmp_path / "new" / "report.csv"
+    with report_lock(report, wait_s=0.3):
+        assert (report.parent / ".report.csv.amt-lock").exists()
+    assert list(report.parent.iterdir()) == []
+
+
 def test_a_killed_runs_lock_is_broken_by_one_run_only(tmp_path, monkeypatch):
     """Two runs finding the lock a killed run left (a report's, a takeover's) at once: the
     first broke it and took its own, and the other, removing the lock by its name, removed

@@ -211,6 +211,8 @@ def report_lock(path: Path, wait_s: float = 5.0):
     lock = path.with_name(f".{path.name}.amt-lock")
     mine = f"{os.getpid()} {os.urandom(8).hex()}\n".encode()  # what this run's lock holds
     held = False
+    with contextlib.suppress(OSError):  # the report's folder, made for it (not before)
+        path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
     while True:
         try:
