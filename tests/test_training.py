@@ -276,8 +276,10 @@ def test_amt_evaluate_scores_one_recording_and_reads_predictions_as_they_sound(t
 def test_amt_evaluate_pairs_names_differing_in_case_and_finds_basic_pitchs_files(tmp_path,
                                                                                  capsys):
     """``Song.WAV`` did not pair with ``song.mid`` (names copied from Windows or a Mac,
-    where case does not matter), nor did basic-pitch's ``song_basic_pitch.mid`` with
-    ``song.mid`` as a prediction: each was scored as no notes."""
+    where case does not matter), nor a name whose accent a Mac wrote as a letter and a
+    combining accent with the same name written with one character; nor did basic-pitch's
+    ``song_basic_pitch.mid`` with ``song.mid`` as a prediction: each was scored as no
+    notes."""
     from transcribe.training.cli import evaluate_main
     from transcribe.training.evaluate import pair_files
     audio, ref, predicted = tmp_path / "audio", tmp_path / "ref", tmp_path / "predicted"
@@ -290,9 +292,14 @@ def test_amt_evaluate_pairs_names_differing_in_case_and_finds_basic_pitchs_files
     predicted.mkdir()
     midi.write(str(predicted / "a_basic_pitch.mid"))
     midi.write(str(predicted / "B.MID"))
+    # An accent as a Mac writes it (E and a combining accent), and as one character.
+    (audio / "\u00c9tude.flac").write_bytes((audio / "c.flac").read_bytes())
+    midi.write(str(ref / "E\u0301tude.mid"))
+    midi.write(str(predicted / "\u00e9tude.mid"))
     pairs = pair_files(audio, ref, unpaired := [])
     assert [(a.name, m.name) for a, m in pairs] == [
-        ("A.FLAC", "a.mid"), ("B.FLAC", "b.mid"), ("c.flac", "c.mid")]
+        ("A.FLAC", "a.mid"), ("B.FLAC", "b.mid"), ("c.flac", "c.mid"),
+        ("\u00c9tude.flac", "E\u0301tude.mid")]
     assert unpaired == [audio / "C.Flac"]  # c.mid is c.flac's: not paired again by case
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main([str(audio), str(ref), "--predictions", str(predicted),
@@ -306,7 +313,7 @@ def test_amt_evaluate_pairs_names_differing_in_case_and_finds_basic_pitchs_files
         f"notes (the first: {predicted / 'c.mid'})"]
     rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
     assert [(row["file"], float(row["note_f1"])) for row in rows] == [
-        ("A.FLAC", 1.0), ("B.FLAC", 1.0), ("c.flac", 0.0)]
+        ("A.FLAC", 1.0), ("B.FLAC", 1.0), ("c.flac", 0.0), ("\u00c9tude.flac", 1.0)]
     # Nothing pairs: one line, however long the names (it was cut over two).
     (tmp_path / "none").mkdir()
     with pytest.raises(SystemExit) as exit_info:

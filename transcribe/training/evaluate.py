@@ -42,10 +42,10 @@ def reference_notes(midi_path: Path, sustain: bool = True) -> np.ndarray:
 def pair_files(audio_dir: Path, midi_dir: Path,
                unpaired: list[Path] | None = None) -> list[tuple[Path, Path]]:
     """(audio, reference MIDI) pairs matched by relative path without suffix, letter case
-    aside where the name differs only by it and no other file takes the MIDI file (names
-    copied from Windows or a Mac, where case does not matter: ``Song.WAV`` with
-    ``song.mid``); the audio files without a reference are appended to ``unpaired``, if
-    given."""
+    and the composing of accents aside where the name differs only by them and no other
+    file takes the MIDI file (names copied from Windows or a Mac, where they do not matter:
+    ``Song.WAV`` with ``song.mid``); the audio files without a reference are appended to
+    ``unpaired``, if given."""
     from ..audio import AUDIO_EXTENSIONS
     midis = {p.relative_to(midi_dir).with_suffix(""): p for p in midi_dir.rglob("*")
              if p.suffix.lower() in (".mid", ".midi")}
@@ -69,9 +69,12 @@ def pair_files(audio_dir: Path, midi_dir: Path,
     return pairs
 
 
-def _folded(path: Path) -> str:
-    """``path`` without letter case, as Windows' and a Mac's disks compare names."""
-    return path.as_posix().casefold()
+def _folded(path: Path | str) -> str:
+    """``path`` without letter case, and its accents composed one way (a Mac writes "É" as
+    E and an accent, most others as one character), as Windows' and a Mac's disks compare
+    names."""
+    import unicodedata
+    return unicodedata.normalize("NFC", Path(path).as_posix()).casefold()
 
 
 def reference_pedal(midi_path: Path) -> np.ndarray:
@@ -277,17 +280,18 @@ PREDICTION_NAMES = ("{stem}{suffix}", "{stem}.mid", "{stem}.midi", "{stem}_basic
 def find_prediction(predictions: Path, relative: Path) -> Path | None:
     """The MIDI file another transcriber wrote under ``predictions`` for the reference at
     ``relative`` (its path under the references' folder), by ``PREDICTION_NAMES``; letter
-    case aside where one file alone matches.  None if there is none."""
+    case and the composing of accents aside where one file alone matches.  None if there is
+    none."""
     folder = predictions / relative.parent
     names = [name.format(stem=relative.stem, suffix=relative.suffix)
              for name in PREDICTION_NAMES]
     for name in names:
         if (folder / name).is_file():
             return folder / name
-    wanted = {name.casefold() for name in names}
+    wanted = {_folded(name) for name in names}
     try:
         found = [path for path in folder.iterdir()
-                 if path.name.casefold() in wanted and path.is_file()]
+                 if _folded(path.name) in wanted and path.is_file()]
     except OSError:  # no such folder
         return None
     return found[0] if len(found) == 1 else None
