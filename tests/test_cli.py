@@ -804,7 +804,8 @@ def test_inputs_whose_outputs_coincide_keep_their_suffix(tmp_path, tiny_weights)
 def test_outputs_differing_by_case_alone_are_kept_apart(tmp_path, tiny_weights):
     """On a case-insensitive disk (macOS, Windows, an exFAT stick or SMB share on Linux)
     Song.mid and song.mid are one file: the second was refused as existing, or with
-    --overwrite replaced the first."""
+    --overwrite replaced the first.  On a Mac's, so are names whose accents are written
+    apart or as one character."""
     src = tmp_path / "in"
     write_wav(src / "Song.wav")
     sf.write(src / "song.flac", sf.read(src / "Song.wav")[0], C.SAMPLE_RATE)
@@ -816,6 +817,13 @@ def test_outputs_differing_by_case_alone_are_kept_apart(tmp_path, tiny_weights):
     result = invoke(a, b, "-o", tmp_path / "out2", "--weights", tiny_weights, "-q")
     assert result.exit_code == 2
     assert f"{a}, {b} would all be written to {tmp_path / 'out2' / 'X.mid'}" in result.output
+    # An accent written apart (as a Mac writes names) and as one character: one name there.
+    write_wav(src / "E\u0301tude.wav")
+    sf.write(src / "\u00c9tude.flac", sf.read(src / "Song.wav")[0], C.SAMPLE_RATE)
+    result = invoke(src, "-o", tmp_path / "out3", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out3").glob("*.mid")) == [
+        "E\u0301tude.wav.mid", "Song.wav.mid", "song.flac.mid", "\u00c9tude.flac.mid"]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8: Linux filesystems")

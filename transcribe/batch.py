@@ -187,11 +187,15 @@ def _separate_collisions(jobs: list[Job], suffix: str) -> list[Job]:
     """Outputs are compared as a case-insensitive filesystem compares names (macOS's and
     Windows' disks, and exFAT sticks and SMB shares mounted on Linux): there ``Song.wav``
     and ``song.flac`` would both be written to one ``song.mid``, the second refused as
-    existing, or with --overwrite replacing the first."""
+    existing, or with --overwrite replacing the first.  A Mac's disk also takes an accent
+    written apart (``E`` and a combining accent, as a Mac writes names) for the one
+    character (``É``)."""
+    import unicodedata
+
     def coinciding() -> list[list[Job]]:
         groups = defaultdict(list)
         for job in jobs:
-            groups[_key(job.output).casefold()].append(job)
+            groups[unicodedata.normalize("NFC", _key(job.output)).casefold()].append(job)
         return [group for group in groups.values() if len(group) > 1]
 
     planned = {id(job): job.output for job in jobs}
