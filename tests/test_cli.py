@@ -375,6 +375,16 @@ def test_standard_output_sent_to_the_output_file_is_named_as_the_mistake(tmp_pat
             f"amt-transcribe: error: {tmp_path / 'song.mid'}: standard output is sent to it "
             "(> song.mid), and amt-transcribe writes it itself; leave out the >, or give -o - "
             "for the notes on standard output\n")
+    with open(tmp_path / "r.csv", "wb") as redirected:  # the report's: the same, said so
+        run = subprocess.run([sys.executable, "-m", "transcribe", str(wav), "-o",
+                              str(tmp_path / "a.mid"), "--report", str(tmp_path / "r.csv"),
+                              "--skip-existing", "--weights", str(tiny_weights)],
+                             stdout=redirected, stderr=subprocess.PIPE, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.decode() == (
+        f"amt-transcribe: error: {tmp_path / 'r.csv'}: standard output is sent to it "
+        "(> r.csv), and amt-transcribe writes it itself; leave out the >\n")
+    assert not (tmp_path / "a.mid").exists()
     with open(tmp_path / "log.txt", "wb") as redirected:  # elsewhere: as without it
         assert subprocess.run([sys.executable, "-m", "transcribe", str(wav), "--overwrite",
                                "--weights", str(tiny_weights)], stdout=redirected,

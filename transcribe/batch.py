@@ -248,9 +248,8 @@ def check_outputs(jobs: list[Job], fmt: str, fmt_given: bool, side: list[str]) -
                 raise UsageError(f"{error}; name a file (-o - writes the notes to standard "
                                  "output)") from None
             if redirected is not None and _same_file(path, redirected):
-                raise UsageError(f"{path}: standard output is sent to it (> {path.name}), and "
-                                 f"amt-transcribe writes it itself; leave out the >, or give "
-                                 f"-o - for the notes on standard output")
+                raise UsageError(_redirected_to(path) + ", or give -o - for the notes on "
+                                 "standard output")
         # "-o midi" for one file: a folder was meant more often than a MIDI file so named
         if not fmt_given and not suffix and not is_stdio(job.output):
             raise UsageError(f"{job.output}: a name without a suffix; name the file "
@@ -296,6 +295,12 @@ def _stdout_file() -> os.stat_result | None:
     return found if stat.S_ISREG(found.st_mode) else None
 
 
+def _redirected_to(path: Path) -> str:
+    """The error for an output (or report) that standard output is sent to."""
+    return (f"{path}: standard output is sent to it (> {path.name}), and amt-transcribe "
+            "writes it itself; leave out the >")
+
+
 def _same_file(path: Path, found: os.stat_result) -> bool:
     try:
         return os.path.samestat(os.stat(path), found)
@@ -305,7 +310,8 @@ def _same_file(path: Path, found: os.stat_result) -> bool:
 
 def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) -> None:
     """Refuse, before any audio is read, a ``--report`` that is not .csv or .json, that
-    names an input or an output, or that exists unless ``replace``; make its folder."""
+    names an input or an output, that standard output is sent to, or that exists unless
+    ``replace``."""
     from .files import NotAFile, check_not_special, check_writable
     check_no_tilde(str(report), "--report")
     if report.suffix.lower() not in (".csv", ".json"):
@@ -321,6 +327,9 @@ def check_report(report: Path, jobs: list[Job], side: list[str], replace: bool) 
         check_not_special(report)
     except NotAFile as error:
         raise UsageError(f"{error}; name the report's file") from None
+    redirected = _stdout_file()
+    if redirected is not None and _same_file(report, redirected):  # made empty by the shell
+        raise UsageError(_redirected_to(report))
     if report.exists() and not replace:
         raise TranscribeError(f"{report} exists; use --overwrite to replace it")
     check_writable(report.parent)
