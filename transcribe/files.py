@@ -34,6 +34,9 @@ class OutputsUnwritable(TranscribeError):
         super().__init__(message)
         self.errno = errno
 
+    def __reduce__(self):  # pickled whole (a worker process's), not from ``args`` alone
+        return type(self), (str(self), self.errno)
+
 
 # The errors of a write that every later write to that filesystem would meet too, so a
 # batch stops starting files for them (each would be transcribed, then fail alike): what

@@ -53,7 +53,8 @@ def main():
 
 @main.command()
 @click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.option("--cache", type=NamedPath(file_okay=False, path_type=Path, written=True), default=DEFAULT_CACHE / "train",
+@click.option("--cache", type=NamedPath(file_okay=False, path_type=Path, written=True),
+              default=DEFAULT_CACHE / "train",
               show_default=True)
 @click.option("--hours", type=float, default=12.0, show_default=True,
               help="Render about this much of the training corpora (a larger value extends the cache).")
@@ -91,7 +92,8 @@ def render(manifest, cache, hours, seed, max_transpose, pianos_dir, piano_share,
 
 @main.command("make-validation")
 @click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True), default=DEFAULT_CACHE / "validation",
+@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True),
+              default=DEFAULT_CACHE / "validation",
               show_default=True)
 @click.option("--count", type=int, default=30, show_default=True)
 @click.option("--seconds", type=float, default=30.0, show_default=True)
@@ -108,7 +110,8 @@ def make_validation(manifest, out, count, seconds, seed):
 
 @main.command("make-development")
 @click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True), default=DEFAULT_CACHE / "development",
+@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True),
+              default=DEFAULT_CACHE / "development",
               show_default=True)
 @click.option("--part", type=click.Choice(["dev", "tuning"]), default="dev", show_default=True,
               help="The development pieces, or the separate slice for threshold tuning.")
@@ -510,7 +513,8 @@ def band_table(counts, by: str, title: str):
               help="Score MIDI files from another transcriber (same relative paths, or "
                    "basic-pitch's NAME_basic_pitch.mid; for one recording, its MIDI file) "
                    "instead.")
-@click.option("--csv", "csv_path", type=NamedPath(path_type=Path, written=True), help="Per-file scores CSV.")
+@click.option("--csv", "csv_path", type=NamedPath(path_type=Path, written=True),
+              help="Per-file scores CSV.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
 @click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
