@@ -1063,13 +1063,14 @@ def test_a_clipped_recording_is_warned_of(tmp_path, tiny_weights):
     result = invoke(path, "--weights", tiny_weights, "-q")
     assert result.exit_code == 0, result.output
     assert (f"amt-transcribe: warning: {path}: 37 % of its samples are clipped (held at full "
-            "scale): the distortion may add notes that were not played") in result.output
+            "scale): its flat crests were redrawn, but the distortion may still add notes that "
+            "were not played") in result.output
     # Clipped, then lowered 6 dB (an editor's gain, a normalizing app): held at its own peak.
     sf.write(path, 0.5 * np.clip(1.5 * music, -1, 1), C.SAMPLE_RATE)
     result = invoke(path, "--weights", tiny_weights, "-q", "--overwrite")
     assert (f"amt-transcribe: warning: {path}: 37 % of its samples are clipped (held flat at "
-            "-6.0 dBFS, its peak: clipped, then lowered): the distortion may add notes that "
-            "were not played") in result.output
+            "-6.0 dBFS, its peak: clipped, then lowered): its flat crests were redrawn, but the "
+            "distortion may still add notes that were not played") in result.output
     sf.write(path, 1.5 * music, C.SAMPLE_RATE, subtype="FLOAT")  # loud, not clipped
     assert "warning" not in invoke(path, "--weights", tiny_weights, "-q", "--overwrite").output
 

@@ -292,7 +292,7 @@ def ffmpeg_blocks(info: AudioInfo, block_s: float, stats: StreamStats) -> Iterat
 
 
 def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
-                        stats: StreamStats) -> Iterator[np.ndarray]:
+                        stats: StreamStats, declip=None) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``target_rate`` of a file ffmpeg decodes (``ffmpeg_blocks``)."""
     resample = Resampler(info.sample_rate, target_rate)
     blocks = ffmpeg_blocks(info, block_s, stats)
@@ -300,7 +300,7 @@ def _stream_with_ffmpeg(info: AudioInfo, target_rate: int, block_s: float,
         block = next(blocks, None)  # raises for a file of which nothing decodes
         while block is not None:
             following = next(blocks, None)  # one ahead: the resampler is told the last block
-            out = _to_target(block, resample, stats, last=following is None)
+            out = _to_target(block, resample, stats, following is None, declip)
             if len(out):
                 yield out
             block = following
@@ -520,10 +520,12 @@ def sanitize(block: np.ndarray, stats: StreamStats) -> np.ndarray:
 
 
 def _to_target(block: np.ndarray, resample: Resampler, stats: StreamStats,
-               last: bool) -> np.ndarray:
-    """A block as the network's samples, as every reader hands them on: mixed to mono,
-    NaN/Inf made silence, resampled (``last``: the stream ends with it), counted in
-    ``stats``."""
+               last: bool, declip=None) -> np.ndarray:
+    """A block as the network's samples, as every reader hands them on: its clipped crests
+    redrawn (``declip``, a ``declip.Declipper``, if given), mixed to mono, NaN/Inf made
+    silence, resampled (``last``: the stream ends with it), counted in ``stats``."""
+    if declip is not None:
+        block = declip(block, last=last)
     out = resample(sanitize(to_mono(block), stats), last=last)
     stats.samples += len(out)
     return out
@@ -693,7 +695,8 @@ _MPG123_LINE = re.compile(rb"^(?:\[[^\]\n]*libmpg123[^\]\n]*\]|Note: |Warning: |
 
 
 def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = BLOCK_S,
-           stats: StreamStats | None = None, info: AudioInfo | None = None) -> Iterator[np.ndarray]:
+           stats: StreamStats | None = None, info: AudioInfo | None = None,
+           declip=None) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of ``path`` at ``target_rate``.
 
     Memory stays at one block whatever the file's length.  NaN/Inf samples become
@@ -701,12 +704,13 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
     second at a time, so at most a second before the damage is lost) and says in
     ``stats.shortfall`` how much was read of how much the header promised; a file
     of which nothing decodes, or that holds no samples, raises ``TranscribeError``.
-    ``info`` is the file's ``probe``, if already made.
+    ``info`` is the file's ``probe``, if already made; ``declip`` a ``declip.Declipper``
+    that redraws its clipped crests, if given.
     """
     info = info or probe(path)
     stats = stats if stats is not None else StreamStats()
     if info.decoder == "ffmpeg":
-        yield from _stream_with_ffmpeg(info, target_rate, block_s, stats)
+        yield from _stream_with_ffmpeg(info, target_rate, block_s, stats, declip)
         return
     resample = Resampler(info.sample_rate, target_rate)
     read_frames = max(1, int(READ_S * info.sample_rate))
@@ -729,7 +733,7 @@ def stream(path: str | Path, target_rate: int = C.SAMPLE_RATE, block_s: float = 
                     last = True
                     break
             block = np.concatenate(pieces) if pieces else np.zeros((0, info.channels), np.float32)
-            out = _to_target(block, resample, stats, last)
+            out = _to_target(block, resample, stats, last, declip)
             if len(out):
                 yield out
     promised = max(info.frames, info.promised_frames or 0)
@@ -795,7 +799,8 @@ def check_sample_rate(sample_rate) -> float:
 
 
 def stream_array(audio: np.ndarray, sample_rate: int, target_rate: int = C.SAMPLE_RATE,
-                 block_s: float = BLOCK_S, stats: StreamStats | None = None) -> Iterator[np.ndarray]:
+                 block_s: float = BLOCK_S, stats: StreamStats | None = None,
+                 declip=None) -> Iterator[np.ndarray]:
     """Like ``stream`` for an in-memory array (layouts and scaling as ``as_samples_first``)."""
     audio = as_samples_first(audio)
     sample_rate = check_sample_rate(sample_rate)
@@ -805,7 +810,7 @@ def stream_array(audio: np.ndarray, sample_rate: int, target_rate: int = C.SAMPL
     starts = range(0, max(len(audio), 1), step)
     for start in starts:
         out = _to_target(audio[start:start + step], resample, stats,
-                         last=start + step >= len(audio))
+                         start + step >= len(audio), declip)
         if len(out):
             yield out
 

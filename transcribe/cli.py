@@ -209,8 +209,8 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 @click.option("--normalize/--no-normalize", default=True, show_default=True,
               help="Scale each recording so its peak is at the level the weights were tuned "
                    "at (-1.9 dBFS; a quiet one raised at most 60 dB): the notes do not depend "
-                   "on the recording level, and a quiet recording is heard whole.  "
-                   "--no-normalize: the samples as they are.")
+                   "on the recording level, and a quiet recording is heard whole; the crests "
+                   "of a clipped one are redrawn.  --no-normalize: the samples as they are.")
 @click.option("--tempo", "tempo_bpm", type=FiniteFloat(1, 1000), default=120.0,
               show_default=True, help="Tempo written in the MIDI header (note times stay in seconds).")
 @click.option("--plot", is_flag=True, help="Also write PNGs beside the output: input spectrogram, "

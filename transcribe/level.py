@@ -54,6 +54,12 @@ class Peaks(NamedTuple):
         return sum(count for _, count in self._clipped_runs())
 
     @property
+    def clipped_values(self) -> tuple[float, ...]:
+        """The values at which the clipped wave is held (full scale, or its own top and
+        bottom)."""
+        return tuple(value for value, _ in self._clipped_runs())
+
+    @property
     def clipped_share(self) -> float:
         """The share of the channels' samples that are clipped (0 to 1)."""
         return self.clipped / self.samples if self.samples else 0.0

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import constants as C
-from . import audio as audio_io, level
+from . import audio as audio_io, declip, level
 from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
                      head_pedal_spans, key_release_offsets)
 from .errors import TranscribeError
@@ -207,7 +207,9 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     depend on the recording level and a quiet recording is heard whole; a file is then
     read twice.  A few brief spikes far above the music (clicks: ``level.Peaks.level``)
     do not set the level; they are held to full scale, with a warning.  The gain applied
-    is in ``provenance["input_gain_db"]``.
+    is in ``provenance["input_gain_db"]``.  A recording clipped enough to be warned of has
+    its crests redrawn first (``declip.py``), and its level taken as ``declip.CAP`` times
+    the level it was held at, where a redrawn crest may reach.
     """
     model = _model_of(model, device)
     options = (options or DecodingOptions()).resolve(model.card)
@@ -224,14 +226,18 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
             # As many readers as the network has threads: the cores it is about to use.
             peaks = level.peak(audio, info, parts=torch.get_num_threads()) \
                 if normalize else None
-        blocks = audio_io.stream(audio, target, stats=stats, info=info)
+        declipper = _declipper(peaks, info.sample_rate)
+        blocks = audio_io.stream(audio, target, stats=stats, info=info, declip=declipper)
     else:
         array = audio_io.as_samples_first(audio)
         rate = audio_io.check_sample_rate(sample_rate)
         total_s, source = len(array) / rate, None
         peaks = level.array_peak(array, rate) if normalize else None
-        blocks = audio_io.stream_array(array, rate, target, stats=stats)
-    gain = level.level_gain(peaks.level) if peaks is not None else 1.0
+        declipper = _declipper(peaks, rate)
+        blocks = audio_io.stream_array(array, rate, target, stats=stats, declip=declipper)
+    # Redrawn, the crests may rise to declip.CAP times the level they were held at.
+    gain = level.level_gain(peaks.level * (declip.CAP if declipper else 1.0)) \
+        if peaks is not None else 1.0
     # Spikes set aside are held to full scale: raised with the music, a click would stand
     # far above anything the network was trained on (and cost the notes around it).
     blocks = level.scaled(blocks, gain, 1.0 if peaks is not None and peaks.spikes else None)
@@ -277,13 +283,14 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                         f"knock?) stand up to {above:.0f} dB above the music; its level was "
                         "set by the music, and they were held to full scale")
     coded = isinstance(audio, (str, os.PathLike)) and info.lossy  # MP3, AAC...
-    if peaks is not None and peaks.clipped_share >= level.CLIPPED_WARN_SHARE:
+    if declipper is not None:
         held_at = peaks.clipped_level
         where = ("held at full scale" if held_at >= level.CLIP_LEVEL else
                  f"held flat at {20 * math.log10(held_at):.1f} dBFS, its peak: clipped, then "
                  "lowered")
         warnings.append(f"{_percent(peaks.clipped_share)} of its samples are clipped "
-                        f"({where}): the distortion may add notes that were not played")
+                        f"({where}): its flat crests were redrawn, but the distortion may "
+                        "still add notes that were not played")
     elif (coded and peaks is not None
           and peaks.coded_clipped_share >= level.CODED_CLIPPED_WARN_SHARE):
         warnings.append(f"{_percent(peaks.coded_clipped_share)} of its samples stand within "
@@ -319,6 +326,15 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
                          warnings, pedal=pedal, provenance=provenance,
                          key_notes=decoder.key_release_notes())
+
+
+def _declipper(peaks: level.Peaks | None, sample_rate: float) -> declip.Declipper | None:
+    """What redraws a recording's clipped crests, where enough of it is clipped to be warned
+    of (``level.CLIPPED_WARN_SHARE``); None otherwise, or where its level was not read
+    (``normalize=False``: the samples as they are)."""
+    if peaks is None or peaks.clipped_share < level.CLIPPED_WARN_SHARE:
+        return None
+    return declip.Declipper(peaks.clipped_values, sample_rate)
 
 
 def _percent(share: float) -> str:
