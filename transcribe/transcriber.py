@@ -83,6 +83,7 @@ class Transcription:
         return {"software": f"amt-transcribe {__version__}",
                 **self.options.as_dict(),
                 **({"dereverb": True} if self.provenance.get("dereverb") else {}),
+                **({"declipped": True} if self.provenance.get("declipped") else {}),
                 **{key: self.provenance[key] for key in ("input_gain_db", "normalize")
                    if key in self.provenance}}
 
@@ -321,6 +322,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                   "weights_decoding": model.card.get("decoding", {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
                   "dereverb": bool(dereverb),
+                  **({"declipped": True} if declipper is not None else {}),
                   **({"input_gain_db": round(20 * math.log10(gain), 2)} if normalize
                      else {"normalize": False})}
     return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
@@ -367,7 +369,7 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     key=arrays.get("key"), level=arrays.get("level"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass",
-                                        "dereverb", "input_gain_db", "normalize")
+                                        "dereverb", "declipped", "input_gain_db", "normalize")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
         {"decoding": provenance.get("weights_decoding", {})})
