@@ -1065,6 +1065,7 @@ def test_a_clipped_recording_is_warned_of(tmp_path, tiny_weights):
     assert (f"amt-transcribe: warning: {path}: 37 % of its samples are clipped (held at full "
             "scale): its flat crests were redrawn, but the distortion may still add notes that "
             "were not played") in result.output
+    assert result.output.count("warning") == 1  # its level is whole: nothing too quiet
     # Clipped, then lowered 6 dB (an editor's gain, a normalizing app): held at its own peak.
     sf.write(path, 0.5 * np.clip(1.5 * music, -1, 1), C.SAMPLE_RATE)
     result = invoke(path, "--weights", tiny_weights, "-q", "--overwrite")

@@ -237,8 +237,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         declipper = _declipper(peaks, rate)
         blocks = audio_io.stream_array(array, rate, target, stats=stats, declip=declipper)
     # Redrawn, the crests may rise to declip.CAP times the level they were held at.
-    gain = level.level_gain(peaks.level * (declip.CAP if declipper else 1.0)) \
-        if peaks is not None else 1.0
+    heard_peak = peaks.level * (declip.CAP if declipper else 1.0) if peaks is not None else 0.0
+    gain = level.level_gain(heard_peak) if peaks is not None else 1.0
     # Spikes set aside are held to full scale: raised with the music, a click would stand
     # far above anything the network was trained on (and cost the notes around it).
     blocks = level.scaled(blocks, gain, 1.0 if peaks is not None and peaks.spikes else None)
@@ -301,11 +301,11 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
     if peaks is not None and peaks.channels == 0:
         # "0 notes" alone reads as the transcriber's failure: a dead input, a muted track.
         warnings.append("the recording is silent: every sample is zero")
-    elif peaks is not None and 0 < gain * peaks.level < C.INPUT_PEAK / 2:  # 0: cancelled
+    elif peaks is not None and 0 < gain * heard_peak < C.INPUT_PEAK / 2:  # 0: cancelled
         warnings.append(f"the recording is very quiet (its peak is "
                         f"{20 * math.log10(peaks.level):.0f} dBFS): raised by "
                         f"{C.MAX_INPUT_GAIN_DB:.0f} dB, the most, it is still "
-                        f"{20 * math.log10(C.INPUT_PEAK / (gain * peaks.level)):.0f} dB below "
+                        f"{20 * math.log10(C.INPUT_PEAK / (gain * heard_peak)):.0f} dB below "
                         "the level the weights were tuned at, and soft notes may be missed")
     if peaks is not None and peaks.cancelled:
         falls = (f"{20 * math.log10(peaks.channels / peaks.mix):.0f} dB below its loudest "
