@@ -86,9 +86,10 @@ def _probe_node(cwd: str, folders: list[str], sources: list[str]) -> tuple[str, 
         return __version__, f"the driver's folder {cwd} is not there ({error.strerror})"
     tried = set()  # the folders where the outputs' folders are to be made
     for folder in map(Path, folders):
-        if existing_folder(folder) in tried:
+        where = existing_folder(folder)
+        if where in tried:
             continue
-        tried.add(existing_folder(folder))
+        tried.add(where)
         try:
             check_writable(folder)
         except TranscribeError as error:

@@ -238,7 +238,7 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
         blocks = audio_io.stream_array(array, rate, target, stats=stats, declip=declipper)
     # Redrawn, the crests may rise to declip.CAP times the level they were held at.
     heard_peak = peaks.level * (declip.CAP if declipper else 1.0) if peaks is not None else 0.0
-    gain = level.level_gain(heard_peak) if peaks is not None else 1.0
+    gain = level.level_gain(heard_peak)  # 1 where the level was not read
     # Spikes set aside are held to full scale: raised with the music, a click would stand
     # far above anything the network was trained on (and cost the notes around it).
     blocks = level.scaled(blocks, gain, 1.0 if peaks is not None and peaks.spikes else None)

@@ -255,8 +255,9 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
     references.  A prediction's notes are read as they sound, lengthened through its own
     sustain pedal as the reference's are (a transcriber that writes notes to the key
     release and CC64, as Transkun and ``--pedal cc64`` do, scored frame F1 72 and
-    note+offset F1 33 against its own file as reference).  A reference without a prediction is scored as one without notes
-    (the transcriber wrote nothing for it), and appended to ``missing``, if given."""
+    note+offset F1 33 against its own file as reference).  A reference without a prediction
+    is scored as one without notes (the transcriber wrote nothing for it), and appended to
+    ``missing``, if given."""
     rows = []
     one_file = predictions.is_file()
     for audio, midi in pairs:
