@@ -435,6 +435,63 @@ def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
 
 
 @needs_browser
+def test_the_roll_has_a_time_ruler_and_a_lane_of_its_own_for_the_pedal(tmp_path, browser):
+    """A pianist finds a passage heard by its time; the pedal was drawn on A0's row, where
+    it looked like a long A0 note and covered the real ones."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    sf.write(tmp_path / "tone.wav", np.zeros(8 * rate, np.float32), rate)
+    notes = np.array([[0.5, 1.0, 60, 80], [3.0, 4.0, 21, 80]])  # C4; A0 under the pedal
+    result = Transcription(notes, None, 8.0, DecodingOptions().resolve(),
+                           pedal=np.array([[2.0, 5.0]]))
+    write_review_page(result, tmp_path / "tone.wav", tmp_path / "tone.html")
+    browser.get((tmp_path / "tone.html").as_uri())
+    wait_until(lambda: browser.execute_script("return window.reviewState.ticks.length > 0"), 10)
+
+    def pixel(seconds, y):
+        return browser.execute_script("""
+            const canvas = document.getElementById("roll");
+            return Array.from(canvas.getContext("2d").getImageData(
+                Math.round(arguments[0] * 60), arguments[1], 1, 1).data);""", seconds, y)
+
+    def green(rgba):
+        return rgba[1] > rgba[0] + 40 and rgba[1] > rgba[2] + 20
+
+    a0_row = (108 - 21) * 6 + 2
+    assert not green(pixel(2.5, a0_row)), "the pedal is drawn over A0's row"
+    assert not green(pixel(4.5, a0_row))
+    a0 = pixel(3.5, a0_row)  # the A0 note, drawn whole
+    assert a0[0] > a0[1] + 40
+    lane = 88 * 6 + 6  # under the keys
+    assert green(pixel(2.5, lane)) and green(pixel(4.5, lane))
+    assert not green(pixel(1.5, lane)) and not green(pixel(5.5, lane))
+    # Hovering the lane says when the pedal was down.
+    assert browser.execute_script("""
+        const canvas = document.getElementById("roll"), r = canvas.getBoundingClientRect();
+        canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + 3 * 60,
+                                                          clientY: r.top + arguments[0]}));
+        return canvas.title;""", lane) == "sustain pedal down, 2.00-5.00 s"
+    # The ruler: every 2 s at 60 px a second (1 s would crowd the labels), each label
+    # where its time is on the roll, up to the recording's end.
+    ticks = browser.execute_script("return window.reviewState.ticks")
+    assert ticks == [["0:00", 0], ["0:02", 120], ["0:04", 240], ["0:06", 360], ["0:08", 480]]
+    for _ in range(3):  # zoomed in to 202.5 px a second: every half second
+        browser.find_element(By.ID, "zoom-in").click()
+    ticks = browser.execute_script("return window.reviewState.ticks")
+    assert [label for label, _ in ticks[:4]] == ["0:00.0", "0:00.5", "0:01.0", "0:01.5"]
+    assert ticks[3][1] == round(1.5 * 60 * 1.5 ** 3)
+    for _ in range(6):  # zoomed out to 17.8 px a second: every 5 s
+        browser.find_element(By.ID, "zoom-out").click()
+    ticks = browser.execute_script("return window.reviewState.ticks")
+    assert [label for label, _ in ticks] == ["0:00", "0:05"]
+
+
+@needs_browser
 def test_the_transcription_is_played_on_time_once_and_stops_with_the_recording(tmp_path,
                                                                                browser):
     """Notes were struck when an animation frame noticed their onset had passed: up to a

@@ -36,6 +36,8 @@ from .files import readable, write_atomic
 from .version import __version__
 
 AUDIO_RATE = 22050
+# The roll's height: 88 keys of 6 px, the sustain pedal's lane and the time ruler.
+ROLL_PX = 88 * 6 + 2 + 8 + 2 + 16
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -46,7 +48,7 @@ body { font: 14px system-ui, sans-serif; margin: 12px; color: #222; }
 #bar { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }
 button { font: inherit; padding: 3px 10px; }
 #roll-box { overflow-x: auto; border: 1px solid #bbb; }
-#roll-track { position: relative; height: 528px; }
+#roll-track { position: relative; height: __ROLL_PX__px; }
 #roll { position: absolute; top: 0; left: 0; }
 #facts { color: #555; margin: 6px 0; }
 #no-audio { color: #a00; margin: 6px 0; }
@@ -72,19 +74,26 @@ __WARNINGS__<div id="no-audio" hidden></div>
   <span id="loop-box" hidden>loop <span id="loop"></span> <button id="loop-off">off</button></span>
   <a id="midi" download="__MIDI_NAME__" href="data:audio/midi;base64,__MIDI__">Download MIDI</a>
 </div>
-<div id="roll-box"><div id="roll-track"><canvas id="roll" height="528"></canvas></div></div>
+<div id="roll-box"><div id="roll-track"><canvas id="roll" height="__ROLL_PX__"></canvas></div></div>
 <audio id="audio" preload="auto" src="data:__MIME__;base64,__AUDIO__"></audio>
 <script>
 "use strict";
 const DATA = __DATA__;
 const LOW = 21, HIGH = 108, KEY_PX = 6, BLACK = [1, 3, 6, 8, 10];
+// Under the keys, a lane of its own for the sustain pedal (drawn on A0's row, it looked
+// like a long A0 note and hid the real ones), then a ruler of the recording's time.
+const KEYS_PX = (HIGH - LOW + 1) * KEY_PX, PEDAL_TOP = KEYS_PX + 2, PEDAL_PX = 8;
+const RULER_TOP = PEDAL_TOP + PEDAL_PX + 2;
+const TICKS_S = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+const TICK_GAP_PX = 70;  // the least room between two labels
 const audio = document.getElementById("audio");
 const canvas = document.getElementById("roll");
 const box = document.getElementById("roll-box");
 const track = document.getElementById("roll-track");
 const ctx = canvas.getContext("2d");
 let pxPerSecond = 60, synth = null, mode = "both", loop = null;
-const state = { drawnNotes: 0, playheadX: 0, played: 0, leads: [], voices: () => voices.size };
+const state = { drawnNotes: 0, playheadX: 0, played: 0, leads: [], voices: () => voices.size,
+                ticks: [] };
 window.reviewState = state;
 
 function y(pitch) { return (HIGH - pitch) * KEY_PX; }
@@ -115,10 +124,10 @@ function draw() {
     ctx.fillStyle = "rgba(60, 120, 255, 0.15)";
     ctx.fillRect(loop.start * pxPerSecond - left, 0, (loop.end - loop.start) * pxPerSecond, canvas.height);
   }
-  ctx.fillStyle = "rgba(40, 160, 80, 0.35)";
+  ctx.fillStyle = "rgba(40, 160, 80, 0.6)";
   for (const [start, end] of DATA.pedal) {
     if (end < from || start > to) continue;
-    ctx.fillRect(start * pxPerSecond - left, canvas.height - 6, (end - start) * pxPerSecond, 6);
+    ctx.fillRect(start * pxPerSecond - left, PEDAL_TOP, Math.max(1, (end - start) * pxPerSecond), PEDAL_PX);
   }
   let drawn = 0;
   for (const [onset, offset, pitch, velocity] of DATA.notes) {
@@ -136,10 +145,41 @@ function draw() {
       ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x - left, top, 22, 11);
       ctx.fillStyle = "#333"; ctx.fillText("C" + (p / 12 - 1), x - left + 2, top + 9);
     }
+    if (DATA.pedal_heard) {  // weights with a pedal head: an empty lane means none was heard
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(x - left, PEDAL_TOP - 1, 30, PEDAL_PX + 2);
+      ctx.fillStyle = "#333"; ctx.fillText("pedal", x - left + 2, PEDAL_TOP + PEDAL_PX - 1);
+    }
   }
+  drawRuler(left, width);
   state.drawnNotes = drawn;  // the notes in sight
   canvas.dataset.drawnNotes = String(drawn);
   drawPlayhead();
+}
+// The time under the roll, m:ss, at a round step that leaves room between the labels
+// (tenths of a second zoomed in, minutes zoomed out): a passage heard is found by its time.
+function tickStep() {
+  return TICKS_S.find((step) => step * pxPerSecond >= TICK_GAP_PX) || TICKS_S[TICKS_S.length - 1];
+}
+function tickLabel(seconds, step) {
+  const whole = Math.round(seconds * 10) / 10, minutes = Math.floor(whole / 60);
+  const rest = whole - 60 * minutes;
+  const text = step < 1 ? rest.toFixed(1).padStart(4, "0") : String(Math.round(rest)).padStart(2, "0");
+  return minutes >= 60 ? Math.floor(minutes / 60) + ":" + String(minutes % 60).padStart(2, "0") + ":" + text
+                       : minutes + ":" + text;
+}
+function drawRuler(left, width) {
+  ctx.fillStyle = "#f6f6f6"; ctx.fillRect(0, RULER_TOP, width, canvas.height - RULER_TOP);
+  ctx.fillStyle = "#999"; ctx.fillRect(0, RULER_TOP, width, 1);
+  const step = tickStep(), ticks = [];
+  for (let i = Math.floor(left / pxPerSecond / step); i * step * pxPerSecond < left + width; i++) {
+    const seconds = i * step, x = Math.round(seconds * pxPerSecond - left);
+    if (seconds > DATA.duration_s) break;
+    ctx.fillStyle = "#999"; ctx.fillRect(x, RULER_TOP, 1, 5);
+    const label = tickLabel(seconds, step);
+    ctx.fillStyle = "#333"; ctx.fillText(label, x + 2, canvas.height - 3);
+    ticks.push([label, x]);
+  }
+  state.ticks = ticks;  // the labels in sight, with where each stands on the canvas
 }
 let under = null;
 function drawPlayhead() {
@@ -315,10 +355,17 @@ function noteAt(clientX, clientY) {
   return DATA.notes.find(([onset, offset, p]) =>
     p === pitch && onset - slack <= seconds && seconds <= offset + slack) || null;
 }
+function pedalAt(clientX, clientY) {  // the pedal span under the pointer, on the pedal's lane
+  const down = clientY - canvas.getBoundingClientRect().top;
+  if (down < PEDAL_TOP - 1 || down > PEDAL_TOP + PEDAL_PX + 1) return null;
+  const seconds = timeAt(clientX), slack = 2 / pxPerSecond;
+  return DATA.pedal.find(([start, end]) => start - slack <= seconds && seconds <= end + slack) || null;
+}
 canvas.addEventListener("mousemove", (event) => {
-  const note = noteAt(event.clientX, event.clientY);
+  const note = noteAt(event.clientX, event.clientY), pedal = pedalAt(event.clientX, event.clientY);
   canvas.title = note ? NAMES[note[2] % 12] + (Math.floor(note[2] / 12) - 1) + " (" + note[2] +
-    "), " + note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3] : "";
+    "), " + note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3]
+    : pedal ? "sustain pedal down, " + pedal[0].toFixed(2) + "-" + pedal[1].toFixed(2) + " s" : "";
 });
 // Space plays and pauses and the arrows seek 5 s, as in every player, and [ and ] set the
 // loop's ends (on a button or a choice these keys are theirs).
@@ -370,6 +417,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
     embedding = recording_format()
     data = {"duration_s": round(float(result.duration_s), 3), "audio_format": embedding.name,
+            "pedal_heard": result.pedal is not None,
             "notes": [[round(float(a), 4), round(float(b), 4), int(p), int(v)]
                       for a, b, p, v in np.asarray(notes).reshape(-1, 4)],
             "pedal": [[round(float(a), 4), round(float(b), 4)]
@@ -404,7 +452,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     # reader, who may never have seen that terminal, judges the notes.
     warnings = "".join(f"<div>Warning: {html.escape(warning)}</div>"
                        for warning in result.warnings)
-    values = {"TITLE": html.escape(title), "FACTS": html.escape(facts), "MIME": embedding.mime,
+    values = {"TITLE": html.escape(title), "ROLL_PX": str(ROLL_PX), "FACTS": html.escape(facts), "MIME": embedding.mime,
               "WARNING_COLOUR": C.WARNING_COLOUR,
               "WARNINGS": f'<div id="warnings">{warnings}</div>\n' if warnings else "",
               "MIDI_NAME": html.escape(midi_name, quote=True),
@@ -413,7 +461,7 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
               # "</" could end the script element early: JSON allows "<\/" instead.
               "DATA": json.dumps(data).replace("</", "<\\/")}
     # In one pass: a file named "__AUDIO__.wav" puts its name in the title, not the audio.
-    return re.sub(r"__(TITLE|FACTS|WARNING_COLOUR|WARNINGS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
+    return re.sub(r"__(TITLE|ROLL_PX|FACTS|WARNING_COLOUR|WARNINGS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
                   lambda match: values[match.group(1)], _PAGE)
 
 
