@@ -323,6 +323,34 @@ def test_amt_evaluate_pairs_names_differing_in_case_and_finds_basic_pitchs_files
                                        f"file of the same name in {tmp_path / 'none'}\n")
 
 
+def test_amt_evaluate_finds_predictions_written_into_one_folder(tmp_path):
+    """basic-pitch writes every output into one folder: references in sub-folders (a set by
+    composer) found no prediction there, and each was scored as no notes.  A name two
+    references share is not taken from the one folder: it could be either's."""
+    from transcribe.training.evaluate import evaluate_predictions, pair_files
+    audio, ref, predicted = tmp_path / "audio", tmp_path / "ref", tmp_path / "predicted"
+    midi = silent_pairs(audio, "")
+    silent_pairs(ref, "")
+    for folder, name in (("bach", "prelude"), ("chopin", "etude"), ("chopin", "prelude"),
+                         ("liszt", "sonata")):
+        (audio / folder).mkdir(exist_ok=True)
+        (ref / folder).mkdir(exist_ok=True)
+        sf.write(audio / folder / f"{name}.flac", np.zeros(C.SAMPLE_RATE, np.float32),
+                 C.SAMPLE_RATE)
+        midi.write(str(ref / folder / f"{name}.mid"))
+    predicted.mkdir()
+    midi.write(str(predicted / "etude_basic_pitch.mid"))  # chopin/etude's, the only etude
+    midi.write(str(predicted / "prelude_basic_pitch.mid"))  # bach's or chopin's: neither
+    (predicted / "liszt").mkdir()  # mirrored: found where the reference is
+    midi.write(str(predicted / "liszt" / "sonata.mid"))
+    pairs = pair_files(audio, ref, [])
+    missing = []
+    rows = evaluate_predictions(pairs, predicted, ref, missing)
+    assert [(row["file"], row["note_f1"]) for row in rows] == [
+        ("prelude.flac", 0.0), ("etude.flac", 1.0), ("prelude.flac", 0.0), ("sonata.flac", 1.0)]
+    assert missing == [predicted / "bach" / "prelude.mid", predicted / "chopin" / "prelude.mid"]
+
+
 def test_amt_evaluate_says_which_references_hold_no_notes(tmp_path, capsys):
     """A reference whose notes are all on a drum track (or none at all) scored F1 0 without
     a word, and pulled the set's mean down."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,7 +252,8 @@ def pick_decoding(tried: list[tuple], tolerance: float = NOTE_F1_TOLERANCE) -> t
 def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
                          reference_root: Path, missing: list[Path] | None = None) -> list[dict]:
     """Score MIDI files another transcriber wrote (mirroring the reference tree, ``.mid`` or
-    the reference's suffix; or, ``predictions`` a file, the one reference's) against the
+    the reference's suffix, or all in one folder, as basic-pitch writes them, where no two
+    references share a name; or, ``predictions`` a file, the one reference's) against the
     references.  A prediction's notes are read as they sound, lengthened through its own
     sustain pedal as the reference's are (a transcriber that writes notes to the key
     release and CC64, as Transkun and ``--pedal cc64`` do, scored frame F1 72 and
@@ -260,9 +262,11 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
     ``missing``, if given."""
     rows = []
     one_file = predictions.is_file()
+    names = Counter(_folded(midi.stem) for _, midi in pairs)
     for audio, midi in pairs:
         relative = midi.relative_to(reference_root)
-        predicted = predictions if one_file else find_prediction(predictions, relative)
+        predicted = predictions if one_file else find_prediction(
+            predictions, relative, flat=names[_folded(midi.stem)] == 1)
         if predicted is not None:
             estimate = reference_notes(predicted)
         else:
@@ -278,24 +282,31 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
 PREDICTION_NAMES = ("{stem}{suffix}", "{stem}.mid", "{stem}.midi", "{stem}_basic_pitch.mid")
 
 
-def find_prediction(predictions: Path, relative: Path) -> Path | None:
+def find_prediction(predictions: Path, relative: Path, flat: bool = False) -> Path | None:
     """The MIDI file another transcriber wrote under ``predictions`` for the reference at
     ``relative`` (its path under the references' folder), by ``PREDICTION_NAMES``; letter
-    case and the composing of accents aside where one file alone matches.  None if there is
-    none."""
-    folder = predictions / relative.parent
+    case and the composing of accents aside where one file alone matches.  With ``flat``
+    (no other reference has this name), in ``predictions`` itself too, where the reference
+    lies in a sub-folder: basic-pitch writes every output into one folder.  None if there
+    is none."""
     names = [name.format(stem=relative.stem, suffix=relative.suffix)
              for name in PREDICTION_NAMES]
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
     wanted = {_folded(name) for name in names}
-    try:
-        found = [path for path in folder.iterdir()
-                 if _folded(path.name) in wanted and path.is_file()]
-    except OSError:  # no such folder
-        return None
-    return found[0] if len(found) == 1 else None
+    folders = [predictions / relative.parent]
+    if flat and relative.parent != Path("."):
+        folders.append(predictions)
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+        try:
+            found = [path for path in folder.iterdir()
+                     if _folded(path.name) in wanted and path.is_file()]
+        except OSError:  # no such folder
+            found = []
+        if found:  # two files that differ only so: neither is taken
+            return found[0] if len(found) == 1 else None
+    return None
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
