@@ -334,3 +334,50 @@ def test_tuning_chooses_the_velocity_level_weight_that_follows_the_dynamics(ship
     assert len(tried) == 1 and best.velocity_level_weight == 2.0
     # The velocities the weight gives score better than the head's alone.
     assert means["note_velocity_f1"] > tried[0][1]["note_velocity_f1"]
+
+
+def test_amt_evaluate_writes_pages_showing_what_each_recording_missed(tmp_path, capsys):
+    """``amt-evaluate --html``: a page per recording, mirroring the folders, its notes
+    marked found or not as the scores count them; nothing is written with --predictions or
+    into a file."""
+    import csv
+    import json
+    import re
+    from pathlib import Path
+
+    from transcribe.training.cli import evaluate_main
+    from transcribe.training.metrics import note_matches
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    audio, ref = tmp_path / "audio" / "set", tmp_path / "ref" / "set"
+    audio.mkdir(parents=True)
+    ref.mkdir(parents=True)
+    (audio / "example.flac").write_bytes((examples / "example.flac").read_bytes())
+    (ref / "example.mid").write_bytes((examples / "example.mid").read_bytes())
+    pages = tmp_path / "pages"
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(tmp_path / "audio"), str(tmp_path / "ref"), "--html", str(pages),
+                       "--csv", str(tmp_path / "s.csv")])
+    assert exit_info.value.code == 0
+    row, = csv.DictReader(open(tmp_path / "s.csv"))
+    page = (pages / "set" / "example.html").read_text()
+    data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
+    hits = [note[4] for note in data["notes"]]
+    found = [note[4] for note in data["reference"]]
+    assert sum(found) == sum(hits) > 90
+    assert sum(found) / len(found) == pytest.approx(float(row["note_recall"]), abs=1e-4)
+    assert sum(hits) / len(hits) == pytest.approx(float(row["note_precision"]), abs=1e-4)
+    assert f"note F1 {100 * float(row['note_f1']):.1f}." in page
+    # The flags are mir_eval's matching of the notes on the page.
+    notes = np.array([note[:4] for note in data["notes"]])
+    reference = np.array([note[:4] for note in data["reference"]])
+    assert [list(flags) for flags in note_matches(reference, notes)] == [
+        [bool(f) for f in found], [bool(h) for h in hits]]
+    capsys.readouterr()
+    for args, code, said in (
+            (["--predictions", str(ref)], 2, "with --predictions it makes none"),
+            ([], 1, "not a folder (--html names the folder for the pages)")):
+        target = tmp_path / "s.csv" if not args else pages
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_main([str(audio), str(ref), "--html", str(target), *args])
+        assert exit_info.value.code == code
+        assert said in capsys.readouterr().err

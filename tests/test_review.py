@@ -492,6 +492,65 @@ def test_the_roll_has_a_time_ruler_and_a_lane_of_its_own_for_the_pedal(tmp_path,
 
 
 @needs_browser
+def test_a_page_against_a_reference_shows_what_was_found_missed_and_added(tmp_path, browser):
+    """amt-evaluate --html: where the notes missed and added are, to hear them."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from transcribe.decode import DecodingOptions
+    from transcribe.review import Comparison, write_review_page
+    from transcribe.transcriber import Transcription
+    rate = 22050
+    sf.write(tmp_path / "tone.wav", np.zeros(3 * rate, np.float32), rate)
+    notes = np.array([[0.5, 1.0, 60, 80], [1.5, 2.0, 64, 80]])  # found; not in the reference
+    reference = np.array([[0.51, 1.0, 60, 70], [1.0, 1.4, 67, 30], [1.2, 1.3, 72, 40]])
+    comparison = Comparison(reference, np.array([True, False, False]), np.array([True, False]),
+                            "tone.mid")
+    write_review_page(Transcription(notes, None, 3.0, DecodingOptions().resolve()),
+                      tmp_path / "tone.wav", tmp_path / "tone.html", comparison=comparison)
+    browser.get((tmp_path / "tone.html").as_uri())
+    wait_until(lambda: browser.execute_script("return window.reviewState.ticks.length > 0"), 10)
+    legend = browser.find_element(By.ID, "legend").text
+    assert "Against tone.mid" in legend
+    assert "1 of its 3 notes found (recall 33.3 %), 1 of the 2 transcribed not in it " \
+        "(precision 50.0 %), note F1 40.0." in legend
+    assert browser.find_element(By.TAG_NAME, "h2").text == "tone.wav: transcription against tone.mid"
+    assert browser.execute_script("return window.reviewState.drawnMissed") == 2
+
+    def pixel(seconds, pitch):
+        return browser.execute_script("""
+            const canvas = document.getElementById("roll");
+            return Array.from(canvas.getContext("2d").getImageData(
+                Math.round(arguments[0] * 60), (108 - arguments[1]) * 6 + 2, 1, 1).data);""",
+            seconds, pitch)
+
+    found, added, missed = pixel(0.75, 60), pixel(1.75, 64), pixel(1.2, 67)
+    assert found[2] > found[0] + 80  # blue
+    assert added[0] > added[2] + 150  # orange
+    assert missed[0] > missed[1] + 20 and missed[0] > missed[2] + 20  # red, faint
+    assert pixel(1.2, 66)[:3] in ([255, 255, 255], [238, 238, 238])  # nothing on the key below
+
+    def hover(seconds, pitch):
+        return browser.execute_script("""
+            const canvas = document.getElementById("roll"), r = canvas.getBoundingClientRect();
+            canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + arguments[0] * 60,
+                                                              clientY: r.top + (108 - arguments[1]) * 6 + 3}));
+            return canvas.title;""", seconds, pitch)
+
+    assert hover(0.75, 60) == "C4 (60), 0.50-1.00 s, velocity 80, in the reference"
+    assert hover(1.75, 64) == "E4 (64), 1.50-2.00 s, velocity 80, not in the reference"
+    assert hover(1.2, 67) == "missed: G4 (67), 1.00-1.40 s, velocity 30 in the reference"
+    assert hover(0.75, 67) == ""
+    # The reference is heard through the synth, the recording muted: its three notes.
+    browser.find_element(By.CSS_SELECTOR, "input[value=reference]").click()
+    assert browser.execute_script("return audio.muted")
+    browser.find_element(By.ID, "play").click()
+    assert wait_until(lambda: browser.execute_script("return audio.currentTime > 1.6"), 10)
+    browser.find_element(By.ID, "play").click()
+    assert browser.execute_script("return window.reviewState.played") == 3
+
+
+@needs_browser
 def test_the_transcription_is_played_on_time_once_and_stops_with_the_recording(tmp_path,
                                                                                browser):
     """Notes were struck when an animation frame noticed their onset had passed: up to a

@@ -54,17 +54,19 @@ button { font: inherit; padding: 3px 10px; }
 #no-audio { color: #a00; margin: 6px 0; }
 #warnings { color: __WARNING_COLOUR__; margin: 6px 0; }
 label { margin-right: 6px; }
+#legend { margin: 6px 0; }
+#legend span.swatch { display: inline-block; width: 14px; height: 8px; margin: 0 4px 0 10px; }
 </style></head><body>
 <h2>__TITLE__</h2>
 <div id="facts">__FACTS__</div>
-__WARNINGS__<div id="no-audio" hidden></div>
+__WARNINGS____LEGEND__<div id="no-audio" hidden></div>
 <div id="bar">
   <button id="play">Play</button>
   <span id="clock">0:00.0</span>
   <span>Hear:
     <label><input type="radio" name="hear" value="recording"> recording</label>
     <label><input type="radio" name="hear" value="transcription"> transcription</label>
-    <label><input type="radio" name="hear" value="both" checked> both</label></span>
+    <label><input type="radio" name="hear" value="both" checked> both</label>__HEAR_REFERENCE__</span>
   <label>Speed <select id="speed"><option value="0.5">50 %</option><option value="0.75">75 %</option>
     <option value="1" selected>100 %</option></select></label>
   <button id="zoom-out" title="zoom out">&minus;</button>
@@ -92,8 +94,12 @@ const box = document.getElementById("roll-box");
 const track = document.getElementById("roll-track");
 const ctx = canvas.getContext("2d");
 let pxPerSecond = 60, synth = null, mode = "both", loop = null;
-const state = { drawnNotes: 0, playheadX: 0, played: 0, leads: [], voices: () => voices.size,
-                ticks: [] };
+const state = { drawnNotes: 0, drawnMissed: 0, playheadX: 0, played: 0, leads: [],
+                voices: () => voices.size, ticks: [] };
+// Against a reference (amt-evaluate --html): each note says whether it is in the reference
+// (a fifth value, 1 or 0), and the reference's notes whether they were found.
+const COMPARE = DATA.reference !== null;
+const HIT = "#2f66b3", EXTRA = "#f08c00", MISSED = "rgb(215, 30, 30)";
 window.reviewState = state;
 
 function y(pitch) { return (HIGH - pitch) * KEY_PX; }
@@ -129,12 +135,22 @@ function draw() {
     if (end < from || start > to) continue;
     ctx.fillRect(start * pxPerSecond - left, PEDAL_TOP, Math.max(1, (end - start) * pxPerSecond), PEDAL_PX);
   }
-  let drawn = 0;
-  for (const [onset, offset, pitch, velocity] of DATA.notes) {
+  let drawn = 0, missed = 0;
+  for (const [onset, offset, pitch, velocity, hit] of DATA.notes) {
     if (offset < from || onset > to) continue;
-    ctx.fillStyle = colour(velocity);
+    ctx.fillStyle = COMPARE ? (hit ? HIT : EXTRA) : colour(velocity);
     ctx.fillRect(onset * pxPerSecond - left, y(pitch), Math.max(1, (offset - onset) * pxPerSecond), KEY_PX - 1);
     drawn++;
+  }
+  if (COMPARE) {  // the reference's notes not found: an outline where each should be, on
+    ctx.lineWidth = 1;  // top (a re-strike missed lies under the longer note transcribed)
+    for (const [onset, offset, pitch, , found] of DATA.reference) {
+      if (found || offset < from || onset > to) continue;
+      const x = onset * pxPerSecond - left, w = Math.max(2, (offset - onset) * pxPerSecond);
+      ctx.fillStyle = "rgba(215, 30, 30, 0.2)"; ctx.fillRect(x, y(pitch), w, KEY_PX - 1);
+      ctx.strokeStyle = MISSED; ctx.strokeRect(x + 0.5, y(pitch) + 0.5, w - 1, KEY_PX - 2);
+      missed++;
+    }
   }
   ctx.font = "10px sans-serif";
   // C labels on top of the notes, every 400 px along the roll so a scrolled view shows them.
@@ -152,6 +168,7 @@ function draw() {
   }
   drawRuler(left, width);
   state.drawnNotes = drawn;  // the notes in sight
+  state.drawnMissed = missed;  // and the reference's not found
   canvas.dataset.drawnNotes = String(drawn);
   drawPlayhead();
 }
@@ -222,7 +239,7 @@ function schedule() {
   if (scheduledTo === null || scheduledTo < t) scheduledTo = t;  // late: what passed is not played
   if (until <= scheduledTo) return;
   const now = synth.currentTime, rate = audio.playbackRate || 1;
-  for (const [onset, offset, pitch, velocity] of DATA.notes) {
+  for (const [onset, offset, pitch, velocity] of mode === "reference" ? DATA.reference : DATA.notes) {
     if (onset >= scheduledTo && onset < until) {
       strike(pitch, velocity, (offset - onset) / rate, now + (onset - t) / rate);
       state.leads.push(onset - t);  // how far ahead of the recording it was put on the clock
@@ -242,7 +259,7 @@ function tick() {
 }
 function setMode(value) {
   mode = value;
-  audio.muted = mode === "transcription";
+  audio.muted = mode === "transcription" || mode === "reference";
   silence();
 }
 document.getElementById("play").addEventListener("click", () => {
@@ -348,12 +365,16 @@ document.getElementById("loop-a").addEventListener("click", loopFrom);
 document.getElementById("loop-b").addEventListener("click", loopTo);
 // Hovering a note names it: a pianist checking a passage by ear needs to know which it is.
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
-function noteAt(clientX, clientY) {
+function noteAt(clientX, clientY, notes = DATA.notes) {
   const seconds = timeAt(clientX);
   const pitch = HIGH - Math.floor((clientY - canvas.getBoundingClientRect().top) / KEY_PX);
   const slack = 2 / pxPerSecond;  // a short note is 1 px wide: a little room either side
-  return DATA.notes.find(([onset, offset, p]) =>
+  return notes.find(([onset, offset, p, , flag]) => (notes === DATA.notes || !flag) &&
     p === pitch && onset - slack <= seconds && seconds <= offset + slack) || null;
+}
+function named(note) {
+  return NAMES[note[2] % 12] + (Math.floor(note[2] / 12) - 1) + " (" + note[2] + "), " +
+    note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3];
 }
 function pedalAt(clientX, clientY) {  // the pedal span under the pointer, on the pedal's lane
   const down = clientY - canvas.getBoundingClientRect().top;
@@ -363,8 +384,9 @@ function pedalAt(clientX, clientY) {  // the pedal span under the pointer, on th
 }
 canvas.addEventListener("mousemove", (event) => {
   const note = noteAt(event.clientX, event.clientY), pedal = pedalAt(event.clientX, event.clientY);
-  canvas.title = note ? NAMES[note[2] % 12] + (Math.floor(note[2] / 12) - 1) + " (" + note[2] +
-    "), " + note[0].toFixed(2) + "-" + note[1].toFixed(2) + " s, velocity " + note[3]
+  const missed = COMPARE && !note ? noteAt(event.clientX, event.clientY, DATA.reference) : null;
+  canvas.title = note ? named(note) + (COMPARE ? (note[4] ? ", in the reference" : ", not in the reference") : "")
+    : missed ? "missed: " + named(missed) + " in the reference"
     : pedal ? "sustain pedal down, " + pedal[0].toFixed(2) + "-" + pedal[1].toFixed(2) + " s" : "";
 });
 // Space plays and pauses and the arrows seek 5 s, as in every player, and [ and ] set the
@@ -408,18 +430,47 @@ requestAnimationFrame(tick);
 """
 
 
+class Comparison(NamedTuple):
+    """A reference to show a transcription against (``amt-evaluate --html``), matched at
+    mir_eval's note level by the caller: the reference's notes ``(n, 4)``, which of them
+    were found, which of the transcription's notes are in it, and the reference's name."""
+    notes: np.ndarray
+    found: np.ndarray  # bool per reference note
+    hits: np.ndarray  # bool per transcribed note, in the order the page shows them
+    name: str
+
+
+def _rows(notes: np.ndarray, flags: np.ndarray | None = None) -> list[list]:
+    """Notes as the page's JSON has them: times to 0.1 ms, pitch and velocity whole, and a
+    fifth value, 1 or 0, where ``flags`` are given."""
+    rows = [[round(float(a), 4), round(float(b), 4), int(p), int(v)]
+            for a, b, p, v in np.asarray(notes).reshape(-1, 4)]
+    if flags is not None:
+        for row, flag in zip(rows, flags):
+            row.append(int(bool(flag)))
+    return rows
+
+
 def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE,
-              midi_name: str = "transcription.mid", tempo_bpm: float = 120.0) -> str:
+              midi_name: str = "transcription.mid", tempo_bpm: float = 120.0,
+              comparison: Comparison | None = None) -> str:
     """The review page of a ``Transcription`` with ``recording`` (``encode_recording``'s)
     embedded, its notes as the pedal mode ``pedal`` writes them, and the MIDI file of them
-    (as ``save`` writes it) to download as ``midi_name``: the page alone is enough to share."""
+    (as ``save`` writes it) to download as ``midi_name``: the page alone is enough to share.
+    With a ``comparison``, the notes are drawn as found or not in the reference, the
+    reference's notes not found as outlines, and the reference can be heard."""
     notes, _ = result.with_pedal(pedal)
+    notes = np.asarray(notes).reshape(-1, 4)
+    if comparison is not None and (len(comparison.hits) != len(notes)
+                                   or len(comparison.found) != len(comparison.notes)):
+        raise ValueError("the comparison's flags do not match its notes")
     spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
     embedding = recording_format()
     data = {"duration_s": round(float(result.duration_s), 3), "audio_format": embedding.name,
             "pedal_heard": result.pedal is not None,
-            "notes": [[round(float(a), 4), round(float(b), 4), int(p), int(v)]
-                      for a, b, p, v in np.asarray(notes).reshape(-1, 4)],
+            "notes": _rows(notes, None if comparison is None else comparison.hits),
+            "reference": None if comparison is None else _rows(comparison.notes,
+                                                               comparison.found),
             "pedal": [[round(float(a), 4), round(float(b), 4)]
                       for a, b in np.asarray(spans).reshape(-1, 2)]}
     options = result.options
@@ -452,16 +503,37 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     # reader, who may never have seen that terminal, judges the notes.
     warnings = "".join(f"<div>Warning: {html.escape(warning)}</div>"
                        for warning in result.warnings)
+    legend = hear_reference = ""
+    if comparison is not None:
+        found, hits = int(np.sum(comparison.found)), int(np.sum(comparison.hits))
+        n_ref, n_est = len(comparison.notes), len(notes)
+        recall, precision = found / max(n_ref, 1), hits / max(n_est, 1)
+        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+        legend = (
+            '<div id="legend">Against ' + html.escape(readable(comparison.name)) +
+            f" (notes matched as mir_eval's note level matches them: the same key, onsets "
+            f"within 50 ms): {found} of its {n_ref} notes found (recall {100 * recall:.1f} %),"
+            f" {n_est - hits} of the {n_est} transcribed not in it (precision "
+            f"{100 * precision:.1f} %), note F1 {100 * f1:.1f}."
+            f'<span class="swatch" style="background: #2f66b3"></span>found'
+            f'<span class="swatch" style="background: #f08c00"></span>not in the reference'
+            f'<span class="swatch" style="border: 1px solid rgb(215, 30, 30); '
+            f'background: rgba(215, 30, 30, 0.15)"></span>missed (in the reference, not '
+            f"transcribed)</div>\n")
+        hear_reference = ('\n    <label><input type="radio" name="hear" value="reference"> '
+                          "the reference</label>")
     values = {"TITLE": html.escape(title), "ROLL_PX": str(ROLL_PX), "FACTS": html.escape(facts), "MIME": embedding.mime,
               "WARNING_COLOUR": C.WARNING_COLOUR,
               "WARNINGS": f'<div id="warnings">{warnings}</div>\n' if warnings else "",
+              "LEGEND": legend, "HEAR_REFERENCE": hear_reference,
               "MIDI_NAME": html.escape(midi_name, quote=True),
               "MIDI": base64.b64encode(result.to_bytes("mid", tempo_bpm, pedal)).decode("ascii"),
               "AUDIO": base64.b64encode(recording).decode("ascii"),
               # "</" could end the script element early: JSON allows "<\/" instead.
               "DATA": json.dumps(data).replace("</", "<\\/")}
     # In one pass: a file named "__AUDIO__.wav" puts its name in the title, not the audio.
-    return re.sub(r"__(TITLE|ROLL_PX|FACTS|WARNING_COLOUR|WARNINGS|MIME|MIDI_NAME|MIDI|AUDIO|DATA)__",
+    return re.sub(r"__(TITLE|ROLL_PX|FACTS|WARNING_COLOUR|WARNINGS|LEGEND|HEAR_REFERENCE|MIME|"
+                  r"MIDI_NAME|MIDI|AUDIO|DATA)__",
                   lambda match: values[match.group(1)], _PAGE)
 
 
@@ -509,14 +581,15 @@ def encode_recording(source: str | Path, gain: float = 1.0) -> bytes:
 
 def write_review_page(result, source: str | Path, path: str | Path,
                       overwrite: bool = True, pedal: str = C.DEFAULT_PEDAL_MODE,
-                      tempo_bpm: float = 120.0) -> None:
+                      tempo_bpm: float = 120.0, comparison: Comparison | None = None) -> None:
     """Write ``path``: the review page of ``result``, transcribed from the file ``source``.
 
     The recording plays at the level the network heard it (``--normalize``'s gain): a
     quiet one is audible beside the transcription, a float file past full scale does
     not clip."""
     gain = 10 ** ((result.provenance.get("input_gain_db") or 0.0) / 20)
-    page = page_html(result, encode_recording(source, gain),
-                     f"{readable(Path(source).name)}: transcription", pedal,
-                     readable(Path(path).with_suffix(".mid").name), tempo_bpm)
+    title = f"{readable(Path(source).name)}: transcription" + (
+        f" against {readable(comparison.name)}" if comparison is not None else "")
+    page = page_html(result, encode_recording(source, gain), title, pedal,
+                     readable(Path(path).with_suffix(".mid").name), tempo_bpm, comparison)
     write_atomic(Path(path), page.encode("utf-8"), overwrite)

@@ -510,11 +510,16 @@ def band_table(counts, by: str, title: str):
 @click.argument("midi_dir", metavar="MIDI", type=NamedPath(exists=True, path_type=Path))
 @click.option("--weights", type=NamedPath(path_type=Path), help="Weights to evaluate (default: shipped).")
 @click.option("--predictions", type=NamedPath(exists=True, path_type=Path),
-              help="Score MIDI files from another transcriber (same relative paths, or "
-                   "basic-pitch's NAME_basic_pitch.mid; for one recording, its MIDI file) "
-                   "instead.")
+              help="Score MIDI files from another transcriber (same relative paths, or all "
+                   "in one folder; NAME.mid or basic-pitch's NAME_basic_pitch.mid; for one "
+                   "recording, its MIDI file) instead.")
 @click.option("--csv", "csv_path", type=NamedPath(path_type=Path, written=True),
               help="Per-file scores CSV.")
+@click.option("--html", "html_dir", metavar="FOLDER", type=NamedPath(path_type=Path, written=True),
+              help="Also a review page per recording in FOLDER (mirroring AUDIO's folders, "
+                   "NAME.html, replaced if there), its notes drawn as found in the reference "
+                   "or not, the reference's notes not found as outlines; the reference can be "
+                   "heard beside the recording.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
 @click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
@@ -524,8 +529,8 @@ def band_table(counts, by: str, title: str):
 @click.option("--by-velocity", is_flag=True, help="Also note recall per reference velocity band.")
 @click.option("--by-polyphony", is_flag=True,
               help="Also note recall by the number of notes sounding at the onset.")
-def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, model_pass,
-                  by_register, by_velocity, by_polyphony, **decoding):
+def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir, device,
+                  model_pass, by_register, by_velocity, by_polyphony, **decoding):
     """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO against MIDI.
 
     AUDIO and MIDI are folders, whose files pair by relative path without suffix (a/b.flac
@@ -544,6 +549,10 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
 
     unpaired: list[Path] = []
     one = [path.is_file() for path in (audio_dir, midi_dir, predictions) if path is not None]
+    if html_dir is not None and predictions is not None:
+        say("amt-evaluate: error: --html shows this model's transcriptions against the "
+            "references; with --predictions it makes none")
+        sys.exit(2)
     if any(one) and not all(one):
         say("amt-evaluate: error: give folders, or files, to pair: a recording, its "
             "reference MIDI file (and the other transcriber's MIDI file)")
@@ -562,6 +571,16 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
         if csv_path:  # before the work, not after it
             from ..files import check_not_special
             check_not_special(csv_path)
+        pages = None
+        if html_dir is not None:
+            from ..files import check_writable
+            if html_dir.exists() and not html_dir.is_dir():
+                raise TranscribeError(f"{html_dir}: not a folder (--html names the folder "
+                                      "for the pages)")
+            check_writable(html_dir)
+            pages = {audio: html_dir / (Path(audio.name) if all(one) else
+                                        audio.relative_to(audio_dir)).with_suffix(".html")
+                     for audio, _ in pairs}
         if predictions is not None:
             missing: list[Path] = []
             rows = evaluate_predictions(pairs, predictions, midi_dir, missing)
@@ -577,7 +596,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, device, m
             options = pop_decoding_options(decoding)
             rows = evaluate_model(loaded, pairs, options, progress=lambda row: say(
                 f"{row['file']}: note F1 {100 * row['note_f1']:.1f}"),
-                model_pass=model_pass)
+                model_pass=model_pass, pages=pages)
             title = f"{loaded.path} on {plural(len(rows), 'file')}" + (
                 f" ({model_pass} pass)" if model_pass else "")
         if csv_path:

@@ -114,7 +114,8 @@ def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
 
 
 def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
-                   progress=None, model_pass: str | None = None) -> list[dict]:
+                   progress=None, model_pass: str | None = None,
+                   pages: dict[Path, Path] | None = None) -> list[dict]:
     """Transcribe each audio file with ``loaded`` and score it against its MIDI.
 
     Notes are scored as the default pedal mode writes them (``constants.
@@ -123,10 +124,13 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
     (the notes as ``--pedal extend`` writes them, against the same reference) and, on a
     reference with pedal, ``pedal_scores`` and ``cc64_note_offset_*``: the notes as
     ``--pedal cc64`` writes them against the reference's key releases.
+
+    ``pages`` maps audio files to where each one's review page is to be written, its notes
+    shown against the reference (``amt-evaluate --html``).
     """
     from ..transcriber import transcribe
     rows = []
-    for (audio, _), reference in zip(pairs, read_references(pairs)):
+    for (audio, midi), reference in zip(pairs, read_references(pairs)):
         started = time.perf_counter()
         result = transcribe(audio, loaded, options=options, keep_posteriorgrams=False,
                             model_pass=model_pass)
@@ -143,9 +147,23 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
             row.update({f"cc64_{name}": value for name, value in keys.items()
                         if name.startswith("note_offset_")})
         rows.append(row)
+        if pages and audio in pages:
+            write_compared_page(result, audio, pages[audio], notes, reference.notes, midi)
         if progress:
             progress(row)
     return rows
+
+
+def write_compared_page(result, audio: Path, page: Path, notes: np.ndarray,
+                        reference: np.ndarray, midi: Path) -> None:
+    """The review page of ``result`` (``notes`` as scored) against ``reference``, the notes
+    of ``midi`` as they sound: what was found, missed and added, to hear where."""
+    from ..review import Comparison, write_review_page
+    from .metrics import note_matches
+    found, hits = note_matches(reference, notes)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    write_review_page(result, audio, page, comparison=Comparison(reference, found, hits,
+                                                                  midi.name))
 
 
 def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),

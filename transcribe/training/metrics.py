@@ -138,6 +138,21 @@ def matched_reference(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray
     return matched
 
 
+def note_matches(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(boolean per reference note: found; boolean per estimated note: in the reference), at
+    mir_eval's note level (pitch, 50 ms onset), both of every note given (a note without
+    length is neither: mir_eval scores none such)."""
+    reference = np.asarray(reference, np.float64).reshape(-1, 4)
+    estimate = np.asarray(estimate, np.float64).reshape(-1, 4)
+    ref_index = np.flatnonzero(reference[:, OFFSET_S] > reference[:, ONSET_S])
+    est_index = np.flatnonzero(estimate[:, OFFSET_S] > estimate[:, ONSET_S])
+    pairs = _note_pairs(reference[ref_index], estimate[est_index])
+    found, hits = np.zeros(len(reference), bool), np.zeros(len(estimate), bool)
+    found[ref_index[pairs[:, 0]]] = True
+    hits[est_index[pairs[:, 1]]] = True
+    return found, hits
+
+
 def matched_velocities(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(reference velocities, estimated velocities) of the notes matched at mir_eval's note
     level: what a listener compares of the dynamics, before mir_eval's velocity tolerance."""
