@@ -338,8 +338,8 @@ def test_tuning_chooses_the_velocity_level_weight_that_follows_the_dynamics(ship
 
 def test_amt_evaluate_writes_pages_showing_what_each_recording_missed(tmp_path, capsys):
     """``amt-evaluate --html``: a page per recording, mirroring the folders, its notes
-    marked found or not as the scores count them; nothing is written with --predictions or
-    into a file."""
+    marked found or not as the scores count them, and an index of the pages, the lowest
+    note F1 first; nothing is written with --predictions or into a file."""
     import csv
     import json
     import re
@@ -353,12 +353,18 @@ def test_amt_evaluate_writes_pages_showing_what_each_recording_missed(tmp_path, 
     ref.mkdir(parents=True)
     (audio / "example.flac").write_bytes((examples / "example.flac").read_bytes())
     (ref / "example.mid").write_bytes((examples / "example.mid").read_bytes())
+    # A silent take of the piece (F1 0), in a sub-folder and with a name a link must quote.
+    (audio / "takes").mkdir()
+    (ref / "takes").mkdir()
+    sf.write(audio / "takes" / "take #1.flac", np.zeros(16000, np.float32), 16000)
+    (ref / "takes" / "take #1.mid").write_bytes((examples / "example.mid").read_bytes())
     pages = tmp_path / "pages"
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main([str(tmp_path / "audio"), str(tmp_path / "ref"), "--html", str(pages),
                        "--csv", str(tmp_path / "s.csv")])
     assert exit_info.value.code == 0
-    row, = csv.DictReader(open(tmp_path / "s.csv"))
+    row, silent = csv.DictReader(open(tmp_path / "s.csv"))
+    assert (silent["file"], float(silent["note_f1"])) == ("take #1.flac", 0.0)
     page = (pages / "set" / "example.html").read_text()
     data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
     hits = [note[4] for note in data["notes"]]
@@ -372,7 +378,17 @@ def test_amt_evaluate_writes_pages_showing_what_each_recording_missed(tmp_path, 
     reference = np.array([note[:4] for note in data["reference"]])
     assert [list(flags) for flags in note_matches(reference, notes)] == [
         [bool(f) for f in found], [bool(h) for h in hits]]
-    capsys.readouterr()
+    said = capsys.readouterr().err
+    assert f"amt-evaluate: 2 review pages in {pages}; their index, the lowest note F1 first: " \
+        f"{pages / 'index.html'}" in said
+    index = (pages / "index.html").read_text()
+    links = re.findall(r'<tr><td><a href="([^"]+)">([^<]+)</a></td><td>([0-9.]+)</td>', index)
+    assert [(name, float(f1)) for _, name, f1 in links] == [
+        ("set/takes/take #1.flac", 0.0), ("set/example.flac", round(100 * float(row["note_f1"]), 1))]
+    from urllib.parse import unquote
+    assert [pages / unquote(href) for href, _, _ in links] == [
+        pages / "set" / "takes" / "take #1.html", pages / "set" / "example.html"]
+    assert all((pages / unquote(href)).is_file() for href, _, _ in links)
     for args, code, said in (
             (["--predictions", str(ref)], 2, "with --predictions it makes none"),
             ([], 1, "not a folder (--html names the folder for the pages)")):

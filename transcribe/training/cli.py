@@ -601,6 +601,13 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir,
                 f" ({model_pass} pass)" if model_pass else "")
         if csv_path:
             write_csv(rows, csv_path)
+        if pages:
+            from .evaluate import write_index
+            index = write_index(rows, [(audio.name if all(one) else
+                                        audio.relative_to(audio_dir).as_posix(), pages[audio])
+                                       for audio, _ in pairs], html_dir, title)
+            say(f"amt-evaluate: {plural(len(rows), 'review page')} in {html_dir}; their "
+                f"index, the lowest note F1 first: {index}")
     except TranscribeError as error:
         say(f"amt-evaluate: error: {error}")
         sys.exit(1)

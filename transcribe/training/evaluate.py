@@ -154,6 +154,54 @@ def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
     return rows
 
 
+def write_index(rows: list[dict], pages: list[tuple[str, Path]], folder: Path,
+                title: str) -> Path:
+    """``folder``'s index of the review pages ``amt-evaluate --html`` wrote there: ``pages``
+    (each recording's name as shown, and its page) in the order of ``rows``, the lowest
+    note F1 first: where to listen first.  Named ``index.html`` unless a recording's page
+    has that name.  Returns its path."""
+    import html
+    from urllib.parse import quote
+
+    from ..files import readable, write_atomic
+    from .metrics import mean_scores
+    taken = {page.resolve() for _, page in pages}
+    index = next(folder / name for name in ("index.html", "amt-evaluate-index.html",
+                                            "amt-evaluate-index-2.html")
+                 if (folder / name).resolve() not in taken)
+    columns = [("note F1", "note_f1"), ("recall", "note_recall"), ("precision", "note_precision"),
+               ("note+offset F1", "note_offset_f1"), ("frame F1", "frame_f1")]
+    if any("pedal_frame_f1" in row for row in rows):
+        columns.append(("pedal frame F1", "pedal_frame_f1"))
+
+    def cells(row: dict) -> str:
+        return "".join(f"<td>{100 * row[key]:.1f}</td>" if key in row else "<td></td>"
+                       for _, key in columns)
+
+    def link(name: str, page: Path) -> str:
+        href = quote(page.relative_to(folder).as_posix(), errors="surrogateescape")
+        return f'<a href="{html.escape(href)}">{html.escape(readable(name))}</a>'
+
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["note_f1"], pages[i][0]))
+    body = "".join(f"<tr><td>{link(*pages[i])}</td>{cells(rows[i])}</tr>\n" for i in order)
+    means = mean_scores(rows)
+    head = "".join(f"<th>{name}</th>" for name, _ in columns)
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+            f"<title>{html.escape(readable(title))}</title>\n<style>body {{ font: 14px "
+            "system-ui, sans-serif; margin: 12px; color: #222; } td, th { padding: 2px 10px; "
+            "text-align: right; } td:first-child, th:first-child { text-align: left; } "
+            "tr:nth-child(even) { background: #f4f4f4; }</style></head><body>\n"
+            f"<h2>{html.escape(readable(title))}</h2>\n<p>{len(rows)} recording"
+            f"{'s' * (len(rows) != 1)}, the lowest note F1 first; mean note F1 "
+            f"{100 * means['note_f1']:.1f}, recall {100 * means['note_recall']:.1f} %, "
+            f"precision {100 * means['note_precision']:.1f} % (mir_eval, mean over the "
+            "recordings). Each page shows the notes found, missed and added, to hear "
+            "where.</p>\n"
+            f"<table>\n<tr><th>recording</th>{head}</tr>\n{body}</table>\n</body></html>\n")
+    write_atomic(index, page.encode("utf-8", "surrogateescape"))
+    return index
+
+
 def write_compared_page(result, audio: Path, page: Path, notes: np.ndarray,
                         reference: np.ndarray, midi: Path) -> None:
     """The review page of ``result`` (``notes`` as scored) against ``reference``, the notes
