@@ -217,11 +217,64 @@ def test_a_wavering_frame_does_not_split_a_sustained_note():
     np.testing.assert_allclose(notes[:, 0] * FPS, [10, 64])
 
 
+def test_a_faint_onset_inside_a_sounding_note_does_not_split_it():
+    """The onset head fires faintly in a sustained note's decay: a re-strike needs the
+    restrike bar, a new note (the key quiet before) only the onset threshold."""
+    frame, onset, offset, velocity = empty()
+    key = 40
+    onset[10:12, key] = 0.9
+    frame[10:60, key] = 0.9
+    onset[35:37, key] = [0.22, 0.25]  # above the onset threshold, below the restrike bar
+
+    def starts(**options):
+        return (decode_with(frame, onset, offset, velocity, onset_threshold=0.2, **options)
+                [:, 0] * FPS).round().tolist()
+
+    assert starts() == [10, 35]
+    assert starts(restrike_onset_threshold=0.3) == [10]
+    np.testing.assert_allclose(decode_with(frame, onset, offset, velocity, onset_threshold=0.2,
+                                           restrike_onset_threshold=0.3)[0, 1] * FPS, 60)
+    assert starts(restrike_onset_threshold=0.25) == [10, 35]  # its peak reaches the bar
+    onset[35:37, key] = [0.3, 0.5]  # struck again
+    assert starts(restrike_onset_threshold=0.4) == [10, 35]
+    frame[30:35, key] = 0.1  # quiet before the faint onset: a new note, however faint
+    onset[35:37, key] = [0.22, 0.25]
+    assert starts(restrike_onset_threshold=0.3) == [10, 35]
+
+
+@pytest.mark.parametrize("interval", C.PARTIAL_INTERVALS)
+def test_a_faint_onset_on_a_sounding_keys_partial_starts_no_note(interval):
+    frame, onset, offset, velocity = empty()
+    low = 20
+    onset[10:12, low] = 0.9
+    frame[10:60, low] = 0.9
+    high = low + interval
+    onset[20:22, high] = 0.25
+    frame[20:40, high] = 0.8
+
+    def pitches(**options):
+        return decode_with(frame, onset, offset, velocity, onset_threshold=0.2,
+                           **options)[:, 2].astype(int).tolist()
+
+    assert pitches() == [low + C.MIN_MIDI, high + C.MIN_MIDI]
+    assert pitches(partial_onset_threshold=0.3) == [low + C.MIN_MIDI]
+    onset[20:22, high] = 0.35  # struck
+    assert pitches(partial_onset_threshold=0.3) == [low + C.MIN_MIDI, high + C.MIN_MIDI]
+    onset[20:22, high] = 0.25
+    frame[15:60, low] = 0.1  # the lower key stopped sounding first
+    assert pitches(partial_onset_threshold=0.3) == [low + C.MIN_MIDI, high + C.MIN_MIDI]
+    frame[15:60, low] = 0.9
+    frame[10:60, low - 1] = 0.9  # a key sounding a semitone off has no partial there
+    frame[10:60, low] = 0.0
+    assert high + C.MIN_MIDI in pitches(partial_onset_threshold=0.3)
+
+
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]),
-       frame_onset_threshold=st.sampled_from([1.0, 0.5]))
+       frame_onset_threshold=st.sampled_from([1.0, 0.5]),
+       context_bars=st.sampled_from([0.0, 0.7]))
 def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms,
-                                                      frame_onset_threshold):
+                                                      frame_onset_threshold, context_bars):
     # Posteriorgrams of a few keys that cross the thresholds often, cut into chunks
     # at random places (the edges of chunks are where a streaming decoder errs).  The
     # keys lie in octaves, whose lower notes read their levels at odd partials.
@@ -239,7 +292,9 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
     cuts = sorted(data.draw(st.lists(st.integers(0, n_frames), max_size=8)))
     options = {"onset_threshold": 0.5, "frame_threshold": 0.3, "offset_threshold": 0.9,
                "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold,
-               "key_threshold": 0.5, "velocity_level_weight": 1.5}
+               "key_threshold": 0.5, "velocity_level_weight": 1.5,
+               # faint onsets (0.55) inside a sounding note or over an octave's lower key
+               "restrike_onset_threshold": context_bars, "partial_onset_threshold": context_bars}
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads), key[lo:hi], level[lo:hi])

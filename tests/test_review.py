@@ -105,7 +105,12 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
     # A threshold of 1 turns its rule off, and the page says "off", not "1".
     unused = Transcription(notes, None, 3.0, DecodingOptions(
         offset_threshold=1.0, frame_onset_threshold=0.6).resolve())
-    assert "offset off, frame onsets 0.6," in page_html(unused, b"", "t")
+    assert "offset off, frame onsets 0.6, shortest" in page_html(unused, b"", "t")
+    # The bars of re-strikes and of notes on a lower key's partials, where they are on.
+    assert "frame onsets 0.6, re-strikes 0.3, notes on partials of a lower key 0.35, shortest " \
+        "note 30 ms" in page_html(Transcription(notes, None, 3.0, DecodingOptions(
+            onset_threshold=0.15, frame_onset_threshold=0.6, min_note_ms=30,
+            restrike_onset_threshold=0.3, partial_onset_threshold=0.35).resolve()), b"", "t")
     # How the velocities were made (--velocity-level-weight).
     assert "velocities add 2 steps a dB of onset level;" in page_html(Transcription(
         notes, None, 3.0, DecodingOptions(velocity_level_weight=2).resolve()), b"", "t")
@@ -143,6 +148,15 @@ def browser(tmp_path):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
+
+
+def hover(browser, seconds, pitch):
+    """The roll's tooltip with the pointer over ``pitch`` at ``seconds`` (60 px a second)."""
+    return browser.execute_script("""
+        const canvas = document.getElementById("roll"), r = canvas.getBoundingClientRect();
+        canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + arguments[0] * 60,
+                                                          clientY: r.top + (108 - arguments[1]) * 6 + 3}));
+        return canvas.title;""", seconds, pitch)
 
 
 def open_tone_page(tmp_path, browser, notes, seconds):
@@ -400,17 +414,10 @@ def test_hovering_a_note_names_it_and_space_plays(tmp_path, browser):
     notes = np.array([[1.0, 1.5, 60, 80], [2.0, 2.01, 73, 30]])  # C4; C#5, 10 ms (1 px)
     open_tone_page(tmp_path, browser, notes, 5)
 
-    def hover(seconds, pitch):
-        return browser.execute_script("""
-            const canvas = document.getElementById("roll"), r = canvas.getBoundingClientRect();
-            canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + arguments[0] * 60,
-                                                              clientY: r.top + (108 - arguments[1]) * 6 + 3}));
-            return canvas.title;""", seconds, pitch)
-
-    assert hover(1.2, 60) == "C4 (60), 1.00-1.50 s, velocity 80"
-    assert hover(2.02, 73) == "C#5 (73), 2.00-2.01 s, velocity 30"  # 1 px wide, still found
-    assert hover(1.2, 61) == ""  # the key above: no note there
-    assert hover(1.7, 60) == ""  # after the note
+    assert hover(browser, 1.2, 60) == "C4 (60), 1.00-1.50 s, velocity 80"
+    assert hover(browser, 2.02, 73) == "C#5 (73), 2.00-2.01 s, velocity 30"  # 1 px wide, still found
+    assert hover(browser, 1.2, 61) == ""  # the key above: no note there
+    assert hover(browser, 1.7, 60) == ""  # after the note
     # Space plays and pauses; on the Play button it is the button's (one press, not two).
     browser.set_window_size(1200, 500)  # a page taller than the window: space would scroll it
     assert browser.execute_script("return document.documentElement.scrollHeight > innerHeight")
@@ -530,17 +537,10 @@ def test_a_page_against_a_reference_shows_what_was_found_missed_and_added(tmp_pa
     assert missed[0] > missed[1] + 20 and missed[0] > missed[2] + 20  # red, faint
     assert pixel(1.2, 66)[:3] in ([255, 255, 255], [238, 238, 238])  # nothing on the key below
 
-    def hover(seconds, pitch):
-        return browser.execute_script("""
-            const canvas = document.getElementById("roll"), r = canvas.getBoundingClientRect();
-            canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + arguments[0] * 60,
-                                                              clientY: r.top + (108 - arguments[1]) * 6 + 3}));
-            return canvas.title;""", seconds, pitch)
-
-    assert hover(0.75, 60) == "C4 (60), 0.50-1.00 s, velocity 80, in the reference"
-    assert hover(1.75, 64) == "E4 (64), 1.50-2.00 s, velocity 80, not in the reference"
-    assert hover(1.2, 67) == "missed: G4 (67), 1.00-1.40 s, velocity 30 in the reference"
-    assert hover(0.75, 67) == ""
+    assert hover(browser, 0.75, 60) == "C4 (60), 0.50-1.00 s, velocity 80, in the reference"
+    assert hover(browser, 1.75, 64) == "E4 (64), 1.50-2.00 s, velocity 80, not in the reference"
+    assert hover(browser, 1.2, 67) == "missed: G4 (67), 1.00-1.40 s, velocity 30 in the reference"
+    assert hover(browser, 0.75, 67) == ""
     # The reference is heard through the synth, the recording muted: its three notes.
     browser.find_element(By.CSS_SELECTOR, "input[value=reference]").click()
     assert browser.execute_script("return audio.muted")

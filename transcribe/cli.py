@@ -103,6 +103,12 @@ _DECODING_HELP = {
     "min_note_ms": "Drop notes shorter than this (ms).",
     "frame_onset_threshold": "Also start a note where the frame probability rises from quiet "
                              "above this (an onset the onset head missed); 1 turns it off.",
+    "restrike_onset_threshold": "Onset peak a key needs to start a new note while its note "
+                                "still sounds (a re-strike; fainter, the sustained note's "
+                                "decay); 0 turns it off.",
+    "partial_onset_threshold": "Onset peak a key needs to start a note where a lower key "
+                               "sounds whose partial it is (an octave, a twelfth, two "
+                               "octaves...); 0 turns it off.",
     "pedal_threshold": "Sustain-pedal probability above which the pedal is down "
                        "(weights with a pedal head).",
     "key_threshold": "Key-down probability below which a key is up: where --pedal cc64 "

@@ -49,6 +49,17 @@ FRAME_ONSET_THRESHOLD = 1.0
 # validation (weights/README.md).
 FRAME_ONSET_QUIET_FRAMES = 2  # 64 ms
 FRAME_ONSET_QUIET_LEVEL = 0.4
+# Two onsets that need more than the onset threshold (decode.py): a key re-struck while
+# its note still sounds, and a key struck where a lower key that sounds has a partial (an
+# octave, twelfth, two octaves, and the 5th and 6th partials above).  The onset head fires
+# faintly at both where no key was struck: a sustained note's decay, a loud note's
+# partials.  A note starts there only if its onset peaks at or above the threshold; 0
+# (the fallback) turns a rule off.  The shipped card leaves both off: they trade recall
+# for precision, and cost most where a key is re-struck under the pedal (session 37).
+RESTRIKE_ONSET_THRESHOLD = 0.0
+PARTIAL_ONSET_THRESHOLD = 0.0
+PARTIAL_INTERVALS = (12, 19, 24, 28, 31)  # keys above the sounding key: its 2nd-6th partials
+
 # Sustain pedal (models with a pedal head): down where its probability exceeds the
 # threshold; shorter presses and shorter gaps between presses are merged away.
 PEDAL_THRESHOLD = 0.5

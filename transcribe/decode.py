@@ -19,6 +19,17 @@ below its threshold): where the frame posteriorgram rises above ``frame_onset_th
 starts as if the onset head had fired, as basic-pitch infers onsets from its
 frame output.  The quiet frames before the rise keep a sustained note whose frame
 posteriorgram only wavers from being split.
+
+Two more rules raise the onset bar where the onset head fires faintly without a key
+struck (session 37: 42 % of the notes written that the tuning excerpts do not have start
+where a lower key sounds whose partial they are, 26 % right after a note of their own
+key).  An onset while the key still sounds (the frame posteriorgram above its threshold
+in the frame before: a re-strike, or the sustained note's decay) starts a new note only
+if the onset posteriorgram peaks at ``restrike_onset_threshold`` or above; else the note
+goes on.  An onset where a key ``PARTIAL_INTERVALS`` below sounds (an octave, a twelfth,
+two octaves, ...: where that key's partials lie) needs ``partial_onset_threshold``.  The
+peak is taken over the onset's frames above ``onset_threshold``.  Both look only at the
+onset's own frames and the frame before, so streaming decodes as the whole does.
 """
 
 from __future__ import annotations
@@ -44,7 +55,9 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "frame_onset_threshold": C.FRAME_ONSET_THRESHOLD,
              "pedal_threshold": C.PEDAL_THRESHOLD, "key_threshold": C.KEY_THRESHOLD,
              "pedal_split_threshold": C.PEDAL_SPLIT_THRESHOLD,
-             "velocity_level_weight": C.VELOCITY_LEVEL_WEIGHT}
+             "velocity_level_weight": C.VELOCITY_LEVEL_WEIGHT,
+             "restrike_onset_threshold": C.RESTRIKE_ONSET_THRESHOLD,
+             "partial_onset_threshold": C.PARTIAL_ONSET_THRESHOLD}
 # Options that are not probabilities: each is a number >= 0.
 NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
 
@@ -58,7 +71,10 @@ class DecodingOptions:
     probabilities in [0, 1]; 1 (``OFF``) turns a rule off (``offset_threshold``:
     notes end where the frame posteriorgram falls, not where the offset head fires;
     ``frame_onset_threshold``: no onsets inferred from the frame posteriorgram).
-    ``min_note_ms`` drops shorter notes.  ``velocity_level_weight`` (velocity steps per
+    ``min_note_ms`` drops shorter notes.  ``restrike_onset_threshold`` and
+    ``partial_onset_threshold`` are the onset peaks a re-strike and a note on a lower
+    sounding key's partial need (0 turns a rule off; the module's docstring).
+    ``velocity_level_weight`` (velocity steps per
     dB, >= 0; 0: the velocity head alone) blends the measured loudness of each note's
     onset into its velocity (``blend_velocities``).  Bad values raise ``TranscribeError``.
     """
@@ -72,6 +88,8 @@ class DecodingOptions:
     key_threshold: float | None = None  # used by models with a key-down head (--pedal cc64)
     pedal_split_threshold: float | None = None  # a press peak that splits a pedal span
     velocity_level_weight: float | None = None  # velocity steps per dB of onset level
+    restrike_onset_threshold: float | None = None  # the onset peak a key re-struck needs
+    partial_onset_threshold: float | None = None  # ... and a key on a sounding key's partial
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -146,10 +164,35 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     onset_threshold, frame_threshold = options.onset_threshold, options.frame_threshold
     offset_threshold, frame_onset_threshold = options.offset_threshold, options.frame_onset_threshold
     use_offset = offset is not None and offset_threshold < OFF
+    restrike, partial = options.restrike_onset_threshold, options.partial_onset_threshold
+    # Where each key sounds by the frame head alone, for the rule on partials (a column
+    # at a time, as below: float16 posteriorgrams are not copied whole).
+    heard = None
+    if partial > onset_threshold:
+        heard = np.zeros(frame.shape, bool)
+        for key in range(frame.shape[1]):
+            heard[:, key] = frame[:, key].astype(np.float32) > frame_threshold
     parts = []
     for key in range(frame.shape[1]):
-        onset_on = onset[:, key].astype(np.float32) > onset_threshold
+        key_onset = onset[:, key].astype(np.float32)
+        onset_on = key_onset > onset_threshold
         key_frame = frame[:, key].astype(np.float32)
+        starts = _rising_edges(onset_on)
+        if len(starts) and (restrike > onset_threshold or heard is not None):
+            # Each onset's peak, over its run of frames above the threshold.
+            runs_end = _next_index(np.flatnonzero(~onset_on), starts, n_frames)
+            peaks = np.maximum.reduceat(np.r_[key_onset, 0], np.ravel(
+                np.column_stack([starts, runs_end])))[::2]
+            faint = np.zeros(len(starts), bool)
+            if restrike > onset_threshold:  # the key sounds in the frame before
+                before = np.maximum(starts - 1, 0)
+                faint |= (peaks < restrike) & (starts > 0) & (key_frame[before] > frame_threshold)
+            if heard is not None:
+                lower = [key - interval for interval in C.PARTIAL_INTERVALS if key >= interval]
+                if lower:
+                    faint |= (peaks < partial) & heard[starts][:, lower].any(axis=1)
+            for start, end in zip(starts[faint], runs_end[faint]):
+                onset_on[start:end] = False  # no onset: the note before goes on, if any
         if frame_onset_threshold < OFF:
             onset_on |= _frame_onsets(key_frame, frame_onset_threshold)
         starts = _rising_edges(onset_on)
@@ -306,6 +349,23 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
                        level_weight=options.velocity_level_weight)
 
 
+def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
+    """The first frame of the earliest onset still above the threshold at the last frame
+    of ``onset``, where the re-strike or partial bar is on (whether such an onset starts a
+    note, and so where the note before it ends, depends on its peak, which may come
+    later); else the length of ``onset``."""
+    n_frames = len(onset)
+    bars = (options.restrike_onset_threshold, options.partial_onset_threshold)
+    if not n_frames or max(bars) <= options.onset_threshold:
+        return n_frames
+    rising = np.flatnonzero(np.asarray(onset[-1], np.float32) > options.onset_threshold)
+    first = n_frames
+    for key in rising:
+        below = np.flatnonzero(np.asarray(onset[:, key], np.float32) <= options.onset_threshold)
+        first = min(first, below[-1] + 1 if len(below) else 0)
+    return first
+
+
 class NoteStream:
     """``frames_to_notes`` over posteriorgrams that arrive a chunk at a time.
 
@@ -347,6 +407,8 @@ class NoteStream:
             rows[:, 4] += self.start
         rows[:, :2] += self.start
         end = self.start + len(buffer["frame"])
+        if not final:  # an onset still rising at the end: its peak, so whether it starts a
+            end = min(end, self.start + _unfinished_onsets(buffer["onset"], self.options))
         # Starts too close to the buffer's beginning lack their history; the notes
         # they make were decided in an earlier call.
         valid = rows[:, 0] >= self.start + self.HISTORY if self.start > 0 else \

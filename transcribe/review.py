@@ -480,7 +480,12 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     facts = (f"{count} note{'' if count == 1 else 's'}, {result.duration_s:.1f} s; "
              f"thresholds: onset {options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
              f"{rule(options.offset_threshold)}, frame onsets "
-             f"{rule(options.frame_onset_threshold)}, shortest note {options.min_note_ms:g} ms; "
+             f"{rule(options.frame_onset_threshold)}, "
+             + "".join(f"{name} {value:g}, " for name, value in (
+                 ("re-strikes", options.restrike_onset_threshold),
+                 ("notes on partials of a lower key", options.partial_onset_threshold))
+                 if value > options.onset_threshold)
+             + f"shortest note {options.min_note_ms:g} ms; "
              + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
                 if options.velocity_level_weight else "velocities from the velocity head alone; "))
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode
