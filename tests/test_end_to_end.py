@@ -339,7 +339,7 @@ def test_tuning_chooses_the_velocity_level_weight_that_follows_the_dynamics(ship
 def test_amt_evaluate_writes_pages_showing_what_each_recording_missed(tmp_path, capsys):
     """``amt-evaluate --html``: a page per recording, mirroring the folders, its notes
     marked found or not as the scores count them, and an index of the pages, the lowest
-    note F1 first; nothing is written with --predictions or into a file."""
+    note F1 first; with --predictions, the other transcriber's notes so."""
     import csv
     import json
     import re
@@ -389,11 +389,25 @@ def test_amt_evaluate_writes_pages_showing_what_each_recording_missed(tmp_path, 
     assert [pages / unquote(href) for href, _, _ in links] == [
         pages / "set" / "takes" / "take #1.html", pages / "set" / "example.html"]
     assert all((pages / unquote(href)).is_file() for href, _, _ in links)
-    for args, code, said in (
-            (["--predictions", str(ref)], 2, "with --predictions it makes none"),
-            ([], 1, "not a folder (--html names the folder for the pages)")):
-        target = tmp_path / "s.csv" if not args else pages
-        with pytest.raises(SystemExit) as exit_info:
-            evaluate_main([str(audio), str(ref), "--html", str(target), *args])
-        assert exit_info.value.code == code
-        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a file where the folder should be
+        evaluate_main([str(audio), str(ref), "--html", str(tmp_path / "s.csv")])
+    assert exit_info.value.code == 1
+    assert "not a folder (--html names the folder for the pages)" in capsys.readouterr().err
+    # Another transcriber's notes (here the reference's own, in basic-pitch's one folder,
+    # and none for the take), with no threshold of ours on the page.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "example_basic_pitch.mid").write_bytes((examples / "example.mid").read_bytes())
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(tmp_path / "audio"), str(tmp_path / "ref"), "--predictions",
+                       str(theirs), "--html", str(tmp_path / "their pages")])
+    assert exit_info.value.code == 0
+    page = (tmp_path / "their pages" / "set" / "example.html").read_text()
+    data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
+    assert len(data["notes"]) == len(data["reference"]) > 90
+    assert all(note[4] for note in data["notes"] + data["reference"])
+    assert "the notes of example_basic_pitch.mid (another transcriber&#x27;s), as they " \
+        "sound" in page and "thresholds:" not in page
+    assert "note F1 100.0." in page
+    take = (tmp_path / "their pages" / "set" / "takes" / "take #1.html").read_text()
+    assert f"0 notes, 1.0 s: no notes: {theirs} holds no transcription of this recording" in take

@@ -433,11 +433,14 @@ requestAnimationFrame(tick);
 class Comparison(NamedTuple):
     """A reference to show a transcription against (``amt-evaluate --html``), matched at
     mir_eval's note level by the caller: the reference's notes ``(n, 4)``, which of them
-    were found, which of the transcription's notes are in it, and the reference's name."""
+    were found, which of the transcription's notes are in it, and the reference's name;
+    ``made_by``, where another transcriber wrote the notes, says whose they are (the page
+    then gives no thresholds of ours)."""
     notes: np.ndarray
     found: np.ndarray  # bool per reference note
     hits: np.ndarray  # bool per transcribed note, in the order the page shows them
     name: str
+    made_by: str | None = None
 
 
 def _rows(notes: np.ndarray, flags: np.ndarray | None = None) -> list[list]:
@@ -451,29 +454,10 @@ def _rows(notes: np.ndarray, flags: np.ndarray | None = None) -> list[list]:
     return rows
 
 
-def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE,
-              midi_name: str = "transcription.mid", tempo_bpm: float = 120.0,
-              comparison: Comparison | None = None) -> str:
-    """The review page of a ``Transcription`` with ``recording`` (``encode_recording``'s)
-    embedded, its notes as the pedal mode ``pedal`` writes them, and the MIDI file of them
-    (as ``save`` writes it) to download as ``midi_name``: the page alone is enough to share.
-    With a ``comparison``, the notes are drawn as found or not in the reference, the
-    reference's notes not found as outlines, and the reference can be heard."""
-    notes, _ = result.with_pedal(pedal)
-    notes = np.asarray(notes).reshape(-1, 4)
-    if comparison is not None and (len(comparison.hits) != len(notes)
-                                   or len(comparison.found) != len(comparison.notes)):
-        raise ValueError("the comparison's flags do not match its notes")
-    spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
-    embedding = recording_format()
-    data = {"duration_s": round(float(result.duration_s), 3), "audio_format": embedding.name,
-            "pedal_heard": result.pedal is not None,
-            "notes": _rows(notes, None if comparison is None else comparison.hits),
-            "reference": None if comparison is None else _rows(comparison.notes,
-                                                               comparison.found),
-            "pedal": [[round(float(a), 4), round(float(b), 4)]
-                      for a, b in np.asarray(spans).reshape(-1, 2)]}
+def our_facts(result, data: dict, pedal: str) -> str:
+    """The page's line on how our notes were made: thresholds, pedal, the input's gain."""
     options = result.options
+
     def rule(threshold: float) -> str:  # 1 (decode.OFF) turns a rule off
         return "off" if threshold >= OFF else f"{threshold:g}"
     count = len(data["notes"])
@@ -500,6 +484,37 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
                   f"to the level the weights were tuned at (and played so here); ")
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
+    return facts
+
+
+def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE,
+              midi_name: str = "transcription.mid", tempo_bpm: float = 120.0,
+              comparison: Comparison | None = None) -> str:
+    """The review page of a ``Transcription`` with ``recording`` (``encode_recording``'s)
+    embedded, its notes as the pedal mode ``pedal`` writes them, and the MIDI file of them
+    (as ``save`` writes it) to download as ``midi_name``: the page alone is enough to share.
+    With a ``comparison``, the notes are drawn as found or not in the reference, the
+    reference's notes not found as outlines, and the reference can be heard."""
+    notes, _ = result.with_pedal(pedal)
+    notes = np.asarray(notes).reshape(-1, 4)
+    if comparison is not None and (len(comparison.hits) != len(notes)
+                                   or len(comparison.found) != len(comparison.notes)):
+        raise ValueError("the comparison's flags do not match its notes")
+    spans = result.pedal if result.pedal is not None else np.zeros((0, 2))
+    embedding = recording_format()
+    data = {"duration_s": round(float(result.duration_s), 3), "audio_format": embedding.name,
+            "pedal_heard": result.pedal is not None,
+            "notes": _rows(notes, None if comparison is None else comparison.hits),
+            "reference": None if comparison is None else _rows(comparison.notes,
+                                                               comparison.found),
+            "pedal": [[round(float(a), 4), round(float(b), 4)]
+                      for a, b in np.asarray(spans).reshape(-1, 2)]}
+    count = len(data["notes"])
+    if comparison is not None and comparison.made_by:  # another transcriber's notes
+        facts = (f"{count} note{'' if count == 1 else 's'}, {result.duration_s:.1f} s: "
+                 f"{comparison.made_by}. ")
+    else:
+        facts = our_facts(result, data, pedal)
     facts += (f"amt-transcribe {__version__}. Click the roll to seek, drag across it to loop a "
               "passage (or set the loop's ends at the playhead with A and B), hover a note to "
               "name it; space plays and pauses, the arrows seek 5 s, [ and ] are A and B; "

@@ -517,9 +517,10 @@ def band_table(counts, by: str, title: str):
               help="Per-file scores CSV.")
 @click.option("--html", "html_dir", metavar="FOLDER", type=NamedPath(path_type=Path, written=True),
               help="Also a review page per recording in FOLDER (mirroring AUDIO's folders, "
-                   "NAME.html, replaced if there), its notes drawn as found in the reference "
-                   "or not, the reference's notes not found as outlines; the reference can be "
-                   "heard beside the recording.")
+                   "NAME.html, replaced if there), its notes (or --predictions') drawn as found "
+                   "in the reference or not, the reference's notes not found as outlines; the "
+                   "reference can be heard beside the recording; and FOLDER/index.html, the "
+                   "lowest note F1 first.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @decoding_options
 @click.option("--model-pass", type=click.Choice(["fast", "full"]), default=None,
@@ -549,10 +550,6 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir,
 
     unpaired: list[Path] = []
     one = [path.is_file() for path in (audio_dir, midi_dir, predictions) if path is not None]
-    if html_dir is not None and predictions is not None:
-        say("amt-evaluate: error: --html shows this model's transcriptions against the "
-            "references; with --predictions it makes none")
-        sys.exit(2)
     if any(one) and not all(one):
         say("amt-evaluate: error: give folders, or files, to pair: a recording, its "
             "reference MIDI file (and the other transcriber's MIDI file)")
@@ -583,7 +580,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir,
                      for audio, _ in pairs}
         if predictions is not None:
             missing: list[Path] = []
-            rows = evaluate_predictions(pairs, predictions, midi_dir, missing)
+            rows = evaluate_predictions(pairs, predictions, midi_dir, missing, pages)
             title = f"{predictions} on {plural(len(rows), 'file')}"
             if missing:
                 say(f"amt-evaluate: note: {plural(len(missing), 'reference')} without a "

@@ -203,15 +203,16 @@ def write_index(rows: list[dict], pages: list[tuple[str, Path]], folder: Path,
 
 
 def write_compared_page(result, audio: Path, page: Path, notes: np.ndarray,
-                        reference: np.ndarray, midi: Path) -> None:
+                        reference: np.ndarray, midi: Path, made_by: str | None = None) -> None:
     """The review page of ``result`` (``notes`` as scored) against ``reference``, the notes
-    of ``midi`` as they sound: what was found, missed and added, to hear where."""
+    of ``midi`` as they sound: what was found, missed and added, to hear where.  ``made_by``
+    says whose notes they are, where another transcriber's."""
     from ..review import Comparison, write_review_page
     from .metrics import note_matches
     found, hits = note_matches(reference, notes)
     page.parent.mkdir(parents=True, exist_ok=True)
     write_review_page(result, audio, page, comparison=Comparison(reference, found, hits,
-                                                                  midi.name))
+                                                                  midi.name, made_by))
 
 
 def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4, 0.5),
@@ -316,7 +317,8 @@ def pick_decoding(tried: list[tuple], tolerance: float = NOTE_F1_TOLERANCE) -> t
 
 
 def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
-                         reference_root: Path, missing: list[Path] | None = None) -> list[dict]:
+                         reference_root: Path, missing: list[Path] | None = None,
+                         pages: dict[Path, Path] | None = None) -> list[dict]:
     """Score MIDI files another transcriber wrote (mirroring the reference tree, ``.mid`` or
     the reference's suffix, or all in one folder, as basic-pitch writes them, where no two
     references share a name; or, ``predictions`` a file, the one reference's) against the
@@ -325,7 +327,8 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
     release and CC64, as Transkun and ``--pedal cc64`` do, scored frame F1 72 and
     note+offset F1 33 against its own file as reference).  A reference without a prediction
     is scored as one without notes (the transcriber wrote nothing for it), and appended to
-    ``missing``, if given."""
+    ``missing``, if given.  ``pages`` as for ``evaluate_model``: the other transcriber's
+    notes shown against the reference."""
     rows = []
     one_file = predictions.is_file()
     names = Counter(_folded(midi.stem) for _, midi in pairs)
@@ -339,7 +342,18 @@ def evaluate_predictions(pairs: list[tuple[Path, Path]], predictions: Path,
             estimate = np.zeros((0, 4))
             if missing is not None:
                 missing.append(predictions / relative)
-        rows.append({"file": audio.name, **note_rows(reference_notes(midi), estimate)})
+        reference = reference_notes(midi)
+        rows.append({"file": audio.name, **note_rows(reference, estimate)})
+        if pages and audio in pages:
+            from ..audio import probe
+            from ..files import readable
+            from ..transcriber import Transcription
+            made_by = (f"the notes of {readable(predicted.name)} (another transcriber's), as "
+                       "they sound (lengthened through its own sustain pedal)"
+                       if predicted is not None else f"no notes: {predictions} holds no "
+                       "transcription of this recording")
+            write_compared_page(Transcription(estimate, None, probe(audio).duration_s),
+                                audio, pages[audio], estimate, reference, midi, made_by)
     return rows
 
 
