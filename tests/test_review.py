@@ -470,6 +470,7 @@ def test_the_roll_has_a_time_ruler_and_a_lane_of_its_own_for_the_pedal(tmp_path,
         return rgba[1] > rgba[0] + 40 and rgba[1] > rgba[2] + 20
 
     a0_row = (108 - 21) * 6 + 2
+    assert browser.find_element(By.ID, "legend").text == "Colour: velocity, 1 127"
     assert not green(pixel(2.5, a0_row)), "the pedal is drawn over A0's row"
     assert not green(pixel(4.5, a0_row))
     a0 = pixel(3.5, a0_row)  # the A0 note, drawn whole

@@ -523,7 +523,11 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     # reader, who may never have seen that terminal, judges the notes.
     warnings = "".join(f"<div>Warning: {html.escape(warning)}</div>"
                        for warning in result.warnings)
-    legend = hear_reference = ""
+    # Without a reference, a note's colour is its velocity (the script's colour()).
+    legend = ('<div id="legend">Colour: velocity, 1 <span class="swatch" style="width: '
+              '120px; background: linear-gradient(to right, hsl(50, 85%, 70%), hsl(25, 85%, '
+              '52%), hsl(0, 85%, 35%))"></span> 127</div>\n')
+    hear_reference = ""
     if comparison is not None:
         found, hits = int(np.sum(comparison.found)), int(np.sum(comparison.hits))
         n_ref, n_est = len(comparison.notes), len(notes)
