@@ -242,6 +242,53 @@ def test_a_faint_onset_inside_a_sounding_note_does_not_split_it():
     assert starts(restrike_onset_threshold=0.3) == [10, 35]
 
 
+def test_a_faint_re_strike_that_adds_energy_is_a_note():
+    """Given the input's key levels, a faint onset inside a sounding note is its decay only
+    where the key's level at its first partial does not rise (a re-strike adds energy)."""
+    frame, onset, offset, velocity = empty()
+    key = 40
+    onset[10:12, key] = 0.9
+    frame[10:60, key] = 0.9
+    onset[35:37, key] = [0.22, 0.25]  # faint
+    level = np.full((100, C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS), -80.0, np.float32)
+    first_partial = key * C.VELOCITY_LEVEL_PARTIALS
+    level[10:60, first_partial] = np.linspace(-20, -40, 50)  # the held note decays
+
+    def starts():
+        return (frames_to_notes(frame, onset, offset, velocity, DecodingOptions(
+            onset_threshold=0.2, restrike_onset_threshold=0.4), level=level)[:, 0] * FPS
+        ).round().tolist()
+
+    assert starts() == [10]  # the decay: no new note
+    level[35:38, first_partial] = [-30, -25, -28]  # struck again, softly: the level rises
+    assert starts() == [10, 35]
+    level[35:38, first_partial] = -31  # the level held, not risen
+    assert starts() == [10]
+    # Another partial rising does not count: the first partial is the key's own.
+    level[35:38, first_partial + 1] = -10
+    assert starts() == [10]
+
+
+def test_a_stream_waits_for_a_re_strikes_rise_cut_by_a_chunk():
+    """The level may rise frames after a faint onset: a chunk that ends before it must not
+    decide the note before it as held through."""
+    frame, onset, offset, velocity = empty(60)
+    key = 40
+    onset[10:12, key] = 0.9
+    frame[10:36, key] = 0.9
+    onset[35, key] = 0.25  # faint, inside the sounding note
+    level = np.full((60, C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS), -80.0, np.float32)
+    level[10:40, key * C.VELOCITY_LEVEL_PARTIALS] = np.linspace(-20, -40, 30)
+    level[37, key * C.VELOCITY_LEVEL_PARTIALS] = -10  # the re-strike's rise, two frames on
+    options = DecodingOptions(onset_threshold=0.2, restrike_onset_threshold=0.4, min_note_ms=0)
+    whole = frames_to_notes(frame, onset, offset, velocity, options, level=level)
+    assert (whole[:, 0] * FPS).round().tolist() == [10, 35]
+    stream = NoteStream(options)
+    for lo, hi in ((0, 37), (37, 60)):
+        stream.push(frame[lo:hi], onset[lo:hi], offset[lo:hi], velocity[lo:hi], level=level[lo:hi])
+    np.testing.assert_array_equal(stream.finish(), whole)
+
+
 @pytest.mark.parametrize("interval", C.PARTIAL_INTERVALS)
 def test_a_faint_onset_on_a_sounding_keys_partial_starts_no_note(interval):
     frame, onset, offset, velocity = empty()

@@ -25,11 +25,14 @@ struck (session 37: 42 % of the notes written that the tuning excerpts do not ha
 where a lower key sounds whose partial they are, 26 % right after a note of their own
 key).  An onset while the key still sounds (the frame posteriorgram above its threshold
 in the frame before: a re-strike, or the sustained note's decay) starts a new note only
-if the onset posteriorgram peaks at ``restrike_onset_threshold`` or above; else the note
-goes on.  An onset where a key ``PARTIAL_INTERVALS`` below sounds (an octave, a twelfth,
-two octaves, ...: where that key's partials lie) needs ``partial_onset_threshold``.  The
-peak is taken over the onset's frames above ``onset_threshold``.  Both look only at the
-onset's own frames and the frame before, so streaming decodes as the whole does.
+if the onset posteriorgram peaks at ``restrike_onset_threshold`` or above, or, given the
+input's key levels, the key's level at its first partial rises (``RESTRIKE_RISE_DB``: a
+re-strike adds energy, a decay does not); else the note goes on.  An onset where a key
+``PARTIAL_INTERVALS`` below sounds (an octave, a twelfth, two octaves, ...: where that
+key's partials lie) needs ``partial_onset_threshold``.  The peak is taken over the
+onset's frames above ``onset_threshold``.  Both look only at the onset's own frames, the
+frame before and (the level) the next ``RESTRIKE_RISE_FRAMES``, and a stream decides
+nothing those may still change, so it decodes as the whole does.
 """
 
 from __future__ import annotations
@@ -153,7 +156,8 @@ def _frame_onsets(frame: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
-                 velocity: np.ndarray | None, options: DecodingOptions) -> np.ndarray:
+                 velocity: np.ndarray | None, options: DecodingOptions,
+                 level: np.ndarray | None = None) -> np.ndarray:
     """All notes of the posteriorgrams as int64 rows: start frame, end frame, key, velocity.
 
     A note still sounding at the last frame ends there.  No length filter.
@@ -186,7 +190,10 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
             faint = np.zeros(len(starts), bool)
             if restrike > onset_threshold:  # the key sounds in the frame before
                 before = np.maximum(starts - 1, 0)
-                faint |= (peaks < restrike) & (starts > 0) & (key_frame[before] > frame_threshold)
+                decay = (peaks < restrike) & (starts > 0) & (key_frame[before] > frame_threshold)
+                if level is not None:  # and its level at the first partial does not rise
+                    decay &= _level_rise(level, key, starts) < C.RESTRIKE_RISE_DB
+                faint |= decay
             if heard is not None:
                 lower = [key - interval for interval in C.PARTIAL_INTERVALS if key >= interval]
                 if lower:
@@ -215,6 +222,22 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
         parts.append(np.column_stack([starts, ends, np.full(len(starts), key),
                                       velocities.astype(np.int64)]))
     return np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+
+
+def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
+    """dB by which ``key``'s level at its first partial (``level``: the input's key levels,
+    ``(frames, 88 x partials)`` or ``(frames, 88)``) peaks in the ``RESTRIKE_RISE_FRAMES``
+    from each of ``starts`` above its peak in the ``FRAME_ONSET_QUIET_FRAMES`` before (a
+    start without frames before: 0)."""
+    partials = level.shape[1] // C.N_KEYS
+    column = np.asarray(level[:, key * partials], np.float32)
+    n_frames, history = len(column), C.RESTRIKE_BEFORE_FRAMES
+    padded = np.r_[np.full(history, -np.inf, np.float32), column,
+                   np.full(C.RESTRIKE_RISE_FRAMES, -np.inf, np.float32)]
+    after = np.lib.stride_tricks.sliding_window_view(padded[history:], C.RESTRIKE_RISE_FRAMES)
+    before = np.lib.stride_tricks.sliding_window_view(padded, history)
+    rise = after[starts].max(axis=1) - before[starts].max(axis=1)
+    return np.where(np.isfinite(rise), rise, 0.0) if n_frames else rise
 
 
 def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
@@ -343,7 +366,7 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
-    rows = _note_frames(frame, onset, offset, velocity, options)
+    rows = _note_frames(frame, onset, offset, velocity, options, level)
     levels = None if level is None else onset_levels(rows, level)
     return _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
                        level_weight=options.velocity_level_weight)
@@ -358,6 +381,8 @@ def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
     bars = (options.restrike_onset_threshold, options.partial_onset_threshold)
     if not n_frames or max(bars) <= options.onset_threshold:
         return n_frames
+    # A start in the last frames: the level's rise after it is not all in yet.
+    n_frames = max(0, n_frames - C.RESTRIKE_RISE_FRAMES)
     rising = np.flatnonzero(np.asarray(onset[-1], np.float32) > options.onset_threshold)
     first = n_frames
     for key in rising:
@@ -399,7 +424,7 @@ class NoteStream:
     def _decode(self, final: bool) -> None:
         buffer = self.buffer
         rows = _note_frames(buffer["frame"], buffer["onset"], buffer["offset"],
-                            buffer["velocity"], self.options)
+                            buffer["velocity"], self.options, buffer.get("level"))
         levels = onset_levels(rows, buffer["level"]) if "level" in buffer else None
         if "key" in buffer:  # a key-down head: each note's key release, column 4
             rows = np.column_stack([rows, _key_release_frames(
