@@ -104,8 +104,9 @@ _DECODING_HELP = {
     "frame_onset_threshold": "Also start a note where the frame probability rises from quiet "
                              "above this (an onset the onset head missed); 1 turns it off.",
     "restrike_onset_threshold": "Onset peak a key needs to start a new note while its note "
-                                "still sounds (a re-strike; fainter, the sustained note's "
-                                "decay); 0 turns it off.",
+                                "still sounds, unless the key's level rises there (a "
+                                "re-strike adds energy; a fainter onset without that rise is "
+                                "the held note's decay); 0 turns it off.",
     "partial_onset_threshold": "Onset peak a key needs to start a note where a lower key "
                                "sounds whose partial it is (an octave, a twelfth, two "
                                "octaves...); 0 turns it off.",
