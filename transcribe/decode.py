@@ -227,7 +227,7 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
 def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
     """dB by which ``key``'s level at its first partial (``level``: the input's key levels,
     ``(frames, 88 x partials)`` or ``(frames, 88)``) peaks in the ``RESTRIKE_RISE_FRAMES``
-    from each of ``starts`` above its peak in the ``FRAME_ONSET_QUIET_FRAMES`` before (a
+    from each of ``starts`` above its peak in the ``RESTRIKE_BEFORE_FRAMES`` before (a
     start without frames before: 0)."""
     partials = level.shape[1] // C.N_KEYS
     column = np.asarray(level[:, key * partials], np.float32)
@@ -373,10 +373,12 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
 
 
 def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
-    """The first frame of the earliest onset still above the threshold at the last frame
-    of ``onset``, where the re-strike or partial bar is on (whether such an onset starts a
-    note, and so where the note before it ends, depends on its peak, which may come
-    later); else the length of ``onset``."""
+    """Where the re-strike or partial bar is on, the frame from which a stream must not
+    decide yet: the first frame of the earliest onset still above the threshold at the
+    last frame of ``onset`` (whether it starts a note, and so where the note before it
+    ends, depends on its peak, which may come later), and no later than
+    ``RESTRIKE_RISE_FRAMES`` before the end (the level's rise after a start); else the
+    length of ``onset``."""
     n_frames = len(onset)
     bars = (options.restrike_onset_threshold, options.partial_onset_threshold)
     if not n_frames or max(bars) <= options.onset_threshold:
