@@ -269,6 +269,31 @@ def test_a_faint_re_strike_that_adds_energy_is_a_note():
     assert starts() == [10]
 
 
+def test_a_faint_onset_where_the_key_rises_is_a_soft_note():
+    """Below the onset threshold, a note starts where the onset head peaks above the soft
+    bar and the key's level at its first partial rises by SOFT_RISE_DB or more."""
+    frame, onset, offset, velocity = empty()
+    key = 30
+    onset[20:22, key] = [0.12, 0.15]  # below the onset threshold, above the soft bar
+    frame[20:40, key] = 0.8
+    level = np.full((100, C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS), -60.0, np.float32)
+    first_partial = key * C.VELOCITY_LEVEL_PARTIALS
+
+    def starts(soft=0.1):
+        return (frames_to_notes(frame, onset, offset, velocity, DecodingOptions(
+            onset_threshold=0.2, soft_onset_threshold=soft), level=level)[:, 0] * FPS
+        ).round().tolist()
+
+    assert starts() == []  # the level does not rise: no note
+    level[20:40, first_partial] = -60 + C.SOFT_RISE_DB + 0.5  # it does
+    assert starts() == [20]
+    assert starts(soft=1.0) == []  # the rule off
+    assert starts(soft=0.15) == []  # the onset does not reach the soft bar
+    level[20:40, first_partial + 1] = 0  # another partial's rise alone does not count
+    level[20:40, first_partial] = -60
+    assert starts() == []
+
+
 def test_a_stream_waits_for_a_re_strikes_rise_cut_by_a_chunk():
     """The level may rise frames after a faint onset: a chunk that ends before it must not
     decide the note before it as held through."""
@@ -341,7 +366,9 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
                "min_note_ms": min_note_ms, "frame_onset_threshold": frame_onset_threshold,
                "key_threshold": 0.5, "velocity_level_weight": 1.5,
                # faint onsets (0.55) inside a sounding note or over an octave's lower key
-               "restrike_onset_threshold": context_bars, "partial_onset_threshold": context_bars}
+               "restrike_onset_threshold": context_bars, "partial_onset_threshold": context_bars,
+               # and faint ones (0.35) that start notes where the level rises
+               "soft_onset_threshold": 0.3 if context_bars else 1.0}
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads), key[lo:hi], level[lo:hi])
@@ -450,3 +477,23 @@ def test_a_key_struck_again_under_the_pedal_ends_its_previous_note():
                       [0.1, 0.4, 62, 80]])  # another key: held to the release
     out = extend_through_pedal(notes, np.array([[0.2, 3.0]]))
     np.testing.assert_allclose(out[:, 1], [1.0, 3.0, 3.0])
+
+
+def test_a_stream_waits_for_a_faint_onset_that_may_still_rise_past_the_threshold():
+    """A run of faint onset frames still going at a chunk's end may reach the onset
+    threshold later, and start its note there, not where it began."""
+    frame, onset, offset, velocity = empty(60)
+    key = 40
+    onset[10:12, key] = 0.9
+    frame[10:50, key] = 0.9
+    onset[30:37, key] = 0.15  # faint, then struck at frame 37
+    onset[37, key] = 0.6
+    level = np.full((60, C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS), -40.0, np.float32)
+    level[30:, key * C.VELOCITY_LEVEL_PARTIALS] = -20.0  # it rises at the faint run
+    options = DecodingOptions(onset_threshold=0.2, soft_onset_threshold=0.1, min_note_ms=0)
+    whole = frames_to_notes(frame, onset, offset, velocity, options, level=level)
+    assert (whole[:, 0] * FPS).round().tolist() == [10, 37]
+    stream = NoteStream(options)
+    for lo, hi in ((0, 37), (37, 60)):
+        stream.push(frame[lo:hi], onset[lo:hi], offset[lo:hi], velocity[lo:hi], level=level[lo:hi])
+    np.testing.assert_array_equal(stream.finish(), whole)

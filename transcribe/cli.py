@@ -107,6 +107,10 @@ _DECODING_HELP = {
                                 "still sounds, unless the key's level rises there (a "
                                 "re-strike adds energy; a fainter onset without that rise is "
                                 "the held note's decay); 0 turns it off.",
+    "soft_onset_threshold": "Also start a note where the onset probability peaks above this "
+                            "but not above the onset threshold, if the key's level rises "
+                            "there by 3 dB (a soft note the onset head nearly missed); 1 "
+                            "turns it off.",
     "partial_onset_threshold": "Onset peak a key needs to start a note where a lower key "
                                "sounds whose partial it is (an octave, a twelfth, two "
                                "octaves...); 0 turns it off.",

@@ -68,6 +68,12 @@ PARTIAL_INTERVALS = (12, 19, 24, 28, 31)  # keys above the sounding key: its 2nd
 RESTRIKE_RISE_DB = 0.0
 RESTRIKE_RISE_FRAMES = 3  # 96 ms
 RESTRIKE_BEFORE_FRAMES = 1  # the frame before the onset: a stream keeps it (FRAME_ONSET_QUIET_FRAMES)
+# An onset fainter than the onset threshold, above SOFT_ONSET_THRESHOLD, starts a note
+# where the key's level at its first partial rises by SOFT_RISE_DB or more (measured as
+# for re-strikes): a soft note the onset head nearly missed.  The fallback of 1 turns it
+# off (no onset is fainter than the threshold and above 1).
+SOFT_ONSET_THRESHOLD = 1.0
+SOFT_RISE_DB = 3.0
 
 # Sustain pedal (models with a pedal head): down where its probability exceeds the
 # threshold; shorter presses and shorter gaps between presses are merged away.

@@ -60,7 +60,8 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "pedal_split_threshold": C.PEDAL_SPLIT_THRESHOLD,
              "velocity_level_weight": C.VELOCITY_LEVEL_WEIGHT,
              "restrike_onset_threshold": C.RESTRIKE_ONSET_THRESHOLD,
-             "partial_onset_threshold": C.PARTIAL_ONSET_THRESHOLD}
+             "partial_onset_threshold": C.PARTIAL_ONSET_THRESHOLD,
+             "soft_onset_threshold": C.SOFT_ONSET_THRESHOLD}
 # Options that are not probabilities: each is a number >= 0.
 NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
 
@@ -93,6 +94,7 @@ class DecodingOptions:
     velocity_level_weight: float | None = None  # velocity steps per dB of onset level
     restrike_onset_threshold: float | None = None  # the onset peak a key re-struck needs
     partial_onset_threshold: float | None = None  # ... and a key on a sounding key's partial
+    soft_onset_threshold: float | None = None  # a fainter onset where the key's level rises
 
     def __post_init__(self) -> None:
         for name, value in dataclasses.asdict(self).items():
@@ -169,6 +171,7 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     offset_threshold, frame_onset_threshold = options.offset_threshold, options.frame_onset_threshold
     use_offset = offset is not None and offset_threshold < OFF
     restrike, partial = options.restrike_onset_threshold, options.partial_onset_threshold
+    soft = options.soft_onset_threshold
     # Where each key sounds by the frame head alone, for the rule on partials (a column
     # at a time, as below: float16 posteriorgrams are not copied whole).
     heard = None
@@ -181,6 +184,8 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
         key_onset = onset[:, key].astype(np.float32)
         onset_on = key_onset > onset_threshold
         key_frame = frame[:, key].astype(np.float32)
+        if soft < onset_threshold and level is not None:
+            onset_on |= _soft_onsets(key_onset, soft, onset_threshold, level, key)
         starts = _rising_edges(onset_on)
         if len(starts) and (restrike > onset_threshold or heard is not None):
             # Each onset's peak, over its run of frames above the threshold.
@@ -222,6 +227,24 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
         parts.append(np.column_stack([starts, ends, np.full(len(starts), key),
                                       velocities.astype(np.int64)]))
     return np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+
+
+def _soft_onsets(key_onset: np.ndarray, soft: float, onset_threshold: float,
+                 level: np.ndarray, key: int) -> np.ndarray:
+    """Boolean series: the runs of ``key_onset`` above ``soft`` that stay at or below
+    ``onset_threshold`` and where the key's level at its first partial rises by
+    ``SOFT_RISE_DB`` or more (``_level_rise``): a soft note the onset head nearly missed."""
+    low = key_onset > soft
+    starts = _rising_edges(low)
+    found = np.zeros(len(key_onset), bool)
+    if not len(starts):
+        return found
+    ends = _next_index(np.flatnonzero(~low), starts, len(key_onset))
+    peaks = np.maximum.reduceat(np.r_[key_onset, 0], np.ravel(np.column_stack([starts, ends])))[::2]
+    chosen = (peaks <= onset_threshold) & (_level_rise(level, key, starts) >= C.SOFT_RISE_DB)
+    for start, end in zip(starts[chosen], ends[chosen]):
+        found[start:end] = True
+    return found
 
 
 def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
@@ -381,14 +404,16 @@ def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
     length of ``onset``."""
     n_frames = len(onset)
     bars = (options.restrike_onset_threshold, options.partial_onset_threshold)
-    if not n_frames or max(bars) <= options.onset_threshold:
+    soft = options.soft_onset_threshold < options.onset_threshold
+    if not n_frames or (max(bars) <= options.onset_threshold and not soft):
         return n_frames
     # A start in the last frames: the level's rise after it is not all in yet.
     n_frames = max(0, n_frames - C.RESTRIKE_RISE_FRAMES)
-    rising = np.flatnonzero(np.asarray(onset[-1], np.float32) > options.onset_threshold)
+    threshold = min(options.onset_threshold, options.soft_onset_threshold)
+    rising = np.flatnonzero(np.asarray(onset[-1], np.float32) > threshold)
     first = n_frames
     for key in rising:
-        below = np.flatnonzero(np.asarray(onset[:, key], np.float32) <= options.onset_threshold)
+        below = np.flatnonzero(np.asarray(onset[:, key], np.float32) <= threshold)
         first = min(first, below[-1] + 1 if len(below) else 0)
     return first
 

@@ -469,6 +469,8 @@ def our_facts(result, data: dict, pedal: str) -> str:
                  ("re-strikes", options.restrike_onset_threshold),
                  ("notes on partials of a lower key", options.partial_onset_threshold))
                  if value > options.onset_threshold)
+             + (f"soft onsets {options.soft_onset_threshold:g} where the level rises, "
+                if options.soft_onset_threshold < options.onset_threshold else "")
              + f"shortest note {options.min_note_ms:g} ms; "
              + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
                 if options.velocity_level_weight else "velocities from the velocity head alone; "))
