@@ -305,13 +305,20 @@ def test_a_stream_waits_for_a_re_strikes_rise_cut_by_a_chunk():
     level = np.full((60, C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS), -80.0, np.float32)
     level[10:40, key * C.VELOCITY_LEVEL_PARTIALS] = np.linspace(-20, -40, 30)
     level[37, key * C.VELOCITY_LEVEL_PARTIALS] = -10  # the re-strike's rise, two frames on
-    options = DecodingOptions(onset_threshold=0.2, restrike_onset_threshold=0.4, min_note_ms=0)
+    starts = streamed_as_whole(frame, onset, offset, velocity, level, 37, DecodingOptions(
+        onset_threshold=0.2, restrike_onset_threshold=0.4, min_note_ms=0))
+    assert starts == [10, 35]
+
+
+def streamed_as_whole(frame, onset, offset, velocity, level, cut, options):
+    """The notes' starts (frames), after checking that a stream cut at ``cut`` decodes as
+    the whole does."""
     whole = frames_to_notes(frame, onset, offset, velocity, options, level=level)
-    assert (whole[:, 0] * FPS).round().tolist() == [10, 35]
     stream = NoteStream(options)
-    for lo, hi in ((0, 37), (37, 60)):
+    for lo, hi in ((0, cut), (cut, len(frame))):
         stream.push(frame[lo:hi], onset[lo:hi], offset[lo:hi], velocity[lo:hi], level=level[lo:hi])
     np.testing.assert_array_equal(stream.finish(), whole)
+    return (whole[:, 0] * FPS).round().tolist()
 
 
 @pytest.mark.parametrize("interval", C.PARTIAL_INTERVALS)
@@ -490,10 +497,6 @@ def test_a_stream_waits_for_a_faint_onset_that_may_still_rise_past_the_threshold
     onset[37, key] = 0.6
     level = np.full((60, C.N_KEYS * C.VELOCITY_LEVEL_PARTIALS), -40.0, np.float32)
     level[30:, key * C.VELOCITY_LEVEL_PARTIALS] = -20.0  # it rises at the faint run
-    options = DecodingOptions(onset_threshold=0.2, soft_onset_threshold=0.1, min_note_ms=0)
-    whole = frames_to_notes(frame, onset, offset, velocity, options, level=level)
-    assert (whole[:, 0] * FPS).round().tolist() == [10, 37]
-    stream = NoteStream(options)
-    for lo, hi in ((0, 37), (37, 60)):
-        stream.push(frame[lo:hi], onset[lo:hi], offset[lo:hi], velocity[lo:hi], level=level[lo:hi])
-    np.testing.assert_array_equal(stream.finish(), whole)
+    starts = streamed_as_whole(frame, onset, offset, velocity, level, 37, DecodingOptions(
+        onset_threshold=0.2, soft_onset_threshold=0.1, min_note_ms=0))
+    assert starts == [10, 37]
