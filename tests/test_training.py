@@ -834,6 +834,8 @@ def test_tuning_picks_the_pedal_and_key_thresholds_of_weights_that_have_those_he
     assert best.pedal_threshold in (0.3, 0.6) and best.key_threshold in (0.2, 0.8)
     assert best.pedal_split_threshold in (0.4, 1.0)
     assert len(tried) == 1 and "pedal_frame_f1" in means
+    # A re-tune keeps session 37's rules on the key's level (it turned them off before).
+    assert (best.restrike_onset_threshold, best.soft_onset_threshold) == (0.4, 0.1)
 
 
 def test_free_strings_ring_only_while_the_pedal_is_down():

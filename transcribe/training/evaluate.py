@@ -221,7 +221,7 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
                     pedal=(0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
                     pedal_split=(0.2, 0.3, 0.4, 0.5, 1.0),
                     key_down=(0.1, 0.2, 0.3, 0.4, 0.5), velocity_level=(0.0, 1.0, 2.0, 3.0, 4.0),
-                    model_pass: str | None = None):
+                    restrike=(0.4,), soft_onset=(0.1,), model_pass: str | None = None):
     """Grid-search decoding thresholds for the best mean note F1 and, within half a point
     of it, the best note-with-offset F1 (``pick_decoding``).
 
@@ -234,7 +234,10 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
     ``--pedal cc64``'s notes against the key releases.  The notes are then tuned as the
     default pedal mode writes them.  Last, with those notes, the velocity level weight
     of the best mean note-with-velocity F1 (it changes velocities only).  The network
-    runs once per file; each combination only re-decodes.  Returns (best
+    runs once per file; each combination only re-decodes.  ``restrike`` and ``soft_onset``
+    (the re-strike bar and the soft onsets, which read the input's key levels) are searched
+    with the note thresholds; their single defaults are the values session 37 chose on the
+    15 tuning excerpts, kept so that a re-tune does not turn those rules off.  Returns (best
     ``DecodingOptions``, its mean scores, all ``(options, means)`` tried).
     """
     import itertools
@@ -273,10 +276,13 @@ def tune_thresholds(loaded, pairs: list[tuple[Path, Path]], onset=(0.2, 0.3, 0.4
             score(reference, result.redecode(key_threshold=threshold).with_pedal("cc64")[0])
             ["note_offset_f1"] for result, reference in releases]))
     tried = []
-    for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset):
+    for values in itertools.product(onset, frame, offset, min_note_ms, frame_onset, restrike,
+                                    soft_onset):
         options = DecodingOptions(onset_threshold=values[0], frame_threshold=values[1],
                                   offset_threshold=values[2], min_note_ms=values[3],
                                   frame_onset_threshold=values[4],
+                                  restrike_onset_threshold=values[5],
+                                  soft_onset_threshold=values[6],
                                   pedal_threshold=pedal_threshold, key_threshold=key_threshold,
                                   pedal_split_threshold=split_threshold)
         rows = []
