@@ -188,10 +188,7 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
             onset_on |= _soft_onsets(key_onset, soft, onset_threshold, level, key)
         starts = _rising_edges(onset_on)
         if len(starts) and (restrike > onset_threshold or heard is not None):
-            # Each onset's peak, over its run of frames above the threshold.
-            runs_end = _next_index(np.flatnonzero(~onset_on), starts, n_frames)
-            peaks = np.maximum.reduceat(np.r_[key_onset, 0], np.ravel(
-                np.column_stack([starts, runs_end])))[::2]
+            runs_end, peaks = _run_peaks(key_onset, onset_on, starts)
             faint = np.zeros(len(starts), bool)
             if restrike > onset_threshold:  # the key sounds in the frame before
                 before = np.maximum(starts - 1, 0)
@@ -229,6 +226,16 @@ def _note_frames(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     return np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
 
 
+def _run_peaks(series: np.ndarray, above: np.ndarray,
+               starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ends, peaks) of the runs of ``above`` (a boolean series over ``series``) that begin
+    at ``starts`` (its rising edges, not empty): where each run stops, and the highest
+    value of ``series`` within it."""
+    ends = _next_index(np.flatnonzero(~above), starts, len(series))
+    bounds = np.ravel(np.column_stack([starts, ends]))
+    return ends, np.maximum.reduceat(np.r_[series, 0], bounds)[::2]
+
+
 def _soft_onsets(key_onset: np.ndarray, soft: float, onset_threshold: float,
                  level: np.ndarray, key: int) -> np.ndarray:
     """Boolean series: the runs of ``key_onset`` above ``soft`` that stay at or below
@@ -239,8 +246,7 @@ def _soft_onsets(key_onset: np.ndarray, soft: float, onset_threshold: float,
     found = np.zeros(len(key_onset), bool)
     if not len(starts):
         return found
-    ends = _next_index(np.flatnonzero(~low), starts, len(key_onset))
-    peaks = np.maximum.reduceat(np.r_[key_onset, 0], np.ravel(np.column_stack([starts, ends])))[::2]
+    ends, peaks = _run_peaks(key_onset, low, starts)
     chosen = (peaks <= onset_threshold) & (_level_rise(level, key, starts) >= C.SOFT_RISE_DB)
     for start, end in zip(starts[chosen], ends[chosen]):
         found[start:end] = True
@@ -254,13 +260,13 @@ def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
     start without frames before: 0)."""
     partials = level.shape[1] // C.N_KEYS
     column = np.asarray(level[:, key * partials], np.float32)
-    n_frames, history = len(column), C.RESTRIKE_BEFORE_FRAMES
+    history = C.RESTRIKE_BEFORE_FRAMES
     padded = np.r_[np.full(history, -np.inf, np.float32), column,
                    np.full(C.RESTRIKE_RISE_FRAMES, -np.inf, np.float32)]
     after = np.lib.stride_tricks.sliding_window_view(padded[history:], C.RESTRIKE_RISE_FRAMES)
     before = np.lib.stride_tricks.sliding_window_view(padded, history)
     rise = after[starts].max(axis=1) - before[starts].max(axis=1)
-    return np.where(np.isfinite(rise), rise, 0.0) if n_frames else rise
+    return np.where(np.isfinite(rise), rise, 0.0)
 
 
 def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,

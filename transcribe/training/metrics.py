@@ -29,9 +29,14 @@ def _hz(pitches: np.ndarray) -> np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(pitches, np.float64) - 69) / 12)
 
 
-def _valid(notes: np.ndarray) -> np.ndarray:
+def _valid_mask(notes: np.ndarray) -> np.ndarray:
+    """Boolean per note: it has a length (mir_eval scores no other)."""
     notes = np.asarray(notes, np.float64).reshape(-1, 4)
-    return notes[notes[:, OFFSET_S] > notes[:, ONSET_S]]
+    return notes[:, OFFSET_S] > notes[:, ONSET_S]
+
+
+def _valid(notes: np.ndarray) -> np.ndarray:
+    return np.asarray(notes, np.float64).reshape(-1, 4)[_valid_mask(notes)]
 
 
 def _frame_lists(notes: np.ndarray, n_frames: int, frame_rate_hz: float):
@@ -132,10 +137,7 @@ def _note_pairs(ref: np.ndarray, est: np.ndarray) -> np.ndarray:
 
 def matched_reference(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """Boolean per (valid) reference note: found at mir_eval's note level (pitch, 50 ms onset)."""
-    ref = _valid(reference)
-    matched = np.zeros(len(ref), bool)
-    matched[_note_pairs(ref, _valid(estimate))[:, 0]] = True
-    return matched
+    return note_matches(reference, estimate)[0][_valid_mask(reference)]
 
 
 def note_matches(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,8 +146,7 @@ def note_matches(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarra
     length is neither: mir_eval scores none such)."""
     reference = np.asarray(reference, np.float64).reshape(-1, 4)
     estimate = np.asarray(estimate, np.float64).reshape(-1, 4)
-    ref_index = np.flatnonzero(reference[:, OFFSET_S] > reference[:, ONSET_S])
-    est_index = np.flatnonzero(estimate[:, OFFSET_S] > estimate[:, ONSET_S])
+    ref_index, est_index = np.flatnonzero(_valid_mask(reference)), np.flatnonzero(_valid_mask(estimate))
     pairs = _note_pairs(reference[ref_index], estimate[est_index])
     found, hits = np.zeros(len(reference), bool), np.zeros(len(estimate), bool)
     found[ref_index[pairs[:, 0]]] = True
