@@ -33,6 +33,7 @@ from . import audio as audio_io
 from . import constants as C
 from .decode import OFF
 from .files import readable, write_atomic
+from .progress import plural
 from .version import __version__
 
 AUDIO_RATE = 22050
@@ -454,15 +455,14 @@ def _rows(notes: np.ndarray, flags: np.ndarray | None = None) -> list[list]:
     return rows
 
 
-def our_facts(result, data: dict, pedal: str) -> str:
-    """The page's line on how our notes were made: thresholds, pedal, the input's gain."""
+def our_facts(result, spans: list, pedal: str) -> str:
+    """The page's words on how our notes were made: thresholds, the pedal (``spans``, as
+    the page draws them), the input's gain."""
     options = result.options
 
     def rule(threshold: float) -> str:  # 1 (decode.OFF) turns a rule off
         return "off" if threshold >= OFF else f"{threshold:g}"
-    count = len(data["notes"])
-    facts = (f"{count} note{'' if count == 1 else 's'}, {result.duration_s:.1f} s; "
-             f"thresholds: onset {options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
+    facts = (f"thresholds: onset {options.onset_threshold:g}, frame {options.frame_threshold:g}, offset "
              f"{rule(options.offset_threshold)}, frame onsets "
              f"{rule(options.frame_onset_threshold)}, "
              + "".join(f"{name} {value:g}, " for name, value in (
@@ -475,7 +475,7 @@ def our_facts(result, data: dict, pedal: str) -> str:
              + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
                 if options.velocity_level_weight else "velocities from the velocity head alone; "))
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode
-        count = len(data["pedal"])
+        count = len(spans)
         split = (f", split at presses above {options.pedal_split_threshold:g}"
                  if options.pedal_split_threshold < OFF else "")
         facts += (f"{count} sustain-pedal span{'' if count == 1 else 's'} (threshold "
@@ -511,12 +511,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
                                                                comparison.found),
             "pedal": [[round(float(a), 4), round(float(b), 4)]
                       for a, b in np.asarray(spans).reshape(-1, 2)]}
-    count = len(data["notes"])
-    if comparison is not None and comparison.made_by:  # another transcriber's notes
-        facts = (f"{count} note{'' if count == 1 else 's'}, {result.duration_s:.1f} s: "
-                 f"{comparison.made_by}. ")
-    else:
-        facts = our_facts(result, data, pedal)
+    facts = f"{plural(len(data['notes']), 'note')}, {result.duration_s:.1f} s" + (
+        f": {comparison.made_by}. " if comparison is not None and comparison.made_by
+        else "; " + our_facts(result, data["pedal"], pedal))  # another transcriber's, or ours
     facts += (f"amt-transcribe {__version__}. Click the roll to seek, drag across it to loop a "
               "passage (or set the loop's ends at the playhead with A and B), hover a note to "
               "name it; space plays and pauses, the arrows seek 5 s, [ and ] are A and B; "
