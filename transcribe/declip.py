@@ -83,7 +83,7 @@ def redraw(audio: np.ndarray, values, max_run: int, before: int | None = None) -
     out = np.array(audio, dtype=np.float32, copy=True)
     before = len(audio) if before is None else before
     for channel in range(audio.shape[1]):
-        wave = out[:, channel].copy()
+        wave = out[:, channel]  # read only: _redrawn returns a new channel
         starts, ends = held_runs(wave, values, max_run)
         keep = (starts >= CONTEXT) & (ends + CONTEXT <= len(wave)) & (starts < before)
         starts, ends = starts[keep], ends[keep]
