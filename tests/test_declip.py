@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from transcribe.declip import CAP, CONTEXT, Declipper, held_runs, redraw
+from transcribe.declip import CAP, CONTEXT, Declipper, plateaus, redraw
 
 FULL = (-1.0, 1.0)  # the values a wave clipped at full scale is held at
 
@@ -38,7 +38,7 @@ def test_only_runs_held_where_clipping_holds_the_wave_are_redrawn():
     wave[40:43] = 0.5  # a run at another value
     wave[199 - 2:] = 1.0  # at the very end, without samples after it to fit to
     wave[100:190] = 1.0  # longer than the longest run redrawn (a fault)
-    starts, ends = held_runs(wave, np.float32(FULL), max_run=50)
+    starts, ends = plateaus(wave, np.float32(FULL), max_run=50)
     assert list(zip(starts, ends)) == [(20, 22), (60, 65), (197, 200)]
     out = redraw(wave[:, None], FULL, max_run=50)[:, 0]
     changed = np.flatnonzero(out != wave)

@@ -2,9 +2,11 @@
 by Selenium; Firefox ESR, driven through Marionette; WebKitGTK (Safari's engine), driven
 by its WebDriver on a virtual display."""
 
+import colorsys
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import time
@@ -449,7 +451,7 @@ def test_the_roll_has_a_time_ruler_and_a_lane_of_its_own_for_the_pedal(tmp_path,
     from selenium.webdriver.common.by import By
 
     from transcribe.decode import DecodingOptions
-    from transcribe.review import write_review_page
+    from transcribe.review import velocity_hsl, write_review_page
     from transcribe.transcriber import Transcription
     rate = 22050
     sf.write(tmp_path / "tone.wav", np.zeros(8 * rate, np.float32), rate)
@@ -475,6 +477,10 @@ def test_the_roll_has_a_time_ruler_and_a_lane_of_its_own_for_the_pedal(tmp_path,
     assert not green(pixel(4.5, a0_row))
     a0 = pixel(3.5, a0_row)  # the A0 note, drawn whole
     assert a0[0] > a0[1] + 40
+    # In the colour the legend gives its velocity (80): one source for the script and it.
+    hue, saturation, light = (float(v) for v in re.findall(r"[\d.]+", velocity_hsl(80)))
+    red, green_, blue = colorsys.hls_to_rgb(hue / 360, light / 100, saturation / 100)
+    assert np.allclose(a0[:3], [255 * red, 255 * green_, 255 * blue], atol=2), a0
     lane = 88 * 6 + 6  # under the keys
     assert green(pixel(2.5, lane)) and green(pixel(4.5, lane))
     assert not green(pixel(1.5, lane)) and not green(pixel(5.5, lane))

@@ -63,8 +63,8 @@ class Declipper:
         return cut
 
 
-def held_runs(channel: np.ndarray, values: np.ndarray,
-              max_run: int) -> tuple[np.ndarray, np.ndarray]:
+def plateaus(channel: np.ndarray, values: np.ndarray,
+             max_run: int) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the runs of at most ``max_run`` samples held at one of ``values``
     in a 1-D ``channel``."""
     at = np.isin(channel, values)
@@ -84,7 +84,7 @@ def redraw(audio: np.ndarray, values, max_run: int, before: int | None = None) -
     before = len(audio) if before is None else before
     for channel in range(audio.shape[1]):
         wave = out[:, channel]  # read only: _redrawn returns a new channel
-        starts, ends = held_runs(wave, values, max_run)
+        starts, ends = plateaus(wave, values, max_run)
         keep = (starts >= CONTEXT) & (ends + CONTEXT <= len(wave)) & (starts < before)
         starts, ends = starts[keep], ends[keep]
         if not len(starts):

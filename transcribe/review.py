@@ -22,6 +22,7 @@ import base64
 import html
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +40,21 @@ from .version import __version__
 AUDIO_RATE = 22050
 # The roll's height: 88 keys of 6 px, the sustain pedal's lane and the time ruler.
 ROLL_PX = 88 * 6 + 2 + 8 + 2 + 16
+# The notes' colours, for the page's script (``DATA.colours``) and its legend alike.  Against a
+# reference: found, not in it, and its missed notes (an outline, filled at MISSED_FILL).
+FOUND, EXTRA, MISSED_RGB, MISSED_FILL = "#2f66b3", "#f08c00", "215, 30, 30", 0.2
+# Otherwise by velocity: (hue, saturation %, lightness %) at velocity 0 and at 127, between
+# them in a straight line.
+SOFT_HSL, LOUD_HSL = (50, 85, 70), (0, 85, 35)
+
+
+def velocity_hsl(velocity: float) -> str:
+    """The CSS colour of a note of ``velocity`` (as the page's script's ``colour()``)."""
+    t = min(max(velocity / 127, 0.0), 1.0)
+    (hue, saturation, light), (hue_loud, _, light_loud) = SOFT_HSL, LOUD_HSL
+    # Math.round: halves up
+    return (f"hsl({math.floor(hue + (hue_loud - hue) * t + 0.5)}, {saturation}%, "
+            f"{math.floor(light + (light_loud - light) * t + 0.5)}%)")
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -100,13 +116,17 @@ const state = { drawnNotes: 0, drawnMissed: 0, playheadX: 0, played: 0, leads: [
 // Against a reference (amt-evaluate --html): each note says whether it is in the reference
 // (a fifth value, 1 or 0), and the reference's notes whether they were found.
 const COMPARE = DATA.reference !== null;
-const HIT = "#2f66b3", EXTRA = "#f08c00", MISSED = "rgb(215, 30, 30)";
+const HIT = DATA.colours.found, EXTRA = DATA.colours.extra;
+const MISSED = "rgb(" + DATA.colours.missed + ")";
+const MISSED_FILL = "rgba(" + DATA.colours.missed + ", " + DATA.colours.missed_fill + ")";
 window.reviewState = state;
 
 function y(pitch) { return (HIGH - pitch) * KEY_PX; }
-function colour(velocity) {
+function colour(velocity) {  // from DATA.colours.soft at 0 to .loud at 127 (review.velocity_hsl)
   const t = Math.max(0, Math.min(1, velocity / 127));
-  return "hsl(" + Math.round(50 - 50 * t) + ", 85%, " + Math.round(70 - 35 * t) + "%)";
+  const [hue, saturation, light] = DATA.colours.soft, [hueLoud, , lightLoud] = DATA.colours.loud;
+  return "hsl(" + Math.round(hue + (hueLoud - hue) * t) + ", " + saturation + "%, " +
+         Math.round(light + (lightLoud - light) * t) + "%)";
 }
 // The roll is as wide as the recording (the track, which scrolls), but the canvas only as
 // wide as the view: it moves with the scroll and draws what is in sight.  A canvas as
@@ -148,7 +168,7 @@ function draw() {
     for (const [onset, offset, pitch, , found] of DATA.reference) {
       if (found || offset < from || onset > to) continue;
       const x = onset * pxPerSecond - left, w = Math.max(2, (offset - onset) * pxPerSecond);
-      ctx.fillStyle = "rgba(215, 30, 30, 0.2)"; ctx.fillRect(x, y(pitch), w, KEY_PX - 1);
+      ctx.fillStyle = MISSED_FILL; ctx.fillRect(x, y(pitch), w, KEY_PX - 1);
       ctx.strokeStyle = MISSED; ctx.strokeRect(x + 0.5, y(pitch) + 0.5, w - 1, KEY_PX - 2);
       missed++;
     }
@@ -510,7 +530,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
             "reference": None if comparison is None else _rows(comparison.notes,
                                                                comparison.found),
             "pedal": [[round(float(a), 4), round(float(b), 4)]
-                      for a, b in np.asarray(spans).reshape(-1, 2)]}
+                      for a, b in np.asarray(spans).reshape(-1, 2)],
+            "colours": {"found": FOUND, "extra": EXTRA, "missed": MISSED_RGB,
+                        "missed_fill": MISSED_FILL, "soft": SOFT_HSL, "loud": LOUD_HSL}}
     facts = f"{plural(len(data['notes']), 'note')}, {result.duration_s:.1f} s" + (
         f": {comparison.made_by}. " if comparison is not None and comparison.made_by
         else "; " + our_facts(result, data["pedal"], pedal))  # another transcriber's, or ours
@@ -523,9 +545,9 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
     warnings = "".join(f"<div>Warning: {html.escape(warning)}</div>"
                        for warning in result.warnings)
     # Without a reference, a note's colour is its velocity (the script's colour()).
+    gradient = ", ".join(velocity_hsl(velocity) for velocity in (0, 64, 127))
     legend = ('<div id="legend">Colour: velocity, 1 <span class="swatch" style="width: '
-              '120px; background: linear-gradient(to right, hsl(50, 85%, 70%), hsl(25, 85%, '
-              '52%), hsl(0, 85%, 35%))"></span> 127</div>\n')
+              f'120px; background: linear-gradient(to right, {gradient})"></span> 127</div>\n')
     hear_reference = ""
     if comparison is not None:
         found, hits = int(np.sum(comparison.found)), int(np.sum(comparison.hits))
@@ -538,10 +560,10 @@ def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL
             f"within 50 ms): {found} of its {n_ref} notes found (recall {100 * recall:.1f} %),"
             f" {n_est - hits} of the {n_est} transcribed not in it (precision "
             f"{100 * precision:.1f} %), note F1 {100 * f1:.1f}."
-            f'<span class="swatch" style="background: #2f66b3"></span>found'
-            f'<span class="swatch" style="background: #f08c00"></span>not in the reference'
-            f'<span class="swatch" style="border: 1px solid rgb(215, 30, 30); '
-            f'background: rgba(215, 30, 30, 0.15)"></span>missed (in the reference, not '
+            f'<span class="swatch" style="background: {FOUND}"></span>found'
+            f'<span class="swatch" style="background: {EXTRA}"></span>not in the reference'
+            f'<span class="swatch" style="border: 1px solid rgb({MISSED_RGB}); '
+            f'background: rgba({MISSED_RGB}, {MISSED_FILL})"></span>missed (in the reference, not '
             f"transcribed)</div>\n")
         hear_reference = ('\n    <label><input type="radio" name="hear" value="reference"> '
                           "the reference</label>")
