@@ -6,9 +6,8 @@ from hypothesis.extra.numpy import arrays
 
 from transcribe import constants as C
 from transcribe.decode import (OFFSET_S, VELOCITY, DecodingOptions, NoteStream,
-                               blend_velocities, extend_through_pedal, frames_to_notes,
-                               key_release_offsets, note_levels, pedal_spans,
-                               register_balanced)
+                               blend_velocities, decode_notes, extend_through_pedal,
+                               frames_to_notes, note_levels, pedal_spans, register_balanced)
 from transcribe.errors import TranscribeError
 
 FPS = C.FRAME_RATE_HZ
@@ -22,6 +21,12 @@ def decode_with(frame, onset, offset, velocity, **options):
     return frames_to_notes(frame, onset, offset, velocity, DecodingOptions(**options))
 
 
+def near(frames):
+    """Onsets at these frames, give or take where the onset posteriorgram peaks between
+    frames (``decode._onset_shifts``: up to half a frame before, a frame and a half after)."""
+    return pytest.approx(frames, abs=1.5)
+
+
 def test_a_note_spans_onset_to_the_end_of_its_frames():
     frame, onset, offset, velocity = empty()
     key = 60 - C.MIN_MIDI
@@ -31,6 +36,38 @@ def test_a_note_spans_onset_to_the_end_of_its_frames():
     notes = frames_to_notes(frame, onset, offset, velocity)
     assert notes.shape == (1, 4)
     np.testing.assert_allclose(notes[0], [10 / FPS, 30 / FPS, 60, round(0.5 * 127)])
+
+
+@pytest.mark.parametrize("centre", [10.3, 10.8, 9.7])
+def test_an_onset_lies_where_the_onset_posteriorgram_peaks_between_frames(centre):
+    """The onset head answers in the frames either side of an onset, more where it lies
+    nearer them; the note starts at the first frame above the threshold, before the
+    peak.  Its onset is where a Gaussian through the peak and its neighbours peaks."""
+    frame, onset, offset, velocity = empty()
+    frames = np.arange(100)
+    onset[:, 40] = 0.95 * np.exp(-0.5 * ((frames - centre) / 0.6) ** 2)
+    frame[10:30, 40] = 0.9
+    notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(onset_threshold=0.2))
+    assert len(notes) == 1
+    assert notes[0, 0] * FPS == pytest.approx(centre, abs=0.01)
+    assert notes[0, 1] * FPS == 30  # the end stays on its frame
+
+
+def test_an_onset_without_the_onset_heads_peak_and_a_re_strike_stay_in_order():
+    """A note the frame head started (no onset peak) keeps its frame; a re-strike's onset
+    peaking before its start frame does not move into the note before it."""
+    frame, onset, offset, velocity = empty()
+    frame[20:40, 30] = 0.9  # started by the frame head alone
+    frame[10:50, 50] = 0.9
+    onset[9:12, 50] = [0.3, 0.9, 0.3]
+    onset[29:32, 50] = [0.18, 0.5, 0.05]  # struck again, peaking early in frame 30
+    notes = decode_with(frame, onset, offset, velocity, onset_threshold=0.2,
+                        frame_onset_threshold=0.6)
+    assert notes[:, 2].tolist() == [71, 51, 71]
+    np.testing.assert_allclose(notes[:, :2] * FPS, [[10, 30], [20, 40], [30, 50]])
+    onset[29:32, 50] = [0.05, 0.5, 0.18]  # peaking late in frame 30
+    notes = decode_with(frame, onset, offset, velocity, onset_threshold=0.2)
+    assert 30 < notes[-1, 0] * FPS < 30.5 and notes[0, 1] * FPS == 30
 
 
 def test_velocity_adds_the_onset_level_above_the_median_note():
@@ -228,18 +265,18 @@ def test_a_faint_onset_inside_a_sounding_note_does_not_split_it():
 
     def starts(**options):
         return (decode_with(frame, onset, offset, velocity, onset_threshold=0.2, **options)
-                [:, 0] * FPS).round().tolist()
+                [:, 0] * FPS).tolist()
 
-    assert starts() == [10, 35]
-    assert starts(restrike_onset_threshold=0.3) == [10]
+    assert starts() == near([10, 35])
+    assert starts(restrike_onset_threshold=0.3) == near([10])
     np.testing.assert_allclose(decode_with(frame, onset, offset, velocity, onset_threshold=0.2,
                                            restrike_onset_threshold=0.3)[0, 1] * FPS, 60)
-    assert starts(restrike_onset_threshold=0.25) == [10, 35]  # its peak reaches the bar
+    assert starts(restrike_onset_threshold=0.25) == near([10, 35])  # its peak reaches the bar
     onset[35:37, key] = [0.3, 0.5]  # struck again
-    assert starts(restrike_onset_threshold=0.4) == [10, 35]
+    assert starts(restrike_onset_threshold=0.4) == near([10, 35])
     frame[30:35, key] = 0.1  # quiet before the faint onset: a new note, however faint
     onset[35:37, key] = [0.22, 0.25]
-    assert starts(restrike_onset_threshold=0.3) == [10, 35]
+    assert starts(restrike_onset_threshold=0.3) == near([10, 35])
 
 
 def test_a_faint_re_strike_that_adds_energy_is_a_note():
@@ -257,16 +294,16 @@ def test_a_faint_re_strike_that_adds_energy_is_a_note():
     def starts():
         return (frames_to_notes(frame, onset, offset, velocity, DecodingOptions(
             onset_threshold=0.2, restrike_onset_threshold=0.4), level=level)[:, 0] * FPS
-        ).round().tolist()
+        ).tolist()
 
-    assert starts() == [10]  # the decay: no new note
+    assert starts() == near([10])  # the decay: no new note
     level[35:38, first_partial] = [-30, -25, -28]  # struck again, softly: the level rises
-    assert starts() == [10, 35]
+    assert starts() == near([10, 35])
     level[35:38, first_partial] = -31  # the level held, not risen
-    assert starts() == [10]
+    assert starts() == near([10])
     # Another partial rising does not count: the first partial is the key's own.
     level[35:38, first_partial + 1] = -10
-    assert starts() == [10]
+    assert starts() == near([10])
 
 
 def test_a_faint_onset_where_the_key_rises_is_a_soft_note():
@@ -282,11 +319,11 @@ def test_a_faint_onset_where_the_key_rises_is_a_soft_note():
     def starts(soft=0.1):
         return (frames_to_notes(frame, onset, offset, velocity, DecodingOptions(
             onset_threshold=0.2, soft_onset_threshold=soft), level=level)[:, 0] * FPS
-        ).round().tolist()
+        ).tolist()
 
     assert starts() == []  # the level does not rise: no note
     level[20:40, first_partial] = -60 + C.SOFT_RISE_DB + 0.5  # it does
-    assert starts() == [20]
+    assert starts() == near([20])
     assert starts(soft=1.0) == []  # the rule off
     assert starts(soft=0.15) == []  # the onset does not reach the soft bar
     level[20:40, first_partial + 1] = 0  # another partial's rise alone does not count
@@ -348,6 +385,30 @@ def test_a_faint_onset_on_a_sounding_keys_partial_starts_no_note(interval):
     assert high + C.MIN_MIDI in pitches(partial_onset_threshold=0.3)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), min_note_ms=st.sampled_from([0.0, 40.0, 60.0, 100.0]),
+       key_threshold=st.sampled_from([0.3, 0.7]))
+def test_onsets_between_frames_keep_every_note_valid(seed, min_note_ms, key_threshold):
+    """Posteriorgrams of continuous values (every onset peak lies between frames): the
+    moved onsets keep each note, sounding or to its key's release, as long as
+    ``min_note_ms`` (or half a frame), and no key overlapping itself."""
+    rng = np.random.default_rng(seed)
+    frame, onset, offset, velocity, key = (rng.random((80, C.N_KEYS), np.float32)
+                                           for _ in range(5))
+    onset **= 3  # mostly low, with peaks
+    options = DecodingOptions(onset_threshold=0.3, frame_threshold=0.4, min_note_ms=min_note_ms,
+                              key_threshold=key_threshold)
+    notes, released = decode_notes(frame, onset, offset, velocity, options, key=key)
+    assert len(notes) > 50 and np.any(notes[:, 0] * FPS % 1 > 0.01)  # moved off the frames
+    shortest = max(min_note_ms / 1000, 0.5 / FPS)
+    assert ((notes[:, 1] - notes[:, 0]) >= shortest - 1e-9).all()
+    assert ((released[:, 1] - released[:, 0]) >= 0.5 / FPS - 1e-9).all()
+    assert (released[:, 1] <= notes[:, 1]).all()
+    for pitch in np.unique(notes[:, 2]):
+        same = notes[notes[:, 2] == pitch]
+        assert (same[1:, 0] >= same[:-1, 1] - 1e-9).all(), "a key overlaps itself"
+
+
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]),
        frame_onset_threshold=st.sampled_from([1.0, 0.5]),
@@ -379,10 +440,11 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads), key[lo:hi], level[lo:hi])
-    whole = frames_to_notes(*heads, DecodingOptions(**options), level=level)
+    whole, released = decode_notes(*heads, DecodingOptions(**options), level=level, key=key)
+    np.testing.assert_array_equal(whole, frames_to_notes(*heads, DecodingOptions(**options),
+                                                         level=level))
     np.testing.assert_array_equal(stream.finish(), whole)
-    np.testing.assert_array_equal(stream.key_release_notes(),
-                                  key_release_offsets(whole, key, 0.5, FPS))
+    np.testing.assert_array_equal(stream.key_release_notes(), released)
 
 
 def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
@@ -398,16 +460,21 @@ def test_streamed_decoding_keeps_only_frames_of_sounding_notes():
 
 
 def test_notes_end_at_their_key_release_never_after_they_stop_sounding():
+    frame, onset, offset, velocity = empty()
     key = np.zeros((100, C.N_KEYS), np.float32)
+    for pitch, end in ((60, 50), (64, 40), (67, 40), (72, 40)):
+        onset[10, pitch - C.MIN_MIDI] = 0.9
+        frame[10:end, pitch - C.MIN_MIDI] = 0.9
     key[10:30, 60 - C.MIN_MIDI] = 0.9  # C4 held 10..30, sounding to 50 (the pedal)
     key[10:80, 64 - C.MIN_MIDI] = 0.9  # E4 held past its sounding end
     key[10:12, 67 - C.MIN_MIDI] = 0.9  # G4 released at once
-    notes = np.array([[10, 50, 60, 80], [10, 40, 64, 80], [10, 40, 67, 80],
-                      [10, 40, 72, 80]], np.float64)  # C5: the key never seen down
-    notes[:, :2] /= FPS
-    released = key_release_offsets(notes, key, 0.5, FPS)
+    # C5: the key never seen down
+    notes, released = decode_notes(frame, onset, offset, velocity,
+                                   DecodingOptions(key_threshold=0.5), key=key)
+    np.testing.assert_allclose(notes[:, OFFSET_S] * FPS, [50, 40, 40, 40])
     np.testing.assert_allclose(released[:, OFFSET_S] * FPS, [30, 40, 12, 11])
     np.testing.assert_array_equal(released[:, [0, 2, 3]], notes[:, [0, 2, 3]])
+    assert decode_notes(frame, onset, offset, velocity)[1] is None  # no key-down head
 
 
 def test_pedal_spans_bridge_flickers_and_drop_taps():

@@ -271,13 +271,14 @@ def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
 
 def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
                 offset_column: int = 1, levels: np.ndarray | None = None,
-                level_weight: float = 0.0) -> np.ndarray:
+                level_weight: float = 0.0, shifts: np.ndarray | None = None) -> np.ndarray:
     """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted.
 
     ``offset_column`` picks the rows' column that gives the offsets (4: the key releases
     a ``NoteStream`` with keys adds); which notes are kept depends on column 1 alone.
     ``levels`` (one per row, ``onset_levels``) blend into the kept notes' velocities
-    with ``level_weight`` (``blend_velocities``).
+    with ``level_weight`` (``blend_velocities``).  ``shifts`` (frames, one per row,
+    ``_onset_shifts``) move the onsets off the frame grid (``_refined_onsets``).
     """
     min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
     long = rows[:, 1] - rows[:, 0] >= min_frames
@@ -285,9 +286,71 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
     velocities = rows[:, 3] if levels is None else \
         blend_velocities(rows[:, 3], note_levels(rows, np.asarray(levels)[long]), level_weight,
                          rows[:, 2])
-    notes = np.column_stack([rows[:, 0] / frame_rate_hz, rows[:, offset_column] / frame_rate_hz,
+    onsets = rows[:, 0].astype(np.float64) if shifts is None else \
+        _refined_onsets(rows, np.asarray(shifts, np.float64)[long], min_note_ms / 1000 * frame_rate_hz)
+    offsets = rows[:, offset_column].astype(np.float64)
+    if offset_column != 1:  # a key released within the frame the onset moved into
+        offsets = np.maximum(offsets, np.minimum(onsets + MIN_SHIFTED_FRAMES, rows[:, 1]))
+    notes = np.column_stack([onsets / frame_rate_hz, offsets / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, velocities]).astype(np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
+
+
+# A note whose onset moved (``_refined_onsets``) keeps at least this many frames.
+MIN_SHIFTED_FRAMES = 0.5
+
+
+def _onset_shifts(rows: np.ndarray, onset: np.ndarray, floor: float) -> np.ndarray:
+    """For rows ``(start frame, end frame, key, ...)`` of ``_note_frames`` over ``onset``
+    ``(frames, 88)``: how far (frames, -0.5 to 1.5) each note's onset lies from its
+    start frame, read off the onset posteriorgram's peak.
+
+    The onset head is trained on one frame per onset (32 ms), the nearest; it answers in
+    the frames either side as well, more where the onset lies nearer them, and a note
+    starts at the first frame above the threshold, before the peak: onsets were written
+    9-12 ms early at the median, spread over the whole frame (session 38).  The peak is
+    the start frame or, where the onset rises into it, the next (within the note), and it
+    lies between frames where a parabola through the logarithms of the peak's and its
+    neighbours' values peaks (a Gaussian through three points), at most half a frame
+    away.  A start whose peak is at or below ``floor`` (a note the frame head started
+    without the onset head) stays on its frame, as does one without a frame either side.
+    """
+    shifts = np.zeros(len(rows))
+    n_frames = len(onset)
+    if not len(rows) or n_frames < 3:
+        return shifts
+    starts, ends, keys = rows[:, 0], rows[:, 1], rows[:, 2]
+
+    def at(frames):
+        return np.asarray(onset[np.clip(frames, 0, n_frames - 1), keys], np.float32)
+
+    peaks = starts + ((starts + 1 < ends) & (at(starts + 1) > at(starts)))
+    value = at(peaks)
+    inside = (value > floor) & (peaks > 0) & (peaks < n_frames - 1)
+    with np.errstate(divide="ignore"):
+        before, here, after = (np.log(np.maximum(at(frames), 1e-6)).astype(np.float64)
+                               for frames in (peaks - 1, peaks, peaks + 1))
+    curve = before - 2 * here + after
+    offset = np.where(curve < 0, 0.5 * (before - after) / np.where(curve < 0, curve, -1.0), 0.0)
+    return np.where(inside, peaks - starts + np.clip(offset, -0.5, 0.5), 0.0)
+
+
+def _refined_onsets(rows: np.ndarray, shifts: np.ndarray, min_frames: float) -> np.ndarray:
+    """The rows' onsets in frames, each its start frame moved by its shift, but never so
+    late that the note (to its end frame) grows shorter than ``min_frames`` (or
+    ``MIN_SHIFTED_FRAMES``), nor earlier than the end of the note of its key before it (a
+    re-strike's start frame) or the first frame."""
+    starts = rows[:, 0].astype(np.float64)
+    if not len(rows):
+        return starts
+    room = rows[:, 1] - starts - max(min_frames, MIN_SHIFTED_FRAMES)
+    shifts = np.minimum(shifts, np.maximum(room, 0.0))
+    order = np.lexsort((rows[:, 0], rows[:, 2]))
+    by_key = rows[order]
+    previous_end = np.full(len(rows), -np.inf)
+    same_key = np.r_[False, by_key[1:, 2] == by_key[:-1, 2]]
+    previous_end[order[same_key]] = by_key[np.flatnonzero(same_key) - 1, 1]
+    return starts + np.maximum(shifts, np.maximum(previous_end, 0.0) - starts)
 
 
 def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -389,16 +452,44 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     rises from quiet above it (see the module's docstring).  With the input's key
     levels ``level`` (dB, ``(frames, 88 x partials)`` or ``(frames, 88)``: ``onset_levels``)
     and a ``velocity_level_weight`` above 0, the velocities blend in each note's onset
-    level (``blend_velocities``).
+    level (``blend_velocities``).  Onsets lie between frames, where the onset
+    posteriorgram peaks (``_onset_shifts``).
     """
+    return decode_notes(frame, onset, offset, velocity, options, frame_rate_hz, level)[0]
+
+
+def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None = None,
+                 velocity: np.ndarray | None = None, options: DecodingOptions | None = None,
+                 frame_rate_hz: float = C.FRAME_RATE_HZ, level: np.ndarray | None = None,
+                 key: np.ndarray | None = None,
+                 between_frames: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``frames_to_notes``' notes, and, given a key-down posteriorgram ``key`` ``(frames,
+    88)``, the same notes ending at their key's release (``key_threshold``; never later
+    than they sound), as a ``NoteStream`` pushed them gives (``finish``,
+    ``key_release_notes``); else None.  ``between_frames=False``: each onset on the
+    first frame of its note, as before session 38 (``benchmarks/onset_timing.py``)."""
     options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
     rows = _note_frames(frame, onset, offset, velocity, options, level)
     levels = None if level is None else onset_levels(rows, level)
-    return _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
-                       level_weight=options.velocity_level_weight)
+    shifts = _onset_shifts(rows, onset, _onset_floor(options)) if between_frames else None
+    if key is not None:
+        rows = np.column_stack([rows, _key_release_frames(
+            rows, np.asarray(key).reshape(-1, C.N_KEYS), options.key_threshold)])
+    notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
+                        level_weight=options.velocity_level_weight, shifts=shifts)
+    if key is None:
+        return notes, None
+    return notes, _to_seconds(rows, options.min_note_ms, frame_rate_hz, 4, levels,
+                              options.velocity_level_weight, shifts)
+
+
+def _onset_floor(options: DecodingOptions) -> float:
+    """The onset peak below which a start stays on its frame (``_onset_shifts``): the
+    lowest that starts a note from the onset head."""
+    return min(options.onset_threshold, options.soft_onset_threshold)
 
 
 def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
@@ -452,6 +543,7 @@ class NoteStream:
         self.decided_before = 0  # notes ending before this frame were emitted
         self.notes: list[np.ndarray] = []
         self.levels: list[np.ndarray] = []  # each decided note's onset level, with level
+        self.shifts: list[np.ndarray] = []  # each decided note's onset off its frame
         self.keys = False  # whether key-down posteriorgrams are pushed
 
     def _decode(self, final: bool) -> None:
@@ -459,6 +551,7 @@ class NoteStream:
         rows = _note_frames(buffer["frame"], buffer["onset"], buffer["offset"],
                             buffer["velocity"], self.options, buffer.get("level"))
         levels = onset_levels(rows, buffer["level"]) if "level" in buffer else None
+        shifts = _onset_shifts(rows, buffer["onset"], _onset_floor(self.options))
         if "key" in buffer:  # a key-down head: each note's key release, column 4
             rows = np.column_stack([rows, _key_release_frames(
                 rows, buffer["key"], self.options.key_threshold)])
@@ -474,6 +567,7 @@ class NoteStream:
         open_ = valid & (rows[:, 1] >= end)
         decided = valid & (rows[:, 1] >= self.decided_before) & (final | ~open_)
         self.notes.append(rows[decided])
+        self.shifts.append(shifts[decided])
         if levels is not None:
             self.levels.append(levels[decided])
         self.decided_before = end
@@ -504,8 +598,10 @@ class NoteStream:
         return self._to_seconds(1)
 
     def key_release_notes(self) -> np.ndarray | None:
-        """After ``finish``: the same notes ending at their key's release, as
-        ``key_release_offsets`` gives them; None when no key posteriorgram was pushed."""
+        """After ``finish``: the same notes ending at their key's release (the first frame
+        after the note's first frame where the key-down posteriorgram falls below
+        ``key_threshold``, at least half a frame after its onset, never later than the note
+        sounds), as ``decode_notes`` gives them; None when no key posteriorgram was pushed."""
         if not self.keys:
             return None
         if not self.notes or not any(len(rows) for rows in self.notes):
@@ -515,8 +611,9 @@ class NoteStream:
     def _to_seconds(self, offset_column: int) -> np.ndarray:
         rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
         levels = np.concatenate(self.levels) if self.levels else None
+        shifts = np.concatenate(self.shifts) if self.shifts else np.zeros(0)
         return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, offset_column,
-                           levels, self.options.velocity_level_weight)
+                           levels, self.options.velocity_level_weight, shifts)
 
 
 def _peaks(series: np.ndarray, threshold: float, min_gap: int) -> np.ndarray:
@@ -662,22 +759,3 @@ def _key_release_frames(rows: np.ndarray, key_down: np.ndarray, threshold: float
         if len(held) and not held.all():
             released[index] = first + 1 + int(np.argmin(held))
     return released
-
-
-def key_release_offsets(notes: np.ndarray, key_down: np.ndarray,
-                        threshold: float = C.KEY_THRESHOLD,
-                        frame_rate_hz: float = C.FRAME_RATE_HZ) -> np.ndarray:
-    """The notes with each offset moved to its key's release: the first frame after the
-    onset where the key-down probability ``key_down`` ``(frames, 88)`` falls below
-    ``threshold``, never later than the note's own (sounding) offset.
-
-    Notes decoded from the sounding strings end where the pedal lets them go; a
-    player piano's recording (notes plus CC64) ends them where the key came up.
-    """
-    notes = np.array(notes, np.float64).reshape(-1, 4)
-    rows = np.column_stack([np.round(notes[:, ONSET_S] * frame_rate_hz),
-                            np.round(notes[:, OFFSET_S] * frame_rate_hz),
-                            notes[:, PITCH] - C.MIN_MIDI]).astype(np.int64)
-    released = _key_release_frames(rows, np.asarray(key_down).reshape(-1, C.N_KEYS), threshold)
-    notes[:, OFFSET_S] = np.minimum(notes[:, OFFSET_S], released / frame_rate_hz)
-    return notes

@@ -1,6 +1,6 @@
 """The library call behind the CLI: ``transcribe(audio, model) -> Transcription``.
 
-audio.stream -> inference.run (features + network, chunked) -> decode.frames_to_notes.
+audio.stream -> inference.run (features + network, chunked) -> decode.NoteStream.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 
 from . import constants as C
 from . import audio as audio_io, declip, level
-from .decode import (DecodingOptions, NoteStream, extend_through_pedal, frames_to_notes,
-                     head_pedal_spans, key_release_offsets)
+from .decode import (DecodingOptions, NoteStream, decode_notes, extend_through_pedal,
+                     head_pedal_spans)
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import all_or_none, named_path, write_atomic
@@ -154,17 +154,18 @@ class Transcription:
         kept = self.kept_posteriorgrams()
         pedal = self.pedal if kept.pedal is None else head_pedal_spans(
             kept.pedal, new, kept.frame_rate_hz)
-        notes = decode(kept, new)
-        key_notes = None if kept.key is None else key_release_offsets(
-            notes, kept.key, new.key_threshold, kept.frame_rate_hz)
+        notes, key_notes = decode(kept, new)
         return dataclasses.replace(self, notes=notes, options=new, pedal=pedal,
                                    key_notes=key_notes)
 
 
-def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions) -> np.ndarray:
+def decode(posteriorgrams: Posteriorgrams,
+           options: DecodingOptions) -> tuple[np.ndarray, np.ndarray | None]:
+    """The notes of ``posteriorgrams``, and, with a key-down head's, the same notes ending
+    at their key's release (else None)."""
     p = posteriorgrams
-    return frames_to_notes(p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz,
-                           level=p.level)
+    return decode_notes(p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz,
+                        level=p.level, key=p.key)
 
 
 def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,

@@ -162,6 +162,14 @@ def matched_velocities(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.
     return ref[pairs[:, 0], VELOCITY], est[pairs[:, 1], VELOCITY]
 
 
+def matched_onset_errors(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Seconds by which each note matched at mir_eval's note level (pitch, 50 ms onset) is
+    written after the reference's (before: negative): how exactly onsets are timed."""
+    ref, est = _valid(reference), _valid(estimate)
+    pairs = _note_pairs(ref, est)
+    return est[pairs[:, 1], ONSET_S] - ref[pairs[:, 0], ONSET_S]
+
+
 def sounding_at_onsets(reference: np.ndarray) -> np.ndarray:
     """How many reference notes sound at each reference note's onset (itself included)."""
     ref = _valid(reference)

@@ -1,0 +1,80 @@
+"""How exactly the onsets are timed: on the frame grid, and between frames (session 38).
+
+    python benchmarks/onset_timing.py cache/tuning-all cache/development cache/validation
+
+Each folder's audio (with MIDI files of the same names) is transcribed once by the
+shipped weights (or ``--weights``), the fast pass, the card's decoding; the same
+posteriorgrams are decoded twice, with each onset on the first frame of its note (as
+before session 38) and where the onset posteriorgram peaks between frames
+(``decode._onset_shifts``, the default).  Printed per folder, the mean over its files:
+note F1 with onsets matched within 50 ms (mir_eval's measure, ``amt-evaluate``'s), 25 ms
+and 10 ms; and over the notes found within 50 ms, the onset error to the reference's
+(written minus played: median, the spread between its quartiles, the mean of its size).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+
+from transcribe import transcribe
+from transcribe.decode import TIMES, decode_notes
+from transcribe.training.evaluate import pair_files, reference_notes
+from transcribe.training.metrics import matched_onset_errors
+from transcribe.weights import load_model
+
+TOLERANCES_S = (0.05, 0.025, 0.01)
+
+
+def hertz(notes: np.ndarray) -> np.ndarray:
+    return 440.0 * 2 ** ((notes[:, 2] - 69) / 12)
+
+
+def measure(reference: np.ndarray, notes: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """(note F1 at each of TOLERANCES_S, the onset errors (s) of the notes found within
+    50 ms)."""
+    f1 = [mir_eval.transcription.precision_recall_f1_overlap(
+        reference[:, TIMES], hertz(reference), notes[:, TIMES], hertz(notes),
+        onset_tolerance=tolerance, offset_ratio=None)[2] if len(notes) and len(reference)
+        else 0.0 for tolerance in TOLERANCES_S]
+    return f1, matched_onset_errors(reference, notes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+",
+                        help="Audio with MIDI files of the same names.")
+    parser.add_argument("--weights", type=Path, default=None)
+    args = parser.parse_args()
+    loaded = load_model(args.weights, "cpu")
+    print("onsets          | note F1: 50 ms | 25 ms | 10 ms | onset error (ms): median | "
+          "quartiles apart | mean size | notes found")
+    for folder in args.folders:
+        rows: dict[str, tuple[list, list]] = {"frame grid": ([], []),
+                                               "between frames": ([], [])}
+        for audio, midi in pair_files(folder, folder):
+            result = transcribe(audio, loaded, model_pass="fast", keep_posteriorgrams=True)
+            kept = result.kept_posteriorgrams()
+            grid = decode_notes(kept.frame, kept.onset, kept.offset, kept.velocity,
+                                result.options, kept.frame_rate_hz, level=kept.level,
+                                between_frames=False)[0]
+            reference = reference_notes(midi)
+            for name, notes in (("frame grid", grid), ("between frames", result.notes)):
+                f1, errors = measure(reference, notes)
+                rows[name][0].append(f1)
+                rows[name][1].append(errors)
+        print(f"{folder} ({len(rows['frame grid'][0])} files)")
+        for name, (f1s, errors) in rows.items():
+            f1 = 100 * np.mean(f1s, axis=0)
+            error = 1000 * np.concatenate(errors)
+            low, high = np.percentile(error, [25, 75])
+            print(f"{name:15s} | {f1[0]:14.2f} | {f1[1]:5.2f} | {f1[2]:5.2f} | "
+                  f"{np.median(error):+24.1f} | {high - low:15.1f} | "
+                  f"{np.mean(np.abs(error)):9.1f} | {len(error):11d}")
+
+
+if __name__ == "__main__":
+    main()
