@@ -33,6 +33,11 @@ key's partials lie) needs ``partial_onset_threshold``.  The peak is taken over t
 onset's frames above ``onset_threshold``.  Both look only at the onset's own frames, the
 frame before and (the level) the next ``RESTRIKE_RISE_FRAMES``, and a stream decides
 nothing those may still change, so it decodes as the whole does.
+
+Onsets lie between frames (session 38): the onset head answers in the frames either side
+of an onset, more where it lies nearer them, so each note the onset head starts has its
+onset where a Gaussian through the onset posteriorgram's peak and its two neighbours peaks
+(``_onset_shifts``); offsets stay on the frame grid.
 """
 
 from __future__ import annotations
@@ -327,9 +332,8 @@ def _onset_shifts(rows: np.ndarray, onset: np.ndarray, floor: float) -> np.ndarr
     peaks = starts + ((starts + 1 < ends) & (at(starts + 1) > at(starts)))
     value = at(peaks)
     inside = (value > floor) & (peaks > 0) & (peaks < n_frames - 1)
-    with np.errstate(divide="ignore"):
-        before, here, after = (np.log(np.maximum(at(frames), 1e-6)).astype(np.float64)
-                               for frames in (peaks - 1, peaks, peaks + 1))
+    before, here, after = (np.log(np.maximum(at(frames), 1e-6)).astype(np.float64)
+                           for frames in (peaks - 1, peaks, peaks + 1))
     curve = before - 2 * here + after
     offset = np.where(curve < 0, 0.5 * (before - after) / np.where(curve < 0, curve, -1.0), 0.0)
     return np.where(inside, peaks - starts + np.clip(offset, -0.5, 0.5), 0.0)
