@@ -21,13 +21,20 @@ def decode_with(frame, onset, offset, velocity, **options):
     return frames_to_notes(frame, onset, offset, velocity, DecodingOptions(**options))
 
 
+def falls(end, level=0.9, threshold=C.FRAME_THRESHOLD):
+    """Where (frames) a note's frame posteriorgram, at ``level`` up to frame ``end`` and
+    then 0, falls through ``threshold``, read linearly between the two frames: its end
+    (``decode._end_shifts``)."""
+    return end - 1 + (level - threshold) / level
+
+
 def near(frames):
     """Onsets at these frames, give or take where the onset posteriorgram peaks between
     frames (``decode._onset_shifts``: up to half a frame before, a frame and a half after)."""
     return pytest.approx(frames, abs=1.5)
 
 
-def test_a_note_spans_onset_to_the_end_of_its_frames():
+def test_a_note_spans_onset_to_where_its_frames_fall():
     frame, onset, offset, velocity = empty()
     key = 60 - C.MIN_MIDI
     onset[10, key] = 0.9
@@ -35,7 +42,11 @@ def test_a_note_spans_onset_to_the_end_of_its_frames():
     velocity[10, key] = 0.5
     notes = frames_to_notes(frame, onset, offset, velocity)
     assert notes.shape == (1, 4)
-    np.testing.assert_allclose(notes[0], [10 / FPS, 30 / FPS, 60, round(0.5 * 127)])
+    np.testing.assert_allclose(notes[0], [10 / FPS, falls(30, 0.8) / FPS, 60, round(0.5 * 127)])
+    np.testing.assert_allclose(decode_notes(frame, onset, offset, velocity,
+                                            between_frames=False)[0][0, :2] * FPS, [10, 30])
+    frame[29, key] = 0.3  # fading: it falls through 0.5 three fifths of the way to 29
+    assert frames_to_notes(frame, onset, offset, velocity)[0, 1] * FPS == pytest.approx(28.6)
 
 
 @pytest.mark.parametrize("centre", [10.3, 10.8, 9.7])
@@ -50,7 +61,7 @@ def test_an_onset_lies_where_the_onset_posteriorgram_peaks_between_frames(centre
     notes = frames_to_notes(frame, onset, offset, velocity, DecodingOptions(onset_threshold=0.2))
     assert len(notes) == 1
     assert notes[0, 0] * FPS == pytest.approx(centre, abs=0.01)
-    assert notes[0, 1] * FPS == 30  # the end stays on its frame
+    assert notes[0, 1] * FPS == pytest.approx(falls(30))
 
 
 def test_an_onset_without_the_onset_heads_peak_and_a_re_strike_stay_in_order():
@@ -64,7 +75,7 @@ def test_an_onset_without_the_onset_heads_peak_and_a_re_strike_stay_in_order():
     notes = decode_with(frame, onset, offset, velocity, onset_threshold=0.2,
                         frame_onset_threshold=0.6)
     assert notes[:, 2].tolist() == [71, 51, 71]
-    np.testing.assert_allclose(notes[:, :2] * FPS, [[10, 30], [20, 40], [30, 50]])
+    np.testing.assert_allclose(notes[:, :2] * FPS, [[10, 30], [20, falls(40)], [30, falls(50)]])
     onset[29:32, 50] = [0.05, 0.5, 0.18]  # peaking late in frame 30
     notes = decode_with(frame, onset, offset, velocity, onset_threshold=0.2)
     assert 30 < notes[-1, 0] * FPS < 30.5 and notes[0, 1] * FPS == 30
@@ -169,7 +180,7 @@ def test_repeated_onsets_split_a_held_key_and_never_overlap():
     onset[5, key] = onset[25, key] = onset[40, key] = 0.9
     notes = frames_to_notes(frame, onset, offset, velocity)
     np.testing.assert_allclose(notes[:, 0] * FPS, [5, 25, 40])
-    np.testing.assert_allclose(notes[:, 1] * FPS, [25, 40, 60])
+    np.testing.assert_allclose(notes[:, 1] * FPS, [25, 40, falls(60)])  # the key struck again
 
 
 def test_offset_head_ends_a_note_and_can_be_ignored():
@@ -178,7 +189,8 @@ def test_offset_head_ends_a_note_and_can_be_ignored():
     onset[5, 0] = 0.9
     offset[20, 0] = 0.9
     assert frames_to_notes(frame, onset, offset, velocity)[0, 1] * FPS == 20
-    assert decode_with(frame, onset, offset, velocity, offset_threshold=1)[0, 1] * FPS == 60
+    assert decode_with(frame, onset, offset, velocity, offset_threshold=1)[0, 1] * FPS == \
+        pytest.approx(falls(60))
 
 
 def test_frames_without_onset_make_no_note_and_short_notes_drop():
@@ -233,7 +245,8 @@ def test_a_frame_rise_from_quiet_starts_a_note_the_onset_head_missed():
     velocity[20, key] = 0.3
     assert len(decode_with(frame, onset, offset, velocity, frame_onset_threshold=1.0)) == 0
     notes = decode_with(frame, onset, offset, velocity, frame_onset_threshold=0.5)
-    np.testing.assert_allclose(notes, [[20 / FPS, 45 / FPS, key + C.MIN_MIDI, round(0.3 * 127)]])
+    np.testing.assert_allclose(notes, [[20 / FPS, falls(45, 0.8) / FPS, key + C.MIN_MIDI,
+                                        round(0.3 * 127)]])
 
 
 def test_a_wavering_frame_does_not_split_a_sustained_note():
@@ -270,7 +283,7 @@ def test_a_faint_onset_inside_a_sounding_note_does_not_split_it():
     assert starts() == near([10, 35])
     assert starts(restrike_onset_threshold=0.3) == near([10])
     np.testing.assert_allclose(decode_with(frame, onset, offset, velocity, onset_threshold=0.2,
-                                           restrike_onset_threshold=0.3)[0, 1] * FPS, 60)
+                                           restrike_onset_threshold=0.3)[0, 1] * FPS, falls(60))
     assert starts(restrike_onset_threshold=0.25) == near([10, 35])  # its peak reaches the bar
     onset[35:37, key] = [0.3, 0.5]  # struck again
     assert starts(restrike_onset_threshold=0.4) == near([10, 35])
@@ -471,8 +484,9 @@ def test_notes_end_at_their_key_release_never_after_they_stop_sounding():
     # C5: the key never seen down
     notes, released = decode_notes(frame, onset, offset, velocity,
                                    DecodingOptions(key_threshold=0.5), key=key)
-    np.testing.assert_allclose(notes[:, OFFSET_S] * FPS, [50, 40, 40, 40])
-    np.testing.assert_allclose(released[:, OFFSET_S] * FPS, [30, 40, 12, 11])
+    np.testing.assert_allclose(notes[:, OFFSET_S] * FPS, [falls(50), falls(40), falls(40),
+                                                          falls(40)])
+    np.testing.assert_allclose(released[:, OFFSET_S] * FPS, [30, falls(40), 12, 11])
     np.testing.assert_array_equal(released[:, [0, 2, 3]], notes[:, [0, 2, 3]])
     assert decode_notes(frame, onset, offset, velocity)[1] is None  # no key-down head
 

@@ -303,8 +303,10 @@ def test_dereverb_ends_notes_nearer_their_releases_in_a_reverberant_room(shipped
         notes = np.array([[n["onset_s"], n["offset_s"], n["pitch"], n["velocity"]]
                           for n in written["notes"]])
         scores[name] = score(reference, notes)
-    # Measured: note+offset F1 47.1 as recorded, 61.2 with --dereverb; note F1 91.8, 87.1.
-    assert scores["dereverb"]["note_offset_f1"] > scores["as recorded"]["note_offset_f1"] + 0.08
+    # Measured: note+offset F1 68.2 as recorded, 71.1 with --dereverb (47.1 and 61.2 while
+    # note ends were on the frame grid, before session 38: most of what the suppressor won
+    # here, ends read between frames win without it).
+    assert scores["dereverb"]["note_offset_f1"] > scores["as recorded"]["note_offset_f1"] + 0.015
     assert scores["dereverb"]["note_f1"] >= NOTE_F1_FLOOR
 
 

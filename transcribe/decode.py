@@ -282,8 +282,9 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
     ``offset_column`` picks the rows' column that gives the offsets (4: the key releases
     a ``NoteStream`` with keys adds); which notes are kept depends on column 1 alone.
     ``levels`` (one per row, ``onset_levels``) blend into the kept notes' velocities
-    with ``level_weight`` (``blend_velocities``).  ``shifts`` (frames, one per row,
-    ``_onset_shifts``) move the onsets off the frame grid (``_refined_onsets``).
+    with ``level_weight`` (``blend_velocities``).  ``shifts`` ``(rows, 2)`` (frames:
+    ``_onset_shifts``, ``_end_shifts``) move the onsets and ends off the frame grid
+    (``_refined_times``).
     """
     min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
     long = rows[:, 1] - rows[:, 0] >= min_frames
@@ -291,17 +292,20 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
     velocities = rows[:, 3] if levels is None else \
         blend_velocities(rows[:, 3], note_levels(rows, np.asarray(levels)[long]), level_weight,
                          rows[:, 2])
-    onsets = rows[:, 0].astype(np.float64) if shifts is None else \
-        _refined_onsets(rows, np.asarray(shifts, np.float64)[long], min_note_ms / 1000 * frame_rate_hz)
-    offsets = rows[:, offset_column].astype(np.float64)
-    if offset_column != 1:  # a key released within the frame the onset moved into
-        offsets = np.maximum(offsets, np.minimum(onsets + MIN_SHIFTED_FRAMES, rows[:, 1]))
+    onsets, ends = (rows[:, 0].astype(np.float64), rows[:, 1].astype(np.float64)) \
+        if shifts is None else _refined_times(rows, np.asarray(shifts, np.float64)[long],
+                                              min_note_ms / 1000 * frame_rate_hz)
+    offsets = ends
+    if offset_column != 1:  # a key's release: never after the note stops sounding, nor
+        # before half a frame after the onset (a key released within the onset's frame)
+        offsets = np.maximum(np.minimum(rows[:, offset_column], ends),
+                             np.minimum(onsets + MIN_SHIFTED_FRAMES, ends))
     notes = np.column_stack([onsets / frame_rate_hz, offsets / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, velocities]).astype(np.float64).reshape(-1, 4)
     return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
 
 
-# A note whose onset moved (``_refined_onsets``) keeps at least this many frames.
+# A note whose onset or end moved (``_refined_times``) keeps at least this many frames.
 MIN_SHIFTED_FRAMES = 0.5
 
 
@@ -339,22 +343,50 @@ def _onset_shifts(rows: np.ndarray, onset: np.ndarray, floor: float) -> np.ndarr
     return np.where(inside, peaks - starts + np.clip(offset, -0.5, 0.5), 0.0)
 
 
-def _refined_onsets(rows: np.ndarray, shifts: np.ndarray, min_frames: float) -> np.ndarray:
-    """The rows' onsets in frames, each its start frame moved by its shift, but never so
-    late that the note (to its end frame) grows shorter than ``min_frames`` (or
-    ``MIN_SHIFTED_FRAMES``), nor earlier than the end of the note of its key before it (a
-    re-strike's start frame) or the first frame."""
+def _end_shifts(rows: np.ndarray, frame: np.ndarray, threshold: float) -> np.ndarray:
+    """For rows ``(start frame, end frame, key, ...)`` of ``_note_frames`` over ``frame``
+    ``(frames, 88)``: how far (frames, -1 to 0) before its end frame each note stops
+    sounding, where the frame posteriorgram falls through ``threshold``, read linearly
+    between the last frame above it and the first below.  A note that ends otherwise (its
+    key struck again, its onset's frames, the last frame) keeps its end frame.
+
+    Frame ``j`` is heard at ``j`` hops; a note whose frame posteriorgram is last above the
+    threshold at frame ``e - 1`` stopped between the two.  Ending at ``e``, the notes
+    were written late: on the development set, in rooms training never heard, note+offset
+    F1 43.7 on the frame grid against 46.0 read so, with onsets between frames (session
+    38, ``benchmarks/note_timing.py``)."""
+    shifts = np.zeros(len(rows))
+    n_frames = len(frame)
+    if not len(rows):
+        return shifts
+    ends, keys = rows[:, 1], rows[:, 2]
+    inside = ends < n_frames
+    last = np.asarray(frame[np.clip(ends - 1, 0, n_frames - 1), keys], np.float64)
+    first_off = np.asarray(frame[np.clip(ends, 0, n_frames - 1), keys], np.float64)
+    falls = inside & (last > threshold) & (first_off <= threshold)
+    fraction = (last - threshold) / np.where(falls, last - first_off, 1.0)
+    return np.where(falls, fraction - 1.0, 0.0)
+
+
+def _refined_times(rows: np.ndarray, shifts: np.ndarray,
+                   min_frames: float) -> tuple[np.ndarray, np.ndarray]:
+    """(onsets, ends) of the rows in frames: each start and end frame moved by its shift
+    (``shifts`` ``(rows, 2)``), but never so that the note grows shorter than
+    ``min_frames`` (or ``MIN_SHIFTED_FRAMES``; the end is moved first), nor its onset
+    earlier than the end of the note of its key before it (a re-strike's start frame) or
+    the first frame."""
     starts = rows[:, 0].astype(np.float64)
     if not len(rows):
-        return starts
-    room = rows[:, 1] - starts - max(min_frames, MIN_SHIFTED_FRAMES)
-    shifts = np.minimum(shifts, np.maximum(room, 0.0))
+        return starts, starts.copy()
+    shortest = max(min_frames, MIN_SHIFTED_FRAMES)
+    ends = np.maximum(rows[:, 1] + shifts[:, 1], np.minimum(starts + shortest, rows[:, 1]))
+    onset_shifts = np.minimum(shifts[:, 0], np.maximum(ends - starts - shortest, 0.0))
     order = np.lexsort((rows[:, 0], rows[:, 2]))
     by_key = rows[order]
     previous_end = np.full(len(rows), -np.inf)
     same_key = np.r_[False, by_key[1:, 2] == by_key[:-1, 2]]
-    previous_end[order[same_key]] = by_key[np.flatnonzero(same_key) - 1, 1]
-    return starts + np.maximum(shifts, np.maximum(previous_end, 0.0) - starts)
+    previous_end[order[same_key]] = ends[order[np.flatnonzero(same_key) - 1]]
+    return starts + np.maximum(onset_shifts, np.maximum(previous_end, 0.0) - starts), ends
 
 
 def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -470,15 +502,15 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     """``frames_to_notes``' notes, and, given a key-down posteriorgram ``key`` ``(frames,
     88)``, the same notes ending at their key's release (``key_threshold``; never later
     than they sound), as a ``NoteStream`` pushed them gives (``finish``,
-    ``key_release_notes``); else None.  ``between_frames=False``: each onset on the
-    first frame of its note, as before session 38 (``benchmarks/onset_timing.py``)."""
+    ``key_release_notes``); else None.  ``between_frames=False``: onsets and ends on the
+    frame grid, as before session 38 (``benchmarks/note_timing.py``)."""
     options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
     rows = _note_frames(frame, onset, offset, velocity, options, level)
     levels = None if level is None else onset_levels(rows, level)
-    shifts = _onset_shifts(rows, onset, _onset_floor(options)) if between_frames else None
+    shifts = _shifts(rows, frame, onset, options) if between_frames else None
     if key is not None:
         rows = np.column_stack([rows, _key_release_frames(
             rows, np.asarray(key).reshape(-1, C.N_KEYS), options.key_threshold)])
@@ -490,10 +522,14 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
                               options.velocity_level_weight, shifts)
 
 
-def _onset_floor(options: DecodingOptions) -> float:
-    """The onset peak below which a start stays on its frame (``_onset_shifts``): the
-    lowest that starts a note from the onset head."""
-    return min(options.onset_threshold, options.soft_onset_threshold)
+def _shifts(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray,
+            options: DecodingOptions) -> np.ndarray:
+    """``(rows, 2)``: how far each row's onset and end lie off their frames
+    (``_onset_shifts``, below the onset peak that starts a note from the onset head no
+    shift; ``_end_shifts``)."""
+    floor = min(options.onset_threshold, options.soft_onset_threshold)
+    return np.column_stack([_onset_shifts(rows, onset, floor),
+                            _end_shifts(rows, frame, options.frame_threshold)])
 
 
 def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
@@ -547,7 +583,7 @@ class NoteStream:
         self.decided_before = 0  # notes ending before this frame were emitted
         self.notes: list[np.ndarray] = []
         self.levels: list[np.ndarray] = []  # each decided note's onset level, with level
-        self.shifts: list[np.ndarray] = []  # each decided note's onset off its frame
+        self.shifts: list[np.ndarray] = []  # each decided note's onset and end off their frames
         self.keys = False  # whether key-down posteriorgrams are pushed
 
     def _decode(self, final: bool) -> None:
@@ -555,7 +591,7 @@ class NoteStream:
         rows = _note_frames(buffer["frame"], buffer["onset"], buffer["offset"],
                             buffer["velocity"], self.options, buffer.get("level"))
         levels = onset_levels(rows, buffer["level"]) if "level" in buffer else None
-        shifts = _onset_shifts(rows, buffer["onset"], _onset_floor(self.options))
+        shifts = _shifts(rows, buffer["frame"], buffer["onset"], self.options)
         if "key" in buffer:  # a key-down head: each note's key release, column 4
             rows = np.column_stack([rows, _key_release_frames(
                 rows, buffer["key"], self.options.key_threshold)])
@@ -615,7 +651,7 @@ class NoteStream:
     def _to_seconds(self, offset_column: int) -> np.ndarray:
         rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)
         levels = np.concatenate(self.levels) if self.levels else None
-        shifts = np.concatenate(self.shifts) if self.shifts else np.zeros(0)
+        shifts = np.concatenate(self.shifts) if self.shifts else np.zeros((0, 2))
         return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, offset_column,
                            levels, self.options.velocity_level_weight, shifts)
 

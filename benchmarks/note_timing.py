@@ -1,15 +1,18 @@
-"""How exactly the onsets are timed: on the frame grid, and between frames (session 38).
+"""How exactly notes are timed: on the frame grid, and between frames (session 38).
 
-    python benchmarks/onset_timing.py cache/tuning-all cache/development cache/validation
+    python benchmarks/note_timing.py cache/tuning-all cache/development cache/validation
 
 Each folder's audio (with MIDI files of the same names) is transcribed once by the
 shipped weights (or ``--weights``), the fast pass, the card's decoding; the same
-posteriorgrams are decoded twice, with each onset on the first frame of its note (as
-before session 38) and where the onset posteriorgram peaks between frames
-(``decode._onset_shifts``, the default).  Printed per folder, the mean over its files:
-note F1 with onsets matched within 50 ms (mir_eval's measure, ``amt-evaluate``'s), 25 ms
-and 10 ms; and over the notes found within 50 ms, the onset error to the reference's
-(written minus played: median, the spread between its quartiles, the mean of its size).
+posteriorgrams are decoded twice: with each onset on the first frame of its note and each
+end on the first frame after it (as before session 38), and between frames, each onset
+where the onset posteriorgram peaks and each end where the frame posteriorgram falls
+through its threshold (``decode._onset_shifts``, ``_end_shifts``: the default).  Printed
+per folder, the mean over its files: note F1 with onsets matched within 50 ms
+(mir_eval's measure, ``amt-evaluate``'s), 25 ms and 10 ms; note+offset F1 (mir_eval's:
+onsets within 50 ms, ends within 50 ms or a fifth of the note); and over the notes found
+within 50 ms, the onset error to the reference's (written minus played: median, the
+spread between its quartiles, the mean of its size).
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ def hertz(notes: np.ndarray) -> np.ndarray:
 
 
 def measure(reference: np.ndarray, notes: np.ndarray) -> tuple[list[float], np.ndarray]:
-    """(note F1 at each of TOLERANCES_S, the onset errors (s) of the notes found within
-    50 ms)."""
+    """(note F1 at each of TOLERANCES_S and note+offset F1, the onset errors (s) of the
+    notes found within 50 ms)."""
+    levels = [(tolerance, None) for tolerance in TOLERANCES_S] + [(0.05, 0.2)]
     f1 = [mir_eval.transcription.precision_recall_f1_overlap(
         reference[:, TIMES], hertz(reference), notes[:, TIMES], hertz(notes),
-        onset_tolerance=tolerance, offset_ratio=None)[2] if len(notes) and len(reference)
-        else 0.0 for tolerance in TOLERANCES_S]
+        onset_tolerance=tolerance, offset_ratio=ratio)[2] if len(notes) and len(reference)
+        else 0.0 for tolerance, ratio in levels]
     return f1, matched_onset_errors(reference, notes)
 
 
@@ -50,8 +54,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None)
     args = parser.parse_args()
     loaded = load_model(args.weights, "cpu")
-    print("onsets          | note F1: 50 ms | 25 ms | 10 ms | onset error (ms): median | "
-          "quartiles apart | mean size | notes found")
+    print("times           | note F1: 50 ms | 25 ms | 10 ms | note+offset F1 | onset error "
+          "(ms): median | quartiles apart | mean size | notes found")
     for folder in args.folders:
         rows: dict[str, tuple[list, list]] = {"frame grid": ([], []),
                                                "between frames": ([], [])}
@@ -71,7 +75,7 @@ def main() -> None:
             f1 = 100 * np.mean(f1s, axis=0)
             error = 1000 * np.concatenate(errors)
             low, high = np.percentile(error, [25, 75])
-            print(f"{name:15s} | {f1[0]:14.2f} | {f1[1]:5.2f} | {f1[2]:5.2f} | "
+            print(f"{name:15s} | {f1[0]:14.2f} | {f1[1]:5.2f} | {f1[2]:5.2f} | {f1[3]:14.2f} | "
                   f"{np.median(error):+24.1f} | {high - low:15.1f} | "
                   f"{np.mean(np.abs(error)):9.1f} | {len(error):11d}")
 
