@@ -134,6 +134,13 @@ def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
     printed, said = capsys.readouterr()
     assert "by register" in printed and all(name in printed for name, _, _ in REGISTERS)
     assert "pred on 1 file " in printed  # the table's title
+    # How far the onsets found lie from the reference's: 10 and 20 ms late, as the MIDI
+    # file's ticks (1/440 s here) hold them.
+    timing = re.search(r"onsets of the 2 notes found: \+([\d.]+) ms from the reference's at "
+                       r"the median, ([\d.]+) ms off on average, (\d+) % within 10 ms", printed)
+    assert timing, printed
+    assert float(timing[1]) == pytest.approx(15.0, abs=1.2)
+    assert float(timing[2]) == pytest.approx(15.0, abs=1.2) and timing[3] == "50"
     assert said.startswith("amt-evaluate: note: 1 audio file without a MIDI file of the same "
                            f"name in {tmp_path / 'ref'} left out (the first: "
                            f"{tmp_path / 'ref' / 'b.flac'})")

@@ -490,6 +490,21 @@ def summary_table(means: dict[str, float], title: str):
     return table
 
 
+def onset_timing_line(errors: list) -> str:
+    """How far the onsets of the notes found lie from the reference's (``errors``: each
+    file's, s, written minus played): what note F1's 50 ms tolerance does not show."""
+    import numpy as np
+
+    from ..progress import plural
+    errors = np.concatenate([np.zeros(0), *errors])
+    if not len(errors):
+        return "onsets: no note found"
+    return (f"onsets of the {plural(len(errors), 'note')} found: "
+            f"{1000 * np.median(errors):+.1f} ms from the reference's at the median, "
+            f"{1000 * np.mean(np.abs(errors)):.1f} ms off on average, "
+            f"{100 * np.mean(np.abs(errors) <= 0.01 + 1e-9):.0f} % within 10 ms")
+
+
 def band_table(counts, by: str, title: str):
     """A rich table of summed ``metrics.band_counts``: reference notes and recall per band."""
     from rich.markup import escape
@@ -616,6 +631,7 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir,
             f"hold{'s' * (len(empty) == 1)} no notes on the 88 keys outside drum tracks: "
             f"scored 0 whatever is heard ({'the first: ' * (len(empty) > 1)}{empty[0]})")
     Console().print(summary_table(mean_scores(rows), title))
+    click.echo(onset_timing_line([row["onset_errors"] for row in rows]))
     if by_register:
         counts = sum(row["registers"] for row in rows)
         Console().print(register_table(counts, "note level (50 ms onsets) by register, "

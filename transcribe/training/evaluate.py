@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
-from .metrics import band_counts, mean_scores, pedal_scores, register_counts, score
+from .metrics import (band_counts, matched_onset_errors, mean_scores, pedal_scores,
+                      register_counts, score)
 
 
 def read_midi(midi_path: Path, reader: str = "pretty_midi"):
@@ -107,10 +108,12 @@ def read_references(pairs: list[tuple[Path, Path]]) -> list[Reference]:
 
 
 def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
-    """The scores of one file and its counts by register, velocity and polyphony."""
+    """The scores of one file, its counts by register, velocity and polyphony, and the
+    onset errors (s) of its notes found (``metrics.matched_onset_errors``)."""
     return {**score(reference, estimate), "registers": register_counts(reference, estimate),
             "velocities": band_counts(reference, estimate, "velocity"),
-            "polyphony": band_counts(reference, estimate, "polyphony")}
+            "polyphony": band_counts(reference, estimate, "polyphony"),
+            "onset_errors": matched_onset_errors(reference, estimate)}
 
 
 def evaluate_model(loaded, pairs: list[tuple[Path, Path]], options=None,
