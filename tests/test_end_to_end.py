@@ -458,4 +458,3 @@ def test_a_held_note_is_not_split_where_its_key_is_not_struck_again(shipped):
     assert with_bar["note_precision"] >= without["note_precision"] + 0.04
     assert with_bar["note_recall"] >= without["note_recall"] - 1e-9
     assert with_bar["note_f1"] >= 0.95
-

@@ -37,7 +37,8 @@ nothing those may still change, so it decodes as the whole does.
 Onsets lie between frames (session 38): the onset head answers in the frames either side
 of an onset, more where it lies nearer them, so each note the onset head starts has its
 onset where a Gaussian through the onset posteriorgram's peak and its two neighbours peaks
-(``_onset_shifts``); offsets stay on the frame grid.
+(``_onset_shifts``); a note whose frame posteriorgram ends it ends where that falls
+through the frame threshold between two frames (``_end_shifts``).
 """
 
 from __future__ import annotations
@@ -508,18 +509,33 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
-    rows = _note_frames(frame, onset, offset, velocity, options, level)
-    levels = None if level is None else onset_levels(rows, level)
-    shifts = _shifts(rows, frame, onset, options) if between_frames else None
-    if key is not None:
-        rows = np.column_stack([rows, _key_release_frames(
-            rows, np.asarray(key).reshape(-1, C.N_KEYS), options.key_threshold)])
+    rows, levels, shifts = _decoded_rows(
+        frame, onset, offset, velocity, options, level,
+        None if key is None else np.asarray(key).reshape(-1, C.N_KEYS))
+    if not between_frames:
+        shifts = None
     notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
                         level_weight=options.velocity_level_weight, shifts=shifts)
     if key is None:
         return notes, None
     return notes, _to_seconds(rows, options.min_note_ms, frame_rate_hz, 4, levels,
                               options.velocity_level_weight, shifts)
+
+
+def _decoded_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
+                  velocity: np.ndarray | None, options: DecodingOptions,
+                  level: np.ndarray | None, key: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """What the whole file's decoding and a stream's buffer both take from posteriorgrams
+    (frames counted from their first): the rows of ``_note_frames`` (with each note's key
+    release, column 4, given a key-down posteriorgram ``key``), each row's onset levels
+    (given ``level``, else None) and its shifts off the frame grid (``_shifts``)."""
+    rows = _note_frames(frame, onset, offset, velocity, options, level)
+    levels = None if level is None else onset_levels(rows, level)
+    shifts = _shifts(rows, frame, onset, options)
+    if key is not None:
+        rows = np.column_stack([rows, _key_release_frames(rows, key, options.key_threshold)])
+    return rows, levels, shifts
 
 
 def _shifts(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray,
@@ -588,13 +604,10 @@ class NoteStream:
 
     def _decode(self, final: bool) -> None:
         buffer = self.buffer
-        rows = _note_frames(buffer["frame"], buffer["onset"], buffer["offset"],
-                            buffer["velocity"], self.options, buffer.get("level"))
-        levels = onset_levels(rows, buffer["level"]) if "level" in buffer else None
-        shifts = _shifts(rows, buffer["frame"], buffer["onset"], self.options)
+        rows, levels, shifts = _decoded_rows(
+            buffer["frame"], buffer["onset"], buffer["offset"], buffer["velocity"],
+            self.options, buffer.get("level"), buffer.get("key"))
         if "key" in buffer:  # a key-down head: each note's key release, column 4
-            rows = np.column_stack([rows, _key_release_frames(
-                rows, buffer["key"], self.options.key_threshold)])
             rows[:, 4] += self.start
         rows[:, :2] += self.start
         end = self.start + len(buffer["frame"])
