@@ -9,6 +9,7 @@ from transcribe.decode import (OFFSET_S, VELOCITY, DecodingOptions, NoteStream,
                                blend_velocities, decode_notes, extend_through_pedal,
                                frames_to_notes, note_levels, pedal_spans, register_balanced)
 from transcribe.errors import TranscribeError
+from transcribe.notefilter import FEATURES, NoteFilter, section_of
 
 FPS = C.FRAME_RATE_HZ
 
@@ -422,12 +423,23 @@ def test_onsets_between_frames_keep_every_note_valid(seed, min_note_ms, key_thre
         assert (same[1:, 0] >= same[:-1, 1] - 1e-9).all(), "a key overlaps itself"
 
 
+def random_filter(seed: int) -> NoteFilter:
+    """A note filter of random weights over features standardised to about unit size: it
+    keeps some notes and drops others, for no reason a test could guess."""
+    rng = np.random.default_rng(seed)
+    n = len(FEATURES)
+    return NoteFilter(section_of(np.zeros(n), np.full(n, 0.5), rng.normal(size=(6, n)),
+                                 rng.normal(size=6), rng.normal(size=6), 0.0))
+
+
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]),
        frame_onset_threshold=st.sampled_from([1.0, 0.5]),
-       context_bars=st.sampled_from([0.0, 0.7]))
+       context_bars=st.sampled_from([0.0, 0.7]),
+       filter_seed=st.sampled_from([None, 1, 2]))
 def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms,
-                                                      frame_onset_threshold, context_bars):
+                                                      frame_onset_threshold, context_bars,
+                                                      filter_seed):
     # Posteriorgrams of a few keys that cross the thresholds often, cut into chunks
     # at random places (the edges of chunks are where a streaming decoder errs).  The
     # keys lie in octaves, whose lower notes read their levels at odd partials.
@@ -450,12 +462,14 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
                "restrike_onset_threshold": context_bars, "partial_onset_threshold": context_bars,
                # and faint ones (0.35) that start notes where the level rises
                "soft_onset_threshold": 0.3 if context_bars else 1.0}
+    if filter_seed is not None:  # a note filter reads frames after each note's start
+        options.update(note_filter=random_filter(filter_seed), note_filter_threshold=0.5)
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads), key[lo:hi], level[lo:hi])
     whole, released = decode_notes(*heads, DecodingOptions(**options), level=level, key=key)
     np.testing.assert_array_equal(whole, frames_to_notes(*heads, DecodingOptions(**options),
-                                                         level=level))
+                                                         level=level, key=key))
     np.testing.assert_array_equal(stream.finish(), whole)
     np.testing.assert_array_equal(stream.key_release_notes(), released)
 

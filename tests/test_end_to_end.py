@@ -458,3 +458,19 @@ def test_a_held_note_is_not_split_where_its_key_is_not_struck_again(shipped):
     assert with_bar["note_precision"] >= without["note_precision"] + 0.04
     assert with_bar["note_recall"] >= without["note_recall"] - 1e-9
     assert with_bar["note_f1"] >= 0.95
+
+
+def test_the_note_filter_drops_notes_not_played_and_keeps_those_played(shipped):
+    """The shipped card's note filter (session 39): on the example, the notes the decoding
+    rules write that were not played (a lower key's partial, a held note's decay) are
+    dropped, and every note played is still found."""
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.flac"
+    result = transcribe(example, shipped)
+    assert result.options.note_filter is not None and result.options.note_filter_threshold == 0.4
+    reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(example.with_suffix(".mid"))))
+    filtered = score(reference, result.notes)
+    without = score(reference, result.redecode(note_filter_threshold=0.0, min_note_ms=60.0).notes)
+    assert filtered["note_precision"] >= without["note_precision"] + 0.04
+    assert filtered["note_recall"] >= without["note_recall"] - 1e-9
+    assert filtered["note_f1"] >= 0.98

@@ -114,6 +114,10 @@ _DECODING_HELP = {
     "partial_onset_threshold": "Onset peak a key needs to start a note where a lower key "
                                "sounds whose partial it is (an octave, a twelfth, two "
                                "octaves...); 0 turns it off.",
+    "note_filter_threshold": "Score of the note filter (weights with one: a small network "
+                             "that weighs each note's onset, its key's level and the keys an "
+                             "octave and a twelfth below) a note needs to be written; 0 "
+                             "turns the filter off.",
     "pedal_threshold": "Sustain-pedal probability above which the pedal is down "
                        "(weights with a pedal head).",
     "key_threshold": "Key-down probability below which a key is up: where --pedal cc64 "

@@ -74,6 +74,9 @@ RESTRIKE_BEFORE_FRAMES = 1  # the frame before the onset: a stream keeps it (FRA
 # off (no onset is fainter than the threshold and above 1).
 SOFT_ONSET_THRESHOLD = 1.0
 SOFT_RISE_DB = 3.0
+# The note filter's score (notefilter.py) a decoded note needs to be kept, for weights
+# whose card has a filter; 0 (the fallback) keeps every note.
+NOTE_FILTER_THRESHOLD = 0.0
 
 # Sustain pedal (models with a pedal head): down where its probability exceeds the
 # threshold; shorter presses and shorter gaps between presses are merged away.

@@ -51,6 +51,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import TranscribeError
+from .notefilter import AFTER_FRAMES, FEATURES, NoteFilter
 
 NOTE_FIELDS = ("onset_s", "offset_s", "pitch", "velocity")
 # Columns of a notes array ``(n, 4)``, by name: ``notes[:, PITCH]``.
@@ -67,7 +68,8 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "velocity_level_weight": C.VELOCITY_LEVEL_WEIGHT,
              "restrike_onset_threshold": C.RESTRIKE_ONSET_THRESHOLD,
              "partial_onset_threshold": C.PARTIAL_ONSET_THRESHOLD,
-             "soft_onset_threshold": C.SOFT_ONSET_THRESHOLD}
+             "soft_onset_threshold": C.SOFT_ONSET_THRESHOLD,
+             "note_filter_threshold": C.NOTE_FILTER_THRESHOLD}
 # Options that are not probabilities: each is a number >= 0.
 NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
 
@@ -86,7 +88,10 @@ class DecodingOptions:
     sounding key's partial need (0 turns a rule off; the module's docstring).
     ``velocity_level_weight`` (velocity steps per
     dB, >= 0; 0: the velocity head alone) blends the measured loudness of each note's
-    onset into its velocity (``blend_velocities``).  Bad values raise ``TranscribeError``.
+    onset into its velocity (``blend_velocities``).  ``note_filter`` (the card's, filled by
+    ``resolve``; not a threshold, so not in ``as_dict``) drops the notes it scores below
+    ``note_filter_threshold`` (0 turns it off; ``notefilter.py``).  Bad values raise
+    ``TranscribeError``.
     """
 
     onset_threshold: float | None = None
@@ -101,9 +106,11 @@ class DecodingOptions:
     restrike_onset_threshold: float | None = None  # the onset peak a key re-struck needs
     partial_onset_threshold: float | None = None  # ... and a key on a sounding key's partial
     soft_onset_threshold: float | None = None  # a fainter onset where the key's level rises
+    note_filter_threshold: float | None = None  # the note filter's score a note needs
+    note_filter: NoteFilter | None = None  # weights with a note filter (their card's)
 
     def __post_init__(self) -> None:
-        for name, value in dataclasses.asdict(self).items():
+        for name, value in self.as_dict().items():
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -122,14 +129,17 @@ class DecodingOptions:
         return DecodingOptions(**{
             name: value if (value := getattr(self, name)) is not None
             else tuned[name] if tuned.get(name) is not None else fallback
-            for name, fallback in _FALLBACK.items()})
+            for name, fallback in _FALLBACK.items()},
+            note_filter=self.note_filter or NoteFilter.of_card(card))
 
     def merged(self, **changes) -> "DecodingOptions":
         """A copy with the fields of ``changes`` that are not None replaced."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The thresholds by name (what a MIDI file's metadata records), not the filter."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.name != "note_filter"}
 
 
 def _rising_edges(active: np.ndarray) -> np.ndarray:
@@ -478,7 +488,7 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
                     velocity: np.ndarray | None = None,
                     options: DecodingOptions | None = None,
                     frame_rate_hz: float = C.FRAME_RATE_HZ,
-                    level: np.ndarray | None = None) -> np.ndarray:
+                    level: np.ndarray | None = None, key: np.ndarray | None = None) -> np.ndarray:
     """Decode ``(frames, 88)`` posteriorgrams into notes with ``options`` (unset fields: defaults).
 
     Returns a float64 array ``(n, 4)``: onset s, offset s, MIDI pitch (21..108),
@@ -490,9 +500,10 @@ def frames_to_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     levels ``level`` (dB, ``(frames, 88 x partials)`` or ``(frames, 88)``: ``onset_levels``)
     and a ``velocity_level_weight`` above 0, the velocities blend in each note's onset
     level (``blend_velocities``).  Onsets lie between frames, where the onset
-    posteriorgram peaks (``_onset_shifts``).
+    posteriorgram peaks (``_onset_shifts``).  A note filter (``options.note_filter``) reads
+    the levels and the key-down posteriorgram ``key`` too.
     """
-    return decode_notes(frame, onset, offset, velocity, options, frame_rate_hz, level)[0]
+    return decode_notes(frame, onset, offset, velocity, options, frame_rate_hz, level, key)[0]
 
 
 def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None = None,
@@ -509,9 +520,11 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
-    rows, levels, shifts = _decoded_rows(
-        frame, onset, offset, velocity, options, level,
-        None if key is None else np.asarray(key).reshape(-1, C.N_KEYS))
+    key = None if key is None else np.asarray(key).reshape(-1, C.N_KEYS)
+    rows, levels, shifts = _decoded_rows(frame, onset, offset, velocity, options, level, key)
+    kept = _filter_keeps(rows, frame, onset, key, level, options)
+    rows, shifts = rows[kept], shifts[kept]
+    levels = None if levels is None else levels[kept]
     if not between_frames:
         shifts = None
     notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
@@ -538,6 +551,92 @@ def _decoded_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | Non
     return rows, levels, shifts
 
 
+def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: np.ndarray,
+                  level: np.ndarray) -> np.ndarray:
+    """``(rows, len(notefilter.FEATURES))`` float64: what the note filter reads of each row
+    of ``_note_frames`` (start frame, end frame, key, velocity) in the posteriorgrams
+    ``(frames, 88)`` it was decoded from, the key-down posteriorgram ``key`` and the
+    input's key levels ``level`` (dB, ``(frames, 88 x partials)``).  Frames before the
+    first or after the last count as the first or the last (a window at either end of a
+    recording); keys off the keyboard read 0."""
+    rows = np.asarray(rows, np.int64)
+    n_frames = len(frame)
+    starts, ends, keys = rows[:, 0], rows[:, 1], rows[:, 2]
+
+    def at(array, offset, key_offset=0):
+        shifted = keys + key_offset
+        values = np.asarray(array[np.clip(starts + offset, 0, n_frames - 1),
+                                  np.clip(shifted, 0, C.N_KEYS - 1)], np.float64)
+        return np.where((shifted >= 0) & (shifted < C.N_KEYS), values, 0.0)
+
+    def highest(array, first, stop, key_offset=0):
+        return np.max([at(array, offset, key_offset) for offset in range(first, stop)], axis=0)
+
+    def mean(array, first, stop):
+        return np.mean([at(array, offset) for offset in range(first, stop)], axis=0)
+
+    frame_mean = np.zeros(len(rows))
+    level_rise = np.zeros(len(rows))
+    partials = level.shape[1] // C.N_KEYS
+    first_partial = level[:, ::partials]
+    for k in np.unique(keys):
+        mine = np.flatnonzero(keys == k)
+        # Sums over exactly the note's frames: a stream's buffer gives the same as the file.
+        column = np.r_[np.asarray(frame[:, k], np.float64), 0.0]
+        bounds = np.column_stack([starts[mine], ends[mine]]).ravel()
+        frame_mean[mine] = np.add.reduceat(column, bounds)[::2] / (ends[mine] - starts[mine])
+        level_rise[mine] = _level_rise(level, int(k), starts[mine])
+    window = np.clip(starts[:, None] + np.arange(-1, 2), 0, n_frames - 1)
+    keys_struck = (np.asarray(onset[window], np.float32) > 0.5).any(axis=1).sum(axis=1)
+    below = [highest(onset, -2, 3, -interval) for interval in (12, 19, 24)]
+    frame_below = [highest(frame, -1, 1, -interval) for interval in (12, 19, 24)]
+    level_db = np.max([np.asarray(first_partial[np.clip(starts + offset, 0, n_frames - 1),
+                                                keys], np.float64)
+                       for offset in range(AFTER_FRAMES)], axis=0)
+    sounding_before = (starts > 0) & (np.asarray(
+        frame[np.maximum(starts - 1, 0), keys], np.float32) > C.FRAME_THRESHOLD)
+    columns = [highest(onset, -2, 3), at(onset, 0), mean(frame, 0, AFTER_FRAMES), frame_mean,
+               np.log((ends - starts) / C.FRAME_RATE_HZ), rows[:, 3], keys, *below,
+               *frame_below, highest(onset, -2, 3, 12), keys_struck,
+               mean(key, 0, AFTER_FRAMES), level_rise, level_db, sounding_before]
+    return np.column_stack(columns).astype(np.float64).reshape(-1, len(FEATURES))
+
+
+def note_candidates(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
+                    velocity: np.ndarray | None, key: np.ndarray, level: np.ndarray,
+                    options: DecodingOptions,
+                    frame_rate_hz: float = C.FRAME_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
+    """What a note filter is fitted on: every note the decoding rules of ``options`` find,
+    before the filter and before ``min_note_ms`` (``(n, 4)``: onset s, offset s, pitch,
+    velocity head's value; onsets and ends between frames, unsorted), and each one's
+    features (``note_features``)."""
+    options = options.resolve()
+    rows, _, shifts = _decoded_rows(frame, onset, offset, velocity, options, level, None)
+    onsets, ends = _refined_times(rows, shifts, 0.0)
+    notes = np.column_stack([onsets / frame_rate_hz, ends / frame_rate_hz,
+                             rows[:, 2] + C.MIN_MIDI, rows[:, 3]]).reshape(-1, 4)
+    return notes, note_features(rows, frame, onset, key, level)
+
+
+def _filter_keeps(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray,
+                  key: np.ndarray | None, level: np.ndarray | None,
+                  options: DecodingOptions) -> np.ndarray:
+    """Which of ``rows`` (start, end and key in the frames of the posteriorgrams) the
+    note filter of ``options`` keeps: all, when there is none or its threshold is 0."""
+    note_filter = options.note_filter
+    if note_filter is None or options.note_filter_threshold <= 0 or not len(rows):
+        return np.ones(len(rows), bool)
+    if key is None or level is None:
+        raise TranscribeError("the note filter reads the key-down posteriorgram and the "
+                              "input's key levels, and these were not given")
+    scores = note_filter.probabilities(note_features(rows, frame, onset, key, level))
+    return scores >= options.note_filter_threshold
+
+
+def _filtering(options: DecodingOptions) -> bool:
+    return options.note_filter is not None and options.note_filter_threshold > 0
+
+
 def _shifts(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray,
             options: DecodingOptions) -> np.ndarray:
     """``(rows, 2)``: how far each row's onset and end lie off their frames
@@ -554,14 +653,17 @@ def _unfinished_onsets(onset: np.ndarray, options: DecodingOptions) -> int:
     last frame of ``onset`` (whether it starts a note, and so where the note before it
     ends, depends on its peak, which may come later), and no later than
     ``RESTRIKE_RISE_FRAMES`` before the end (the level's rise after a start); else the
-    length of ``onset``."""
+    length of ``onset``, less the ``notefilter.AFTER_FRAMES`` a note filter reads after a
+    note's start."""
     n_frames = len(onset)
     bars = (options.restrike_onset_threshold, options.partial_onset_threshold)
     soft = options.soft_onset_threshold < options.onset_threshold
+    # A note filter reads AFTER_FRAMES from each note's start.
+    held = AFTER_FRAMES if _filtering(options) else 0
     if not n_frames or (max(bars) <= options.onset_threshold and not soft):
-        return n_frames
+        return max(0, n_frames - held)
     # A start in the last frames: the level's rise after it is not all in yet.
-    n_frames = max(0, n_frames - C.RESTRIKE_RISE_FRAMES)
+    n_frames = max(0, n_frames - max(C.RESTRIKE_RISE_FRAMES, held))
     threshold = min(options.onset_threshold, options.soft_onset_threshold)
     rising = np.flatnonzero(np.asarray(onset[-1], np.float32) > threshold)
     first = n_frames
@@ -619,6 +721,12 @@ class NoteStream:
             np.ones(len(rows), bool)
         open_ = valid & (rows[:, 1] >= end)
         decided = valid & (rows[:, 1] >= self.decided_before) & (final | ~open_)
+        if _filtering(self.options):  # on the decided notes only: the open ones may go on
+            local = rows[decided].copy()
+            local[:, :2] -= self.start
+            decided[decided] = _filter_keeps(local, buffer["frame"], buffer["onset"],
+                                             buffer.get("key"), buffer.get("level"),
+                                             self.options)
         self.notes.append(rows[decided])
         self.shifts.append(shifts[decided])
         if levels is not None:

@@ -491,6 +491,8 @@ def our_facts(result, spans: list, pedal: str) -> str:
                  if value > options.onset_threshold)
              + (f"soft onsets {options.soft_onset_threshold:g} where the level rises, "
                 if options.soft_onset_threshold < options.onset_threshold else "")
+             + (f"note filter {options.note_filter_threshold:g}, "
+                if options.note_filter is not None and options.note_filter_threshold > 0 else "")
              + f"shortest note {options.min_note_ms:g} ms; "
              + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
                 if options.velocity_level_weight else "velocities from the velocity head alone; "))

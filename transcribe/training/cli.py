@@ -217,9 +217,8 @@ def make_validator(folder: Path, count: int):
 @click.option("--files", type=int, default=10, show_default=True,
               help="Tune on the first FILES excerpts (the checkpoint-selection subset).")
 def tune_thresholds_command(weights, validation, files):
-    """Grid-search decoding thresholds on validation excerpts; store them in the weights' card."""
-    import dataclasses
-
+    """Grid-search decoding thresholds on validation excerpts; store them in the weights' card
+    (a note filter's threshold and shortest note stay as fit-note-filter chose them)."""
     from ..files import write_atomic
     from ..weights import load_model
     from .evaluate import pair_files, tune_thresholds
@@ -228,7 +227,11 @@ def tune_thresholds_command(weights, validation, files):
     best, means, _ = tune_thresholds(loaded, pairs)
     card_path = weights.with_suffix(".json")
     card = json.loads(card_path.read_text())
-    card["decoding"] = {k: v for k, v in dataclasses.asdict(best).items() if v is not None}
+    tuned = {k: v for k, v in best.as_dict().items() if v is not None}
+    if "note_filter" in card:  # tuned without it: its threshold and shortest note stay
+        kept = ("note_filter_threshold", "min_note_ms")
+        tuned.update({k: card["decoding"][k] for k in kept if k in card.get("decoding", {})})
+    card["decoding"] = tuned
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     pedal = (f", pedal frame F1 {100 * means['pedal_frame_f1']:.1f} (held down throughout: "
@@ -238,6 +241,85 @@ def tune_thresholds_command(weights, validation, files):
     click.echo(f"{best} -> note F1 {100 * means['note_f1']:.1f}, "
                f"note+offset F1 {100 * means['note_offset_f1']:.1f}, note+velocity F1 "
                f"{100 * means['note_velocity_f1']:.1f}{pedal} on {len(pairs)} files")
+
+
+@main.command("make-filter-set")
+@click.argument("manifest", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=NamedPath(file_okay=False, path_type=Path, written=True),
+              default=DEFAULT_CACHE / "filter", show_default=True)
+@click.option("--pianos", "pianos_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/data/pianos"), show_default=True,
+              help="The sampled pianos (PIANOS.tsv); the held-out one is not used.")
+@click.option("--rooms", "rooms_dir", type=NamedPath(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/data/rir"), show_default=True,
+              help="The room responses (RIR.tsv); the development rooms are not used.")
+@click.option("--hours", type=float, default=7.5, show_default=True,
+              help="Render about this much training music, cut into 40-second excerpts.")
+@click.option("--seed", type=int, default=90, show_default=True)
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True)
+def make_filter_set(manifest, out, pianos_dir, rooms_dir, hours, seed, jobs):
+    """Training music through the training pianos and rooms, to fit a note filter on."""
+    from .corpus import read_manifest
+    from .notefilter import make_filter_set as make
+    files = [f for f in read_manifest(manifest) if f.role == "train"]
+    written = make(files, out, pianos_dir, rooms_dir, hours, seed, jobs,
+                   progress=lambda path: click.echo(path.stem, err=True))
+    click.echo(f"{len(written)} excerpts in {out}")
+
+
+@main.command("fit-note-filter")
+@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("examples", type=NamedPath(exists=True, file_okay=False, path_type=Path), nargs=-1,
+                required=True)
+@click.option("--tuning", type=NamedPath(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Excerpts to choose the filter's threshold on.")
+@click.option("--files", type=int, default=15, show_default=True,
+              help="Choose on the first FILES excerpts of --tuning.")
+@click.option("--hidden", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def fit_note_filter(weights, examples, tuning, files, hidden, seed):
+    """Fit a note filter to WEIGHTS' posteriorgrams of EXAMPLES (make-filter-set); store
+    it, its threshold and the shortest note chosen with it in the weights' card.
+
+    Run it after tune-thresholds: the filter sorts the notes those thresholds find."""
+    import numpy as np
+
+    from ..decode import DecodingOptions
+    from ..files import write_atomic
+    from ..notefilter import NoteFilter
+    from ..weights import load_model
+    from .evaluate import pair_files
+    from .notefilter import choose_threshold, examples as note_examples, fit_perceptron
+    loaded = load_model(weights)
+    pairs = [pair for folder in examples for pair in pair_files(folder, folder)]
+    if not pairs:
+        raise click.ClickException(f"no audio with MIDI of the same name in {', '.join(map(str, examples))}")
+    try:
+        found = note_examples(loaded, pairs, DecodingOptions().resolve(loaded.card))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    section = fit_perceptron(np.concatenate([f for f, _ in found]),
+                             np.concatenate([y for _, y in found]), hidden, seed=seed)
+    section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"
+    tuning_pairs = pair_files(tuning, tuning)[:files]
+    best, means, tried = choose_threshold(loaded, tuning_pairs, NoteFilter(section))
+    def line(scores: dict) -> str:
+        return (f"note F1 {100 * scores['note_f1']:.2f}, note+offset F1 "
+                f"{100 * scores['note_offset_f1']:.2f}, recall of soft notes "
+                f"{100 * scores['soft_recall']:.1f} %, of dense ones "
+                f"{100 * scores['dense_recall']:.1f} %")
+    for options, scores in tried:
+        click.echo(f"threshold {options.note_filter_threshold:g}, shortest note "
+                   f"{options.min_note_ms:g} ms: {line(scores)}", err=True)
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["note_filter"] = section
+    card.setdefault("decoding", {}).update(note_filter_threshold=best.note_filter_threshold,
+                                           min_note_ms=best.min_note_ms)
+    card["note_filter_chosen_on"] = f"first {len(tuning_pairs)} excerpts of {tuning}"
+    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    click.echo(f"note filter threshold {best.note_filter_threshold:g}, shortest note "
+               f"{best.min_note_ms:g} ms -> {line(means)} on {len(tuning_pairs)} files")
 
 
 @main.command("velocity-head")

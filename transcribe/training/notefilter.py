@@ -1,0 +1,195 @@
+"""Fitting the note filter (``transcribe/notefilter.py``) to a network's posteriorgrams.
+
+    amt-train make-filter-set ../shared/data/midi/MANIFEST.tsv --out cache/filter --hours 7.5
+    amt-train fit-note-filter weights/amt-unet.pt cache/filter --tuning cache/tuning-all --files 15
+
+The examples are training music (the manifest's train rows), rendered as training renders
+it (``corpus.plan_renders``: the training pianos and SoundFonts, transposed, detuned,
+some darkened, the pedal played) and cut into excerpts that go through training's own
+augmentation (``data.SegmentSampler.augment_audio``: rooms, EQ, compression, noise,
+gain), so that the network errs on them as it does on music it has not heard.  Every
+note the decoding rules find in an excerpt is an example, labelled by whether mir_eval
+matches it to a note played (onset within 50 ms, the pitch).  The perceptron is fitted to
+those labels; its threshold, and with it the shortest note (the filter tells short
+notes played from short notes not), are chosen on the tuning excerpts as
+``tune-thresholds`` chooses (``evaluate.pick_decoding``).  Neither the development set
+nor its pieces, pianos or rooms are used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .. import constants as C
+from ..midi import notes_to_smf
+from .corpus import MidiFile, plan_renders, render_planned, training_pianos_of
+from .data import SegmentSampler, load_rooms, training_rooms
+from .validation import write_excerpt
+
+EXCERPT_S = 40.0
+MIN_EXCERPT_NOTES = 20
+# The threshold and the shortest note searched on the tuning excerpts.
+THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0: no filter
+MIN_NOTE_MS = (30.0, 60.0)
+# How much recall of the soft and the dense notes (the bands below) a filter may cost on
+# the tuning excerpts, against the card's decoding without it.
+RECALL_TOLERANCE = 0.005
+SOFT_BAND = (("velocity < 45", 0, 45),)
+DENSE_BAND = (("10 or more sounding", 10, 10 ** 6),)
+
+
+def make_filter_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_dir: Path,
+                    hours: float, seed: int = 90, jobs: int = 1, progress=None) -> list[Path]:
+    """Render about ``hours`` of ``files`` (training rows) and write excerpts of
+    ``EXCERPT_S`` (two of a piece longer than 100 s), augmented, as ``NAME.flac`` beside
+    ``NAME.mid`` (the notes as the keys were held, the pedal as CC64) into ``out_dir``;
+    returns the FLACs."""
+    pianos = training_pianos_of(pianos_dir)
+    planned = plan_renders(files, hours, seed, max_transpose=3, piano_names=sorted(pianos),
+                           piano_share=0.75, max_detune_cents=30, dark_share=0.5)
+    augmenter = SegmentSampler.__new__(SegmentSampler)  # its augmentation alone
+    augmenter.rng = np.random.default_rng(seed)
+    augmenter.rooms = load_rooms(training_rooms(rir_dir))
+    preroll = int(2.0 * C.SAMPLE_RATE)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for job, path in zip(planned, render_planned(planned, Path(tmp), pianos, jobs, "wav")):
+            audio, _ = sf.read(path, dtype="float32")
+            sounding = np.load(path.with_suffix(".npy"))
+            keys_path, pedal_path = path.with_suffix(".keys.npy"), path.with_suffix(".pedal.npy")
+            keys = np.load(keys_path) if keys_path.exists() else sounding
+            spans = np.load(pedal_path) if pedal_path.exists() else np.zeros((0, 2))
+            duration_s = len(audio) / C.SAMPLE_RATE
+            for _ in range(2 if duration_s > 100 else 1):
+                if duration_s < EXCERPT_S + 3:
+                    break
+                start_s = float(augmenter.rng.uniform(0, duration_s - EXCERPT_S - 1))
+                first = int(start_s * C.SAMPLE_RATE)
+                before = min(preroll, first)
+                segment = augmenter.augment_audio(
+                    audio[first - before:first + int(EXCERPT_S * C.SAMPLE_RATE)], before)
+                notes = keys[(keys[:, 0] >= start_s) & (keys[:, 0] < start_s + EXCERPT_S - 0.05)]
+                if len(notes) < MIN_EXCERPT_NOTES:
+                    continue
+                notes = notes.copy()
+                notes[:, 1] = np.minimum(notes[:, 1], start_s + EXCERPT_S)
+                notes[:, :2] -= start_s
+                pedal = np.clip(spans[(spans[:, 1] > start_s) & (spans[:, 0] < start_s + EXCERPT_S)],
+                                start_s, start_s + EXCERPT_S) - start_s
+                midi = notes_to_smf(notes, metadata=f"note-filter excerpt: {job.instrument}",
+                                    pedal=pedal[pedal[:, 1] > pedal[:, 0]])
+                item = dataclasses.replace(job.item, relative=f"{job.item.relative}_{job.instrument}")
+                written.append(write_excerpt(out_dir, item, start_s, midi, segment))
+                if progress:
+                    progress(written[-1])
+    return written
+
+
+def examples(loaded, pairs: list[tuple[Path, Path]], options) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) per pair (audio, reference MIDI): every note the decoding rules
+    of ``options`` find in the first pass's posteriorgrams (``decode.note_candidates``),
+    labelled 1 where mir_eval matches it to a reference note."""
+    import mir_eval
+
+    from ..decode import note_candidates
+    from ..transcriber import transcribe
+    from .evaluate import reference_notes
+    found = []
+    for audio, midi in pairs:
+        p = transcribe(audio, loaded, options=options, model_pass="fast").posteriorgrams
+        if p.key is None or p.level is None:
+            raise ValueError("a note filter reads the key-down head and the input's key "
+                             "levels: these weights give no key-down posteriorgram")
+        notes, features = note_candidates(p.frame, p.onset, p.offset, p.velocity, p.key,
+                                          p.level, options, p.frame_rate_hz)
+        reference = reference_notes(midi)
+        labels = np.zeros(len(notes), np.float32)
+        if len(notes) and len(reference):
+            matched = mir_eval.transcription.match_notes(
+                reference[:, :2], _hz(reference), notes[:, :2], _hz(notes), offset_ratio=None)
+            labels[[j for _, j in matched]] = 1.0
+        found.append((features, labels))
+    return found
+
+
+def _hz(notes: np.ndarray) -> np.ndarray:
+    return 440.0 * 2 ** ((notes[:, 2] - 69) / 12)
+
+
+def fit_perceptron(features: np.ndarray, labels: np.ndarray, hidden: int = 16,
+                   epochs: int = 400, seed: int = 0) -> dict:
+    """A note filter's section (``notefilter.section_of``): ``hidden`` ReLUs fitted to
+    ``labels`` by full-batch Adam on the binary cross-entropy."""
+    import torch
+
+    from ..notefilter import section_of
+    torch.manual_seed(seed)
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale = np.where(scale > 1e-6, scale, 1.0)
+    x = torch.tensor((features - mean) / scale, dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.float32)
+    network = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
+                                  torch.nn.Linear(hidden, 1))
+    optimiser = torch.optim.Adam(network.parameters(), 1e-2, weight_decay=1e-4)
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(network(x)[:, 0], y)
+        loss.backward()
+        optimiser.step()
+    first, last = network[0], network[2]
+    return section_of(mean, scale, first.weight.detach().numpy(), first.bias.detach().numpy(),
+                      last.weight.detach().numpy()[0], float(last.bias.detach()[0]),
+                      fitted_on=f"{len(labels)} notes, {100 * labels.mean():.1f} % played",
+                      loss=round(float(loss.detach()), 4))
+
+
+def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
+                     thresholds=THRESHOLDS, min_note_ms=MIN_NOTE_MS):
+    """(options, means, all tried): the card's decoding with ``note_filter`` and the
+    threshold and shortest note of the best mean scores on ``pairs`` (``pick_decoding``)
+    among those that keep the recall of soft notes (velocity below 45) and of dense ones
+    (10 or more sounding) within ``RECALL_TOLERANCE`` of the card's decoding without the
+    filter: a filter must not buy precision with the notes the network finds least well
+    (the network runs once per file).  ``means`` gain ``soft_recall`` and
+    ``dense_recall``."""
+    import itertools
+
+    from ..decode import DecodingOptions
+    from ..transcriber import decode, transcribe
+    from .evaluate import pick_decoding, read_references
+    from .metrics import band_counts, mean_scores, score
+    card_options = DecodingOptions().resolve(loaded.card)
+    references = read_references(pairs)
+    runs = [(transcribe(audio, loaded, options=card_options, model_pass="fast"), reference.notes)
+            for (audio, _), reference in zip(pairs, references)]
+
+    def scores(options) -> dict:
+        rows, soft, dense = [], np.zeros(2), np.zeros(2)
+        for result, reference in runs:
+            notes, key_notes = decode(result.kept_posteriorgrams(), options)
+            decoded = dataclasses.replace(result, notes=notes, key_notes=key_notes,
+                                          options=options)
+            written = decoded.with_pedal(C.DEFAULT_PEDAL_MODE)[0]
+            rows.append(score(reference, written))
+            soft += band_counts(reference, written, "velocity", SOFT_BAND)[0]
+            dense += band_counts(reference, written, "polyphony", DENSE_BAND)[0]
+        return {**mean_scores(rows), "soft_recall": soft[1] / max(soft[0], 1),
+                "dense_recall": dense[1] / max(dense[0], 1)}
+
+    unfiltered = scores(dataclasses.replace(card_options, note_filter_threshold=0.0))
+    tried = [(options, scores(options)) for options in (
+        dataclasses.replace(card_options, note_filter=note_filter,
+                            note_filter_threshold=threshold, min_note_ms=shortest)
+        for threshold, shortest in itertools.product(thresholds, min_note_ms))]
+    allowed = [(options, means) for options, means in tried
+               if all(means[name] >= unfiltered[name] - RECALL_TOLERANCE
+                      for name in ("soft_recall", "dense_recall"))]
+    options, means = pick_decoding(allowed or [(dataclasses.replace(
+        card_options, note_filter_threshold=0.0), unfiltered)])
+    return options, means, tried
