@@ -48,7 +48,8 @@ class Transcription:
     # sounding); None: the model has no key-down head.
     key_notes: np.ndarray | None = None
     # Which weights made the posteriorgrams: their SHA-256, the thresholds tuned for
-    # them (their card's "decoding") and the model pass; saved with the posteriorgrams.
+    # them (their card's "decoding"), their note filter (the card's "note_filter") and the
+    # model pass; saved with the posteriorgrams.
     provenance: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -321,6 +322,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                         f"is one polarity-inverted?): transcribe one channel, e.g. {one}")
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
+                  **({"weights_note_filter": model.card["note_filter"]}
+                     if "note_filter" in model.card else {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
                   "dereverb": bool(dereverb),
                   **({"declipped": True} if declipper is not None else {}),
@@ -369,11 +372,13 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     arrays["velocity"], pedal=arrays.get("pedal"),
                                     key=arrays.get("key"), level=arrays.get("level"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
-    provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding", "model_pass",
-                                        "dereverb", "declipped", "input_gain_db", "normalize")
+    provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding",
+                                        "weights_note_filter", "model_pass", "dereverb",
+                                        "declipped", "input_gain_db", "normalize")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
-        {"decoding": provenance.get("weights_decoding", {})})
+        {"decoding": provenance.get("weights_decoding", {}),
+         "note_filter": provenance.get("weights_note_filter")})
     result = Transcription(np.zeros((0, 4)), posteriorgrams, float(arrays["duration_s"]),
                            resolved, about.get("source"), provenance=provenance)
     return result.redecode()
