@@ -39,6 +39,11 @@ of an onset, more where it lies nearer them, so each note the onset head starts 
 onset where a Gaussian through the onset posteriorgram's peak and its two neighbours peaks
 (``_onset_shifts``); a note whose frame posteriorgram ends it ends where that falls
 through the frame threshold between two frames (``_end_shifts``).
+
+Last, given weights with a note filter (session 39, ``notefilter.py``), each note the
+rules found is scored from what the posteriorgrams, the key-down head and the key levels
+say around its start (``note_features``), and dropped below ``note_filter_threshold``;
+a stream decides a note only once the ``notefilter.AFTER_FRAMES`` it reads have arrived.
 """
 
 from __future__ import annotations
