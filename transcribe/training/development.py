@@ -27,7 +27,7 @@ from .. import constants as C
 from ..midi import notes_to_smf
 from . import pianos as sampled
 from .corpus import MidiFile, split_by_piece
-from .validation import write_excerpt
+from .validation import window_arrays, write_excerpt
 
 CORPORA = ("batik_mozart", "piano-midi.de")
 TUNING_SHARE = 0.3  # of the pieces, for threshold tuning only
@@ -122,7 +122,7 @@ def _render_set(files: list[MidiFile], out_dir: Path, piano: sampled.Piano, rir_
         midi = sampled.prepare(item.path)
         notes, spans = sampled.labels(midi, sustain=False)
         start = float(rng.uniform(0, item.duration_s - seconds - 2))
-        clip_notes, clip_spans = _window(notes, spans, start, seconds)
+        clip_notes, clip_spans = window_arrays(notes, spans, start, seconds)
         if len(clip_notes) < 20:
             continue
         audio = sampled.render(midi, piano)
@@ -153,16 +153,3 @@ def _render_set(files: list[MidiFile], out_dir: Path, piano: sampled.Piano, rir_
         if progress:
             progress(written[-1].with_suffix(""))
     return written
-
-
-def _window(notes: np.ndarray, spans: np.ndarray, start_s: float, seconds: float):
-    """Notes with onsets in the window (offsets clipped) and pedal spans overlapping it,
-    shifted to start at 0."""
-    end_s = start_s + seconds
-    keep = (notes[:, 0] >= start_s) & (notes[:, 0] < end_s - 0.05)
-    clip = notes[keep].copy()
-    clip[:, 1] = np.minimum(clip[:, 1], end_s)
-    clip[:, :2] -= start_s
-    spans = spans[(spans[:, 1] > start_s) & (spans[:, 0] < end_s)].copy()
-    spans = np.clip(spans, start_s, end_s) - start_s
-    return clip, spans[spans[:, 1] > spans[:, 0]]

@@ -29,7 +29,7 @@ from .. import constants as C
 from ..midi import notes_to_smf
 from .corpus import MidiFile, plan_renders, render_planned, training_pianos_of
 from .data import SegmentSampler, load_rooms, training_rooms
-from .validation import write_excerpt
+from .validation import window_arrays, write_excerpt
 
 EXCERPT_S = 40.0
 MIN_EXCERPT_NOTES = 20
@@ -73,16 +73,11 @@ def make_filter_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_
                 before = min(preroll, first)
                 segment = augmenter.augment_audio(
                     audio[first - before:first + int(EXCERPT_S * C.SAMPLE_RATE)], before)
-                notes = keys[(keys[:, 0] >= start_s) & (keys[:, 0] < start_s + EXCERPT_S - 0.05)]
+                notes, pedal = window_arrays(keys, spans, start_s, EXCERPT_S)
                 if len(notes) < MIN_EXCERPT_NOTES:
                     continue
-                notes = notes.copy()
-                notes[:, 1] = np.minimum(notes[:, 1], start_s + EXCERPT_S)
-                notes[:, :2] -= start_s
-                pedal = np.clip(spans[(spans[:, 1] > start_s) & (spans[:, 0] < start_s + EXCERPT_S)],
-                                start_s, start_s + EXCERPT_S) - start_s
                 midi = notes_to_smf(notes, metadata=f"note-filter excerpt: {job.instrument}",
-                                    pedal=pedal[pedal[:, 1] > pedal[:, 0]])
+                                    pedal=pedal)
                 item = dataclasses.replace(job.item, relative=f"{job.item.relative}_{job.instrument}")
                 written.append(write_excerpt(out_dir, item, start_s, midi, segment))
                 if progress:
@@ -94,11 +89,10 @@ def examples(loaded, pairs: list[tuple[Path, Path]], options) -> list[tuple[np.n
     """(features, labels) per pair (audio, reference MIDI): every note the decoding rules
     of ``options`` find in the first pass's posteriorgrams (``decode.note_candidates``),
     labelled 1 where mir_eval matches it to a reference note."""
-    import mir_eval
-
     from ..decode import note_candidates
     from ..transcriber import transcribe
     from .evaluate import reference_notes
+    from .metrics import note_matches
     found = []
     for audio, midi in pairs:
         p = transcribe(audio, loaded, options=options, model_pass="fast").posteriorgrams
@@ -107,18 +101,9 @@ def examples(loaded, pairs: list[tuple[Path, Path]], options) -> list[tuple[np.n
                              "levels: these weights give no key-down posteriorgram")
         notes, features = note_candidates(p.frame, p.onset, p.offset, p.velocity, p.key,
                                           p.level, options, p.frame_rate_hz)
-        reference = reference_notes(midi)
-        labels = np.zeros(len(notes), np.float32)
-        if len(notes) and len(reference):
-            matched = mir_eval.transcription.match_notes(
-                reference[:, :2], _hz(reference), notes[:, :2], _hz(notes), offset_ratio=None)
-            labels[[j for _, j in matched]] = 1.0
-        found.append((features, labels))
+        played = note_matches(reference_notes(midi), notes)[1]
+        found.append((features, played.astype(np.float32)))
     return found
-
-
-def _hz(notes: np.ndarray) -> np.ndarray:
-    return 440.0 * 2 ** ((notes[:, 2] - 69) / 12)
 
 
 def fit_perceptron(features: np.ndarray, labels: np.ndarray, hidden: int = 16,
@@ -161,7 +146,7 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
     import itertools
 
     from ..decode import DecodingOptions
-    from ..transcriber import decode, transcribe
+    from ..transcriber import transcribe
     from .evaluate import pick_decoding, read_references
     from .metrics import band_counts, mean_scores, score
     card_options = DecodingOptions().resolve(loaded.card)
@@ -172,9 +157,7 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
     def scores(options) -> dict:
         rows, soft, dense = [], np.zeros(2), np.zeros(2)
         for result, reference in runs:
-            notes, key_notes = decode(result.kept_posteriorgrams(), options)
-            decoded = dataclasses.replace(result, notes=notes, key_notes=key_notes,
-                                          options=options)
+            decoded = dataclasses.replace(result, options=options).redecode()
             written = decoded.with_pedal(C.DEFAULT_PEDAL_MODE)[0]
             rows.append(score(reference, written))
             soft += band_counts(reference, written, "velocity", SOFT_BAND)[0]

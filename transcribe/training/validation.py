@@ -48,6 +48,20 @@ def excerpt(midi: pretty_midi.PrettyMIDI, start_s: float, seconds: float) -> pre
     return out
 
 
+def window_arrays(notes: np.ndarray, spans: np.ndarray, start_s: float,
+                  seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """``excerpt`` of rendered labels: the notes ``(n, 4)`` with onsets in the window
+    (offsets clipped) and the pedal spans ``(k, 2)`` overlapping it, shifted to start at 0."""
+    end_s = start_s + seconds
+    keep = (notes[:, 0] >= start_s) & (notes[:, 0] < end_s - 0.05)
+    clip = notes[keep].copy()
+    clip[:, 1] = np.minimum(clip[:, 1], end_s)
+    clip[:, :2] -= start_s
+    spans = spans[(spans[:, 1] > start_s) & (spans[:, 0] < end_s)].copy()
+    spans = np.clip(spans, start_s, end_s) - start_s
+    return clip, spans[spans[:, 1] > spans[:, 0]]
+
+
 def make_validation_set(files: list[MidiFile], out_dir: Path, count: int = 40,
                         seconds: float = 30.0, seed: int = 0, progress=None) -> list[Path]:
     """Render ``count`` excerpts (one per piece, pieces drawn by ``seed``) into ``out_dir``."""
