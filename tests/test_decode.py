@@ -472,6 +472,10 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
                                                          level=level, key=key))
     np.testing.assert_array_equal(stream.finish(), whole)
     np.testing.assert_array_equal(stream.key_release_notes(), released)
+    # What the end chooser reads of each note, from frames a stream may have let go.
+    readings = decode_notes(*heads, DecodingOptions(**options), level=level, key=key,
+                            readings=True)[2]
+    np.testing.assert_array_equal(stream.end_readings(), readings)
 
 
 def test_streamed_decoding_keeps_only_frames_of_sounding_notes():

@@ -475,3 +475,23 @@ def test_the_note_filter_drops_notes_not_played_and_keeps_those_played(shipped):
     assert filtered["note_precision"] >= without["note_precision"] + 0.04
     assert filtered["note_recall"] >= without["note_recall"] - 1e-9
     assert filtered["note_f1"] >= 0.98
+
+
+def test_the_end_chooser_ends_notes_where_the_key_or_the_pedal_came_up(shipped):
+    """The shipped card's end chooser (session 40): on the example, more notes end where
+    they were played to end (the key's release, lengthened through the pedal), the notes
+    themselves and their key releases unchanged; a saved posteriorgram re-decodes to the
+    same ends."""
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "example.flac"
+    result = transcribe(example, shipped)
+    assert result.options.end_chooser is not None and result.options.end_choice_threshold == 0.0
+    reference = synth.piano_notes(pretty_midi.PrettyMIDI(str(example.with_suffix(".mid"))))
+    heard = result.redecode(end_choice_threshold=1.0)
+    chosen, as_heard = score(reference, result.notes), score(reference, heard.notes)
+    assert chosen["note_offset_f1"] >= as_heard["note_offset_f1"] + 0.05
+    assert chosen["note_f1"] == as_heard["note_f1"] >= 0.98
+    np.testing.assert_array_equal(result.notes[:, [0, 2, 3]], heard.notes[:, [0, 2, 3]])
+    assert (result.notes[:, 1] != heard.notes[:, 1]).sum() >= 5
+    np.testing.assert_array_equal(result.key_notes, heard.key_notes)  # --pedal cc64's notes
+    np.testing.assert_array_equal(result.redecode().notes, result.notes)

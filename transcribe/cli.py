@@ -118,6 +118,11 @@ _DECODING_HELP = {
                              "that weighs each note's onset, its key's level and the keys an "
                              "octave and a twelfth below) a note needs to be written; 0 "
                              "turns the filter off.",
+    "end_choice_threshold": "How sure the end chooser (weights with one: a small network "
+                            "that weighs the key-down and pedal heads around each note's "
+                            "end) must be to end a note where the key or the pedal came up "
+                            "rather than where the sound was last heard; 1 ends every note "
+                            "as heard.",
     "pedal_threshold": "Sustain-pedal probability above which the pedal is down "
                        "(weights with a pedal head).",
     "key_threshold": "Key-down probability below which a key is up: where --pedal cc64 "

@@ -77,6 +77,9 @@ SOFT_RISE_DB = 3.0
 # The note filter's score (notefilter.py) a decoded note needs to be kept, for weights
 # whose card has a filter; 0 (the fallback) keeps every note.
 NOTE_FILTER_THRESHOLD = 0.0
+# How sure the end chooser (noteends.py) must be to move a note's end, for weights whose
+# card has one and names no threshold: 1, never (their card's decoding says otherwise).
+END_CHOICE_THRESHOLD = 1.0
 
 # Sustain pedal (models with a pedal head): down where its probability exceeds the
 # threshold; shorter presses and shorter gaps between presses are merged away.

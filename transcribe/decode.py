@@ -56,6 +56,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import TranscribeError
+from .noteends import BEFORE_END, READINGS, EndChooser
 from .notefilter import AFTER_FRAMES, FEATURES, NoteFilter
 
 NOTE_FIELDS = ("onset_s", "offset_s", "pitch", "velocity")
@@ -74,7 +75,8 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "restrike_onset_threshold": C.RESTRIKE_ONSET_THRESHOLD,
              "partial_onset_threshold": C.PARTIAL_ONSET_THRESHOLD,
              "soft_onset_threshold": C.SOFT_ONSET_THRESHOLD,
-             "note_filter_threshold": C.NOTE_FILTER_THRESHOLD}
+             "note_filter_threshold": C.NOTE_FILTER_THRESHOLD,
+             "end_choice_threshold": C.END_CHOICE_THRESHOLD}
 # Options that are not probabilities: each is a number >= 0.
 NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
 
@@ -95,8 +97,10 @@ class DecodingOptions:
     dB, >= 0; 0: the velocity head alone) blends the measured loudness of each note's
     onset into its velocity (``blend_velocities``).  ``note_filter`` (the card's, filled by
     ``resolve``; not a threshold, so not in ``as_dict``) drops the notes it scores below
-    ``note_filter_threshold`` (0 turns it off; ``notefilter.py``).  Bad values raise
-    ``TranscribeError``.
+    ``note_filter_threshold`` (0 turns it off; ``notefilter.py``).  ``end_chooser`` (the
+    card's ``note_ends``, filled by ``resolve``) moves a note's end where its choice is at
+    least ``end_choice_threshold`` sure (1 turns it off; ``noteends.py``).  Bad values
+    raise ``TranscribeError``.
     """
 
     onset_threshold: float | None = None
@@ -113,6 +117,8 @@ class DecodingOptions:
     soft_onset_threshold: float | None = None  # a fainter onset where the key's level rises
     note_filter_threshold: float | None = None  # the note filter's score a note needs
     note_filter: NoteFilter | None = None  # weights with a note filter (their card's)
+    end_choice_threshold: float | None = None  # how sure the end chooser must be to move an end
+    end_chooser: EndChooser | None = None  # weights with an end chooser (their card's)
 
     def __post_init__(self) -> None:
         for name, value in self.as_dict().items():
@@ -135,16 +141,18 @@ class DecodingOptions:
             name: value if (value := getattr(self, name)) is not None
             else tuned[name] if tuned.get(name) is not None else fallback
             for name, fallback in _FALLBACK.items()},
-            note_filter=self.note_filter or NoteFilter.of_card(card))
+            note_filter=self.note_filter or NoteFilter.of_card(card),
+            end_chooser=self.end_chooser or EndChooser.of_card(card))
 
     def merged(self, **changes) -> "DecodingOptions":
         """A copy with the fields of ``changes`` that are not None replaced."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def as_dict(self) -> dict:
-        """The thresholds by name (what a MIDI file's metadata records), not the filter."""
+        """The thresholds by name (what a MIDI file's metadata records), not the filter
+        nor the end chooser."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                if field.name != "note_filter"}
+                if field.name not in ("note_filter", "end_chooser")}
 
 
 def _rising_edges(active: np.ndarray) -> np.ndarray:
@@ -292,8 +300,10 @@ def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
 
 def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
                 offset_column: int = 1, levels: np.ndarray | None = None,
-                level_weight: float = 0.0, shifts: np.ndarray | None = None) -> np.ndarray:
-    """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted.
+                level_weight: float = 0.0, shifts: np.ndarray | None = None,
+                values: np.ndarray | None = None):
+    """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted;
+    given ``values`` (one row each per row), also those of the notes kept, in their order.
 
     ``offset_column`` picks the rows' column that gives the offsets (4: the key releases
     a ``NoteStream`` with keys adds); which notes are kept depends on column 1 alone.
@@ -318,7 +328,10 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
                              np.minimum(onsets + MIN_SHIFTED_FRAMES, ends))
     notes = np.column_stack([onsets / frame_rate_hz, offsets / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, velocities]).astype(np.float64).reshape(-1, 4)
-    return notes[np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))]
+    order = np.lexsort((notes[:, PITCH], notes[:, ONSET_S]))
+    if values is None:
+        return notes[order]
+    return notes[order], np.asarray(values)[long][order]
 
 
 # A note whose onset or end moved (``_refined_times``) keeps at least this many frames.
@@ -515,12 +528,14 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
                  velocity: np.ndarray | None = None, options: DecodingOptions | None = None,
                  frame_rate_hz: float = C.FRAME_RATE_HZ, level: np.ndarray | None = None,
                  key: np.ndarray | None = None,
-                 between_frames: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                 between_frames: bool = True, readings: bool = False) -> tuple:
     """``frames_to_notes``' notes, and, given a key-down posteriorgram ``key`` ``(frames,
     88)``, the same notes ending at their key's release (``key_threshold``; never later
     than they sound), as a ``NoteStream`` pushed them gives (``finish``,
     ``key_release_notes``); else None.  ``between_frames=False``: onsets and ends on the
-    frame grid, as before session 38 (``benchmarks/note_timing.py``)."""
+    frame grid, as before session 38 (``benchmarks/note_timing.py``).  ``readings``: a
+    third item, what the end chooser reads of each note (``end_readings``; None without
+    ``key`` and ``level``), as ``NoteStream.end_readings`` gives it."""
     options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
@@ -534,10 +549,16 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
         shifts = None
     notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
                         level_weight=options.velocity_level_weight, shifts=shifts)
-    if key is None:
-        return notes, None
-    return notes, _to_seconds(rows, options.min_note_ms, frame_rate_hz, 4, levels,
-                              options.velocity_level_weight, shifts)
+    key_notes = None if key is None else _to_seconds(
+        rows, options.min_note_ms, frame_rate_hz, 4, levels, options.velocity_level_weight,
+        shifts)
+    if not readings:
+        return notes, key_notes
+    read = None
+    if key is not None and level is not None:
+        read = _to_seconds(rows, options.min_note_ms, frame_rate_hz, shifts=shifts, values=(
+            end_readings(rows, frame, offset, key, level)))[1]
+    return notes, key_notes, read
 
 
 def _decoded_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
@@ -605,6 +626,41 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
                *frame_below, highest(onset, -2, 3, 12), keys_struck,
                mean(key, 0, AFTER_FRAMES), level_rise, level_db, sounding_before]
     return np.column_stack(columns).astype(np.float64).reshape(-1, len(FEATURES))
+
+
+def end_readings(rows: np.ndarray, frame: np.ndarray, offset: np.ndarray, key: np.ndarray,
+                 level: np.ndarray) -> np.ndarray:
+    """``(rows, len(noteends.READINGS))`` float64: what the end chooser reads of each row of
+    ``_note_frames`` (start frame, end frame, key, ...) in the frame, offset and key-down
+    posteriorgrams ``(frames, 88)`` and the input's key levels ``level`` (dB, ``(frames, 88 x
+    partials)``), all within the note's own frames (its end, the first frame it no longer
+    sounds, counts as the last frame where the recording ends first): a stream's buffer
+    gives what the whole file does."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.zeros((0, len(READINGS)))
+    last = len(frame) - 1
+    starts, keys = rows[:, 0], rows[:, 2]
+    stops = np.minimum(rows[:, 1], last)
+    partials = level.shape[1] // C.N_KEYS
+    first_partial = level[:, ::partials]
+
+    def at(array, frames):
+        return np.asarray(array[frames, keys], np.float64)
+    start_level = at(first_partial, starts)
+    columns = []
+    for frames in (np.maximum(stops - BEFORE_END, starts), stops):
+        columns += [at(frame, frames), at(key, frames), at(offset, frames),
+                    start_level - at(first_partial, frames)]
+    key_mean = np.zeros(len(rows))
+    for k in np.unique(keys):
+        mine = np.flatnonzero(keys == k)
+        column = np.r_[np.asarray(key[:, k], np.float64), 0.0]
+        bounds = np.column_stack([starts[mine], np.maximum(stops[mine], starts[mine] + 1)])
+        key_mean[mine] = np.add.reduceat(column, bounds.ravel())[::2] / (bounds[:, 1] - bounds[:, 0])
+    columns += [at(key, np.maximum(np.minimum(starts + 2, stops - 1), starts)), key_mean,
+                start_level]
+    return np.column_stack(columns).reshape(-1, len(READINGS))
 
 
 def note_candidates(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
@@ -707,6 +763,7 @@ class NoteStream:
         self.notes: list[np.ndarray] = []
         self.levels: list[np.ndarray] = []  # each decided note's onset level, with level
         self.shifts: list[np.ndarray] = []  # each decided note's onset and end off their frames
+        self.readings: list[np.ndarray] = []  # what the end chooser reads of each, with keys and level
         self.keys = False  # whether key-down posteriorgrams are pushed
 
     def _decode(self, final: bool) -> None:
@@ -734,6 +791,11 @@ class NoteStream:
                                              self.options)
         self.notes.append(rows[decided])
         self.shifts.append(shifts[decided])
+        if "key" in buffer and "level" in buffer:
+            local = rows[decided].copy()
+            local[:, :2] -= self.start
+            self.readings.append(end_readings(local, buffer["frame"], buffer["offset"],
+                                              buffer["key"], buffer["level"]))
         if levels is not None:
             self.levels.append(levels[decided])
         self.decided_before = end
@@ -773,6 +835,16 @@ class NoteStream:
         if not self.notes or not any(len(rows) for rows in self.notes):
             return np.zeros((0, 4))
         return self._to_seconds(4)
+
+    def end_readings(self) -> np.ndarray | None:
+        """After ``finish``: what the end chooser reads of each note, in the notes' order
+        (``decode_notes(..., readings=True)``' third item); None without keys and levels."""
+        if not self.readings:
+            return None
+        rows = np.concatenate(self.notes)
+        shifts = np.concatenate(self.shifts)
+        return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, shifts=shifts,
+                           values=np.concatenate(self.readings))[1]
 
     def _to_seconds(self, offset_column: int) -> np.ndarray:
         rows = np.concatenate(self.notes) if self.notes else np.zeros((0, 4), np.int64)

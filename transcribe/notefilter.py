@@ -55,34 +55,42 @@ FEATURES = (
 AFTER_FRAMES = 3
 
 
-class NoteFilter:
-    """The perceptron of a card's ``note_filter`` section: features standardised by
+class Perceptron:
+    """A one-hidden-layer perceptron read from a card's section: features standardised by
     ``mean`` and ``scale``, a hidden layer of ReLUs (``hidden_weight`` ``(h, features)``,
-    ``hidden_bias``), one logistic output (``output_weight`` ``(h,)``, ``output_bias``).
-    Two filters are equal when their sections are."""
+    ``hidden_bias``), then ``output_weight`` and ``output_bias``: ``(h,)`` and a number for
+    one output, ``(outputs, h)`` and ``(outputs,)`` for several.  ``NAME`` is the card's
+    section, ``FEATURES`` what it must read and ``REFIT`` the command that fits it.  Two
+    are equal when their sections are."""
+
+    NAME, FEATURES, OUTPUTS, REFIT = "note_filter", FEATURES, 1, "amt-train fit-note-filter"
 
     def __init__(self, section: dict):
+        name = self.NAME
         if not isinstance(section, dict):
-            raise TranscribeError("the card's note_filter must be a JSON object")
+            raise TranscribeError(f"the card's {name} must be a JSON object")
         try:
             features = tuple(section["features"])
-            mean, scale = (np.asarray(section[name], np.float64) for name in ("mean", "scale"))
+            mean, scale = (np.asarray(section[key], np.float64) for key in ("mean", "scale"))
             hidden_weight = np.asarray(section["hidden_weight"], np.float64)
             hidden_bias = np.asarray(section["hidden_bias"], np.float64)
             output_weight = np.asarray(section["output_weight"], np.float64)
-            output_bias = float(section["output_bias"])
+            output_bias = np.asarray(section["output_bias"], np.float64)
         except (KeyError, TypeError, ValueError) as error:
-            raise TranscribeError(f"the card's note_filter is malformed ({error})") from None
-        if features != FEATURES:
-            raise TranscribeError("the card's note_filter reads other features than this "
-                                  "version computes: fit it again (amt-train fit-note-filter)")
-        n = len(FEATURES)
+            raise TranscribeError(f"the card's {name} is malformed ({error})") from None
+        if features != tuple(self.FEATURES):
+            raise TranscribeError(f"the card's {name} reads other features than this "
+                                  f"version computes: fit it again ({self.REFIT})")
+        n, hidden = len(self.FEATURES), hidden_weight.shape[0] if hidden_weight.ndim == 2 else -1
+        outputs = () if self.OUTPUTS == 1 else (self.OUTPUTS,)
         shapes_ok = (mean.shape == scale.shape == (n,) and hidden_weight.ndim == 2
-                     and hidden_weight.shape[1] == n
-                     and hidden_bias.shape == output_weight.shape == (hidden_weight.shape[0],))
-        values = np.r_[mean, scale, hidden_weight.ravel(), hidden_bias, output_weight, output_bias]
+                     and hidden_weight.shape[1] == n and hidden_bias.shape == (hidden,)
+                     and output_weight.shape == outputs + (hidden,)
+                     and output_bias.shape == outputs)
+        values = np.r_[mean, scale, hidden_weight.ravel(), hidden_bias, output_weight.ravel(),
+                       output_bias.ravel()]
         if not shapes_ok or not np.isfinite(values).all() or (scale <= 0).any():
-            raise TranscribeError("the card's note_filter has arrays of the wrong shape or "
+            raise TranscribeError(f"the card's {name} has arrays of the wrong shape or "
                                   "values that are not finite")
         self.section = dict(section)
         self._key = json.dumps(section, sort_keys=True)
@@ -91,38 +99,50 @@ class NoteFilter:
         self.output_weight, self.output_bias = output_weight, output_bias
 
     @classmethod
-    def of_card(cls, card: dict | None) -> "NoteFilter | None":
-        """The filter of a card (None when it has none)."""
-        section = (card or {}).get("note_filter")
+    def of_card(cls, card: dict | None):
+        """The section ``NAME`` of a card read (None when it has none)."""
+        section = (card or {}).get(cls.NAME)
         return None if section is None else cls(section)
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """``(notes,)``: how likely each note of ``features`` ``(notes, len(FEATURES))``
-        was played."""
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """``(rows,)`` for one output, ``(rows, outputs)`` for several."""
         x = (np.asarray(features, np.float64) - self.mean) / self.scale
         hidden = np.maximum(x @ self.hidden_weight.T + self.hidden_bias, 0.0)
-        logits = hidden @ self.output_weight + self.output_bias
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+        return hidden @ self.output_weight.T + self.output_bias
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, NoteFilter) and other._key == self._key
+        return type(other) is type(self) and other._key == self._key
 
     def __hash__(self) -> int:
         return hash(self._key)
 
     def __repr__(self) -> str:
-        return f"NoteFilter({len(self.hidden_bias)} hidden units)"
+        return f"{type(self).__name__}({len(self.hidden_bias)} hidden units)"
+
+
+class NoteFilter(Perceptron):
+    """The perceptron of a card's ``note_filter`` section, one logistic output."""
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """``(notes,)``: how likely each note of ``features`` ``(notes, len(FEATURES))``
+        was played."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(features), -60.0, 60.0)))
 
 
 def section_of(mean: np.ndarray, scale: np.ndarray, hidden_weight: np.ndarray,
-               hidden_bias: np.ndarray, output_weight: np.ndarray, output_bias: float,
-               **facts) -> dict:
-    """A card's ``note_filter`` section from the perceptron's arrays (rounded to 6
-    significant digits: the card stays readable), with ``facts`` about its fitting."""
+               hidden_bias: np.ndarray, output_weight: np.ndarray, output_bias,
+               features: tuple = FEATURES, **facts) -> dict:
+    """A card's ``note_filter`` section (or, with other ``features`` and several outputs,
+    another ``Perceptron``'s) from the perceptron's arrays (rounded to 6 significant
+    digits: the card stays readable), with ``facts`` about its fitting."""
     def rounded(array):
         return [float(f"{value:.6g}") for value in np.asarray(array, np.float64).ravel()]
     hidden = np.asarray(hidden_weight, np.float64)
-    return {"features": list(FEATURES), "mean": rounded(mean), "scale": rounded(scale),
+    output = np.asarray(output_weight, np.float64)
+    bias = np.asarray(output_bias, np.float64)
+    return {"features": list(features), "mean": rounded(mean), "scale": rounded(scale),
             "hidden_weight": [rounded(row) for row in hidden],
-            "hidden_bias": rounded(hidden_bias), "output_weight": rounded(output_weight),
-            "output_bias": float(f"{output_bias:.6g}"), **facts}
+            "hidden_bias": rounded(hidden_bias),
+            "output_weight": rounded(output) if output.ndim == 1 else [rounded(row) for row in output],
+            "output_bias": float(f"{float(bias):.6g}") if bias.ndim == 0 else rounded(bias),
+            **facts}

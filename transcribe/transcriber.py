@@ -21,6 +21,7 @@ from . import constants as C
 from . import audio as audio_io, declip, level
 from .decode import (DecodingOptions, NoteStream, decode_notes, extend_through_pedal,
                      head_pedal_spans)
+from .noteends import choose_ends
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import all_or_none, named_path, write_atomic
@@ -48,8 +49,8 @@ class Transcription:
     # sounding); None: the model has no key-down head.
     key_notes: np.ndarray | None = None
     # Which weights made the posteriorgrams: their SHA-256, the thresholds tuned for
-    # them (their card's "decoding"), their note filter (the card's "note_filter") and the
-    # model pass; saved with the posteriorgrams.
+    # them (their card's "decoding"), their note filter and end chooser (the card's
+    # "note_filter", "note_ends") and the model pass; saved with the posteriorgrams.
     provenance: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -155,18 +156,26 @@ class Transcription:
         kept = self.kept_posteriorgrams()
         pedal = self.pedal if kept.pedal is None else head_pedal_spans(
             kept.pedal, new, kept.frame_rate_hz)
-        notes, key_notes = decode(kept, new)
+        notes, key_notes = decode(kept, new, pedal)
         return dataclasses.replace(self, notes=notes, options=new, pedal=pedal,
                                    key_notes=key_notes)
 
 
-def decode(posteriorgrams: Posteriorgrams,
-           options: DecodingOptions) -> tuple[np.ndarray, np.ndarray | None]:
+def decode(posteriorgrams: Posteriorgrams, options: DecodingOptions,
+           pedal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The notes of ``posteriorgrams``, and, with a key-down head's, the same notes ending
-    at their key's release (else None)."""
+    at their key's release (else None).  Given the pedal's spans decoded from them
+    (``pedal``; decoded here when not given), an end chooser (``options.end_chooser``)
+    moves the notes' ends (``noteends.choose_ends``), as a transcription's stream does."""
     p = posteriorgrams
-    return decode_notes(p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz,
-                        level=p.level, key=p.key)
+    if pedal is None and p.pedal is not None:
+        pedal = head_pedal_spans(p.pedal, options, p.frame_rate_hz)
+    notes, key_notes, readings = decode_notes(
+        p.frame, p.onset, p.offset, p.velocity, options, p.frame_rate_hz, level=p.level,
+        key=p.key, readings=True)
+    down = None if p.pedal is None else p.pedal[:, 0]
+    return choose_ends(notes, key_notes, pedal, down, readings, options.end_chooser,
+                       options.end_choice_threshold, p.frame_rate_hz), key_notes
 
 
 def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | None = None, *,
@@ -273,8 +282,13 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                          keep_posteriorgrams=keep_posteriorgrams, full=full)
     with times.measure("note decoding"):
         notes = decoder.finish()
-        pedal = head_pedal_spans(np.concatenate(pedal_parts), options, frontend.frame_rate_hz
+        columns = np.concatenate(pedal_parts)
+        pedal = head_pedal_spans(columns, options, frontend.frame_rate_hz
                                  ) if model.config.pedal else None
+        key_notes = decoder.key_release_notes()
+        notes = choose_ends(notes, key_notes, pedal, columns[:, 0] if model.config.pedal
+                            else None, decoder.end_readings(), options.end_chooser,
+                            options.end_choice_threshold, frontend.frame_rate_hz)
     warnings = [stats.shortfall] if stats.shortfall else []
     if isinstance(audio, (str, os.PathLike)) and audio_io.raw_data_warning(info):
         warnings.append(audio_io.raw_data_warning(info))
@@ -324,14 +338,15 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                   "weights_decoding": model.card.get("decoding", {}),
                   **({"weights_note_filter": model.card["note_filter"]}
                      if "note_filter" in model.card else {}),
+                  **({"weights_note_ends": model.card["note_ends"]}
+                     if "note_ends" in model.card else {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
                   "dereverb": bool(dereverb),
                   **({"declipped": True} if declipper is not None else {}),
                   **({"input_gain_db": round(20 * math.log10(gain), 2)} if normalize
                      else {"normalize": False})}
     return Transcription(notes, posteriorgrams, stats.samples / target, options, source,
-                         warnings, pedal=pedal, provenance=provenance,
-                         key_notes=decoder.key_release_notes())
+                         warnings, pedal=pedal, provenance=provenance, key_notes=key_notes)
 
 
 def _declipper(peaks: level.Peaks | None, sample_rate: float) -> declip.Declipper | None:
@@ -373,12 +388,14 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     key=arrays.get("key"), level=arrays.get("level"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding",
-                                        "weights_note_filter", "model_pass", "dereverb",
+                                        "weights_note_filter", "weights_note_ends",
+                                        "model_pass", "dereverb",
                                         "declipped", "input_gain_db", "normalize")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
         {"decoding": provenance.get("weights_decoding", {}),
-         "note_filter": provenance.get("weights_note_filter")})
+         "note_filter": provenance.get("weights_note_filter"),
+         "note_ends": provenance.get("weights_note_ends")})
     result = Transcription(np.zeros((0, 4)), posteriorgrams, float(arrays["duration_s"]),
                            resolved, about.get("source"), provenance=provenance)
     return result.redecode()

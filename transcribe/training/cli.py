@@ -256,12 +256,23 @@ def tune_thresholds_command(weights, validation, files):
 @click.option("--hours", type=float, default=7.5, show_default=True,
               help="Render about this much training music, cut into 40-second excerpts.")
 @click.option("--seed", type=int, default=90, show_default=True)
+@click.option("--corpora", default=None,
+              help="Only these corpora of the manifest's train rows, by name, comma-separated "
+                   "(e.g. giantmidi,vienna4x22: music played by people, with their pedal).")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True)
-def make_filter_set(manifest, out, pianos_dir, rooms_dir, hours, seed, jobs):
-    """Training music through the training pianos and rooms, to fit a note filter on."""
+def make_filter_set(manifest, out, pianos_dir, rooms_dir, hours, seed, corpora, jobs):
+    """Training music through the training pianos and rooms, to fit a note filter (or an
+    end chooser) on."""
     from .corpus import read_manifest
     from .notefilter import make_filter_set as make
     files = [f for f in read_manifest(manifest) if f.role == "train"]
+    if corpora is not None:
+        wanted = {name.strip() for name in corpora.split(",") if name.strip()}
+        unknown = wanted - {f.corpus for f in files}
+        if unknown:
+            raise click.ClickException(f"no train rows of {', '.join(sorted(unknown))} in "
+                                       f"{manifest}")
+        files = [f for f in files if f.corpus in wanted]
     written = make(files, out, pianos_dir, rooms_dir, hours, seed, jobs,
                    progress=lambda path: click.echo(path.stem, err=True))
     click.echo(f"{len(written)} excerpts in {out}")
@@ -320,6 +331,57 @@ def fit_note_filter(weights, examples, tuning, files, hidden, seed):
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     click.echo(f"note filter threshold {best.note_filter_threshold:g}, shortest note "
                f"{best.min_note_ms:g} ms -> {line(means)} on {len(tuning_pairs)} files")
+
+
+@main.command("fit-note-ends")
+@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
+@click.argument("examples", type=NamedPath(exists=True, file_okay=False, path_type=Path), nargs=-1,
+                required=True)
+@click.option("--tuning", type=NamedPath(exists=True, file_okay=False, path_type=Path),
+              required=True, help="Excerpts to choose the chooser's threshold on.")
+@click.option("--files", type=int, default=15, show_default=True,
+              help="Choose on the first FILES excerpts of --tuning.")
+@click.option("--hidden", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def fit_note_ends(weights, examples, tuning, files, hidden, seed):
+    """Fit an end chooser to WEIGHTS' posteriorgrams of EXAMPLES (make-filter-set); store
+    it and the threshold chosen for it in the weights' card.
+
+    Run it after fit-note-filter: the chooser ends the notes the filter keeps."""
+    import numpy as np
+
+    from ..decode import DecodingOptions
+    from ..files import write_atomic
+    from ..noteends import EndChooser
+    from ..weights import load_model
+    from .evaluate import pair_files
+    from .noteends import choose_threshold, examples as end_examples, fit_chooser
+    loaded = load_model(weights)
+    pairs = [pair for folder in examples for pair in pair_files(folder, folder)]
+    if not pairs:
+        raise click.ClickException(f"no audio with MIDI of the same name in {', '.join(map(str, examples))}")
+    try:
+        found = end_examples(loaded, pairs, DecodingOptions().resolve(loaded.card))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    section = fit_chooser(np.concatenate([f for f, _ in found]),
+                          np.concatenate([r for _, r in found]), hidden, seed=seed)
+    section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"
+    tuning_pairs = pair_files(tuning, tuning)[:files]
+    best, means, tried = choose_threshold(loaded, tuning_pairs, EndChooser(section))
+    def line(scores: dict) -> str:
+        return (f"note F1 {100 * scores['note_f1']:.2f}, note+offset F1 "
+                f"{100 * scores['note_offset_f1']:.2f}, frame F1 {100 * scores['frame_f1']:.2f}")
+    for options, scores in tried:
+        click.echo(f"threshold {options.end_choice_threshold:g}: {line(scores)}", err=True)
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["note_ends"] = section
+    card.setdefault("decoding", {}).update(end_choice_threshold=best.end_choice_threshold)
+    card["note_ends_chosen_on"] = f"first {len(tuning_pairs)} excerpts of {tuning}"
+    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    click.echo(f"end choice threshold {best.end_choice_threshold:g} -> {line(means)} on "
+               f"{len(tuning_pairs)} files")
 
 
 @main.command("velocity-head")

@@ -144,14 +144,21 @@ def note_matches(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarra
     """(boolean per reference note: found; boolean per estimated note: in the reference), at
     mir_eval's note level (pitch, 50 ms onset), both of every note given (a note without
     length is neither: mir_eval scores none such)."""
+    pairs = note_pairs(reference, estimate)
+    found, hits = np.zeros(len(reference), bool), np.zeros(len(estimate), bool)
+    found[pairs[:, 0]] = True
+    hits[pairs[:, 1]] = True
+    return found, hits
+
+
+def note_pairs(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """int ``(pairs, 2)``: indices into ``reference`` and ``estimate`` of the notes matched
+    at mir_eval's note level (pitch, 50 ms onset; a note without length is never matched)."""
     reference = np.asarray(reference, np.float64).reshape(-1, 4)
     estimate = np.asarray(estimate, np.float64).reshape(-1, 4)
     ref_index, est_index = np.flatnonzero(_valid_mask(reference)), np.flatnonzero(_valid_mask(estimate))
     pairs = _note_pairs(reference[ref_index], estimate[est_index])
-    found, hits = np.zeros(len(reference), bool), np.zeros(len(estimate), bool)
-    found[ref_index[pairs[:, 0]]] = True
-    hits[est_index[pairs[:, 1]]] = True
-    return found, hits
+    return np.column_stack([ref_index[pairs[:, 0]], est_index[pairs[:, 1]]]).reshape(-1, 2)
 
 
 def matched_velocities(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
