@@ -168,3 +168,57 @@ def test_fit_note_ends_writes_a_chooser_and_its_threshold_into_the_card(tmp_path
     assert EndChooser(written["note_ends"]).output_weight.shape == (K, 16)
     assert written["decoding"]["end_choice_threshold"] in (0.0, 0.4, 0.5, 0.6, 0.7, 1.0)
     assert written["sha256"] == card["sha256"]
+
+
+def test_make_filter_set_takes_named_corpora_of_the_train_rows_alone(tmp_path, monkeypatch):
+    """--corpora giantmidi,vienna4x22: the end chooser's examples of music played by people;
+    a corpus with no train rows (validation only, or misspelt) is refused in one line."""
+    from click.testing import CliRunner
+
+    from transcribe.training import cli, notefilter
+    rows = ["path\tset\tlicence\tduration_s"]
+    for corpus_name, role in (("giantmidi", "train-midi"), ("pop909", "train-midi"),
+                              ("batik_mozart", "validation-midi")):
+        (tmp_path / corpus_name).mkdir()
+        (tmp_path / corpus_name / "a.mid").write_bytes(b"")
+        rows.append(f"{corpus_name}/a.mid\t{role}\tCC0\t60.0")
+    manifest = tmp_path / "MANIFEST.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    rendered = []
+    monkeypatch.setattr(notefilter, "make_filter_set",
+                        lambda files, *args, **kwargs: rendered.append(files) or [])
+    args = ["make-filter-set", str(manifest), "--out", str(tmp_path / "out"), "--corpora"]
+    done = CliRunner().invoke(cli.main, args + ["giantmidi"])
+    assert done.exit_code == 0, done.output
+    assert [f.corpus for f in rendered[0]] == ["giantmidi"]
+    for wrong in ("batik_mozart", "giantmidi,giantmid"):
+        refused = CliRunner().invoke(cli.main, args + [wrong])
+        assert refused.exit_code == 1 and refused.output.count("\n") == 1, refused.output
+        assert "no train rows of" in refused.output
+
+
+def test_tune_thresholds_keeps_the_thresholds_of_the_filter_and_the_chooser(tmp_path,
+                                                                         monkeypatch):
+    """The grid search decodes without either stage (its options come from the constants):
+    what fit-note-filter and fit-note-ends chose must survive a re-tune."""
+    from click.testing import CliRunner
+
+    from transcribe.training import cli, evaluate
+    weights = tmp_path / "w.pt"
+    shutil.copy("weights/amt-unet.pt", weights)
+    card = json.loads(open("weights/amt-unet.json").read())
+    (tmp_path / "w.json").write_text(json.dumps(card))
+    searched = DecodingOptions(onset_threshold=0.3, frame_threshold=0.4, min_note_ms=60.0)
+    means = {"note_f1": 0.9, "note_offset_f1": 0.5, "note_velocity_f1": 0.4}
+    monkeypatch.setattr(evaluate, "tune_thresholds", lambda loaded, pairs: (searched, means, []))
+    done = CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"])
+    assert done.exit_code == 0, done.output
+    decoding = json.loads((tmp_path / "w.json").read_text())["decoding"]
+    assert decoding["onset_threshold"] == 0.3 and decoding["frame_threshold"] == 0.4
+    for kept in ("note_filter_threshold", "min_note_ms", "end_choice_threshold"):
+        assert decoding[kept] == card["decoding"][kept]
+    card.pop("note_ends")
+    (tmp_path / "w.json").write_text(json.dumps(card))
+    assert CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"]).exit_code == 0
+    decoding = json.loads((tmp_path / "w.json").read_text())["decoding"]
+    assert "end_choice_threshold" not in decoding and decoding["min_note_ms"] == card["decoding"]["min_note_ms"]

@@ -4,7 +4,7 @@ A note's end is the hardest thing a transcription writes.  The frame head hears 
 string until it falls silent; the reference ends the note where the key came up, or,
 with the sustain pedal down, where the pedal came up.  On the development set only 54 %
 of the notes found ended within mir_eval's tolerance where the frame head let go, yet
-82 % did at one of the ends the decoding already has: where the frame head lets go
+68 % did at one of four ends the decoding already has: where the frame head lets go
 (``heard``), there lengthened to the predicted pedal's release (``extended``), where the
 key-down head says the key came up (``key_release``), and that lengthened through the
 pedal (``key_release_extended``, how a piano would sound the key and the pedal).

@@ -494,9 +494,9 @@ def our_facts(result, spans: list, pedal: str) -> str:
              + (f"note filter {options.note_filter_threshold:g}, "
                 if options.note_filter is not None and options.note_filter_threshold > 0 else "")
              + f"shortest note {options.min_note_ms:g} ms, "
-             + (f"ends chosen at {options.end_choice_threshold:g}; "
+             + (f"note ends chosen (threshold {options.end_choice_threshold:g}); "
                 if options.end_chooser is not None and options.end_choice_threshold < 1
-                else "ends as heard; ")
+                else "note ends as heard; ")
              + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level; "
                 if options.velocity_level_weight else "velocities from the velocity head alone; "))
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode

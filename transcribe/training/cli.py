@@ -218,7 +218,8 @@ def make_validator(folder: Path, count: int):
               help="Tune on the first FILES excerpts (the checkpoint-selection subset).")
 def tune_thresholds_command(weights, validation, files):
     """Grid-search decoding thresholds on validation excerpts; store them in the weights' card
-    (a note filter's threshold and shortest note stay as fit-note-filter chose them)."""
+    (a note filter's threshold and shortest note stay as fit-note-filter chose them, an end
+    chooser's threshold as fit-note-ends chose it)."""
     from ..files import write_atomic
     from ..weights import load_model
     from .evaluate import pair_files, tune_thresholds
@@ -228,9 +229,10 @@ def tune_thresholds_command(weights, validation, files):
     card_path = weights.with_suffix(".json")
     card = json.loads(card_path.read_text())
     tuned = {k: v for k, v in best.as_dict().items() if v is not None}
-    if "note_filter" in card:  # tuned without it: its threshold and shortest note stay
-        kept = ("note_filter_threshold", "min_note_ms")
-        tuned.update({k: card["decoding"][k] for k in kept if k in card.get("decoding", {})})
+    # Tuned without them: a filter's threshold and shortest note, a chooser's threshold stay.
+    kept = (("note_filter_threshold", "min_note_ms") if "note_filter" in card else ()) + \
+        (("end_choice_threshold",) if "note_ends" in card else ())
+    tuned.update({k: card["decoding"][k] for k in kept if k in card.get("decoding", {})})
     card["decoding"] = tuned
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
