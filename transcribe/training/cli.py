@@ -280,6 +280,33 @@ def make_filter_set(manifest, out, pianos_dir, rooms_dir, hours, seed, corpora, 
     click.echo(f"{len(written)} excerpts in {out}")
 
 
+def _fitting_examples(weights: Path, examples: tuple, collect):
+    """(the weights loaded, the (audio, MIDI) pairs of the folders ``examples``, what
+    ``collect(loaded, pairs, the card's decoding)`` finds in them), for a fit command; a
+    folder without pairs, or weights without the heads ``collect`` reads, in one line."""
+    from ..decode import DecodingOptions
+    from ..weights import load_model
+    from .evaluate import pair_files
+    loaded = load_model(weights)
+    pairs = [pair for folder in examples for pair in pair_files(folder, folder)]
+    if not pairs:
+        raise click.ClickException(f"no audio with MIDI of the same name in {', '.join(map(str, examples))}")
+    try:
+        return loaded, pairs, collect(loaded, pairs, DecodingOptions().resolve(loaded.card))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _into_card(weights: Path, **sections) -> None:
+    """Set ``sections`` of the card beside ``weights`` (``decoding`` updated, not replaced)."""
+    from ..files import write_atomic
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card.setdefault("decoding", {}).update(sections.pop("decoding", {}))
+    card.update(sections)
+    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+
+
 @main.command("fit-note-filter")
 @click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
 @click.argument("examples", type=NamedPath(exists=True, file_okay=False, path_type=Path), nargs=-1,
@@ -297,20 +324,10 @@ def fit_note_filter(weights, examples, tuning, files, hidden, seed):
     Run it after tune-thresholds: the filter sorts the notes those thresholds find."""
     import numpy as np
 
-    from ..decode import DecodingOptions
-    from ..files import write_atomic
     from ..notefilter import NoteFilter
-    from ..weights import load_model
     from .evaluate import pair_files
     from .notefilter import choose_threshold, examples as note_examples, fit_perceptron
-    loaded = load_model(weights)
-    pairs = [pair for folder in examples for pair in pair_files(folder, folder)]
-    if not pairs:
-        raise click.ClickException(f"no audio with MIDI of the same name in {', '.join(map(str, examples))}")
-    try:
-        found = note_examples(loaded, pairs, DecodingOptions().resolve(loaded.card))
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    loaded, pairs, found = _fitting_examples(weights, examples, note_examples)
     section = fit_perceptron(np.concatenate([f for f, _ in found]),
                              np.concatenate([y for _, y in found]), hidden, seed=seed)
     section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"
@@ -324,13 +341,10 @@ def fit_note_filter(weights, examples, tuning, files, hidden, seed):
     for options, scores in tried:
         click.echo(f"threshold {options.note_filter_threshold:g}, shortest note "
                    f"{options.min_note_ms:g} ms: {line(scores)}", err=True)
-    card_path = weights.with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card["note_filter"] = section
-    card.setdefault("decoding", {}).update(note_filter_threshold=best.note_filter_threshold,
-                                           min_note_ms=best.min_note_ms)
-    card["note_filter_chosen_on"] = f"first {len(tuning_pairs)} excerpts of {tuning}"
-    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    _into_card(weights, note_filter=section,
+               decoding={"note_filter_threshold": best.note_filter_threshold,
+                         "min_note_ms": best.min_note_ms},
+               note_filter_chosen_on=f"first {len(tuning_pairs)} excerpts of {tuning}")
     click.echo(f"note filter threshold {best.note_filter_threshold:g}, shortest note "
                f"{best.min_note_ms:g} ms -> {line(means)} on {len(tuning_pairs)} files")
 
@@ -352,20 +366,10 @@ def fit_note_ends(weights, examples, tuning, files, hidden, seed):
     Run it after fit-note-filter: the chooser ends the notes the filter keeps."""
     import numpy as np
 
-    from ..decode import DecodingOptions
-    from ..files import write_atomic
     from ..noteends import EndChooser
-    from ..weights import load_model
     from .evaluate import pair_files
     from .noteends import choose_threshold, examples as end_examples, fit_chooser
-    loaded = load_model(weights)
-    pairs = [pair for folder in examples for pair in pair_files(folder, folder)]
-    if not pairs:
-        raise click.ClickException(f"no audio with MIDI of the same name in {', '.join(map(str, examples))}")
-    try:
-        found = end_examples(loaded, pairs, DecodingOptions().resolve(loaded.card))
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    loaded, pairs, found = _fitting_examples(weights, examples, end_examples)
     section = fit_chooser(np.concatenate([f for f, _ in found]),
                           np.concatenate([r for _, r in found]), hidden, seed=seed)
     section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"
@@ -376,12 +380,9 @@ def fit_note_ends(weights, examples, tuning, files, hidden, seed):
                 f"{100 * scores['note_offset_f1']:.2f}, frame F1 {100 * scores['frame_f1']:.2f}")
     for options, scores in tried:
         click.echo(f"threshold {options.end_choice_threshold:g}: {line(scores)}", err=True)
-    card_path = weights.with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card["note_ends"] = section
-    card.setdefault("decoding", {}).update(end_choice_threshold=best.end_choice_threshold)
-    card["note_ends_chosen_on"] = f"first {len(tuning_pairs)} excerpts of {tuning}"
-    write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    _into_card(weights, note_ends=section,
+               decoding={"end_choice_threshold": best.end_choice_threshold},
+               note_ends_chosen_on=f"first {len(tuning_pairs)} excerpts of {tuning}")
     click.echo(f"end choice threshold {best.end_choice_threshold:g} -> {line(means)} on "
                f"{len(tuning_pairs)} files")
 
