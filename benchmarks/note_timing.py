@@ -7,7 +7,8 @@ shipped weights (or ``--weights``), the fast pass, the card's decoding; the same
 posteriorgrams are decoded twice: with each onset on the first frame of its note and each
 end on the first frame after it (as before session 38), and between frames, each onset
 where the onset posteriorgram peaks and each end where the frame posteriorgram falls
-through its threshold (``decode._onset_shifts``, ``_end_shifts``: the default).  Printed
+through its threshold (``decode._onset_shifts``, ``_end_shifts``: the default); both with
+every end as heard, without session 40's end chooser (``note_ends.py``).  Printed
 per folder, the mean over its files: note F1 with onsets matched within 50 ms
 (mir_eval's measure, ``amt-evaluate``'s), 25 ms and 10 ms; note+offset F1 (mir_eval's:
 onsets within 50 ms, ends within 50 ms or a fifth of the note); and over the notes found
@@ -24,16 +25,12 @@ import mir_eval
 import numpy as np
 
 from transcribe import transcribe
-from transcribe.decode import TIMES, decode_notes
+from transcribe.decode import PITCH, TIMES, decode_notes
 from transcribe.training.evaluate import pair_files, reference_notes
-from transcribe.training.metrics import matched_onset_errors
+from transcribe.training.metrics import hertz, matched_onset_errors
 from transcribe.weights import load_model
 
 TOLERANCES_S = (0.05, 0.025, 0.01)
-
-
-def hertz(notes: np.ndarray) -> np.ndarray:
-    return 440.0 * 2 ** ((notes[:, 2] - 69) / 12)
 
 
 def measure(reference: np.ndarray, notes: np.ndarray) -> tuple[list[float], np.ndarray]:
@@ -41,7 +38,7 @@ def measure(reference: np.ndarray, notes: np.ndarray) -> tuple[list[float], np.n
     notes found within 50 ms)."""
     levels = [(tolerance, None) for tolerance in TOLERANCES_S] + [(0.05, 0.2)]
     f1 = [mir_eval.transcription.precision_recall_f1_overlap(
-        reference[:, TIMES], hertz(reference), notes[:, TIMES], hertz(notes),
+        reference[:, TIMES], hertz(reference[:, PITCH]), notes[:, TIMES], hertz(notes[:, PITCH]),
         onset_tolerance=tolerance, offset_ratio=ratio)[2] if len(notes) and len(reference)
         else 0.0 for tolerance, ratio in levels]
     return f1, matched_onset_errors(reference, notes)
@@ -62,11 +59,14 @@ def main() -> None:
         for audio, midi in pair_files(folder, folder):
             result = transcribe(audio, loaded, model_pass="fast", keep_posteriorgrams=True)
             kept = result.kept_posteriorgrams()
-            grid = decode_notes(kept.frame, kept.onset, kept.offset, kept.velocity,
-                                result.options, kept.frame_rate_hz, level=kept.level,
-                                between_frames=False)[0]
+            # Both with every end as heard: what moves is the timing alone, not the
+            # end chooser's choice (benchmarks/note_ends.py measures that).
+            grid, between = (decode_notes(kept.frame, kept.onset, kept.offset, kept.velocity,
+                                          result.options, kept.frame_rate_hz, level=kept.level,
+                                          key=kept.key, between_frames=placed)[0]
+                             for placed in (False, True))
             reference = reference_notes(midi)
-            for name, notes in (("frame grid", grid), ("between frames", result.notes)):
+            for name, notes in (("frame grid", grid), ("between frames", between)):
                 f1, errors = measure(reference, notes)
                 rows[name][0].append(f1)
                 rows[name][1].append(errors)

@@ -25,7 +25,8 @@ REGISTERS = (("A0-B1", 21, 36), ("C2-B2", 36, 48), ("C3-B3", 48, 60), ("C4-B4", 
              ("C5-B5", 72, 84), ("C6-C8", 84, 109))
 
 
-def _hz(pitches: np.ndarray) -> np.ndarray:
+def hertz(pitches: np.ndarray) -> np.ndarray:
+    """MIDI pitches as frequencies (Hz), as mir_eval takes them."""
     return 440.0 * 2.0 ** ((np.asarray(pitches, np.float64) - 69) / 12)
 
 
@@ -43,7 +44,7 @@ def _frame_lists(notes: np.ndarray, n_frames: int, frame_rate_hz: float):
     from .labels import notes_to_rolls
     roll = notes_to_rolls(notes, 0, n_frames, frame_rate_hz)["frame"] > 0
     times = np.arange(n_frames) / frame_rate_hz
-    freqs = [_hz(np.flatnonzero(row) + C.MIN_MIDI) for row in roll]
+    freqs = [hertz(np.flatnonzero(row) + C.MIN_MIDI) for row in roll]
     return times, freqs
 
 
@@ -70,7 +71,7 @@ def score(reference: np.ndarray, estimate: np.ndarray,
         frame = mir_eval.multipitch.evaluate(ref_t, ref_f, est_t, est_f)
     out["frame_precision"], out["frame_recall"] = frame["Precision"], frame["Recall"]
     out["frame_f1"] = f1(frame["Precision"], frame["Recall"])
-    args = (ref[:, TIMES], _hz(ref[:, PITCH]), est[:, TIMES], _hz(est[:, PITCH]))
+    args = (ref[:, TIMES], hertz(ref[:, PITCH]), est[:, TIMES], hertz(est[:, PITCH]))
     for level, ratio in (("note", None), ("note_offset", 0.2)):
         if len(ref) and len(est):
             p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(*args, offset_ratio=ratio)
@@ -79,7 +80,7 @@ def score(reference: np.ndarray, estimate: np.ndarray,
         out[f"{level}_precision"], out[f"{level}_recall"], out[f"{level}_f1"] = p, r, f
     if len(ref) and len(est):
         p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
-            ref[:, TIMES], _hz(ref[:, PITCH]), ref[:, VELOCITY], est[:, TIMES], _hz(est[:, PITCH]), est[:, VELOCITY],
+            ref[:, TIMES], hertz(ref[:, PITCH]), ref[:, VELOCITY], est[:, TIMES], hertz(est[:, PITCH]), est[:, VELOCITY],
             offset_ratio=None)
     else:
         p = r = f = 0.0
@@ -129,8 +130,8 @@ def _note_pairs(ref: np.ndarray, est: np.ndarray) -> np.ndarray:
     import mir_eval
     if not (len(ref) and len(est)):
         return np.zeros((0, 2), np.int64)
-    pairs = mir_eval.transcription.match_notes(ref[:, TIMES], _hz(ref[:, PITCH]),
-                                               est[:, TIMES], _hz(est[:, PITCH]),
+    pairs = mir_eval.transcription.match_notes(ref[:, TIMES], hertz(ref[:, PITCH]),
+                                               est[:, TIMES], hertz(est[:, PITCH]),
                                                offset_ratio=None)
     return np.array(pairs, np.int64).reshape(-1, 2)
 
