@@ -134,6 +134,8 @@ def test_decoding_gives_the_readings_of_the_notes_it_writes_in_their_order():
     assert notes[:, 2].tolist() == [30 + C.MIN_MIDI, 50 + C.MIN_MIDI]
     assert readings[:, READINGS.index("key_down_mean")] == pytest.approx([0.9, 0.2])
     assert decode_notes(frame, onset, offset, velocity, options, readings=True)[2] is None
+    assert decode_notes(frame, onset, None, velocity, options, level=level, key=key_down,
+                        readings=True)[2] is None
 
 
 def test_a_chooser_fitted_to_separable_notes_chooses_their_ends():

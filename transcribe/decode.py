@@ -535,7 +535,7 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     ``key_release_notes``); else None.  ``between_frames=False``: onsets and ends on the
     frame grid, as before session 38 (``benchmarks/note_timing.py``).  ``readings``: a
     third item, what the end chooser reads of each note (``end_readings``; None without
-    ``key`` and ``level``), as ``NoteStream.end_readings`` gives it."""
+    ``key``, ``level`` or ``offset``), as ``NoteStream.end_readings`` gives it."""
     options = (options or DecodingOptions()).resolve()
     frame, onset = np.asarray(frame), np.asarray(onset)
     if frame.shape != onset.shape or frame.ndim != 2:
@@ -555,7 +555,7 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     if not readings:
         return notes, key_notes
     read = None
-    if key is not None and level is not None:
+    if key is not None and level is not None and offset is not None:
         read = _to_seconds(rows, options.min_note_ms, frame_rate_hz, shifts=shifts, values=(
             end_readings(rows, frame, offset, key, level)))[1]
     return notes, key_notes, read

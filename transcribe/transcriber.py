@@ -21,10 +21,10 @@ from . import constants as C
 from . import audio as audio_io, declip, level
 from .decode import (DecodingOptions, NoteStream, decode_notes, extend_through_pedal,
                      head_pedal_spans)
-from .noteends import choose_ends
 from .errors import TranscribeError
 from .inference import Posteriorgrams, pick_device, run
 from .files import all_or_none, named_path, write_atomic
+from .noteends import choose_ends
 from .midi import format_for, notes_bytes, notes_to_midi
 from .timing import StageTimes
 from .version import __version__
