@@ -547,18 +547,18 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     levels = None if levels is None else levels[kept]
     if not between_frames:
         shifts = None
-    notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
-                        level_weight=options.velocity_level_weight, shifts=shifts)
+    read = None
+    if readings and key is not None and level is not None and offset is not None:
+        notes, read = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
+                                  level_weight=options.velocity_level_weight, shifts=shifts,
+                                  values=end_readings(rows, frame, offset, key, level))
+    else:
+        notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
+                            level_weight=options.velocity_level_weight, shifts=shifts)
     key_notes = None if key is None else _to_seconds(
         rows, options.min_note_ms, frame_rate_hz, 4, levels, options.velocity_level_weight,
         shifts)
-    if not readings:
-        return notes, key_notes
-    read = None
-    if key is not None and level is not None and offset is not None:
-        read = _to_seconds(rows, options.min_note_ms, frame_rate_hz, shifts=shifts, values=(
-            end_readings(rows, frame, offset, key, level)))[1]
-    return notes, key_notes, read
+    return (notes, key_notes, read) if readings else (notes, key_notes)
 
 
 def _decoded_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
@@ -601,16 +601,12 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
     def mean(array, first, stop):
         return np.mean([at(array, offset) for offset in range(first, stop)], axis=0)
 
-    frame_mean = np.zeros(len(rows))
+    frame_mean = _note_means(frame, keys, starts, ends)
     level_rise = np.zeros(len(rows))
     partials = level.shape[1] // C.N_KEYS
     first_partial = level[:, ::partials]
     for k in np.unique(keys):
         mine = np.flatnonzero(keys == k)
-        # Sums over exactly the note's frames: a stream's buffer gives the same as the file.
-        column = np.r_[np.asarray(frame[:, k], np.float64), 0.0]
-        bounds = np.column_stack([starts[mine], ends[mine]]).ravel()
-        frame_mean[mine] = np.add.reduceat(column, bounds)[::2] / (ends[mine] - starts[mine])
         level_rise[mine] = _level_rise(level, int(k), starts[mine])
     window = np.clip(starts[:, None] + np.arange(-1, 2), 0, n_frames - 1)
     keys_struck = (np.asarray(onset[window], np.float32) > 0.5).any(axis=1).sum(axis=1)
@@ -626,6 +622,20 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
                *frame_below, highest(onset, -2, 3, 12), keys_struck,
                mean(key, 0, AFTER_FRAMES), level_rise, level_db, sounding_before]
     return np.column_stack(columns).astype(np.float64).reshape(-1, len(FEATURES))
+
+
+def _note_means(posteriorgram: np.ndarray, keys: np.ndarray, starts: np.ndarray,
+                stops: np.ndarray) -> np.ndarray:
+    """Each note's mean of ``posteriorgram`` ``(frames, 88)`` at its key over frames
+    ``[start, stop)`` (``stop > start``), summed over exactly those frames: a stream's
+    buffer gives what the whole file does."""
+    means = np.zeros(len(keys))
+    for k in np.unique(keys):
+        mine = np.flatnonzero(keys == k)
+        column = np.r_[np.asarray(posteriorgram[:, k], np.float64), 0.0]
+        bounds = np.column_stack([starts[mine], stops[mine]]).ravel()
+        means[mine] = np.add.reduceat(column, bounds)[::2] / (stops[mine] - starts[mine])
+    return means
 
 
 def end_readings(rows: np.ndarray, frame: np.ndarray, offset: np.ndarray, key: np.ndarray,
@@ -652,12 +662,7 @@ def end_readings(rows: np.ndarray, frame: np.ndarray, offset: np.ndarray, key: n
     for frames in (np.maximum(stops - BEFORE_END, starts), stops):
         columns += [at(frame, frames), at(key, frames), at(offset, frames),
                     start_level - at(first_partial, frames)]
-    key_mean = np.zeros(len(rows))
-    for k in np.unique(keys):
-        mine = np.flatnonzero(keys == k)
-        column = np.r_[np.asarray(key[:, k], np.float64), 0.0]
-        bounds = np.column_stack([starts[mine], np.maximum(stops[mine], starts[mine] + 1)])
-        key_mean[mine] = np.add.reduceat(column, bounds.ravel())[::2] / (bounds[:, 1] - bounds[:, 0])
+    key_mean = _note_means(key, keys, starts, np.maximum(stops, starts + 1))
     columns += [at(key, np.maximum(np.minimum(starts + 2, stops - 1), starts)), key_mean,
                 start_level]
     return np.column_stack(columns).reshape(-1, len(READINGS))
@@ -783,17 +788,15 @@ class NoteStream:
             np.ones(len(rows), bool)
         open_ = valid & (rows[:, 1] >= end)
         decided = valid & (rows[:, 1] >= self.decided_before) & (final | ~open_)
+        local = rows[decided].copy()  # in the buffer's frames
+        local[:, :2] -= self.start
         if _filtering(self.options):  # on the decided notes only: the open ones may go on
-            local = rows[decided].copy()
-            local[:, :2] -= self.start
-            decided[decided] = _filter_keeps(local, buffer["frame"], buffer["onset"],
-                                             buffer.get("key"), buffer.get("level"),
-                                             self.options)
+            keeps = _filter_keeps(local, buffer["frame"], buffer["onset"], buffer.get("key"),
+                                  buffer.get("level"), self.options)
+            decided[decided], local = keeps, local[keeps]
         self.notes.append(rows[decided])
         self.shifts.append(shifts[decided])
         if "key" in buffer and "level" in buffer:
-            local = rows[decided].copy()
-            local[:, :2] -= self.start
             self.readings.append(end_readings(local, buffer["frame"], buffer["offset"],
                                               buffer["key"], buffer["level"]))
         if levels is not None:

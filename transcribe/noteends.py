@@ -87,19 +87,17 @@ def features(notes: np.ndarray, ends: np.ndarray, readings: np.ndarray,
     """``(notes, len(FEATURES))``: each note's ``readings`` (``decode.end_readings``), then
     the pedal-down posteriorgram ``pedal_down`` ``(frames,)`` around its start and end, its
     velocity and key, and its ``candidate_ends``' lengths."""
-    n_frames = len(pedal_down)
     pedal = np.asarray(pedal_down, np.float64)
-    last = max(n_frames - 1, 0)
+    last = len(pedal) - 1  # notes lie within the frames
     starts = np.clip(np.round(notes[:, 0] * frame_rate_hz).astype(np.int64), 0, last)
     stops = np.clip(np.round(notes[:, 1] * frame_rate_hz).astype(np.int64), starts, last)
     before = np.maximum(stops - BEFORE_END, starts)
-    cumulative = np.r_[0.0, np.cumsum(pedal)] if n_frames else np.zeros(1)
-    spans = np.maximum(stops - starts, 1)
-    pedal_mean = (cumulative[np.minimum(starts + spans, n_frames)] - cumulative[starts]) / spans
-    at = (lambda frames: pedal[frames]) if n_frames else (lambda frames: np.zeros(len(frames)))
+    cumulative = np.r_[0.0, np.cumsum(pedal)]
+    spans = np.maximum(stops - starts, 1)  # starts + spans <= last + 1
+    pedal_mean = (cumulative[starts + spans] - cumulative[starts]) / spans
     lengths = np.maximum(ends - notes[:, [0]], 1e-3)
     columns = [np.asarray(readings, np.float64).reshape(-1, len(READINGS)),
-               np.column_stack([at(before), at(stops), at(starts), pedal_mean,
+               np.column_stack([pedal[before], pedal[stops], pedal[starts], pedal_mean,
                                 notes[:, 3], notes[:, 2] - C.MIN_MIDI]),
                np.log(lengths), np.log(lengths[:, 1:] / lengths[:, :1])]
     return np.column_stack(columns).reshape(-1, len(FEATURES))

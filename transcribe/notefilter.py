@@ -59,11 +59,14 @@ class Perceptron:
     """A one-hidden-layer perceptron read from a card's section: features standardised by
     ``mean`` and ``scale``, a hidden layer of ReLUs (``hidden_weight`` ``(h, features)``,
     ``hidden_bias``), then ``output_weight`` and ``output_bias``: ``(h,)`` and a number for
-    one output, ``(outputs, h)`` and ``(outputs,)`` for several.  ``NAME`` is the card's
-    section, ``FEATURES`` what it must read and ``REFIT`` the command that fits it.  Two
-    are equal when their sections are."""
+    one output, ``(outputs, h)`` and ``(outputs,)`` for several.  A subclass names the
+    card's section (``NAME``), what it must read (``FEATURES``), its outputs (``OUTPUTS``)
+    and the command that fits it (``REFIT``).  Two are equal when their sections are."""
 
-    NAME, FEATURES, OUTPUTS, REFIT = "note_filter", FEATURES, 1, "amt-train fit-note-filter"
+    NAME: str
+    FEATURES: tuple
+    OUTPUTS: int
+    REFIT: str
 
     def __init__(self, section: dict):
         name = self.NAME
@@ -122,6 +125,8 @@ class Perceptron:
 
 class NoteFilter(Perceptron):
     """The perceptron of a card's ``note_filter`` section, one logistic output."""
+
+    NAME, FEATURES, OUTPUTS, REFIT = "note_filter", FEATURES, 1, "amt-train fit-note-filter"
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(notes,)``: how likely each note of ``features`` ``(notes, len(FEATURES))``

@@ -26,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import constants as C
-
 # The thresholds searched on the tuning excerpts (1: every end as heard).
 THRESHOLDS = (0.0, 0.4, 0.5, 0.6, 0.7, 1.0)
 OFFSET_RATIO, OFFSET_MIN_S = 0.2, 0.05  # mir_eval's note+offset tolerance
@@ -75,25 +73,15 @@ def fit_chooser(features: np.ndarray, right: np.ndarray, hidden: int = 16, epoch
 
     from ..noteends import CANDIDATES, FEATURES
     from ..notefilter import section_of
-    torch.manual_seed(seed)
+    from .notefilter import fit_network
     some = right.any(axis=1)
     features, right = features[some], right[some]
-    mean = features.mean(axis=0)
-    scale = features.std(axis=0)
-    scale = np.where(scale > 1e-6, scale, 1.0)
-    x = torch.tensor((features - mean) / scale, dtype=torch.float32)
     # log of 0 for the wrong ends: they add nothing to the sum of the right ones' chances
     wrong = torch.tensor(np.where(right, 0.0, -1e4), dtype=torch.float32)
-    network = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
-                                  torch.nn.Linear(hidden, right.shape[1]))
-    optimiser = torch.optim.Adam(network.parameters(), 1e-2, weight_decay=1e-4)
-    for _ in range(epochs):
-        optimiser.zero_grad()
-        chances = torch.log_softmax(network(x), dim=1)
-        loss = -torch.logsumexp(chances + wrong, dim=1).mean()
-        loss.backward()
-        optimiser.step()
-    first, last = network[0], network[2]
+    mean, scale, first, last, loss = fit_network(
+        features, right.shape[1],
+        lambda out: -torch.logsumexp(torch.log_softmax(out, dim=1) + wrong, dim=1).mean(),
+        hidden, epochs, seed)
     return section_of(mean, scale, first.weight.detach().numpy(), first.bias.detach().numpy(),
                       last.weight.detach().numpy(), last.bias.detach().numpy(),
                       features=FEATURES, candidates=list(CANDIDATES),
@@ -107,18 +95,13 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], chooser,
     """(options, means, all tried): the card's decoding with ``chooser`` and the threshold
     of the best mean scores on ``pairs`` (``pick_decoding``: the best note+offset F1; the
     chooser moves no onset, so note F1 does not change).  The network runs once per file."""
-    from ..decode import DecodingOptions
-    from ..transcriber import transcribe
-    from .evaluate import pick_decoding, read_references
+    from .evaluate import pick_decoding
     from .metrics import mean_scores, score
-    card_options = DecodingOptions().resolve(loaded.card)
-    references = read_references(pairs)
-    runs = [(transcribe(audio, loaded, options=card_options, model_pass="fast"), reference.notes)
-            for (audio, _), reference in zip(pairs, references)]
+    from .notefilter import tuning_runs, written_with
+    card_options, runs = tuning_runs(loaded, pairs)
 
     def scores(options) -> dict:
-        return mean_scores([score(reference, dataclasses.replace(result, options=options)
-                                  .redecode().with_pedal(C.DEFAULT_PEDAL_MODE)[0])
+        return mean_scores([score(reference, written_with(result, options))
                             for result, reference in runs])
 
     tried = [(options, scores(options)) for options in (

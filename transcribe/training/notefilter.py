@@ -113,25 +113,37 @@ def fit_perceptron(features: np.ndarray, labels: np.ndarray, hidden: int = 16,
     import torch
 
     from ..notefilter import section_of
+    y = torch.tensor(labels, dtype=torch.float32)
+    mean, scale, first, last, loss = fit_network(
+        features, 1, lambda out: torch.nn.functional.binary_cross_entropy_with_logits(
+            out[:, 0], y), hidden, epochs, seed)
+    return section_of(mean, scale, first.weight.detach().numpy(), first.bias.detach().numpy(),
+                      last.weight.detach().numpy()[0], float(last.bias.detach()[0]),
+                      fitted_on=f"{len(labels)} notes, {100 * labels.mean():.1f} % played",
+                      loss=round(float(loss.detach()), 4))
+
+
+def fit_network(features: np.ndarray, outputs: int, loss_of, hidden: int, epochs: int,
+                seed: int):
+    """(mean, scale, first layer, last layer, final loss): ``features`` standardised, then
+    ``hidden`` ReLUs and ``outputs`` linear outputs fitted by full-batch Adam (1e-2, weight
+    decay 1e-4) to ``loss_of(outputs (rows, outputs))``; what a card's ``Perceptron``
+    holds."""
+    import torch
     torch.manual_seed(seed)
     mean = features.mean(axis=0)
     scale = features.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
     x = torch.tensor((features - mean) / scale, dtype=torch.float32)
-    y = torch.tensor(labels, dtype=torch.float32)
     network = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
-                                  torch.nn.Linear(hidden, 1))
+                                  torch.nn.Linear(hidden, outputs))
     optimiser = torch.optim.Adam(network.parameters(), 1e-2, weight_decay=1e-4)
     for _ in range(epochs):
         optimiser.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(network(x)[:, 0], y)
+        loss = loss_of(network(x))
         loss.backward()
         optimiser.step()
-    first, last = network[0], network[2]
-    return section_of(mean, scale, first.weight.detach().numpy(), first.bias.detach().numpy(),
-                      last.weight.detach().numpy()[0], float(last.bias.detach()[0]),
-                      fitted_on=f"{len(labels)} notes, {100 * labels.mean():.1f} % played",
-                      loss=round(float(loss.detach()), 4))
+    return mean, scale, network[0], network[2], loss
 
 
 def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
@@ -145,20 +157,14 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
     ``dense_recall``."""
     import itertools
 
-    from ..decode import DecodingOptions
-    from ..transcriber import transcribe
-    from .evaluate import pick_decoding, read_references
+    from .evaluate import pick_decoding
     from .metrics import band_counts, mean_scores, score
-    card_options = DecodingOptions().resolve(loaded.card)
-    references = read_references(pairs)
-    runs = [(transcribe(audio, loaded, options=card_options, model_pass="fast"), reference.notes)
-            for (audio, _), reference in zip(pairs, references)]
+    card_options, runs = tuning_runs(loaded, pairs)
 
     def scores(options) -> dict:
         rows, soft, dense = [], np.zeros(2), np.zeros(2)
         for result, reference in runs:
-            decoded = dataclasses.replace(result, options=options).redecode()
-            written = decoded.with_pedal(C.DEFAULT_PEDAL_MODE)[0]
+            written = written_with(result, options)
             rows.append(score(reference, written))
             soft += band_counts(reference, written, "velocity", SOFT_BAND)[0]
             dense += band_counts(reference, written, "polyphony", DENSE_BAND)[0]
@@ -176,3 +182,21 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
     options, means = pick_decoding(allowed or [(dataclasses.replace(
         card_options, note_filter_threshold=0.0), unfiltered)])
     return options, means, tried
+
+
+def tuning_runs(loaded, pairs: list[tuple[Path, Path]]):
+    """(the card's decoding, [(transcription kept for re-decoding, reference notes)]) for
+    ``pairs``: the network runs once per file, the fast pass."""
+    from ..decode import DecodingOptions
+    from ..transcriber import transcribe
+    from .evaluate import read_references
+    card_options = DecodingOptions().resolve(loaded.card)
+    references = read_references(pairs)
+    return card_options, [(transcribe(audio, loaded, options=card_options, model_pass="fast"),
+                           reference.notes) for (audio, _), reference in zip(pairs, references)]
+
+
+def written_with(result, options) -> np.ndarray:
+    """The notes ``result``'s posteriorgrams give with ``options``, as written by default."""
+    return dataclasses.replace(result, options=options).redecode().with_pedal(
+        C.DEFAULT_PEDAL_MODE)[0]
