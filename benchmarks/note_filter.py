@@ -5,9 +5,12 @@ the card's filter and without it.
 
 Each folder's audio (with MIDI files of the same names) is transcribed once by the
 shipped weights (or ``--weights``), the card's pass; the posteriorgrams are decoded with
-the card's decoding, and again without the filter (``note_filter_threshold`` 0) and with
+the card's decoding, and again without the filter (``note_filter_threshold`` 0), with
 the shortest note the card had before it (``--min-note-ms``, 60 ms: the filter tells the
-short notes played from those that were not, so it keeps notes from 30 ms).  Printed per
+short notes played from those that were not, so it keeps notes from 30 ms) and, given
+``--onset-threshold`` and ``--soft-onset-threshold``, the onset bars of the rules alone
+(since session 41 the filter sorts the notes of lower bars: the card's before them, 0.2
+and 0.1, are the rules' own).  Printed per
 folder: mean note F1, note+offset F1, precision and recall over the files, and the recall
 of the soft notes (velocity below 45) and of the dense ones (10 or more sounding), summed
 over the files, the bands the issue on real pianos sets targets for.
@@ -38,13 +41,18 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--min-note-ms", type=float, default=60.0,
                         help="The shortest note without the filter.")
+    parser.add_argument("--onset-threshold", type=float, default=None,
+                        help="The onset bar without the filter (default: the card's).")
+    parser.add_argument("--soft-onset-threshold", type=float, default=None,
+                        help="The soft-onset bar without the filter (default: the card's).")
     args = parser.parse_args()
     loaded = load_model(args.weights, "cpu")
     card = DecodingOptions().resolve(loaded.card)
     if card.note_filter is None or card.note_filter_threshold <= 0:
         parser.error("these weights' card has no note filter")
-    ways = {"without the filter": card.merged(note_filter_threshold=0.0,
-                                              min_note_ms=args.min_note_ms),
+    ways = {"without the filter": card.merged(
+        note_filter_threshold=0.0, min_note_ms=args.min_note_ms,
+        onset_threshold=args.onset_threshold, soft_onset_threshold=args.soft_onset_threshold),
             "with it": card}
     print("decoding           | note F1 | note+offset F1 | precision | recall | recall: "
           "velocity < 45 | 10+ sounding | notes written")

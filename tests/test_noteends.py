@@ -216,11 +216,17 @@ def test_tune_thresholds_keeps_the_thresholds_of_the_filter_and_the_chooser(tmp_
     done = CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"])
     assert done.exit_code == 0, done.output
     decoding = json.loads((tmp_path / "w.json").read_text())["decoding"]
-    assert decoding["onset_threshold"] == 0.3 and decoding["frame_threshold"] == 0.4
-    for kept in ("note_filter_threshold", "min_note_ms", "end_choice_threshold"):
+    assert decoding["frame_threshold"] == 0.4
+    for kept in ("note_filter_threshold", "min_note_ms", "onset_threshold",
+                 "soft_onset_threshold", "end_choice_threshold"):
         assert decoding[kept] == card["decoding"][kept]
+    assert card["decoding"]["onset_threshold"] != 0.3  # the filter's bar, not the search's
     card.pop("note_ends")
     (tmp_path / "w.json").write_text(json.dumps(card))
     assert CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"]).exit_code == 0
     decoding = json.loads((tmp_path / "w.json").read_text())["decoding"]
     assert "end_choice_threshold" not in decoding and decoding["min_note_ms"] == card["decoding"]["min_note_ms"]
+    card.pop("note_filter")  # without a filter, the search's onset bar
+    (tmp_path / "w.json").write_text(json.dumps(card))
+    assert CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"]).exit_code == 0
+    assert json.loads((tmp_path / "w.json").read_text())["decoding"]["onset_threshold"] == 0.3

@@ -41,6 +41,9 @@ def test_the_features_read_the_note_its_octave_below_and_the_keys_struck_with_it
     strike(frame, onset, key_down, 52, 10, 20, peak=0.8)   # E3
     strike(frame, onset, key_down, 40, 9, 30, peak=0.95)   # E2, an octave below, a frame earlier
     level[10:13, 52 * C.VELOCITY_LEVEL_PARTIALS] = 35.0    # E3's first partial rises 15 dB
+    level[9:14, 52 * C.VELOCITY_LEVEL_PARTIALS + 1] = 26.0  # its second 6 dB, a frame early
+    onset[11, 53] = 0.3                                     # F3 a semitone above, faintly
+    level[11, 53 * C.VELOCITY_LEVEL_PARTIALS] = 24.0
     rows = np.array([[10, 20, 52, 64], [9, 30, 40, 90]])
     features = dict(zip(FEATURES, note_features(rows, frame, onset, key_down, level)[0]))
     assert features["onset_peak"] == pytest.approx(0.8)
@@ -55,6 +58,27 @@ def test_the_features_read_the_note_its_octave_below_and_the_keys_struck_with_it
     assert features["level_rise_db"] == pytest.approx(15.0)
     assert features["level_db"] == pytest.approx(35.0)
     assert features["sounding_before"] == 0.0
+    # The window around the start, frame by frame (-2 to 4), against the level at s - 2.
+    assert [features[f"onset_at_{o}"] for o in range(-2, 5)] == pytest.approx([0, 0, 0.8, 0, 0, 0, 0])
+    assert [features[f"frame_at_{o}"] for o in range(-2, 5)] == pytest.approx([0, 0] + [0.9] * 5)
+    assert [features[f"key_down_at_{o}"] for o in range(-2, 5)] == pytest.approx([0, 0] + [0.9] * 5)
+    assert [features[f"partial_1_rise_db_at_{o}"] for o in range(-1, 5)] == [0, 15, 15, 15, 0, 0]
+    assert [features[f"partial_2_rise_db_at_{o}"] for o in range(-1, 5)] == [6, 6, 6, 6, 6, 0]
+    assert [features[f"partial_{p}_db"] for p in (1, 2, 3)] == [35, 26, 20]
+    assert features["onset_key_above"] == pytest.approx(0.3) and features["onset_key_below"] == 0.0
+    assert features["level_rise_db_key_above"] == 4.0 and features["level_rise_db_key_below"] == 0.0
+    # At the keyboard's ends the keys beyond read 0 (not the last key's rise, 30 dB).
+    level[11, 87 * C.VELOCITY_LEVEL_PARTIALS] = 50.0
+    edge = dict(zip(FEATURES, note_features(np.array([[10, 20, 87, 64]]), frame, onset,
+                                            key_down, level)[0]))
+    assert edge["level_rise_db_key_above"] == 0.0 and edge["partial_1_rise_db_at_1"] == 30.0
+    # Before a recording begins, silence: a chord struck in its first frame rises from it.
+    onset[0, 52] = 0.9
+    first = dict(zip(FEATURES, note_features(np.array([[0, 20, 52, 64]]), frame, onset,
+                                             key_down, level)[0]))
+    assert first["onset_at_-2"] == first["onset_at_-1"] == 0.0
+    assert first["onset_at_0"] == pytest.approx(0.9)
+    assert first["partial_1_rise_db_at_0"] == 20.0 - C.SILENCE_DB
 
 
 def test_a_filter_drops_the_note_on_an_octaves_partial_and_keeps_the_other():
@@ -79,17 +103,20 @@ def test_a_filter_drops_the_note_on_an_octaves_partial_and_keeps_the_other():
         decode_notes(frame, onset, offset, velocity, options.merged(note_filter_threshold=0.6))
 
 
-def test_a_stream_decides_a_note_only_once_the_frames_its_filter_reads_arrived():
-    # A one-frame note (frames 10) whose filter reads frames 10-12: a chunk that ends at
-    # frame 12 must not decide it, or it reads frame 11 twice for the missing 12.
+@pytest.mark.parametrize("feature, last", [("frame_start", 12), ("frame_at_4", 14)])
+def test_a_stream_decides_a_note_only_once_the_frames_its_filter_reads_arrived(feature, last):
+    # A one-frame note (frame 10) whose filter reads frames up to ``last`` (the start's
+    # mean over 10-12, the window's last frame 14): a chunk that ends at that frame must
+    # not decide it, or it reads the frame before twice for the missing one (a hold of
+    # 2 frames fails the window's case).
     frame, onset, offset, velocity, key_down, level = heads(30)
-    onset[10, 40], frame[10, 40], frame[11, 40], frame[12, 40] = 0.9, 0.9, 0.3, 0.45
+    onset[10, 40], frame[10, 40], frame[11, 40], frame[last, 40] = 0.9, 0.9, 0.3, 0.45
     options = DecodingOptions(onset_threshold=0.5, min_note_ms=0.0, note_filter_threshold=0.6,
-                              note_filter=one_feature_filter("frame_start", 0.525))
+                              note_filter=one_feature_filter(feature, 0.4 if last == 14 else 0.525))
     whole = decode_notes(frame, onset, offset, velocity, options, level=level, key=key_down)[0]
-    assert len(whole) == 1  # (0.9 + 0.3 + 0.45) / 3 = 0.55 is above 0.525
+    assert len(whole) == 1  # (0.9 + 0.3 + 0.45) / 3 = 0.55 is above 0.525; 0.45 above 0.4
     stream = NoteStream(options)
-    for lo, hi in ((0, 12), (12, 30)):
+    for lo, hi in ((0, last), (last, 30)):
         stream.push(frame[lo:hi], onset[lo:hi], offset[lo:hi], velocity[lo:hi],
                     key_down[lo:hi], level[lo:hi])
     np.testing.assert_array_equal(stream.finish(), whole)
@@ -117,7 +144,7 @@ def test_a_card_without_a_filter_decodes_as_before():
 def test_a_perceptron_fitted_to_separable_notes_tells_them_apart():
     from transcribe.training.notefilter import fit_perceptron
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(400, N))
+    features = rng.normal(size=(2000, N))
     labels = (features[:, 0] + features[:, 7] > 0).astype(np.float32)
     note_filter = NoteFilter(fit_perceptron(features, labels, hidden=8, epochs=200))
     fresh = rng.normal(size=(200, N))
@@ -134,14 +161,38 @@ def test_fit_note_filter_writes_a_filter_and_its_threshold_into_the_card(tmp_pat
     weights = tmp_path / "w.pt"
     shutil.copy("weights/amt-unet.pt", weights)
     card = json.loads(open("weights/amt-unet.json").read())
-    card.pop("note_filter", None)
+    card["note_filter"]["features"] = card["note_filter"]["features"][:19]  # as fitted before session 41
     (tmp_path / "w.json").write_text(json.dumps(card))
     done = CliRunner().invoke(main, ["fit-note-filter", str(weights), "examples", "--tuning",
-                                     "examples", "--files", "1"])
+                                     "examples", "--files", "1", "--onset-threshold", "0.15",
+                                     "--soft-onset-threshold", "0.1"])
     assert done.exit_code == 0, done.output
     assert "note filter threshold" in done.output
     written = json.loads((tmp_path / "w.json").read_text())
-    assert NoteFilter(written["note_filter"]).hidden_weight.shape == (16, N)
+    assert NoteFilter(written["note_filter"]).hidden_weight.shape == (32, N)
+    assert written["decoding"]["onset_threshold"] == 0.15  # the bars it sorts the notes of
+    assert written["decoding"]["soft_onset_threshold"] == 0.1
     assert written["decoding"]["note_filter_threshold"] in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
     assert written["decoding"]["min_note_ms"] in (30.0, 60.0)
     assert written["sha256"] == card["sha256"]
+
+
+def test_the_filters_examples_leave_out_the_first_frames_of_an_excerpt():
+    # An excerpt cut from music starts on strings still ringing, not in silence as a
+    # recording does (what note_features reads before the first frame): its first notes
+    # are no examples.  The repo's example starts on a chord.
+    from transcribe import load_model, transcribe
+    from transcribe.decode import note_candidates
+    from transcribe.training.notefilter import examples
+    loaded = load_model(None, "cpu")
+    loaded.card = {k: v for k, v in loaded.card.items() if k != "note_filter"}
+    options = DecodingOptions().resolve(loaded.card)
+    [(features, labels)] = examples(loaded, [("examples/example.flac", "examples/example.mid")],
+                                    options)
+    p = transcribe("examples/example.flac", loaded, options=options).posteriorgrams
+    notes, everything = note_candidates(p.frame, p.onset, p.offset, p.velocity, p.key, p.level,
+                                        options, p.frame_rate_hz)
+    later = notes[:, 0] >= 2 / C.FRAME_RATE_HZ
+    assert (~later).sum() >= 2 and later.sum() >= 50
+    np.testing.assert_array_equal(features, everything[later])
+    assert len(labels) == later.sum() and labels.mean() > 0.5

@@ -25,6 +25,7 @@ N_KEYS = MAX_MIDI - MIN_MIDI + 1  # 88
 # by a fixed affine map so that every chunk of a file is scaled alike.
 LOG_FLOOR = 1e-5
 LOG_SCALE = 20.0
+SILENCE_DB = -50.0  # a key's level in silence: 10 log10(LOG_FLOOR) (features.to_decibels)
 
 # Input level: a recording is scaled so that its peak (mono, finite samples) sits where the
 # tuning and evaluation sets' renders have theirs, whatever level it was recorded at.

@@ -57,7 +57,7 @@ import numpy as np
 from . import constants as C
 from .errors import TranscribeError
 from .noteends import BEFORE_END, READINGS, EndChooser
-from .notefilter import AFTER_FRAMES, FEATURES, NoteFilter
+from .notefilter import AFTER_FRAMES, FEATURES, START_FRAMES, WINDOW, NoteFilter
 
 NOTE_FIELDS = ("onset_s", "offset_s", "pitch", "velocity")
 # Columns of a notes array ``(n, 4)``, by name: ``notes[:, PITCH]``.
@@ -583,17 +583,20 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
     of ``_note_frames`` (start frame, end frame, key, velocity) in the posteriorgrams
     ``(frames, 88)`` it was decoded from, the key-down posteriorgram ``key`` and the
     input's key levels ``level`` (dB, ``(frames, 88 x partials)``).  Frames before the
-    first or after the last count as the first or the last (a window at either end of a
-    recording); keys off the keyboard read 0."""
+    first read as silence (posteriorgrams 0, levels ``SILENCE_DB``: nothing sounded before
+    the recording began), frames after the last as the last (the window at a recording's
+    end); keys off the keyboard read 0."""
     rows = np.asarray(rows, np.int64)
     n_frames = len(frame)
     starts, ends, keys = rows[:, 0], rows[:, 1], rows[:, 2]
 
-    def at(array, offset, key_offset=0):
+    def at(array, offset, key_offset=0, before=0.0):
         shifted = keys + key_offset
-        values = np.asarray(array[np.clip(starts + offset, 0, n_frames - 1),
+        frames = starts + offset
+        values = np.asarray(array[np.clip(frames, 0, n_frames - 1),
                                   np.clip(shifted, 0, C.N_KEYS - 1)], np.float64)
-        return np.where((shifted >= 0) & (shifted < C.N_KEYS), values, 0.0)
+        return np.where((shifted >= 0) & (shifted < C.N_KEYS),
+                        np.where(frames >= 0, values, before), 0.0)
 
     def highest(array, first, stop, key_offset=0):
         return np.max([at(array, offset, key_offset) for offset in range(first, stop)], axis=0)
@@ -614,13 +617,23 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
     frame_below = [highest(frame, -1, 1, -interval) for interval in (12, 19, 24)]
     level_db = np.max([np.asarray(first_partial[np.clip(starts + offset, 0, n_frames - 1),
                                                 keys], np.float64)
-                       for offset in range(AFTER_FRAMES)], axis=0)
+                       for offset in range(START_FRAMES)], axis=0)
     sounding_before = (starts > 0) & (np.asarray(
         frame[np.maximum(starts - 1, 0), keys], np.float32) > C.FRAME_THRESHOLD)
-    columns = [highest(onset, -2, 3), at(onset, 0), mean(frame, 0, AFTER_FRAMES), frame_mean,
+    columns = [highest(onset, -2, 3), at(onset, 0), mean(frame, 0, START_FRAMES), frame_mean,
                np.log((ends - starts) / C.FRAME_RATE_HZ), rows[:, 3], keys, *below,
                *frame_below, highest(onset, -2, 3, 12), keys_struck,
-               mean(key, 0, AFTER_FRAMES), level_rise, level_db, sounding_before]
+               mean(key, 0, START_FRAMES), level_rise, level_db, sounding_before]
+    columns += [at(array, offset) for array in (onset, frame, key) for offset in WINDOW]
+
+    def partial(index, offset, key_offset=0):  # the level at partial ``index`` (0: fundamental)
+        return at(level[:, index::partials], offset, key_offset, C.SILENCE_DB)
+    first = WINDOW[0]
+    columns += [partial(index, offset) - partial(index, first)
+                for index in range(partials) for offset in WINDOW[1:]]
+    columns += [partial(index, 0) for index in range(partials)]
+    columns += [highest(onset, -1, 2, side) for side in (-1, 1)]
+    columns += [partial(0, 1, side) - partial(0, first, side) for side in (-1, 1)]
     return np.column_stack(columns).astype(np.float64).reshape(-1, len(FEATURES))
 
 

@@ -24,11 +24,18 @@ import json
 
 import numpy as np
 
+from . import constants as C
 from .errors import TranscribeError
 
 # What the filter reads of each note (``decode.note_features`` computes them, in this
 # order).  Frames are counted from the note's first frame s; a window [a, b) is frames
 # s + a to s + b - 1; keys an octave (12), a twelfth (19) and two octaves (24) away.
+START_FRAMES = 3  # the first frames of a note, [0, 3), that the readings of its start cover
+# Since session 41 the filter also reads each frame of a window around the start, frame
+# by frame (the course of the onset, frame and key-down heads and of the key's level at
+# each of its partials, and the keys either side): [-2, 5).  A stream keeps the two frames
+# before a start (decode.NoteStream.HISTORY) and decides a note once the last has arrived.
+WINDOW = range(-2, 5)
 FEATURES = (
     "onset_peak",             # the key's onset posteriorgram, highest over [-2, 3)
     "onset_at_start",         # ... at s
@@ -49,10 +56,19 @@ FEATURES = (
     "level_rise_db",          # the key's level at its first partial: rise at the start
     "level_db",               # ... highest over [0, 3) (dB)
     "sounding_before",        # 1 if the key's frame posteriorgram exceeds 0.5 at s - 1
+    # The window, frame by frame (o from -2 to 4): the key's onset, frame and key-down
+    # posteriorgrams at s + o; its level at each partial p (1 the fundamental) at s + o
+    # less at s - 2 (o from -1), and at s (dB).
+    *(f"{head}_at_{o}" for head in ("onset", "frame", "key_down") for o in WINDOW),
+    *(f"partial_{p}_rise_db_at_{o}" for p in range(1, C.VELOCITY_LEVEL_PARTIALS + 1) for o in WINDOW[1:]),
+    *(f"partial_{p}_db" for p in range(1, C.VELOCITY_LEVEL_PARTIALS + 1)),
+    # The keys a semitone below and above: onset posteriorgram highest over [-1, 2), level
+    # at the first partial at s + 1 less at s - 2 (0 off the keyboard).
+    "onset_key_below", "onset_key_above", "level_rise_db_key_below", "level_rise_db_key_above",
 )
 # Frames after a note's first that its features read: a stream decides a note only once
 # they have arrived (decode.NoteStream).
-AFTER_FRAMES = 3
+AFTER_FRAMES = WINDOW[-1] + 1
 
 
 class Perceptron:

@@ -218,8 +218,8 @@ def make_validator(folder: Path, count: int):
               help="Tune on the first FILES excerpts (the checkpoint-selection subset).")
 def tune_thresholds_command(weights, validation, files):
     """Grid-search decoding thresholds on validation excerpts; store them in the weights' card
-    (a note filter's threshold and shortest note stay as fit-note-filter chose them, an end
-    chooser's threshold as fit-note-ends chose it)."""
+    (a note filter's threshold, shortest note and onset bars stay as fit-note-filter chose
+    them, an end chooser's threshold as fit-note-ends chose it)."""
     from ..files import write_atomic
     from ..weights import load_model
     from .evaluate import pair_files, tune_thresholds
@@ -229,8 +229,9 @@ def tune_thresholds_command(weights, validation, files):
     card_path = weights.with_suffix(".json")
     card = json.loads(card_path.read_text())
     tuned = {k: v for k, v in best.as_dict().items() if v is not None}
-    # Tuned without them: a filter's threshold and shortest note, a chooser's threshold stay.
-    kept = (("note_filter_threshold", "min_note_ms") if "note_filter" in card else ()) + \
+    # Tuned without them: a filter's threshold, shortest note and bars, a chooser's threshold stay.
+    kept = (("note_filter_threshold", "min_note_ms", "onset_threshold", "soft_onset_threshold")
+            if "note_filter" in card else ()) + \
         (("end_choice_threshold",) if "note_ends" in card else ())
     tuned.update({k: card["decoding"][k] for k in kept if k in card.get("decoding", {})})
     card["decoding"] = tuned
@@ -280,19 +281,25 @@ def make_filter_set(manifest, out, pianos_dir, rooms_dir, hours, seed, corpora, 
     click.echo(f"{len(written)} excerpts in {out}")
 
 
-def _fitting_examples(weights: Path, examples: tuple, collect):
+def _fitting_examples(weights: Path, examples: tuple, collect, section: str,
+                      decoding: dict | None = None):
     """(the weights loaded, the (audio, MIDI) pairs of the folders ``examples``, what
-    ``collect(loaded, pairs, the card's decoding)`` finds in them), for a fit command; a
-    folder without pairs, or weights without the heads ``collect`` reads, in one line."""
+    ``collect(loaded, pairs, the card's decoding)`` finds in them), for a fit command that
+    fits the card's ``section``: the card loaded is read without it (a section fitted to
+    other features is fitted again, not read), and the decoding takes the fields of
+    ``decoding`` that are not None.  A folder without pairs, or weights without the heads
+    ``collect`` reads, in one line."""
     from ..decode import DecodingOptions
     from ..weights import load_model
     from .evaluate import pair_files
     loaded = load_model(weights)
+    loaded.card = {name: value for name, value in loaded.card.items() if name != section}
     pairs = [pair for folder in examples for pair in pair_files(folder, folder)]
     if not pairs:
         raise click.ClickException(f"no audio with MIDI of the same name in {', '.join(map(str, examples))}")
     try:
-        return loaded, pairs, collect(loaded, pairs, DecodingOptions().resolve(loaded.card))
+        options = DecodingOptions(**(decoding or {})).resolve(loaded.card)
+        return loaded, pairs, collect(loaded, pairs, options)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
 
@@ -315,24 +322,34 @@ def _into_card(weights: Path, **sections) -> None:
               required=True, help="Excerpts to choose the filter's threshold on.")
 @click.option("--files", type=int, default=15, show_default=True,
               help="Choose on the first FILES excerpts of --tuning.")
-@click.option("--hidden", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--hidden", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def fit_note_filter(weights, examples, tuning, files, hidden, seed):
+@click.option("--onset-threshold", type=click.FloatRange(0, 1), default=None,
+              help="The onset peak that starts a note the filter sorts  [default: the card's]")
+@click.option("--soft-onset-threshold", type=click.FloatRange(0, 1), default=None,
+              help="The fainter onset peak that starts one where the key's level rises  "
+                   "[default: the card's]")
+def fit_note_filter(weights, examples, tuning, files, hidden, seed, onset_threshold,
+                    soft_onset_threshold):
     """Fit a note filter to WEIGHTS' posteriorgrams of EXAMPLES (make-filter-set); store
-    it, its threshold and the shortest note chosen with it in the weights' card.
+    it, its threshold, the shortest note chosen with it and the onset bars it sorts the
+    notes of in the weights' card.
 
-    Run it after tune-thresholds: the filter sorts the notes those thresholds find."""
+    Run it after tune-thresholds: the filter sorts the notes those thresholds find, at
+    lower onset bars if given (more notes for it to sort)."""
     import numpy as np
 
     from ..notefilter import NoteFilter
     from .evaluate import pair_files
     from .notefilter import choose_threshold, examples as note_examples, fit_perceptron
-    loaded, pairs, found = _fitting_examples(weights, examples, note_examples)
+    bars = {"onset_threshold": onset_threshold, "soft_onset_threshold": soft_onset_threshold}
+    loaded, pairs, found = _fitting_examples(weights, examples, note_examples, "note_filter",
+                                             bars)
     section = fit_perceptron(np.concatenate([f for f, _ in found]),
                              np.concatenate([y for _, y in found]), hidden, seed=seed)
     section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"
     tuning_pairs = pair_files(tuning, tuning)[:files]
-    best, means, tried = choose_threshold(loaded, tuning_pairs, NoteFilter(section))
+    best, means, tried = choose_threshold(loaded, tuning_pairs, NoteFilter(section), bars=bars)
     def line(scores: dict) -> str:
         return (f"note F1 {100 * scores['note_f1']:.2f}, note+offset F1 "
                 f"{100 * scores['note_offset_f1']:.2f}, recall of soft notes "
@@ -343,7 +360,9 @@ def fit_note_filter(weights, examples, tuning, files, hidden, seed):
                    f"{options.min_note_ms:g} ms: {line(scores)}", err=True)
     _into_card(weights, note_filter=section,
                decoding={"note_filter_threshold": best.note_filter_threshold,
-                         "min_note_ms": best.min_note_ms},
+                         "min_note_ms": best.min_note_ms,
+                         "onset_threshold": best.onset_threshold,
+                         "soft_onset_threshold": best.soft_onset_threshold},
                note_filter_chosen_on=f"first {len(tuning_pairs)} excerpts of {tuning}")
     click.echo(f"note filter threshold {best.note_filter_threshold:g}, shortest note "
                f"{best.min_note_ms:g} ms -> {line(means)} on {len(tuning_pairs)} files")
@@ -369,7 +388,7 @@ def fit_note_ends(weights, examples, tuning, files, hidden, seed):
     from ..noteends import EndChooser
     from .evaluate import pair_files
     from .noteends import choose_threshold, examples as end_examples, fit_chooser
-    loaded, pairs, found = _fitting_examples(weights, examples, end_examples)
+    loaded, pairs, found = _fitting_examples(weights, examples, end_examples, "note_ends")
     section = fit_chooser(np.concatenate([f for f, _ in found]),
                           np.concatenate([r for _, r in found]), hidden, seed=seed)
     section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"

@@ -27,6 +27,7 @@ import soundfile as sf
 
 from .. import constants as C
 from ..midi import notes_to_smf
+from ..notefilter import WINDOW
 from .corpus import MidiFile, plan_renders, render_planned, training_pianos_of
 from .data import SegmentSampler, load_rooms, training_rooms
 from .validation import window_arrays, write_excerpt
@@ -37,8 +38,10 @@ MIN_EXCERPT_NOTES = 20
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)  # 0: no filter
 MIN_NOTE_MS = (30.0, 60.0)
 # How much recall of the soft and the dense notes (the bands below) a filter may cost on
-# the tuning excerpts, against the card's decoding without it.
+# the tuning excerpts, against the card's decoding rules without a filter, at their own
+# onset bars and with the shortest note of the decoding before the filter (session 38).
 RECALL_TOLERANCE = 0.005
+BASELINE_MIN_NOTE_MS = 60.0
 SOFT_BAND = (("velocity < 45", 0, 45),)
 DENSE_BAND = (("10 or more sounding", 10, 10 ** 6),)
 
@@ -88,7 +91,10 @@ def make_filter_set(files: list[MidiFile], out_dir: Path, pianos_dir: Path, rir_
 def examples(loaded, pairs: list[tuple[Path, Path]], options) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features, labels) per pair (audio, reference MIDI): every note the decoding rules
     of ``options`` find in the first pass's posteriorgrams (``decode.note_candidates``),
-    labelled 1 where mir_eval matches it to a reference note."""
+    labelled 1 where mir_eval matches it to a reference note.  Not the notes in an
+    excerpt's first frames: the filter reads the frames before a note, which a recording
+    starts in silence (``decode.note_features``), but an excerpt cut from music starts on
+    strings still ringing, which the notes there mostly are."""
     from ..decode import note_candidates
     from ..transcriber import transcribe
     from .evaluate import reference_notes
@@ -102,7 +108,8 @@ def examples(loaded, pairs: list[tuple[Path, Path]], options) -> list[tuple[np.n
         notes, features = note_candidates(p.frame, p.onset, p.offset, p.velocity, p.key,
                                           p.level, options, p.frame_rate_hz)
         played = note_matches(reference_notes(midi), notes)[1]
-        found.append((features, played.astype(np.float32)))
+        inside = notes[:, 0] >= -WINDOW[0] / p.frame_rate_hz
+        found.append((features[inside], played[inside].astype(np.float32)))
     return found
 
 
@@ -147,14 +154,15 @@ def fit_network(features: np.ndarray, outputs: int, loss_of, hidden: int, epochs
 
 
 def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
-                     thresholds=THRESHOLDS, min_note_ms=MIN_NOTE_MS):
-    """(options, means, all tried): the card's decoding with ``note_filter`` and the
+                     thresholds=THRESHOLDS, min_note_ms=MIN_NOTE_MS, bars: dict | None = None):
+    """(options, means, all tried): the card's decoding, its fields in ``bars`` that are not
+    None replaced (the onset bars the filter was fitted at), with ``note_filter`` and the
     threshold and shortest note of the best mean scores on ``pairs`` (``pick_decoding``)
     among those that keep the recall of soft notes (velocity below 45) and of dense ones
-    (10 or more sounding) within ``RECALL_TOLERANCE`` of the card's decoding without the
-    filter: a filter must not buy precision with the notes the network finds least well
-    (the network runs once per file).  ``means`` gain ``soft_recall`` and
-    ``dense_recall``."""
+    (10 or more sounding) within ``RECALL_TOLERANCE`` of the card's rules without a filter
+    (its own bars, notes from ``BASELINE_MIN_NOTE_MS``): a filter must not buy precision
+    with the notes the network finds least well (the network runs once per file).
+    ``means`` gain ``soft_recall`` and ``dense_recall``."""
     import itertools
 
     from .evaluate import pick_decoding
@@ -171,16 +179,18 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], note_filter,
         return {**mean_scores(rows), "soft_recall": soft[1] / max(soft[0], 1),
                 "dense_recall": dense[1] / max(dense[0], 1)}
 
-    unfiltered = scores(dataclasses.replace(card_options, note_filter_threshold=0.0))
+    baseline = dataclasses.replace(card_options, note_filter_threshold=0.0,
+                                   min_note_ms=BASELINE_MIN_NOTE_MS)
+    unfiltered = scores(baseline)
+    rules = card_options.merged(**(bars or {}))
     tried = [(options, scores(options)) for options in (
-        dataclasses.replace(card_options, note_filter=note_filter,
+        dataclasses.replace(rules, note_filter=note_filter,
                             note_filter_threshold=threshold, min_note_ms=shortest)
         for threshold, shortest in itertools.product(thresholds, min_note_ms))]
     allowed = [(options, means) for options, means in tried
                if all(means[name] >= unfiltered[name] - RECALL_TOLERANCE
                       for name in ("soft_recall", "dense_recall"))]
-    options, means = pick_decoding(allowed or [(dataclasses.replace(
-        card_options, note_filter_threshold=0.0), unfiltered)])
+    options, means = pick_decoding(allowed or [(baseline, unfiltered)])
     return options, means, tried
 
 
