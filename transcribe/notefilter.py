@@ -10,7 +10,10 @@ octave and a twelfth below do at the same moment.  The filter weighs these
 (``FEATURES``, read by ``decode.note_features`` from the frames around each note's start)
 with a one-hidden-layer perceptron, as a second stage of detection does in object
 detectors and in note trackers after a frame-wise network.  Notes scored below the
-decoding option ``note_filter_threshold`` are dropped.
+decoding option ``note_filter_threshold`` are dropped.  Since session 41 it also reads
+each frame of a window around the start (``WINDOW``), and the rules start notes at lower
+onset bars for it to sort: the soft notes the network nearly missed have faint onset
+peaks, and so do the ghosts; the frames after the start tell them apart.
 
 It is fitted, as the weights are, on training music rendered through the training pianos
 and rooms (``amt-train fit-note-filter``), to the posteriorgrams of the weights it ships
