@@ -604,10 +604,13 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
     def mean(array, first, stop):
         return np.mean([at(array, offset) for offset in range(first, stop)], axis=0)
 
+    partials = level.shape[1] // C.N_KEYS
+
+    def partial(index, offset, key_offset=0):  # the level at partial ``index`` (0: fundamental)
+        return at(level[:, index::partials], offset, key_offset, C.SILENCE_DB)
+
     frame_mean = _note_means(frame, keys, starts, ends)
     level_rise = np.zeros(len(rows))
-    partials = level.shape[1] // C.N_KEYS
-    first_partial = level[:, ::partials]
     for k in np.unique(keys):
         mine = np.flatnonzero(keys == k)
         level_rise[mine] = _level_rise(level, int(k), starts[mine])
@@ -615,9 +618,7 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
     keys_struck = (np.asarray(onset[window], np.float32) > 0.5).any(axis=1).sum(axis=1)
     below = [highest(onset, -2, 3, -interval) for interval in (12, 19, 24)]
     frame_below = [highest(frame, -1, 1, -interval) for interval in (12, 19, 24)]
-    level_db = np.max([np.asarray(first_partial[np.clip(starts + offset, 0, n_frames - 1),
-                                                keys], np.float64)
-                       for offset in range(START_FRAMES)], axis=0)
+    level_db = np.max([partial(0, offset) for offset in range(START_FRAMES)], axis=0)
     sounding_before = (starts > 0) & (np.asarray(
         frame[np.maximum(starts - 1, 0), keys], np.float32) > C.FRAME_THRESHOLD)
     columns = [highest(onset, -2, 3), at(onset, 0), mean(frame, 0, START_FRAMES), frame_mean,
@@ -625,12 +626,10 @@ def note_features(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray, key: n
                *frame_below, highest(onset, -2, 3, 12), keys_struck,
                mean(key, 0, START_FRAMES), level_rise, level_db, sounding_before]
     columns += [at(array, offset) for array in (onset, frame, key) for offset in WINDOW]
-
-    def partial(index, offset, key_offset=0):  # the level at partial ``index`` (0: fundamental)
-        return at(level[:, index::partials], offset, key_offset, C.SILENCE_DB)
     first = WINDOW[0]
-    columns += [partial(index, offset) - partial(index, first)
-                for index in range(partials) for offset in WINDOW[1:]]
+    for index in range(partials):
+        before = partial(index, first)
+        columns += [partial(index, offset) - before for offset in WINDOW[1:]]
     columns += [partial(index, 0) for index in range(partials)]
     columns += [highest(onset, -1, 2, side) for side in (-1, 1)]
     columns += [partial(0, 1, side) - partial(0, first, side) for side in (-1, 1)]

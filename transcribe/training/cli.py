@@ -314,16 +314,32 @@ def _into_card(weights: Path, **sections) -> None:
     write_atomic(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
 
 
-@main.command("fit-note-filter")
-@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("examples", type=NamedPath(exists=True, file_okay=False, path_type=Path), nargs=-1,
-                required=True)
-@click.option("--tuning", type=NamedPath(exists=True, file_okay=False, path_type=Path),
-              required=True, help="Excerpts to choose the filter's threshold on.")
-@click.option("--files", type=int, default=15, show_default=True,
-              help="Choose on the first FILES excerpts of --tuning.")
-@click.option("--hidden", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+def _fit_command(name: str, stage: str, hidden: int):
+    """The command ``name`` that fits the card section of a decoding ``stage`` (its help's
+    word for it) with ``hidden`` units by default: WEIGHTS, EXAMPLES, --tuning, --files,
+    --hidden and --seed, in that order, before the command's own options."""
+    shared = [main.command(name),
+              click.argument("weights", type=NamedPath(exists=True, dir_okay=False,
+                                                       path_type=Path)),
+              click.argument("examples", type=NamedPath(exists=True, file_okay=False,
+                                                        path_type=Path),
+                             nargs=-1, required=True),
+              click.option("--tuning", type=NamedPath(exists=True, file_okay=False,
+                                                      path_type=Path),
+                           required=True, help=f"Excerpts to choose the {stage}'s threshold on."),
+              click.option("--files", type=int, default=15, show_default=True,
+                           help="Choose on the first FILES excerpts of --tuning."),
+              click.option("--hidden", type=click.IntRange(1), default=hidden, show_default=True),
+              click.option("--seed", type=int, default=0, show_default=True)]
+
+    def decorate(function):
+        for decorator in reversed(shared):
+            function = decorator(function)
+        return function
+    return decorate
+
+
+@_fit_command("fit-note-filter", "filter", hidden=32)
 @click.option("--onset-threshold", type=click.FloatRange(0, 1), default=None,
               help="The onset peak that starts a note the filter sorts  [default: the card's]")
 @click.option("--soft-onset-threshold", type=click.FloatRange(0, 1), default=None,
@@ -368,16 +384,7 @@ def fit_note_filter(weights, examples, tuning, files, hidden, seed, onset_thresh
                f"{best.min_note_ms:g} ms -> {line(means)} on {len(tuning_pairs)} files")
 
 
-@main.command("fit-note-ends")
-@click.argument("weights", type=NamedPath(exists=True, dir_okay=False, path_type=Path))
-@click.argument("examples", type=NamedPath(exists=True, file_okay=False, path_type=Path), nargs=-1,
-                required=True)
-@click.option("--tuning", type=NamedPath(exists=True, file_okay=False, path_type=Path),
-              required=True, help="Excerpts to choose the chooser's threshold on.")
-@click.option("--files", type=int, default=15, show_default=True,
-              help="Choose on the first FILES excerpts of --tuning.")
-@click.option("--hidden", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_fit_command("fit-note-ends", "chooser", hidden=16)
 def fit_note_ends(weights, examples, tuning, files, hidden, seed):
     """Fit an end chooser to WEIGHTS' posteriorgrams of EXAMPLES (make-filter-set); store
     it and the threshold chosen for it in the weights' card.
