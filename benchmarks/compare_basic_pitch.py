@@ -8,7 +8,8 @@ no TensorFlow), built on first use by `peers.basic_pitch`.
 
 Both transcribers are scored by the same code (transcribe.training.evaluate: mir_eval
 frame, note, note-with-offset and note-with-velocity F1, averaged over files, and
-note recall and precision per octave of the keyboard), and both are timed as whole
+note recall and precision per octave of the keyboard, by velocity and polyphony, and
+where the errors lie), and both are timed as whole
 commands (start-up included) over the whole folder.
 """
 
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from peers import DEFAULT_VENV, basic_pitch
 from transcribe.progress import plural
+from transcribe.training.cli import error_table
 from transcribe.training.evaluate import evaluate_predictions, pair_files, write_csv
 from transcribe.training.metrics import (METRICS, POLYPHONY_BANDS, REGISTERS, VELOCITY_BANDS,
                                          mean_scores, register_recall_precision)
@@ -126,6 +128,9 @@ def main() -> None:
             table.add_row(band, str(n_ref), *(f"{100 * s[index][1] / max(s[index][0], 1):.1f}"
                                               for s in sums.values()))
         console.print(table)
+    console.print(error_table([sum(row["errors"] for row in rows) for rows, _ in results.values()],
+                              "where the errors lie, summed over files",
+                              tuple(results)))
     if args.csv:
         rows = [{"transcriber": name, **row} for name, (rs, _) in results.items() for row in rs]
         write_csv(rows, args.csv)

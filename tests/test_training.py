@@ -18,7 +18,7 @@ from transcribe import constants as C
 from transcribe.model import ModelConfig, UNetTranscriber
 from transcribe.training import corpus, synth
 from transcribe.training.cli import evaluate_main
-from transcribe.training.metrics import REGISTERS, register_counts, score
+from transcribe.training.metrics import ERROR_KINDS, REGISTERS, error_counts, register_counts, score
 from transcribe.training.labels import notes_to_rolls
 from transcribe.training.train import TrainConfig, train
 from transcribe.weights import save_weights
@@ -151,6 +151,55 @@ def test_register_counts_show_where_notes_are_missed(tmp_path, capsys):
     assert "registers" not in row
     assert float(row["note_recall"]) == pytest.approx(2 / 5)
     assert float(row["note_precision"]) == pytest.approx(2 / 4)
+
+
+def test_error_counts_say_where_the_errors_lie(tmp_path, capsys):
+    reference = np.array([[0.50, 1.00, 60, 80],   # found
+                          [1.00, 1.50, 62, 80],   # written 100 ms late: off in time (both)
+                          [2.00, 4.00, 64, 80],   # found ...
+                          [3.00, 3.50, 64, 40],   # ... re-struck, not heard: swallowed
+                          [5.00, 5.50, 67, 30],   # nothing written near
+                          [6.00, 8.00, 48, 90],   # found, and its octave written too
+                          [9.00, 11.0, 50, 70]])  # found, and split at 10 s
+    estimate = np.array([[0.51, 1.00, 60, 80], [1.10, 1.50, 62, 80],
+                         [2.01, 4.00, 64, 80],
+                         [6.01, 7.00, 48, 90], [6.02, 6.50, 60, 60],  # the octave above
+                         [9.00, 10.0, 50, 70], [10.0, 11.0, 50, 60],  # split
+                         [12.0, 12.5, 70, 50]])                       # other
+    counts = error_counts(reference, estimate)
+    assert dict(zip(ERROR_KINDS, counts.tolist())) == dict(zip(ERROR_KINDS, [1, 1, 1, 1, 1, 1, 1]))
+    # The order decides: a written note 100 ms off inside a longer played note is off in
+    # time, not split; a fifth above a played note (not a partial) is other.
+    assert error_counts(np.array([[1.0, 3.0, 60, 80], [2.0, 2.5, 60, 80]]),
+                        np.array([[1.0, 3.0, 60, 80], [2.1, 2.5, 60, 80]])).tolist() == \
+        [1, 0, 0, 1, 0, 0, 0]
+    assert error_counts(np.array([[1.0, 2.0, 48, 80]]),
+                        np.array([[1.0, 2.0, 48, 80], [1.0, 2.0, 55, 80]])).tolist() == \
+        [0, 0, 0, 0, 0, 0, 1]
+    # amt-evaluate --by-error sums them over files, with each kind's share.
+    for folder, notes in (("ref", reference), ("pred", estimate)):
+        (tmp_path / folder).mkdir()
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(0)
+        piano.notes += [pretty_midi.Note(int(v), int(p), s, e) for s, e, p, v in notes]
+        midi.instruments.append(piano)
+        for name in ("a", "b"):
+            midi.write(str(tmp_path / folder / f"{name}.mid"))
+    for name in ("a", "b"):
+        sf.write(tmp_path / "ref" / f"{name}.flac", np.zeros(C.SAMPLE_RATE, np.float32),
+                 C.SAMPLE_RATE)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([str(tmp_path / "ref"), str(tmp_path / "ref"), "--predictions",
+                       str(tmp_path / "pred"), "--by-error"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "where the errors lie" in printed
+    rows = [re.search(f"{side} +│ {kind}" + r" +│ +(\d+) │ +([\d.]+)", printed)
+            for side, kind in ERROR_KINDS]
+    assert all(rows), printed
+    # two files: each kind twice; a third of the notes missed, a quarter of those not played
+    assert [int(row[1]) for row in rows] == [2] * 7
+    assert [float(row[2]) for row in rows] == [33.3] * 3 + [25.0] * 4
 
 
 def test_amt_evaluate_names_an_unreadable_file_in_one_line(tmp_path):

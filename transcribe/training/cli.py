@@ -693,6 +693,33 @@ def band_table(counts, by: str, title: str):
     return table
 
 
+def error_table(counts, title: str, names: tuple = ("notes",)):
+    """A rich table of summed ``metrics.error_counts`` (``counts``: one array per transcriber
+    named in ``names``): the notes of each kind, and their share of the notes missed or of
+    those written that were not played; the kinds explained below it (a renderable)."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from .metrics import ERROR_KINDS, ERROR_MEANINGS
+    caption = "; ".join(f"{kind}: {meaning}" for kind, meaning in ERROR_MEANINGS.items())
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("error")
+    table.add_column("kind")
+    for name in names:
+        table.add_column(escape(name), justify="right")
+        table.add_column("%", justify="right")
+    totals = {side: [sum(int(c[i]) for i, kind in enumerate(ERROR_KINDS) if kind[0] == side)
+                     for c in counts] for side, _ in ERROR_KINDS}
+    for index, (side, kind) in enumerate(ERROR_KINDS):
+        cells = []
+        for column, c in enumerate(counts):
+            cells += [str(int(c[index])), f"{100 * c[index] / max(totals[side][column], 1):.1f}"]
+        table.add_row(side, kind, *cells)
+    return Group(table, Text(caption))
+
+
 @click.command(context_settings=HELP_SETTINGS)
 @click.argument("audio_dir", metavar="AUDIO", type=NamedPath(exists=True, path_type=Path))
 @click.argument("midi_dir", metavar="MIDI", type=NamedPath(exists=True, path_type=Path))
@@ -718,8 +745,12 @@ def band_table(counts, by: str, title: str):
 @click.option("--by-velocity", is_flag=True, help="Also note recall per reference velocity band.")
 @click.option("--by-polyphony", is_flag=True,
               help="Also note recall by the number of notes sounding at the onset.")
+@click.option("--by-error", is_flag=True,
+              help="Also where the errors lie: the notes missed (off in time, swallowed by a "
+                   "longer note of the key, nothing near) and those written that were not "
+                   "played (off in time, split from a played note, a played note's partial).")
 def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir, device,
-                  model_pass, by_register, by_velocity, by_polyphony, **decoding):
+                  model_pass, by_register, by_velocity, by_polyphony, by_error, **decoding):
     """Frame, note and note-with-offset P/R/F1 (mir_eval) of AUDIO against MIDI.
 
     AUDIO and MIDI are folders, whose files pair by relative path without suffix (a/b.flac
@@ -814,3 +845,6 @@ def evaluate_main(audio_dir, midi_dir, weights, predictions, csv_path, html_dir,
         if wanted:
             Console().print(band_table(sum(row[key] for row in rows), by,
                                        f"note recall (50 ms onsets) by {by}, summed over files"))
+    if by_error:
+        Console().print(error_table([sum(row["errors"] for row in rows)],
+                                    "where the errors lie, summed over files"))

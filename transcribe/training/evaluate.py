@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
-from .metrics import (band_counts, matched_onset_errors, mean_scores, pedal_scores,
+from .metrics import (band_counts, error_counts, matched_onset_errors, mean_scores, pedal_scores,
                       register_counts, score)
 
 
@@ -108,11 +108,13 @@ def read_references(pairs: list[tuple[Path, Path]]) -> list[Reference]:
 
 
 def note_rows(reference: np.ndarray, estimate: np.ndarray) -> dict:
-    """The scores of one file, its counts by register, velocity and polyphony, and the
-    onset errors (s) of its notes found (``metrics.matched_onset_errors``)."""
+    """The scores of one file, its counts by register, velocity and polyphony and of its
+    errors by kind (``metrics.error_counts``), and the onset errors (s) of its notes found
+    (``metrics.matched_onset_errors``)."""
     return {**score(reference, estimate), "registers": register_counts(reference, estimate),
             "velocities": band_counts(reference, estimate, "velocity"),
             "polyphony": band_counts(reference, estimate, "polyphony"),
+            "errors": error_counts(reference, estimate),
             "onset_errors": matched_onset_errors(reference, estimate)}
 
 

@@ -207,6 +207,63 @@ def band_counts(reference: np.ndarray, estimate: np.ndarray, by: str,
     return counts
 
 
+# Where the errors lie (``error_counts``): the kinds of reference notes not found and of
+# notes written that were not played, each note counted under the first kind it fits.
+ERROR_KINDS = (("missed", "off in time"), ("missed", "swallowed"), ("missed", "nothing near"),
+               ("not played", "off in time"), ("not played", "split"),
+               ("not played", "partial"), ("not played", "other"))
+ERROR_MEANINGS = {
+    "off in time": "the other side (reference or transcription) has an unmatched note of its "
+                   "key within 150 ms",
+    "swallowed": "a longer note of its key, written before, goes on through it",
+    "nothing near": "no note of its key written near it",
+    "split": "inside a longer note of its key played before",
+    "partial": "a lower note played with it has a partial at its pitch (an octave, a "
+               "twelfth, two octaves ... below)",
+}
+ERROR_NEAR_S = 0.15  # how far from the onset a note of the same key counts as off in time
+# Keys above a played note where its 2nd to 6th partials sound (an octave, a twelfth, two
+# octaves, two octaves and a third, two octaves and a fifth).
+PARTIAL_INTERVALS = (12, 19, 24, 28, 31)
+
+
+def error_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """int ``(len(ERROR_KINDS),)``: the reference notes that mir_eval's note level (pitch,
+    50 ms onset) does not find, and the estimated notes it does not match, by kind.
+
+    A note is counted under the first kind it fits, in ``ERROR_KINDS``' order.  A missed
+    note is off in time where a note of its key that is not matched was written within
+    ``ERROR_NEAR_S`` of its onset, swallowed where a note of its key written before it
+    still sounds at its onset (a re-strike not heard); a note not played is off in time
+    likewise, split where a played note of its key began before it and still sounds, a
+    partial where a note ``PARTIAL_INTERVALS`` below was played within 50 ms of it.  Sum
+    over files.
+    """
+    ref, est = _valid(reference), _valid(estimate)
+    found, hits = np.zeros(len(ref), bool), np.zeros(len(est), bool)
+    pairs = _note_pairs(ref, est)
+    found[pairs[:, 0]], hits[pairs[:, 1]] = True, True
+    counts = np.zeros(len(ERROR_KINDS), np.int64)
+
+    def kind(notes, others, others_unmatched, index, partials):
+        onset, key = notes[index, ONSET_S], notes[index, PITCH]
+        same = others[:, PITCH] == key
+        if np.any(same & others_unmatched & (np.abs(others[:, ONSET_S] - onset) <= ERROR_NEAR_S)):
+            return 0
+        if np.any(same & (others[:, ONSET_S] < onset) & (others[:, OFFSET_S] > onset)):
+            return 1
+        if partials and np.any(np.isin(key - others[:, PITCH], PARTIAL_INTERVALS)
+                               & (np.abs(others[:, ONSET_S] - onset) <= 0.05)):
+            return 2
+        return 3 if partials else 2
+
+    for index in np.flatnonzero(~found):
+        counts[kind(ref, est, ~hits, index, False)] += 1
+    for index in np.flatnonzero(~hits):
+        counts[3 + kind(est, ref, ~found, index, True)] += 1
+    return counts
+
+
 # Kong et al.'s press tolerance for pedal spans (their released scoring code), where
 # notes get 50 ms: a press is heard less sharply than a hammer.
 KONG_PEDAL_ONSET_S = 0.2
