@@ -4,10 +4,12 @@
     python benchmarks/velocity_levels.py examples
 
 Each excerpt is transcribed once (fast pass, the weights' card) and re-decoded at each
-``--velocity-level-weight`` (0: the velocity head alone).  Printed per weight: the mean
-note+velocity F1 over the files (mir_eval, as ``amt-evaluate`` scores it) and the mean
-per-file correlation of the velocities of the notes matched by onset and pitch with the
-reference's (what a listener hears of the dynamics, before mir_eval's tolerance).
+``--velocity-level-weight`` (0: the velocity head alone) with the velocity model off, and,
+for weights with one (since session 42), as the card decodes with its velocity model.
+Printed per row: the mean note+velocity F1 over the files (mir_eval, as ``amt-evaluate``
+scores it) and the mean per-file correlation of the velocities of the notes matched by
+onset and pitch with the reference's (what a listener hears of the dynamics, before
+mir_eval's tolerance).
 """
 
 from __future__ import annotations
@@ -43,21 +45,25 @@ def main() -> None:
     if not pairs:
         parser.error(f"no audio with a MIDI file of the same name in {args.folder}")
     model = load_model(args.weights, "cpu")
-    f1 = {weight: [] for weight in args.levels}
-    correlation = {weight: [] for weight in args.levels}
+    rows = [f"{weight:g}" for weight in args.levels]
+    if model.card.get("note_velocities") is not None:
+        rows.append("the card, with its velocity model")
+    f1 = {row: [] for row in rows}
+    correlation = {row: [] for row in rows}
     for audio, midi in pairs:
         reference = reference_notes(midi)
         result = transcribe(audio, model, model_pass="fast")
-        for weight in args.levels:
-            notes = result.redecode(velocity_level_weight=weight).notes
-            f1[weight].append(score(reference, notes)["note_velocity_f1"])
-            correlation[weight].append(matched_correlation(reference, notes))
+        decoded = [result.redecode(velocity_level_weight=weight, velocity_model_weight=0).notes
+                   for weight in args.levels] + [result.notes] * (len(rows) - len(args.levels))
+        for row, notes in zip(rows, decoded):
+            f1[row].append(score(reference, notes)["note_velocity_f1"])
+            correlation[row].append(matched_correlation(reference, notes))
     print(f"{len(pairs)} files in {args.folder}; card weight "
-          f"{result.options.velocity_level_weight:g}")
+          f"{result.options.velocity_level_weight:g}, velocity model weight "
+          f"{result.options.velocity_model_weight:g}")
     print(f"{'weight':>7} {'note+velocity F1':>17} {'velocity r':>11}")
-    for weight in args.levels:
-        print(f"{weight:>7g} {100 * np.mean(f1[weight]):>17.2f} "
-              f"{np.nanmean(correlation[weight]):>11.3f}")
+    for row in rows:
+        print(f"{row:>7} {100 * np.mean(f1[row]):>17.2f} {np.nanmean(correlation[row]):>11.3f}")
 
 
 if __name__ == "__main__":

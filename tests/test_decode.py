@@ -10,6 +10,7 @@ from transcribe.decode import (OFFSET_S, VELOCITY, DecodingOptions, NoteStream,
                                frames_to_notes, note_levels, pedal_spans, register_balanced)
 from transcribe.errors import TranscribeError
 from transcribe.notefilter import FEATURES, NoteFilter, section_of
+from transcribe.notevelocity import FEATURES as VELOCITY_FEATURES, VelocityModel
 
 FPS = C.FRAME_RATE_HZ
 
@@ -432,6 +433,15 @@ def random_filter(seed: int) -> NoteFilter:
                                  rng.normal(size=6), rng.normal(size=6), 0.0))
 
 
+def random_velocity_model(seed: int) -> VelocityModel:
+    """A velocity model of random weights: velocities a test could not guess."""
+    rng = np.random.default_rng(seed)
+    n = len(VELOCITY_FEATURES)
+    return VelocityModel(section_of(np.zeros(n), np.full(n, 5.0), rng.normal(size=(6, n)),
+                                    rng.normal(size=6), 10 * rng.normal(size=6), 0.0,
+                                    features=VELOCITY_FEATURES))
+
+
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), n_frames=st.integers(0, 240), min_note_ms=st.sampled_from([0.0, 30.0, 100.0]),
        frame_onset_threshold=st.sampled_from([1.0, 0.5]),
@@ -464,6 +474,9 @@ def test_streamed_decoding_equals_decoding_the_whole(data, n_frames, min_note_ms
                "soft_onset_threshold": 0.3 if context_bars else 1.0}
     if filter_seed is not None:  # a note filter reads frames after each note's start
         options.update(note_filter=random_filter(filter_seed), note_filter_threshold=0.5)
+        # and a velocity model weighs the recording's notes, all of them known
+        options.update(velocity_model=random_velocity_model(filter_seed),
+                       velocity_model_weight=0.75)
     stream = NoteStream(DecodingOptions(**options))
     for lo, hi in zip([0, *cuts], [*cuts, n_frames]):
         stream.push(*(head[lo:hi] for head in heads), key[lo:hi], level[lo:hi])

@@ -199,10 +199,10 @@ def test_make_filter_set_takes_named_corpora_of_the_train_rows_alone(tmp_path, m
         assert "no train rows of" in refused.output
 
 
-def test_tune_thresholds_keeps_the_thresholds_of_the_filter_and_the_chooser(tmp_path,
-                                                                         monkeypatch):
-    """The grid search decodes without either stage (its options come from the constants):
-    what fit-note-filter and fit-note-ends chose must survive a re-tune."""
+def test_tune_thresholds_keeps_what_the_fit_commands_chose(tmp_path, monkeypatch):
+    """The grid search decodes without the fitted stages (its options come from the
+    constants): what fit-note-filter, fit-note-ends and fit-velocities chose must survive a
+    re-tune."""
     from click.testing import CliRunner
 
     from transcribe.training import cli, evaluate
@@ -218,14 +218,16 @@ def test_tune_thresholds_keeps_the_thresholds_of_the_filter_and_the_chooser(tmp_
     decoding = json.loads((tmp_path / "w.json").read_text())["decoding"]
     assert decoding["frame_threshold"] == 0.4
     for kept in ("note_filter_threshold", "min_note_ms", "onset_threshold",
-                 "soft_onset_threshold", "end_choice_threshold"):
+                 "soft_onset_threshold", "end_choice_threshold", "velocity_model_weight"):
         assert decoding[kept] == card["decoding"][kept]
     assert card["decoding"]["onset_threshold"] != 0.3  # the filter's bar, not the search's
     card.pop("note_ends")
+    card.pop("note_velocities")
     (tmp_path / "w.json").write_text(json.dumps(card))
     assert CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"]).exit_code == 0
     decoding = json.loads((tmp_path / "w.json").read_text())["decoding"]
     assert "end_choice_threshold" not in decoding and decoding["min_note_ms"] == card["decoding"]["min_note_ms"]
+    assert "velocity_model_weight" not in decoding
     card.pop("note_filter")  # without a filter, the search's onset bar
     (tmp_path / "w.json").write_text(json.dumps(card))
     assert CliRunner().invoke(cli.main, ["tune-thresholds", str(weights), "examples"]).exit_code == 0

@@ -134,6 +134,11 @@ _DECODING_HELP = {
                              "odd ones for the lower note of an octave, the recording's "
                              "register balance removed); "
                              "0 leaves the velocity to the network alone.",
+    "velocity_model_weight": "How much of each velocity the velocity model (weights with one: "
+                             "a small network that weighs the velocity head, the onset's "
+                             "level at each partial against the recording's, the key and "
+                             "the notes struck with it) decides, the level blend the rest; "
+                             "0 turns the model off.",
 }
 
 

@@ -81,6 +81,9 @@ NOTE_FILTER_THRESHOLD = 0.0
 # How sure the end chooser (noteends.py) must be to move a note's end, for weights whose
 # card has one and names no threshold: 1, never (their card's decoding says otherwise).
 END_CHOICE_THRESHOLD = 1.0
+# How much of each velocity the velocity model (notevelocity.py) decides, for weights whose
+# card has one and names no weight: 0, none (their card's decoding says otherwise).
+VELOCITY_MODEL_WEIGHT = 0.0
 
 # Sustain pedal (models with a pedal head): down where its probability exceeds the
 # threshold; shorter presses and shorter gaps between presses are merged away.

@@ -57,7 +57,9 @@ import numpy as np
 from . import constants as C
 from .errors import TranscribeError
 from .noteends import BEFORE_END, READINGS, EndChooser
+from . import notevelocity
 from .notefilter import AFTER_FRAMES, FEATURES, START_FRAMES, WINDOW, NoteFilter
+from .notevelocity import VelocityModel
 
 NOTE_FIELDS = ("onset_s", "offset_s", "pitch", "velocity")
 # Columns of a notes array ``(n, 4)``, by name: ``notes[:, PITCH]``.
@@ -76,7 +78,8 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "partial_onset_threshold": C.PARTIAL_ONSET_THRESHOLD,
              "soft_onset_threshold": C.SOFT_ONSET_THRESHOLD,
              "note_filter_threshold": C.NOTE_FILTER_THRESHOLD,
-             "end_choice_threshold": C.END_CHOICE_THRESHOLD}
+             "end_choice_threshold": C.END_CHOICE_THRESHOLD,
+             "velocity_model_weight": C.VELOCITY_MODEL_WEIGHT}
 # Options that are not probabilities: each is a number >= 0.
 NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
 
@@ -99,8 +102,10 @@ class DecodingOptions:
     ``resolve``; not a threshold, so not in ``as_dict``) drops the notes it scores below
     ``note_filter_threshold`` (0 turns it off; ``notefilter.py``).  ``end_chooser`` (the
     card's ``note_ends``, filled by ``resolve``) moves a note's end where its choice is at
-    least ``end_choice_threshold`` sure (1 turns it off; ``noteends.py``).  Bad values
-    raise ``TranscribeError``.
+    least ``end_choice_threshold`` sure (1 turns it off; ``noteends.py``).
+    ``velocity_model`` (the card's ``note_velocities``) decides ``velocity_model_weight``
+    of each velocity, the blend the rest (0 turns it off; ``notevelocity.py``).  Bad
+    values raise ``TranscribeError``.
     """
 
     onset_threshold: float | None = None
@@ -119,6 +124,8 @@ class DecodingOptions:
     note_filter: NoteFilter | None = None  # weights with a note filter (their card's)
     end_choice_threshold: float | None = None  # how sure the end chooser must be to move an end
     end_chooser: EndChooser | None = None  # weights with an end chooser (their card's)
+    velocity_model_weight: float | None = None  # how much of a velocity the model decides
+    velocity_model: VelocityModel | None = None  # weights with a velocity model (their card's)
 
     def __post_init__(self) -> None:
         for name, value in self.as_dict().items():
@@ -142,17 +149,18 @@ class DecodingOptions:
             else tuned[name] if tuned.get(name) is not None else fallback
             for name, fallback in _FALLBACK.items()},
             note_filter=self.note_filter or NoteFilter.of_card(card),
-            end_chooser=self.end_chooser or EndChooser.of_card(card))
+            end_chooser=self.end_chooser or EndChooser.of_card(card),
+            velocity_model=self.velocity_model or VelocityModel.of_card(card))
 
     def merged(self, **changes) -> "DecodingOptions":
         """A copy with the fields of ``changes`` that are not None replaced."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def as_dict(self) -> dict:
-        """The thresholds by name (what a MIDI file's metadata records), not the filter
-        nor the end chooser."""
+        """The thresholds by name (what a MIDI file's metadata records), not the filter,
+        the end chooser nor the velocity model."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                if field.name not in ("note_filter", "end_chooser")}
+                if field.name not in ("note_filter", "end_chooser", "velocity_model")}
 
 
 def _rising_edges(active: np.ndarray) -> np.ndarray:
@@ -298,26 +306,47 @@ def _level_rise(level: np.ndarray, key: int, starts: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(rise), rise, 0.0)
 
 
+def long_enough(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float) -> np.ndarray:
+    """Boolean per row of ``_note_frames``: the notes ``min_note_ms`` keeps, on the frame grid."""
+    min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
+    return rows[:, 1] - rows[:, 0] >= min_frames
+
+
+def _velocity_options(options: DecodingOptions) -> dict:
+    """``_to_seconds``' arguments that decide the velocities, from ``options``."""
+    return {"level_weight": options.velocity_level_weight,
+            "velocity_model": options.velocity_model,
+            "model_weight": options.velocity_model_weight}
+
+
 def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
                 offset_column: int = 1, levels: np.ndarray | None = None,
                 level_weight: float = 0.0, shifts: np.ndarray | None = None,
-                values: np.ndarray | None = None):
+                values: np.ndarray | None = None, velocity_model: VelocityModel | None = None,
+                model_weight: float = 0.0):
     """Rows of ``_note_frames`` -> ``(n, 4)`` notes in seconds, short ones dropped, sorted;
     given ``values`` (one row each per row), also those of the notes kept, in their order.
 
     ``offset_column`` picks the rows' column that gives the offsets (4: the key releases
     a ``NoteStream`` with keys adds); which notes are kept depends on column 1 alone.
-    ``levels`` (one per row, ``onset_levels``) blend into the kept notes' velocities
-    with ``level_weight`` (``blend_velocities``).  ``shifts`` ``(rows, 2)`` (frames:
-    ``_onset_shifts``, ``_end_shifts``) move the onsets and ends off the frame grid
-    (``_refined_times``).
+    ``levels`` (one per row, ``_decoded_rows``' onset levels and rises) blend into the kept
+    notes' velocities
+    with ``level_weight`` (``blend_velocities``); given a ``velocity_model`` too, its
+    velocities (``notevelocity``) take ``model_weight`` of each, the blend's the rest.
+    ``shifts`` ``(rows, 2)`` (frames: ``_onset_shifts``, ``_end_shifts``) move the onsets
+    and ends off the frame grid (``_refined_times``).
     """
-    min_frames = max(1, int(np.ceil(min_note_ms / 1000 * frame_rate_hz - 1e-9)))
-    long = rows[:, 1] - rows[:, 0] >= min_frames
+    long = long_enough(rows, min_note_ms, frame_rate_hz)
     rows = rows[long]
+    at_onset, rises = (None, None) if levels is None else \
+        _split_levels(np.asarray(levels)[long])
     velocities = rows[:, 3] if levels is None else \
-        blend_velocities(rows[:, 3], note_levels(rows, np.asarray(levels)[long]), level_weight,
-                         rows[:, 2])
+        blend_velocities(rows[:, 3], note_levels(rows, at_onset), level_weight, rows[:, 2])
+    if levels is not None and velocity_model is not None and model_weight > 0 and len(rows):
+        modelled = velocity_model.velocities(
+            notevelocity.features(rows, at_onset, rises, frame_rate_hz), rows[:, 3])
+        velocities = np.clip(np.round((1 - model_weight) * velocities
+                                      + model_weight * modelled), 1, 127)
     onsets, ends = (rows[:, 0].astype(np.float64), rows[:, 1].astype(np.float64)) \
         if shifts is None else _refined_times(rows, np.asarray(shifts, np.float64)[long],
                                               min_note_ms / 1000 * frame_rate_hz)
@@ -431,6 +460,27 @@ def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
         return np.zeros((0, per_key.shape[-1]))
     frames = np.minimum(rows[:, :1] + np.arange(C.VELOCITY_LEVEL_FRAMES), rows[:, 1:2] - 1)
     return np.asarray(per_key[frames, rows[:, 2:3]], np.float64).max(axis=1)
+
+
+def onset_rises(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """``(n, partials)``: by how many dB each note's ``onset_levels`` lie above its key's
+    level at each partial ``notevelocity.RISE_FRAMES`` frames before its start (before the
+    recording: ``SILENCE_DB``, silence)."""
+    rows = np.asarray(rows, np.int64)
+    level = np.asarray(level)
+    per_key = level.reshape(len(level), C.N_KEYS, level.shape[1] // C.N_KEYS)
+    if len(rows) == 0:
+        return np.zeros((0, per_key.shape[-1]))
+    frames = rows[:, 0] - notevelocity.RISE_FRAMES
+    before = np.where((frames >= 0)[:, None], np.asarray(
+        per_key[np.maximum(frames, 0), rows[:, 2]], np.float64), C.SILENCE_DB)
+    return onset_levels(rows, level) - before
+
+
+def _split_levels(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_decoded_rows``' levels ``(n, 2 x partials)`` -> (``onset_levels``, ``onset_rises``)."""
+    half = levels.shape[1] // 2
+    return levels[:, :half], levels[:, half:]
 
 
 def note_levels(rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -550,14 +600,14 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     read = None
     if readings and key is not None and level is not None and offset is not None:
         notes, read = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
-                                  level_weight=options.velocity_level_weight, shifts=shifts,
+                                  shifts=shifts, **_velocity_options(options),
                                   values=end_readings(rows, frame, offset, key, level))
     else:
         notes = _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels,
-                            level_weight=options.velocity_level_weight, shifts=shifts)
+                            shifts=shifts, **_velocity_options(options))
     key_notes = None if key is None else _to_seconds(
-        rows, options.min_note_ms, frame_rate_hz, 4, levels, options.velocity_level_weight,
-        shifts)
+        rows, options.min_note_ms, frame_rate_hz, 4, levels, shifts=shifts,
+        **_velocity_options(options))
     return (notes, key_notes, read) if readings else (notes, key_notes)
 
 
@@ -567,10 +617,12 @@ def _decoded_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | Non
                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """What the whole file's decoding and a stream's buffer both take from posteriorgrams
     (frames counted from their first): the rows of ``_note_frames`` (with each note's key
-    release, column 4, given a key-down posteriorgram ``key``), each row's onset levels
-    (given ``level``, else None) and its shifts off the frame grid (``_shifts``)."""
+    release, column 4, given a key-down posteriorgram ``key``), each row's onset levels and
+    their rises side by side (``(n, 2 x partials)``: ``onset_levels``, ``onset_rises``;
+    given ``level``, else None) and its shifts off the frame grid (``_shifts``)."""
     rows = _note_frames(frame, onset, offset, velocity, options, level)
-    levels = None if level is None else onset_levels(rows, level)
+    levels = None if level is None else np.hstack([onset_levels(rows, level),
+                                                   onset_rises(rows, level)])
     shifts = _shifts(rows, frame, onset, options)
     if key is not None:
         rows = np.column_stack([rows, _key_release_frames(rows, key, options.key_threshold)])
@@ -694,6 +746,24 @@ def note_candidates(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | N
     notes = np.column_stack([onsets / frame_rate_hz, ends / frame_rate_hz,
                              rows[:, 2] + C.MIN_MIDI, rows[:, 3]]).reshape(-1, 4)
     return notes, note_features(rows, frame, onset, key, level)
+
+
+def velocity_readings(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
+                      velocity: np.ndarray, key: np.ndarray | None, level: np.ndarray,
+                      options: DecodingOptions,
+                      frame_rate_hz: float = C.FRAME_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
+    """What a velocity model is fitted on: the notes ``options`` decode (``frames_to_notes``,
+    without a velocity model) and what the model reads of each (``notevelocity.features``),
+    in their order."""
+    options = dataclasses.replace(options.resolve(), velocity_model=None)
+    rows, levels, shifts = _decoded_rows(frame, onset, offset, velocity, options, level, None)
+    kept = _filter_keeps(rows, frame, onset, key, level, options)
+    rows, levels, shifts = rows[kept], levels[kept], shifts[kept]
+    long = long_enough(rows, options.min_note_ms, frame_rate_hz)
+    read = np.zeros((len(rows), len(notevelocity.FEATURES)))
+    read[long] = notevelocity.features(rows[long], *_split_levels(levels[long]), frame_rate_hz)
+    return _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels, shifts=shifts,
+                       values=read, **_velocity_options(options))
 
 
 def _filter_keeps(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray,
@@ -866,7 +936,7 @@ class NoteStream:
         levels = np.concatenate(self.levels) if self.levels else None
         shifts = np.concatenate(self.shifts) if self.shifts else np.zeros((0, 2))
         return _to_seconds(rows, self.options.min_note_ms, self.frame_rate_hz, offset_column,
-                           levels, self.options.velocity_level_weight, shifts)
+                           levels, shifts=shifts, **_velocity_options(self.options))
 
 
 def _peaks(series: np.ndarray, threshold: float, min_gap: int) -> np.ndarray:

@@ -49,8 +49,9 @@ class Transcription:
     # sounding); None: the model has no key-down head.
     key_notes: np.ndarray | None = None
     # Which weights made the posteriorgrams: their SHA-256, the thresholds tuned for
-    # them (their card's "decoding"), their note filter and end chooser (the card's
-    # "note_filter", "note_ends") and the model pass; saved with the posteriorgrams.
+    # them (their card's "decoding"), their note filter, end chooser and velocity model
+    # (the card's "note_filter", "note_ends", "note_velocities") and the model pass; saved
+    # with the posteriorgrams.
     provenance: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -340,6 +341,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                      if "note_filter" in model.card else {}),
                   **({"weights_note_ends": model.card["note_ends"]}
                      if "note_ends" in model.card else {}),
+                  **({"weights_note_velocities": model.card["note_velocities"]}
+                     if "note_velocities" in model.card else {}),
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
                   "dereverb": bool(dereverb),
                   **({"declipped": True} if declipper is not None else {}),
@@ -389,13 +392,15 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding",
                                         "weights_note_filter", "weights_note_ends",
+                                        "weights_note_velocities",
                                         "model_pass", "dereverb",
                                         "declipped", "input_gain_db", "normalize")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
         {"decoding": provenance.get("weights_decoding", {}),
          "note_filter": provenance.get("weights_note_filter"),
-         "note_ends": provenance.get("weights_note_ends")})
+         "note_ends": provenance.get("weights_note_ends"),
+         "note_velocities": provenance.get("weights_note_velocities")})
     result = Transcription(np.zeros((0, 4)), posteriorgrams, float(arrays["duration_s"]),
                            resolved, about.get("source"), provenance=provenance)
     return result.redecode()

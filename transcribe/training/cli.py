@@ -229,10 +229,12 @@ def tune_thresholds_command(weights, validation, files):
     card_path = weights.with_suffix(".json")
     card = json.loads(card_path.read_text())
     tuned = {k: v for k, v in best.as_dict().items() if v is not None}
-    # Tuned without them: a filter's threshold, shortest note and bars, a chooser's threshold stay.
+    # Tuned without them: a filter's threshold, shortest note and bars, a chooser's threshold
+    # and a velocity model's weight stay.
     kept = (("note_filter_threshold", "min_note_ms", "onset_threshold", "soft_onset_threshold")
             if "note_filter" in card else ()) + \
-        (("end_choice_threshold",) if "note_ends" in card else ())
+        (("end_choice_threshold",) if "note_ends" in card else ()) + \
+        (("velocity_model_weight",) if "note_velocities" in card else ())
     tuned.update({k: card["decoding"][k] for k in kept if k in card.get("decoding", {})})
     card["decoding"] = tuned
     card["decoding_tuned_on"] = f"first {len(pairs)} excerpts of {validation}"
@@ -384,33 +386,64 @@ def fit_note_filter(weights, examples, tuning, files, hidden, seed, onset_thresh
                f"{best.min_note_ms:g} ms -> {line(means)} on {len(tuning_pairs)} files")
 
 
+def _fit_stage(weights: Path, examples: tuple, tuning: Path, files: int, section: str,
+               collect, fit, stage, choose, option: str, short: str, line) -> None:
+    """What fit-velocities and fit-note-ends do: fit the card's ``section`` to WEIGHTS'
+    posteriorgrams of EXAMPLES (``collect`` gives (features, targets) per pair, ``fit`` a
+    section from them all), choose its decoding ``option`` on the first FILES excerpts of
+    TUNING (``choose(loaded, pairs, stage(section))``: (options, means, all tried)), say each
+    tried (``short`` names the option, ``line`` the scores) and store both in the card."""
+    import numpy as np
+
+    from .evaluate import pair_files
+    loaded, pairs, found = _fitting_examples(weights, examples, collect, section)
+    fitted = fit(np.concatenate([f for f, _ in found]), np.concatenate([t for _, t in found]))
+    fitted["fitted_on"] += f" in {len(pairs)} excerpts in {', '.join(map(str, examples))}"
+    tuning_pairs = pair_files(tuning, tuning)[:files]
+    best, means, tried = choose(loaded, tuning_pairs, stage(fitted))
+    for options, scores in tried:
+        click.echo(f"{short} {getattr(options, option):g}: {line(scores)}", err=True)
+    chosen_on = f"first {len(tuning_pairs)} excerpts of {tuning}"
+    _into_card(weights, **{section: fitted, f"{section}_chosen_on": chosen_on},
+               decoding={option: getattr(best, option)})
+    click.echo(f"{option.replace('_', ' ')} {getattr(best, option):g} -> {line(means)} on "
+               f"{len(tuning_pairs)} files")
+
+
+@_fit_command("fit-velocities", "velocity model", hidden=16)
+def fit_velocities(weights, examples, tuning, files, hidden, seed):
+    """Fit a velocity model to WEIGHTS' posteriorgrams of EXAMPLES (make-filter-set); store
+    it and how much of each velocity it decides (chosen on --tuning) in the weights' card.
+
+    Run it after fit-note-filter: the model weighs the notes the filter keeps.  The end
+    chooser reads each note's velocity too; fitted again after the model, it tied with the
+    one fitted on the blend's velocities (model card, session 42)."""
+    from ..notevelocity import VelocityModel
+    from .notevelocity import choose_weight, examples as velocity_examples, fit_model
+
+    def line(scores: dict) -> str:
+        return (f"note+velocity F1 {100 * scores['note_velocity_f1']:.2f}, note+offset F1 "
+                f"{100 * scores['note_offset_f1']:.2f}")
+    _fit_stage(weights, examples, tuning, files, "note_velocities", velocity_examples,
+               lambda features, targets: fit_model(features, targets, hidden, seed=seed),
+               VelocityModel, choose_weight, "velocity_model_weight", "weight", line)
+
+
 @_fit_command("fit-note-ends", "chooser", hidden=16)
 def fit_note_ends(weights, examples, tuning, files, hidden, seed):
     """Fit an end chooser to WEIGHTS' posteriorgrams of EXAMPLES (make-filter-set); store
     it and the threshold chosen for it in the weights' card.
 
     Run it after fit-note-filter: the chooser ends the notes the filter keeps."""
-    import numpy as np
-
     from ..noteends import EndChooser
-    from .evaluate import pair_files
     from .noteends import choose_threshold, examples as end_examples, fit_chooser
-    loaded, pairs, found = _fitting_examples(weights, examples, end_examples, "note_ends")
-    section = fit_chooser(np.concatenate([f for f, _ in found]),
-                          np.concatenate([r for _, r in found]), hidden, seed=seed)
-    section["fitted_on"] += f" of {len(pairs)} excerpts in {', '.join(map(str, examples))}"
-    tuning_pairs = pair_files(tuning, tuning)[:files]
-    best, means, tried = choose_threshold(loaded, tuning_pairs, EndChooser(section))
+
     def line(scores: dict) -> str:
         return (f"note F1 {100 * scores['note_f1']:.2f}, note+offset F1 "
                 f"{100 * scores['note_offset_f1']:.2f}, frame F1 {100 * scores['frame_f1']:.2f}")
-    for options, scores in tried:
-        click.echo(f"threshold {options.end_choice_threshold:g}: {line(scores)}", err=True)
-    _into_card(weights, note_ends=section,
-               decoding={"end_choice_threshold": best.end_choice_threshold},
-               note_ends_chosen_on=f"first {len(tuning_pairs)} excerpts of {tuning}")
-    click.echo(f"end choice threshold {best.end_choice_threshold:g} -> {line(means)} on "
-               f"{len(tuning_pairs)} files")
+    _fit_stage(weights, examples, tuning, files, "note_ends", end_examples,
+               lambda features, right: fit_chooser(features, right, hidden, seed=seed),
+               EndChooser, choose_threshold, "end_choice_threshold", "threshold", line)
 
 
 @main.command("velocity-head")

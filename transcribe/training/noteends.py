@@ -21,7 +21,6 @@ rooms are used.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -96,16 +95,8 @@ def choose_threshold(loaded, pairs: list[tuple[Path, Path]], chooser,
     of the best mean scores on ``pairs`` (``pick_decoding``: the best note+offset F1; the
     chooser moves no onset, so note F1 does not change).  The network runs once per file."""
     from .evaluate import pick_decoding
-    from .metrics import mean_scores, score
-    from .notefilter import tuning_runs, written_with
-    card_options, runs = tuning_runs(loaded, pairs)
-
-    def scores(options) -> dict:
-        return mean_scores([score(reference, written_with(result, options))
-                            for result, reference in runs])
-
-    tried = [(options, scores(options)) for options in (
-        dataclasses.replace(card_options, end_chooser=chooser, end_choice_threshold=threshold)
-        for threshold in thresholds)]
+    from .notefilter import tried_on
+    tried = tried_on(loaded, pairs, [{"end_chooser": chooser, "end_choice_threshold": threshold}
+                                     for threshold in thresholds])
     options, means = pick_decoding(tried)
     return options, means, tried

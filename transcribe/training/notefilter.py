@@ -206,6 +206,20 @@ def tuning_runs(loaded, pairs: list[tuple[Path, Path]]):
                            reference.notes) for (audio, _), reference in zip(pairs, references)]
 
 
+def tried_on(loaded, pairs: list[tuple[Path, Path]], variants: list[dict]) -> list[tuple]:
+    """[(options, mean scores on ``pairs``)] for the card's decoding with the fields of
+    each of ``variants`` replaced (the network runs once per file)."""
+    from .metrics import mean_scores, score
+    card_options, runs = tuning_runs(loaded, pairs)
+
+    def scores(options) -> dict:
+        return mean_scores([score(reference, written_with(result, options))
+                            for result, reference in runs])
+
+    return [(options, scores(options)) for options in (
+        dataclasses.replace(card_options, **variant) for variant in variants)]
+
+
 def written_with(result, options) -> np.ndarray:
     """The notes ``result``'s posteriorgrams give with ``options``, as written by default."""
     return dataclasses.replace(result, options=options).redecode().with_pedal(
