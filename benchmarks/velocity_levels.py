@@ -47,7 +47,7 @@ def main() -> None:
     model = load_model(args.weights, "cpu")
     rows = [f"{weight:g}" for weight in args.levels]
     if model.card.get("note_velocities") is not None:
-        rows.append("the card, with its velocity model")
+        rows.append("model")  # the card's decoding, its velocity model deciding
     f1 = {row: [] for row in rows}
     correlation = {row: [] for row in rows}
     for audio, midi in pairs:
@@ -60,7 +60,9 @@ def main() -> None:
             correlation[row].append(matched_correlation(reference, notes))
     print(f"{len(pairs)} files in {args.folder}; card weight "
           f"{result.options.velocity_level_weight:g}, velocity model weight "
-          f"{result.options.velocity_model_weight:g}")
+          f"{result.options.velocity_model_weight:g}; rows by level weight, the velocity model "
+          "off" + ("; model: as the card decodes, with its velocity model" if len(rows) >
+                   len(args.levels) else ""))
     print(f"{'weight':>7} {'note+velocity F1':>17} {'velocity r':>11}")
     for row in rows:
         print(f"{row:>7} {100 * np.mean(f1[row]):>17.2f} {np.nanmean(correlation[row]):>11.3f}")
