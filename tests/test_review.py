@@ -117,6 +117,14 @@ def test_the_page_says_which_pedal_mode_its_notes_follow():
     assert "velocities add 2 steps a dB of onset level;" in page_html(Transcription(
         notes, None, 3.0, DecodingOptions(velocity_level_weight=2).resolve()), b"", "t")
     assert "velocities from the velocity head alone;" in page_html(unused, b"", "t")
+    # ... and the velocity model (--velocity-model-weight), all of each or part of it.
+    from test_notevelocity import constant_model
+    for weight, said in ((1.0, "velocities from the velocity model;"),
+                         (0.5, "velocities add 2 steps a dB of onset level, the velocity model "
+                               "deciding 0.5 of each;")):
+        assert said in page_html(Transcription(notes, None, 3.0, DecodingOptions(
+            velocity_level_weight=2, velocity_model_weight=weight,
+            velocity_model=constant_model(0.0)).resolve()), b"", "t")
     assert "offset 0.5," in page_html(Transcription(notes, None, 3.0, DecodingOptions(
         offset_threshold=0.5).resolve()), b"", "t")
     assert "(--dereverb)" not in page_html(unused, b"", "t")

@@ -497,11 +497,7 @@ def our_facts(result, spans: list, pedal: str) -> str:
              + (f"note ends chosen (threshold {options.end_choice_threshold:g}); "
                 if options.end_chooser is not None and options.end_choice_threshold < 1
                 else "note ends as heard; ")
-             + (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level"
-                if options.velocity_level_weight else "velocities from the velocity head alone")
-             + (f", the velocity model deciding {options.velocity_model_weight:g} of each; "
-                if options.velocity_model is not None and options.velocity_model_weight > 0
-                else "; "))
+             + _velocity_fact(options))
     if result.pedal is not None:  # which notes the page shows depends on the pedal mode
         count = len(spans)
         split = (f", split at presses above {options.pedal_split_threshold:g}"
@@ -515,6 +511,17 @@ def our_facts(result, spans: list, pedal: str) -> str:
     if result.provenance.get("dereverb"):
         facts += "the room's late reverberation suppressed first (--dereverb); "
     return facts
+
+
+def _velocity_fact(options) -> str:
+    """How the page's velocities were decided, for its facts line."""
+    model = options.velocity_model is not None and options.velocity_model_weight > 0
+    if model and options.velocity_model_weight >= 1:
+        return "velocities from the velocity model; "
+    blend = (f"velocities add {options.velocity_level_weight:g} steps a dB of onset level"
+             if options.velocity_level_weight else "velocities from the velocity head alone")
+    return blend + (f", the velocity model deciding {options.velocity_model_weight:g} of "
+                    "each; " if model else "; ")
 
 
 def page_html(result, recording: bytes, title: str, pedal: str = C.DEFAULT_PEDAL_MODE,
