@@ -40,6 +40,11 @@ def test_the_features_read_each_note_against_the_recording():
     np.testing.assert_allclose(got["notes_struck_with_it"], [2, 2, 1, 1])  # within a frame
     np.testing.assert_allclose(got["log_length_s"], np.log(np.array([10, 3, 20, 10]) / 31.25))
     assert features(rows[:0], levels[:0], rises[:0], 31.25).shape == (0, N)
+    # Saves from before session 19 hold one level a key: it stands for every partial.
+    one = {name: column for name, column in zip(
+        FEATURES, features(rows, levels[:, :1], rises[:, :1], 31.25).T)}
+    np.testing.assert_allclose(one["partial_3_from_median_db"], [-2.5, 7.5, -12.5, 2.5])
+    np.testing.assert_allclose(one["partial_2_rise_db"], [3, 30, 5, 0])
 
 
 def test_a_rise_is_measured_from_two_frames_before_the_start_or_from_silence():
