@@ -510,7 +510,7 @@ def test_the_end_chooser_ends_notes_where_the_key_or_the_pedal_came_up(shipped):
 
 def test_the_velocity_model_follows_the_example_s_dynamics(shipped, tmp_path):
     """The shipped card's velocity model (session 42): on the example, note+velocity F1
-    well above the level blend's (51.6 against 33.0, measured), the notes (onsets and
+    well above the level blend's (51.5 against 33.0, measured), the notes (onsets and
     pitches) unchanged; saved posteriorgrams re-decode to the same velocities."""
     from pathlib import Path
 
