@@ -64,6 +64,8 @@ def test_a_card_without_a_model_keeps_the_level_blend():
     resolved = DecodingOptions().resolve({"note_velocities": section})
     assert resolved.velocity_model == VelocityModel(section)
     assert "velocity_model" not in resolved.as_dict()  # a MIDI file's metadata: numbers only
+    with pytest.raises(TranscribeError, match=r"velocity_model_weight is a share in \[0, 1\]"):
+        DecodingOptions(velocity_model_weight=1.5)
     for broken, why in (({**section, "features": section["features"][:-1]}, "other features"),
                         ({**section, "output_bias": [0.0, 0.0]}, "wrong shape")):
         with pytest.raises(TranscribeError, match=why):

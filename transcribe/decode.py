@@ -82,6 +82,8 @@ _FALLBACK = {"onset_threshold": C.ONSET_THRESHOLD, "frame_threshold": C.FRAME_TH
              "velocity_model_weight": C.VELOCITY_MODEL_WEIGHT}
 # Options that are not probabilities: each is a number >= 0.
 NON_NEGATIVE_OPTIONS = ("min_note_ms", "velocity_level_weight")
+# Options that are shares of something, in [0, 1], not probabilities.
+SHARE_OPTIONS = ("velocity_model_weight",)
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ class DecodingOptions:
                 if value < 0:
                     raise TranscribeError(f"{name} must be >= 0, got {value}")
             elif not 0 <= value <= 1:
-                raise TranscribeError(f"{name} is a probability in [0, 1], got {value}")
+                kind = "a share" if name in SHARE_OPTIONS else "a probability"
+                raise TranscribeError(f"{name} is {kind} in [0, 1], got {value}")
 
     def resolve(self, card: dict | None = None) -> "DecodingOptions":
         """Every unset field filled from ``card['decoding']``, then from the constants."""
