@@ -345,7 +345,7 @@ def _to_seconds(rows: np.ndarray, min_note_ms: float, frame_rate_hz: float,
         _split_levels(np.asarray(levels)[long])
     velocities = rows[:, 3] if levels is None else \
         blend_velocities(rows[:, 3], note_levels(rows, at_onset), level_weight, rows[:, 2])
-    if levels is not None and velocity_model is not None and model_weight > 0 and len(rows):
+    if levels is not None and velocity_model is not None and model_weight > 0:
         modelled = velocity_model.velocities(
             notevelocity.features(rows, at_onset, rises, frame_rate_hz), rows[:, 3])
         velocities = np.clip(np.round((1 - model_weight) * velocities
@@ -465,10 +465,11 @@ def onset_levels(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
     return np.asarray(per_key[frames, rows[:, 2:3]], np.float64).max(axis=1)
 
 
-def onset_rises(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """``(n, partials)``: by how many dB each note's ``onset_levels`` lie above its key's
-    level at each partial ``notevelocity.RISE_FRAMES`` frames before its start (before the
-    recording: ``SILENCE_DB``, silence)."""
+def onset_rises(rows: np.ndarray, level: np.ndarray,
+                at_onset: np.ndarray | None = None) -> np.ndarray:
+    """``(n, partials)``: by how many dB each note's ``onset_levels`` (``at_onset``, when
+    already read) lie above its key's level at each partial ``notevelocity.RISE_FRAMES``
+    frames before its start (before the recording: ``SILENCE_DB``, silence)."""
     rows = np.asarray(rows, np.int64)
     level = np.asarray(level)
     per_key = level.reshape(len(level), C.N_KEYS, level.shape[1] // C.N_KEYS)
@@ -477,7 +478,7 @@ def onset_rises(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
     frames = rows[:, 0] - notevelocity.RISE_FRAMES
     before = np.where((frames >= 0)[:, None], np.asarray(
         per_key[np.maximum(frames, 0), rows[:, 2]], np.float64), C.SILENCE_DB)
-    return onset_levels(rows, level) - before
+    return (onset_levels(rows, level) if at_onset is None else at_onset) - before
 
 
 def _split_levels(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -594,10 +595,7 @@ def decode_notes(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None
     if frame.shape != onset.shape or frame.ndim != 2:
         raise ValueError(f"frame {frame.shape} and onset {onset.shape} must both be (frames, keys)")
     key = None if key is None else np.asarray(key).reshape(-1, C.N_KEYS)
-    rows, levels, shifts = _decoded_rows(frame, onset, offset, velocity, options, level, key)
-    kept = _filter_keeps(rows, frame, onset, key, level, options)
-    rows, shifts = rows[kept], shifts[kept]
-    levels = None if levels is None else levels[kept]
+    rows, levels, shifts = _kept_rows(frame, onset, offset, velocity, options, level, key)
     if not between_frames:
         shifts = None
     read = None
@@ -624,8 +622,10 @@ def _decoded_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | Non
     their rises side by side (``(n, 2 x partials)``: ``onset_levels``, ``onset_rises``;
     given ``level``, else None) and its shifts off the frame grid (``_shifts``)."""
     rows = _note_frames(frame, onset, offset, velocity, options, level)
-    levels = None if level is None else np.hstack([onset_levels(rows, level),
-                                                   onset_rises(rows, level)])
+    levels = None
+    if level is not None:
+        at_onset = onset_levels(rows, level)
+        levels = np.hstack([at_onset, onset_rises(rows, level, at_onset)])
     shifts = _shifts(rows, frame, onset, options)
     if key is not None:
         rows = np.column_stack([rows, _key_release_frames(rows, key, options.key_threshold)])
@@ -759,14 +759,22 @@ def velocity_readings(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray |
     without a velocity model) and what the model reads of each (``notevelocity.features``),
     in their order."""
     options = dataclasses.replace(options.resolve(), velocity_model=None)
-    rows, levels, shifts = _decoded_rows(frame, onset, offset, velocity, options, level, None)
-    kept = _filter_keeps(rows, frame, onset, key, level, options)
-    rows, levels, shifts = rows[kept], levels[kept], shifts[kept]
+    rows, levels, shifts = _kept_rows(frame, onset, offset, velocity, options, level, key)
     long = long_enough(rows, options.min_note_ms, frame_rate_hz)
     read = np.zeros((len(rows), len(notevelocity.FEATURES)))
     read[long] = notevelocity.features(rows[long], *_split_levels(levels[long]), frame_rate_hz)
     return _to_seconds(rows, options.min_note_ms, frame_rate_hz, levels=levels, shifts=shifts,
                        values=read, **_velocity_options(options))
+
+
+def _kept_rows(frame: np.ndarray, onset: np.ndarray, offset: np.ndarray | None,
+               velocity: np.ndarray | None, options: DecodingOptions, level: np.ndarray | None,
+               key: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``_decoded_rows`` of the whole posteriorgrams, of the notes the note filter keeps
+    (all, without one)."""
+    rows, levels, shifts = _decoded_rows(frame, onset, offset, velocity, options, level, key)
+    kept = _filter_keeps(rows, frame, onset, key, level, options)
+    return rows[kept], None if levels is None else levels[kept], shifts[kept]
 
 
 def _filter_keeps(rows: np.ndarray, frame: np.ndarray, onset: np.ndarray,

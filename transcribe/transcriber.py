@@ -29,6 +29,11 @@ from .midi import format_for, notes_bytes, notes_to_midi
 from .timing import StageTimes
 from .version import __version__
 
+# The card's sections fitted to the weights' posteriorgrams (the note filter, the end
+# chooser, the velocity model): saved with posteriorgrams as "weights_<section>", so that
+# a re-decode decodes as the weights' card does.
+FITTED_SECTIONS = ("note_filter", "note_ends", "note_velocities")
+
 
 @dataclass
 class Transcription:
@@ -337,12 +342,8 @@ def transcribe(audio: str | Path | np.ndarray, model=None, sample_rate: int | No
                         f"is one polarity-inverted?): transcribe one channel, e.g. {one}")
     provenance = {"weights_sha256": model.card.get("sha256"),
                   "weights_decoding": model.card.get("decoding", {}),
-                  **({"weights_note_filter": model.card["note_filter"]}
-                     if "note_filter" in model.card else {}),
-                  **({"weights_note_ends": model.card["note_ends"]}
-                     if "note_ends" in model.card else {}),
-                  **({"weights_note_velocities": model.card["note_velocities"]}
-                     if "note_velocities" in model.card else {}),
+                  **{f"weights_{section}": model.card[section]
+                     for section in FITTED_SECTIONS if section in model.card},
                   "model_pass": "full" if full and model.config.reconstruction else "fast",
                   "dereverb": bool(dereverb),
                   **({"declipped": True} if declipper is not None else {}),
@@ -391,16 +392,13 @@ def load_posteriorgrams(path: str | Path, options: DecodingOptions | None = None
                                     key=arrays.get("key"), level=arrays.get("level"),
                                     frame_rate_hz=float(arrays["frame_rate_hz"]))
     provenance = {k: about[k] for k in ("weights_sha256", "weights_decoding",
-                                        "weights_note_filter", "weights_note_ends",
-                                        "weights_note_velocities",
+                                        *(f"weights_{section}" for section in FITTED_SECTIONS),
                                         "model_pass", "dereverb",
                                         "declipped", "input_gain_db", "normalize")
                   if k in about}
     resolved = (options or DecodingOptions()).resolve(
         {"decoding": provenance.get("weights_decoding", {}),
-         "note_filter": provenance.get("weights_note_filter"),
-         "note_ends": provenance.get("weights_note_ends"),
-         "note_velocities": provenance.get("weights_note_velocities")})
+         **{section: provenance.get(f"weights_{section}") for section in FITTED_SECTIONS}})
     result = Transcription(np.zeros((0, 4)), posteriorgrams, float(arrays["duration_s"]),
                            resolved, about.get("source"), provenance=provenance)
     return result.redecode()

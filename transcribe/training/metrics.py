@@ -222,9 +222,6 @@ ERROR_MEANINGS = {
                "twelfth, two octaves ... below)",
 }
 ERROR_NEAR_S = 0.15  # how far from the onset a note of the same key counts as off in time
-# Keys above a played note where its 2nd to 6th partials sound (an octave, a twelfth, two
-# octaves, two octaves and a third, two octaves and a fifth).
-PARTIAL_INTERVALS = (12, 19, 24, 28, 31)
 
 
 def error_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
@@ -236,13 +233,12 @@ def error_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     ``ERROR_NEAR_S`` of its onset, swallowed where a note of its key written before it
     still sounds at its onset (a re-strike not heard); a note not played is off in time
     likewise, split where a played note of its key began before it and still sounds, a
-    partial where a note ``PARTIAL_INTERVALS`` below was played within 50 ms of it.  Sum
-    over files.
+    partial where a note ``C.PARTIAL_INTERVALS`` below (its 2nd to 6th partials) was
+    played within 50 ms of it.  Sum over files.
     """
     ref, est = _valid(reference), _valid(estimate)
-    found, hits = np.zeros(len(ref), bool), np.zeros(len(est), bool)
-    pairs = _note_pairs(ref, est)
-    found[pairs[:, 0]], hits[pairs[:, 1]] = True, True
+    found, hits = note_matches(reference, estimate)
+    found, hits = found[_valid_mask(reference)], hits[_valid_mask(estimate)]
     counts = np.zeros(len(ERROR_KINDS), np.int64)
 
     def kind(notes, others, others_unmatched, index, partials):
@@ -252,7 +248,7 @@ def error_counts(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
             return 0
         if np.any(same & (others[:, ONSET_S] < onset) & (others[:, OFFSET_S] > onset)):
             return 1
-        if partials and np.any(np.isin(key - others[:, PITCH], PARTIAL_INTERVALS)
+        if partials and np.any(np.isin(key - others[:, PITCH], C.PARTIAL_INTERVALS)
                                & (np.abs(others[:, ONSET_S] - onset) <= 0.05)):
             return 2
         return 3 if partials else 2
